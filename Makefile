@@ -1,0 +1,38 @@
+# Two entry points, each doing the whole set-up on a fresh machine:
+#   make demo   install, then run the main job on the bundled example data
+#   make test   install, then run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/prom3e-geo
+OUT    ?= demo-out
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+# torch goes first and pinned, so that nothing later can pull a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch>=2.3,<2.14"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install
+	mkdir -p $(OUT)
+	$(CLI) diversity --observations examples/observations.csv \
+		--out $(OUT)/diversity.tif --zarr $(OUT)/diversity.zarr --png $(OUT)/diversity.png --overwrite
+	@echo "Outputs in $(OUT)/: open diversity.tif in QGIS, diversity.zarr in xarray."
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: install
+	$(PY) benchmarks/diversity.py
+
+clean:
+	rm -rf $(VENV) $(OUT)

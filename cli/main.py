@@ -1,0 +1,266 @@
+"""The `prom3e-geo` command line: parse options, call the library, report.
+
+Exit codes: 0 success, 2 bad usage or bad input (one line on stderr), 1 internal error.
+Set PROM3E_GEO_DEBUG=1 to get the traceback of an internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from prom3e_geo_cli.progress import ByteProgress
+
+from prom3e_geo import __version__
+from prom3e_geo.errors import InputError
+
+PROG = "prom3e-geo"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name=PROG)
+def cli() -> None:
+    """Continental maps from the ProM3E multimodal ecological embedding model."""
+
+
+def command_line() -> str:
+    """The command as typed, for provenance tags."""
+    return shlex.join([PROG, *sys.argv[1:]])
+
+
+# -- shared option groups -----------------------------------------------------------------------
+def grid_options(fn: Callable) -> Callable:
+    """GRID = [--aoi conus|FILE|minx,miny,maxx,maxy] [--crs EPSG] [--shape RxC | --resolution R]."""
+    options = [
+        click.option(
+            "--aoi",
+            default="conus",
+            show_default=True,
+            help="Area: 'conus', a vector file (GeoJSON/GeoPackage/shapefile), or a lon/lat "
+            "bbox 'minx,miny,maxx,maxy'.",
+        ),
+        click.option("--crs", default="EPSG:4326", show_default=True, help="Grid CRS."),
+        click.option(
+            "--shape", default=None, help="Grid ROWSxCOLS (default 250x500, the paper grid)."
+        ),
+        click.option(
+            "--resolution",
+            default=None,
+            help="Cell size in CRS units instead of --shape, e.g. 0.05 (deg) or 5000 (m).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_grid_from(aoi: str, crs: str, shape: str | None, resolution: str | None):
+    from prom3e_geo.grid import build_grid
+
+    return build_grid(aoi=aoi, crs=crs, shape=shape, resolution=resolution)
+
+
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace outputs that already exist."
+)
+
+
+def out_path(required: bool = True, help: str = "Output GeoTIFF (COG).") -> Callable:
+    return click.option(
+        "--out", "out", required=required, type=click.Path(path_type=Path), help=help
+    )
+
+
+# -- commands -----------------------------------------------------------------------------------
+@cli.command("grid")
+@grid_options
+@out_path(help="Output GeoTIFF (COG) of the AOI mask: 1 inside, nodata outside.")
+@overwrite_option
+def grid_command(aoi, crs, shape, resolution, out, overwrite) -> None:
+    """Build a grid and write its AOI mask.
+
+    \b
+    Example:
+      prom3e-geo grid --crs EPSG:5070 --resolution 5000 --out conus-5km.tif
+    """
+    import numpy as np
+
+    from prom3e_geo.io.geotiff import write_cog
+    from prom3e_geo.io.outputs import check_output
+    from prom3e_geo.io.provenance import provenance
+
+    check_output(out, overwrite)
+    grid = build_grid_from(aoi, crs, shape, resolution)
+    tags = provenance(command_line(), grid)
+    write_cog(out, {"aoi": np.ones(grid.shape, np.float32)}, grid, tags, overwrite=overwrite)
+    click.echo(f"grid: {grid.describe()}")
+    click.echo(f"wrote {out}")
+
+
+@cli.command("diversity")
+@click.option(
+    "--observations",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="iNaturalist CSV, GBIF CSV / Darwin Core Archive, or (Geo)Parquet.",
+)
+@click.option(
+    "--sigma",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Gaussian smoothing in cells (0 disables).",
+)
+@grid_options
+@out_path()
+@click.option(
+    "--zarr", "zarr_path", type=click.Path(path_type=Path), help="Also write a Zarr store."
+)
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True)
+@click.option(
+    "--png", "png_path", type=click.Path(path_type=Path), help="Also write a PNG quicklook."
+)
+@click.option("--lat-col", default=None, help="Latitude column (default: auto-detect).")
+@click.option("--lon-col", default=None, help="Longitude column (default: auto-detect).")
+@click.option("--species-col", default=None, help="Species column (default: auto-detect).")
+@click.option("--research-grade", is_flag=True, help="Keep iNaturalist research-grade rows only.")
+@click.option("--since", default=None, help="Keep observations on or after YYYY-MM-DD.")
+@click.option("--until", default=None, help="Keep observations on or before YYYY-MM-DD.")
+@overwrite_option
+def diversity_command(
+    observations,
+    sigma,
+    aoi,
+    crs,
+    shape,
+    resolution,
+    out,
+    zarr_path,
+    zarr_format,
+    png_path,
+    lat_col,
+    lon_col,
+    species_col,
+    research_grade,
+    since,
+    until,
+    overwrite,
+) -> None:
+    """Species richness and Shannon diversity maps from observations.
+
+    Bands: shannon, richness (Gaussian-smoothed), shannon_raw, richness_raw, n_obs.
+
+    \b
+    Example:
+      prom3e-geo diversity --observations inat.csv --out div.tif --png div.png
+    """
+    from prom3e_geo.io.layers import write_layer_outputs
+    from prom3e_geo.io.outputs import check_distinct, check_output
+    from prom3e_geo.io.png import Panel
+    from prom3e_geo.io.provenance import provenance
+    from prom3e_geo.layers.diversity import BAND_DOCS, compute_diversity
+    from prom3e_geo.observations import ObservationReader, parse_date
+
+    outputs = [out, zarr_path, png_path]
+    for path in outputs:
+        if path is not None:
+            check_output(path, overwrite)
+    check_distinct(outputs, [observations])
+    date_range = (parse_date(since), parse_date(until))
+    grid = build_grid_from(aoi, crs, shape, resolution)
+    with ByteProgress("reading observations") as bar:
+        reader = ObservationReader(
+            observations,
+            lat_col=lat_col,
+            lon_col=lon_col,
+            species_col=species_col,
+            research_grade=research_grade,
+            date_range=date_range,
+            progress=bar.update_to,
+        )
+        layers = compute_diversity(reader, grid, sigma=sigma)
+    report = reader.report
+    if layers.observations_used == 0:
+        raise InputError(
+            f"no usable observation falls inside the AOI ({report.summary()}; "
+            f"outside the grid: {layers.outside_grid:,}, outside the AOI: {layers.outside_aoi:,})"
+        )
+    tags = provenance(
+        command_line(),
+        grid,
+        inputs={"observations": observations},
+        params={
+            "layer": "diversity",
+            "sigma_cells": sigma,
+            "species_column": reader.columns.species,
+            "research_grade_only": research_grade,
+            "date_range": f"{since or ''}/{until or ''}",
+            "rows_read": report.rows_read,
+            "rows_kept": report.rows_kept,
+            "species": len(reader.species_names),
+        },
+    )
+    panels = [
+        Panel(layers.shannon, f"Shannon diversity (sigma {sigma:g} cells)", "H (nats)", "magma"),
+        Panel(layers.richness, f"Species richness (sigma {sigma:g} cells)", "species", "viridis"),
+    ]
+    written = write_layer_outputs(
+        layers.bands(),
+        grid,
+        tags,
+        BAND_DOCS,
+        out,
+        zarr_path=zarr_path,
+        zarr_format=int(zarr_format),
+        png_path=png_path,
+        png_panels=panels,
+        overwrite=overwrite,
+    )
+    click.echo(f"observations: {report.summary()}")
+    click.echo(
+        f"diversity: {layers.observations_used:,} observations of {len(reader.species_names):,} "
+        f"species in {layers.cells_with_data:,} of {grid.n_inside:,} cells "
+        f"(outside the grid: {layers.outside_grid:,}, outside the AOI: {layers.outside_aoi:,})"
+    )
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+# -- entry point --------------------------------------------------------------------------------
+def _fail(message: str, code: int) -> None:
+    click.echo(f"{PROG}: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: Callable[[], int | None]) -> Callable[[], None]:
+    @functools.wraps(fn)
+    def wrapper() -> None:
+        try:
+            code = fn()
+        except InputError as exc:
+            _fail(str(exc), 2)
+        except click.ClickException as exc:  # usage errors: exit 2, one line
+            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except (KeyboardInterrupt, click.Abort):
+            _fail("interrupted", 130)
+        except Exception as exc:
+            if os.environ.get("PROM3E_GEO_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (PROM3E_GEO_DEBUG=1 shows more)", 1)
+        sys.exit(code or 0)
+
+    return wrapper
+
+
+@handle_errors
+def main() -> int | None:
+    return cli.main(prog_name=PROG, standalone_mode=False)
+
+
+if __name__ == "__main__":
+    main()

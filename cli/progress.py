@@ -1,0 +1,29 @@
+"""Progress bars for the terminal (silent when stderr is not a terminal)."""
+
+from __future__ import annotations
+
+from tqdm import tqdm
+
+
+class ByteProgress:
+    """A byte-count bar driven by `update_to(done, total)` callbacks from the library."""
+
+    def __init__(self, description: str) -> None:
+        self._bar = tqdm(
+            desc=description,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=None,
+            leave=False,
+        )
+
+    def update_to(self, done: int, total: int) -> None:
+        self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def __enter__(self) -> ByteProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()

@@ -1,0 +1,369 @@
+"""Raster grids over an area of interest.
+
+A `Grid` is a north-up raster in one CRS: a corner-based affine transform (pixel-is-area, as in
+GeoTIFF), a shape, and a boolean mask of the cells whose *centre* lies inside the AOI. Every layer
+and store of the toolkit lives on a `Grid`; cell centres are what the encoders see.
+
+Constructors, all through `build_grid`:
+
+* the paper grid (the default): the contiguous USA, EPSG:4326, 250 rows x 500 columns spanning
+  the CONUS bounding box;
+* a resolution in CRS units, e.g. 0.05 degrees, or 5000 m in the equal-area EPSG:5070; bounds are
+  snapped outward to multiples of the resolution so that grids of one resolution align;
+* any AOI: a vector file (GeoJSON, GeoPackage, shapefile, anything GDAL reads) or a lon/lat bbox.
+
+Geometries are densified before they are reprojected, so that straight edges in one CRS (e.g. the
+49th parallel in lon/lat) stay on their true path in another.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyproj
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from rasterio.features import geometry_mask
+
+from prom3e_geo.errors import InputError
+
+PAPER_SHAPE = (250, 500)
+DEFAULT_CHUNK = (128, 128)
+MAX_CELLS = 500_000_000
+WGS84 = CRS.from_epsg(4326)
+
+
+@dataclass(frozen=True)
+class Aoi:
+    """An area of interest: a polygonal geometry in EPSG:4326 and a short name for provenance."""
+
+    name: str
+    geometry: shapely.Geometry
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A rectangular block of grid cells: rows [row0, row1) x columns [col0, col1)."""
+
+    index: int
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.row0, self.row1)
+
+    @property
+    def cols(self) -> slice:
+        return slice(self.col0, self.col1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.row1 - self.row0, self.col1 - self.col0)
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """A north-up raster grid with an AOI mask (True = cell centre inside the AOI)."""
+
+    crs: CRS
+    transform: Affine
+    shape: tuple[int, int]
+    mask: np.ndarray = field(repr=False)
+    aoi_name: str = "bbox"
+    chunk_shape: tuple[int, int] = DEFAULT_CHUNK
+
+    def __post_init__(self) -> None:
+        if self.transform.b != 0 or self.transform.d != 0 or self.transform.e >= 0:
+            raise ValueError("Grid needs a north-up transform without rotation")
+        if self.mask.shape != self.shape or self.mask.dtype != bool:
+            raise ValueError(f"mask must be a bool array of shape {self.shape}")
+        self.mask.flags.writeable = False
+
+    # -- geometry -------------------------------------------------------------------------------
+    @property
+    def height(self) -> int:
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[1]
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """Cell size (x, y) in CRS units, both positive."""
+        return (self.transform.a, -self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(minx, miny, maxx, maxy) of the cell corners."""
+        minx, maxy = self.transform.c, self.transform.f
+        return (
+            minx,
+            maxy + self.height * self.transform.e,
+            minx + self.width * self.transform.a,
+            maxy,
+        )
+
+    @property
+    def x(self) -> np.ndarray:
+        """Cell-centre x coordinates of the columns (1-D, increasing)."""
+        return self.transform.c + (np.arange(self.width) + 0.5) * self.transform.a
+
+    @property
+    def y(self) -> np.ndarray:
+        """Cell-centre y coordinates of the rows (1-D, decreasing: row 0 is the north edge)."""
+        return self.transform.f + (np.arange(self.height) + 0.5) * self.transform.e
+
+    @property
+    def n_inside(self) -> int:
+        return int(self.mask.sum())
+
+    def centres(self, chunk: Chunk | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """2-D arrays (x, y) of cell centres in the grid CRS, for the whole grid or one chunk."""
+        rows = chunk.rows if chunk else slice(None)
+        cols = chunk.cols if chunk else slice(None)
+        return np.meshgrid(self.x[cols], self.y[rows])
+
+    def lonlat(self, chunk: Chunk | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """2-D arrays (lon, lat) in degrees of cell centres, for the whole grid or one chunk."""
+        x, y = self.centres(chunk)
+        if self.crs == WGS84:
+            return x, y
+        lon, lat = _transformer(self.crs.to_wkt(), WGS84.to_wkt()).transform(x, y)
+        return np.asarray(lon), np.asarray(lat)
+
+    def cell_index(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Flat cell index (row * width + col) of points in the grid CRS; -1 outside the grid."""
+        col = np.floor((np.asarray(x, dtype=np.float64) - self.transform.c) / self.transform.a)
+        row = np.floor((np.asarray(y, dtype=np.float64) - self.transform.f) / self.transform.e)
+        inside = (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
+        out = np.full(col.shape, -1, dtype=np.int64)
+        out[inside] = row[inside].astype(np.int64) * self.width + col[inside].astype(np.int64)
+        return out
+
+    def cell_index_lonlat(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Like `cell_index`, for points given in lon/lat degrees."""
+        if self.crs == WGS84:
+            return self.cell_index(lon, lat)
+        x, y = _transformer(WGS84.to_wkt(), self.crs.to_wkt()).transform(lon, lat)
+        return self.cell_index(np.asarray(x), np.asarray(y))
+
+    # -- chunks ---------------------------------------------------------------------------------
+    def chunks(self) -> Iterator[Chunk]:
+        """Blocks of `chunk_shape` cells in row-major order (edge blocks are smaller)."""
+        ch, cw = self.chunk_shape
+        index = 0
+        for row0 in range(0, self.height, ch):
+            for col0 in range(0, self.width, cw):
+                yield Chunk(
+                    index, row0, min(row0 + ch, self.height), col0, min(col0 + cw, self.width)
+                )
+                index += 1
+
+    # -- description ----------------------------------------------------------------------------
+    def crs_name(self) -> str:
+        epsg = self.crs.to_epsg()
+        return f"EPSG:{epsg}" if epsg else self.crs.to_wkt()
+
+    def describe(self) -> str:
+        """One line for provenance tags and summaries."""
+        rx, ry = self.res
+        b = ", ".join(f"{v:.6g}" for v in self.bounds)
+        return (
+            f"aoi={self.aoi_name} crs={self.crs_name()} shape={self.height}x{self.width} "
+            f"res={rx:.6g},{ry:.6g} bounds=({b}) cells_inside={self.n_inside}"
+        )
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable description, for manifests (the mask is summarised by its count)."""
+        return {
+            "aoi": self.aoi_name,
+            "crs": self.crs_name(),
+            "transform": list(self.transform)[:6],
+            "shape": list(self.shape),
+            "cells_inside": self.n_inside,
+        }
+
+
+# -- AOIs ---------------------------------------------------------------------------------------
+@functools.cache
+def conus_boundary() -> shapely.Geometry:
+    """The bundled contiguous-US boundary (48 states + DC) in EPSG:4326; see data/PROVENANCE.md."""
+    text = resources.files("prom3e_geo.data").joinpath("conus.geojson").read_text()
+    features = json.loads(text)["features"]
+    return shapely.union_all([shapely.geometry.shape(f["geometry"]) for f in features])
+
+
+def load_aoi(spec: str) -> Aoi:
+    """Parse an AOI spec: `conus`, a vector file path, or `minx,miny,maxx,maxy` in lon/lat."""
+    spec = spec.strip()
+    if spec.lower() == "conus":
+        return Aoi("conus", conus_boundary())
+    if _looks_like_bbox(spec):
+        return Aoi(f"bbox({spec})", _parse_bbox(spec))
+    return _read_aoi_file(Path(spec))
+
+
+def _looks_like_bbox(spec: str) -> bool:
+    return spec.count(",") == 3 and not Path(spec).exists()
+
+
+def _parse_bbox(spec: str) -> shapely.Geometry:
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in spec.split(","))
+    except ValueError:
+        raise InputError(f"AOI bbox {spec!r} is not four numbers minx,miny,maxx,maxy") from None
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        raise InputError(f"AOI bbox {spec!r} has a non-finite value")
+    if not (
+        -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
+    ):
+        raise InputError(
+            f"AOI bbox {spec!r} is out of range: longitudes must lie in [-180, 180] and "
+            "latitudes in [-90, 90] (order: minx,miny,maxx,maxy)"
+        )
+    if minx >= maxx or miny >= maxy:
+        raise InputError(f"AOI bbox {spec!r} is empty: need minx < maxx and miny < maxy")
+    return shapely.box(minx, miny, maxx, maxy)
+
+
+def _read_aoi_file(path: Path) -> Aoi:
+    import geopandas as gpd  # heavy import, only needed for AOI files
+
+    if not path.exists():
+        raise InputError(f"AOI file {path} does not exist (and is not a minx,miny,maxx,maxy bbox)")
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:  # GDAL/pyogrio raise many types for unreadable files
+        raise InputError(
+            f"AOI file {path} cannot be read as vector data: {_first_line(exc)}"
+        ) from None
+    geoms = frame.geometry[frame.geometry.notna() & ~frame.geometry.is_empty]
+    polygons = [g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon")]
+    if not polygons:
+        raise InputError(f"AOI file {path} holds no polygon geometry")
+    geometry = shapely.union_all(shapely.make_valid(np.asarray(polygons, dtype=object)))
+    if frame.crs is None:
+        minx, miny, maxx, maxy = geometry.bounds
+        if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
+            raise InputError(f"AOI file {path} has no CRS and its coordinates are not lon/lat")
+        src = WGS84
+    else:
+        src = CRS.from_user_input(frame.crs.to_wkt())
+    geometry = reproject_geometry(geometry, src, WGS84)
+    if geometry.is_empty:
+        raise InputError(f"AOI file {path} has an empty geometry")
+    return Aoi(path.stem, geometry)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# -- reprojection -------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=16)
+def _transformer(src_wkt: str, dst_wkt: str) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
+
+
+def reproject_geometry(geometry: shapely.Geometry, src: CRS, dst: CRS) -> shapely.Geometry:
+    """Reproject a geometry, densifying its edges first (1/1000 of its extent per segment)."""
+    if src == dst or geometry.is_empty:
+        return geometry
+    minx, miny, maxx, maxy = geometry.bounds
+    step = max(maxx - minx, maxy - miny) / 1000.0
+    dense = shapely.segmentize(geometry, step) if step > 0 else geometry
+    tr = _transformer(src.to_wkt(), dst.to_wkt())
+
+    def forward(coords: np.ndarray) -> np.ndarray:
+        x, y = tr.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    out = shapely.transform(dense, forward)
+    return shapely.make_valid(out) if not out.is_valid else out
+
+
+# -- grid construction --------------------------------------------------------------------------
+def parse_crs(spec: str) -> CRS:
+    try:
+        return CRS.from_user_input(spec)
+    except (CRSError, ValueError):
+        raise InputError(f"unknown CRS {spec!r} (use e.g. EPSG:4326 or EPSG:5070)") from None
+
+
+def parse_shape(spec: str) -> tuple[int, int]:
+    """`250x500` -> (250, 500): rows x columns."""
+    parts = spec.lower().replace(",", "x").split("x")
+    try:
+        rows, cols = (int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"grid shape {spec!r} is not ROWSxCOLS, e.g. 250x500") from None
+    if rows <= 0 or cols <= 0:
+        raise InputError(f"grid shape {spec!r} must be positive")
+    return rows, cols
+
+
+def parse_resolution(spec: str | float) -> tuple[float, float]:
+    """`0.05` or `5000` (square cells) or `RX,RY`, in CRS units."""
+    parts = str(spec).split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise InputError(f"resolution {spec!r} is not a number (or RX,RY)") from None
+    if len(values) not in (1, 2) or not all(math.isfinite(v) and v > 0 for v in values):
+        raise InputError(f"resolution {spec!r} must be one or two positive numbers")
+    return (values[0], values[-1])
+
+
+def build_grid(
+    aoi: str | Aoi = "conus",
+    crs: str | CRS = "EPSG:4326",
+    shape: str | tuple[int, int] | None = None,
+    resolution: str | float | tuple[float, float] | None = None,
+    chunk_shape: tuple[int, int] = DEFAULT_CHUNK,
+) -> Grid:
+    """Build a grid over an AOI; with neither shape nor resolution, the paper's 250 x 500 shape."""
+    if shape is not None and resolution is not None:
+        raise InputError("give either a grid shape or a resolution, not both")
+    aoi = load_aoi(aoi) if isinstance(aoi, str) else aoi
+    crs = parse_crs(crs) if isinstance(crs, str) else crs
+    geometry = reproject_geometry(aoi.geometry, WGS84, crs)
+    if geometry.is_empty or not math.isfinite(geometry.area):
+        raise InputError(f"AOI {aoi.name} cannot be represented in {crs.to_string()}")
+    minx, miny, maxx, maxy = geometry.bounds
+
+    if resolution is not None:
+        rx, ry = resolution if isinstance(resolution, tuple) else parse_resolution(resolution)
+        minx, maxx = math.floor(minx / rx) * rx, math.ceil(maxx / rx) * rx
+        miny, maxy = math.floor(miny / ry) * ry, math.ceil(maxy / ry) * ry
+        rows, cols = max(1, round((maxy - miny) / ry)), max(1, round((maxx - minx) / rx))
+    else:
+        rows, cols = parse_shape(shape) if isinstance(shape, str) else (shape or PAPER_SHAPE)
+        rx, ry = (maxx - minx) / cols, (maxy - miny) / rows
+    if rows * cols > MAX_CELLS:
+        raise InputError(
+            f"a grid of {rows}x{cols} = {rows * cols:,} cells is too large "
+            f"(limit {MAX_CELLS:,}); use a coarser resolution or a smaller AOI"
+        )
+    transform = Affine(rx, 0.0, minx, 0.0, -ry, maxy)
+    mask = geometry_mask([geometry], out_shape=(rows, cols), transform=transform, invert=True)
+    grid = Grid(crs, transform, (rows, cols), mask, aoi.name, chunk_shape)
+    if grid.n_inside == 0:
+        raise InputError(
+            f"AOI {aoi.name} contains no cell centre of a {rows}x{cols} grid; "
+            "use a finer --shape or --resolution"
+        )
+    return grid

@@ -1,0 +1,84 @@
+"""Safe output paths: refuse to clobber, write under a temporary name, rename when complete.
+
+A crash, a Ctrl-C or a bad input never leaves a half-written file under the final name, and an
+existing output is only replaced when the caller asked for it (`overwrite=True`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prom3e_geo.errors import InputError
+
+
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """Validate an output path before any work is done; return it as a Path.
+
+    An existing output is replaced only with `overwrite`, and only if it is of the same kind: a
+    file for a file output, a Zarr store (a folder with Zarr metadata) for a `.zarr` output. A
+    user's unrelated folder is never deleted.
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        raise InputError(f"output folder {path.parent} does not exist")
+    if not path.exists():
+        return path
+    if not overwrite:
+        raise InputError(f"output {path} already exists (pass --overwrite to replace it)")
+    if path.is_dir() and not is_zarr_store(path):
+        raise InputError(
+            f"output {path} is a folder that is not a Zarr store; refusing to replace it"
+        )
+    return path
+
+
+def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> None:
+    """Refuse an output path that repeats another output or names an input."""
+    seen: set[Path] = set()
+    ins = {Path(p).resolve() for p in inputs if p is not None}
+    for p in outputs:
+        if p is None:
+            continue
+        r = Path(p).resolve()
+        if r in ins:
+            raise InputError(f"output {p} is also an input; choose another name")
+        if r in seen:
+            raise InputError(f"output {p} is named twice")
+        seen.add(r)
+
+
+def is_zarr_store(path: Path) -> bool:
+    """True for a folder holding Zarr v2 or v3 group metadata."""
+    return any((path / name).is_file() for name in (".zgroup", "zarr.json"))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextmanager
+def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    path = check_output(path, overwrite)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    _remove(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if path.exists():  # overwrite: move the old output aside, then swap, then delete it
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        _remove(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        _remove(old)
+    else:
+        os.replace(tmp, path)

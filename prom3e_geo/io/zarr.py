@@ -1,0 +1,73 @@
+"""Zarr writer for layers: an xarray Dataset with CF georeferencing that GDAL and xarray read.
+
+Variables are (y, x) float32 on the grid, with `y`/`x` cell-centre coordinates and the CF
+`spatial_ref` grid mapping written by rioxarray. The default is Zarr v2 with consolidated
+metadata, which both GDAL (hence QGIS) and xarray open with the CRS; v3 on request for
+xarray-only workflows. Read it back with `xr.open_zarr(path, decode_coords="all")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+from prom3e_geo.grid import Grid
+from prom3e_geo.io.outputs import atomic_output
+
+
+def grid_coords(grid: Grid) -> dict[str, xr.DataArray]:
+    """Cell-centre `y`/`x` coordinates with CF attributes for the grid's CRS."""
+    if grid.crs.is_geographic:
+        xattrs = {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
+        yattrs = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
+    else:
+        xattrs = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
+        yattrs = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
+    return {
+        "y": xr.DataArray(grid.y, dims="y", attrs=yattrs),
+        "x": xr.DataArray(grid.x, dims="x", attrs=xattrs),
+    }
+
+
+def layer_dataset(
+    bands: Mapping[str, np.ndarray],
+    grid: Grid,
+    attrs: Mapping[str, str] | None = None,
+    var_attrs: Mapping[str, Mapping[str, str]] | None = None,
+) -> xr.Dataset:
+    """Layers as a georeferenced Dataset; cells outside the AOI are NaN."""
+    data_vars = {}
+    for name, array in bands.items():
+        values = np.where(grid.mask, array, np.nan).astype(np.float32)
+        data_vars[name] = xr.DataArray(
+            values, dims=("y", "x"), attrs=dict((var_attrs or {}).get(name, {}))
+        )
+    ds = xr.Dataset(data_vars, coords=grid_coords(grid), attrs=dict(attrs or {}))
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    return ds.rio.write_coordinate_system()
+
+
+def write_zarr(
+    path: str | Path,
+    dataset: xr.Dataset,
+    zarr_format: int = 2,
+    chunks: tuple[int, int] = (256, 256),
+    overwrite: bool = False,
+) -> Path:
+    """Write a (y, x) Dataset to a consolidated Zarr store, atomically."""
+    if zarr_format not in (2, 3):
+        raise ValueError("zarr_format must be 2 or 3")
+    ds = dataset.copy()
+    for var in ds.data_vars.values():  # edit the encoding in place: keeps rioxarray's grid_mapping
+        if var.dims == ("y", "x"):
+            var.encoding["chunks"] = tuple(
+                min(c, n) for c, n in zip(chunks, var.shape, strict=True)
+            )
+    with atomic_output(path, overwrite) as tmp:
+        # consolidated metadata is standard for v2 and still experimental for v3
+        ds.to_zarr(tmp, mode="w-", zarr_format=zarr_format, consolidated=zarr_format == 2)
+    return Path(path)

@@ -1,0 +1,471 @@
+"""Species observations from iNaturalist, GBIF and GeoParquet files, streamed in bounded memory.
+
+Supported inputs (auto-detected; column names can always be given explicitly):
+
+* iNaturalist CSV export: `latitude`, `longitude`, `scientific_name` (or `taxon_id`), optional
+  `quality_grade`, `observed_on`. Comma-separated, quoted, newlines allowed inside quotes.
+* GBIF simple download (`.csv`, tab-separated, unquoted) or a Darwin Core Archive (`.zip`, or its
+  `occurrence.txt`): `decimalLatitude`, `decimalLongitude`, `species` (or `speciesKey`),
+  optional `eventDate`.
+* GeoParquet (point geometry, any CRS) or plain Parquet with latitude/longitude columns.
+* `.gz` compression of the text formats.
+
+Files are read in record batches with pyarrow (a few MB of text at a time), validated with
+vectorised compute kernels, and handed out as `ObservationChunk`s of (lon, lat, species code).
+Rows that cannot be used are dropped and counted by reason in `ReadReport`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from prom3e_geo.errors import InputError
+
+LAT_NAMES = ("latitude", "decimalLatitude", "lat")
+LON_NAMES = ("longitude", "decimalLongitude", "lon", "lng")
+SPECIES_NAMES = ("scientific_name", "species", "taxon_id", "speciesKey", "scientificName")
+QUALITY_NAMES = ("quality_grade",)
+DATE_NAMES = ("observed_on", "eventDate")
+
+# Reasons a row is dropped, in the order they are checked (a row counts once, for the first).
+DROP_REASONS = {
+    "malformed_row": "malformed rows (wrong number of fields)",
+    "missing_coordinates": "missing coordinates",
+    "non_numeric_coordinates": "non-numeric coordinates",
+    "latitude_out_of_range": "latitude outside [-90, 90]",
+    "longitude_out_of_range": "longitude outside [-180, 180]",
+    "empty_species": "empty species",
+    "not_research_grade": "not research grade",
+    "invalid_date": "missing or unparseable date",
+    "outside_date_range": "outside the date range",
+}
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+TEXT_BLOCK_BYTES = 16 << 20
+PARQUET_BATCH_ROWS = 1_000_000
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ObservationChunk:
+    """Valid observations: lon/lat in degrees (float64) and species codes (index into names)."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    species: np.ndarray
+
+
+@dataclass
+class ReadReport:
+    """What a read kept and dropped."""
+
+    rows_read: int = 0
+    rows_kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        parts = [f"read {self.rows_read:,} rows, kept {self.rows_kept:,}"]
+        drops = [f"{DROP_REASONS.get(k, k)}: {v:,}" for k, v in self.dropped.items() if v]
+        if drops:
+            parts.append("dropped " + "; ".join(drops))
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns a read uses; quality and date only when their filter is on."""
+
+    lat: str | None
+    lon: str | None
+    species: str
+    geometry: str | None = None
+    quality: str | None = None
+    date: str | None = None
+
+    def names(self) -> list[str]:
+        return [
+            c
+            for c in (self.lat, self.lon, self.geometry, self.species, self.quality, self.date)
+            if c
+        ]
+
+
+class ObservationReader:
+    """Iterate over the valid observations of a file, chunk by chunk.
+
+    >>> reader = ObservationReader("inat.csv", research_grade=True)
+    >>> for chunk in reader: ...
+    >>> reader.species_names, reader.report.summary()
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        lat_col: str | None = None,
+        lon_col: str | None = None,
+        species_col: str | None = None,
+        research_grade: bool = False,
+        date_range: tuple[dt.date | None, dt.date | None] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"observations file {self.path} does not exist")
+        self.research_grade = research_grade
+        self.date_range = date_range if date_range and any(date_range) else None
+        self.progress = progress
+        self.species_names: list[str] = []
+        self._species_ids: dict[str, int] = {}
+        self.report = ReadReport()
+        self.format = _detect_format(self.path)
+        available, self._crs = self._schema()
+        self.columns = self._resolve_columns(available, lat_col, lon_col, species_col)
+
+    # -- schema and columns ---------------------------------------------------------------------
+    def _schema(self) -> tuple[list[str], object]:
+        if self.format == "parquet":
+            try:
+                schema = pq.read_schema(self.path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(
+                    f"observations file {self.path} is not valid Parquet: {exc}"
+                ) from None
+            return list(schema.names), _geoparquet_crs(schema)
+        with self._open_text() as (source, _size):
+            first = source.stream.read(1 << 20).split(b"\n", 1)[0]
+        try:
+            header = first.decode("utf-8-sig").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise InputError(f"observations file {self.path} is not UTF-8 text") from None
+        if not header.strip():
+            raise InputError(f"observations file {self.path} is empty (no header line)")
+        self._delimiter = "\t" if "\t" in header else ","
+        return [c.strip().strip('"') for c in header.split(self._delimiter)], None
+
+    def _resolve_columns(
+        self, available: list[str], lat: str | None, lon: str | None, species: str | None
+    ) -> Columns:
+        geometry = None
+        lat = _pick(available, lat, LAT_NAMES, "latitude", self.path, required=False)
+        lon = _pick(available, lon, LON_NAMES, "longitude", self.path, required=False)
+        if lat is None or lon is None:
+            if self.format == "parquet" and self._crs is not None:
+                geometry = self._crs[0]
+                lat = lon = None
+            else:
+                missing = "latitude" if lat is None else "longitude"
+                names = LAT_NAMES if lat is None else LON_NAMES
+                raise InputError(
+                    f"observations file {self.path} has no {missing} column (looked for "
+                    f"{', '.join(names)}; found {', '.join(available[:12])}); "
+                    f"name it with --{missing[:3]}-col"
+                )
+        species = _pick(available, species, SPECIES_NAMES, "species", self.path, required=True)
+        quality = date = None
+        if self.research_grade:
+            quality = _pick(available, None, QUALITY_NAMES, "quality", self.path, required=False)
+            if quality is None:
+                raise InputError(
+                    f"--research-grade needs a quality_grade column (iNaturalist exports); "
+                    f"{self.path} has none"
+                )
+        if self.date_range:
+            date = _pick(available, None, DATE_NAMES, "date", self.path, required=False)
+            if date is None:
+                raise InputError(
+                    f"a date filter needs an observed_on or eventDate column; {self.path} has none"
+                )
+        return Columns(lat, lon, species, geometry, quality, date)
+
+    # -- reading --------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[ObservationChunk]:
+        batches = self._parquet_batches() if self.format == "parquet" else self._text_batches()
+        for batch in batches:
+            chunk = self._validate(batch)
+            if chunk is not None:
+                yield chunk
+
+    def _open_text(self):
+        return _TextSource(self.path, self.format)
+
+    def _text_batches(self) -> Iterator[pa.RecordBatch]:
+        tab = self._delimiter == "\t"
+        malformed = 0
+
+        def on_invalid(_row) -> str:
+            nonlocal malformed
+            malformed += 1
+            return "skip"
+
+        parse = pacsv.ParseOptions(
+            delimiter=self._delimiter,
+            quote_char=False if tab else '"',  # GBIF/DwC-A tab files are unquoted
+            newlines_in_values=not tab,  # iNaturalist descriptions may span lines
+            invalid_row_handler=on_invalid,
+        )
+        names = self.columns.names()
+        convert = pacsv.ConvertOptions(
+            include_columns=names,
+            column_types={n: pa.string() for n in names},
+            strings_can_be_null=True,
+        )
+        read = pacsv.ReadOptions(block_size=TEXT_BLOCK_BYTES)
+        with self._open_text() as (source, size):
+            try:
+                reader = pacsv.open_csv(source.stream, read, parse, convert)
+                for batch in reader:
+                    self.report.dropped["malformed_row"] += malformed
+                    self.report.rows_read += malformed
+                    malformed = 0
+                    yield batch
+                    if self.progress:
+                        self.progress(min(source.position(), size), size)
+            except pa.ArrowInvalid as exc:
+                raise InputError(f"observations file {self.path} cannot be parsed: {exc}") from None
+        self.report.dropped["malformed_row"] += malformed
+        self.report.rows_read += malformed
+
+    def _parquet_batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            pfile = pq.ParquetFile(self.path)
+            total = pfile.metadata.num_rows
+            done = 0
+            for batch in pfile.iter_batches(PARQUET_BATCH_ROWS, columns=self.columns.names()):
+                yield batch
+                done += batch.num_rows
+                if self.progress:
+                    self.progress(done, total)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"observations file {self.path} cannot be read: {exc}") from None
+
+    # -- validation -----------------------------------------------------------------------------
+    def _validate(self, batch: pa.RecordBatch) -> ObservationChunk | None:
+        cols = self.columns
+        n = batch.num_rows
+        self.report.rows_read += n
+        if n == 0:
+            return None
+        keep = np.ones(n, dtype=bool)
+
+        def drop(reason: str, bad: np.ndarray) -> None:
+            newly = keep & bad
+            self.report.dropped[reason] += int(newly.sum())
+            keep[newly] = False
+
+        if cols.geometry:
+            lon, lat, missing = _points_from_geometry(batch.column(cols.geometry), self._crs[1])
+            drop("missing_coordinates", missing)
+        else:
+            lat, lat_missing, lat_bad = _numbers(batch.column(cols.lat))
+            lon, lon_missing, lon_bad = _numbers(batch.column(cols.lon))
+            drop("missing_coordinates", lat_missing | lon_missing)
+            drop("non_numeric_coordinates", lat_bad | lon_bad)
+        with np.errstate(invalid="ignore"):
+            drop("latitude_out_of_range", ~((lat >= -90) & (lat <= 90)))
+            drop("longitude_out_of_range", ~((lon >= -180) & (lon <= 180)))
+
+        species = pc.utf8_trim_whitespace(pc.cast(batch.column(cols.species), pa.string()))
+        drop("empty_species", _to_bool(pc.or_kleene(pc.is_null(species), pc.equal(species, ""))))
+        if cols.quality:
+            grade = pc.utf8_lower(pc.cast(batch.column(cols.quality), pa.string()))
+            drop("not_research_grade", ~_to_bool(pc.equal(grade, "research")))
+        if cols.date:
+            self._filter_dates(batch.column(cols.date), drop)
+
+        idx = np.flatnonzero(keep)
+        self.report.rows_kept += idx.size
+        if idx.size == 0:
+            return None
+        codes = self._species_codes(species.take(pa.array(idx)))
+        return ObservationChunk(lon[idx], lat[idx], codes)
+
+    def _filter_dates(self, column: pa.Array, drop: Callable[[str, np.ndarray], None]) -> None:
+        text = pc.utf8_slice_codeunits(pc.cast(column, pa.string()), 0, 10)
+        parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
+        drop("invalid_date", _to_bool(pc.is_null(parsed)))
+        days = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False) // 86400
+        start, end = self.date_range
+        outside = np.zeros(len(text), dtype=bool)
+        epoch = dt.date(1970, 1, 1)
+        with np.errstate(invalid="ignore"):
+            if start:
+                outside |= days < (start - epoch).days
+            if end:
+                outside |= days > (end - epoch).days
+        drop("outside_date_range", outside)
+
+    def _species_codes(self, species: pa.Array) -> np.ndarray:
+        encoded = (
+            pc.dictionary_encode(species).combine_chunks()
+            if isinstance(species, pa.ChunkedArray)
+            else pc.dictionary_encode(species)
+        )
+        local_to_global = np.empty(len(encoded.dictionary), dtype=np.int32)
+        for i, name in enumerate(encoded.dictionary.to_pylist()):
+            code = self._species_ids.get(name)
+            if code is None:
+                code = self._species_ids[name] = len(self.species_names)
+                self.species_names.append(name)
+            local_to_global[i] = code
+        return local_to_global[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+class _TextSource:
+    """Context manager giving an Arrow input stream over a text file, `.gz`, or DwC-A zip member,
+    plus the total size for progress (compressed bytes, or the member's size)."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.format = path, fmt
+        self._closers: list = []
+
+    def __enter__(self):
+        if self.format == "dwca":
+            archive = zipfile.ZipFile(self.path)
+            self._closers.append(archive)
+            member = _dwca_member(archive, self.path)
+            raw = archive.open(member)
+            self._closers.append(raw)
+            stream = pa.PythonFile(raw, mode="r")
+            return _Positioned(stream, lambda: raw.tell()), member.file_size
+        raw = pa.OSFile(str(self.path), "rb")
+        self._closers.append(raw)
+        size = self.path.stat().st_size
+        if self.path.suffix.lower() == ".gz":
+            stream = pa.CompressedInputStream(raw, "gzip")
+            self._closers.append(stream)
+            return _Positioned(stream, raw.tell), size
+        return _Positioned(raw, raw.tell), size
+
+    def __exit__(self, *exc) -> None:
+        for closer in reversed(self._closers):
+            closer.close()
+
+
+class _Positioned:
+    """An Arrow stream plus a function telling how far the underlying file has been read."""
+
+    def __init__(self, stream, position: Callable[[], int]) -> None:
+        self.stream, self.position = stream, position
+
+
+def _detect_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".parquet", ".geoparquet", ".pq"):
+        return "parquet"
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PK\x03\x04":
+        return "dwca"
+    if magic == b"PAR1":
+        return "parquet"
+    return "text"
+
+
+def _dwca_member(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
+    for info in archive.infolist():
+        if Path(info.filename).name.lower() in ("occurrence.txt", "occurrence.csv"):
+            return info
+    raise InputError(f"archive {path} has no occurrence.txt (is it a Darwin Core Archive?)")
+
+
+def _pick(
+    available: list[str],
+    explicit: str | None,
+    candidates: tuple[str, ...],
+    what: str,
+    path: Path,
+    required: bool,
+) -> str | None:
+    if explicit:
+        if explicit not in available:
+            raise InputError(
+                f"observations file {path} has no column {explicit!r} "
+                f"(found {', '.join(available[:12])})"
+            )
+        return explicit
+    lower = {c.lower(): c for c in available}
+    for name in candidates:
+        if name.lower() in lower:
+            return lower[name.lower()]
+    if required:
+        raise InputError(
+            f"observations file {path} has no {what} column (looked for {', '.join(candidates)}; "
+            f"found {', '.join(available[:12])}); name it with --{what}-col"
+        )
+    return None
+
+
+def _geoparquet_crs(schema: pa.Schema) -> tuple[str, object] | None:
+    """(geometry column, CRS or None for lon/lat) from GeoParquet metadata, if any."""
+    meta = (schema.metadata or {}).get(b"geo")
+    if not meta:
+        return None
+    info = json.loads(meta)
+    column = info.get("primary_column", "geometry")
+    crs = info.get("columns", {}).get(column, {}).get("crs")
+    return column, crs
+
+
+def _numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float64 values plus (missing, non-numeric) masks from a string or numeric column."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        missing = np.isnan(values)
+        return values, missing, np.zeros_like(missing)
+    text = pc.cast(column, pa.string())
+    missing = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_trim_whitespace(text), ""))
+    numeric = pc.match_substring_regex(text, _NUMBER)
+    clean = pc.if_else(numeric, pc.utf8_trim_whitespace(text), None)
+    values = pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
+    missing_np = _to_bool(missing)
+    return values, missing_np, ~missing_np & ~_to_bool(numeric)
+
+
+def _points_from_geometry(
+    column: pa.Array, crs: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lon/lat of WKB points, reprojected from the GeoParquet CRS when it is not lon/lat."""
+    import shapely
+
+    geoms = shapely.from_wkb(np.asarray(column.to_pylist(), dtype=object), on_invalid="ignore")
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    x = np.full(len(geoms), np.nan)
+    y = np.full(len(geoms), np.nan)
+    ok = ~missing
+    x[ok], y[ok] = shapely.get_x(geoms[ok]), shapely.get_y(geoms[ok])
+    if crs is not None:
+        import pyproj
+
+        src = pyproj.CRS.from_user_input(json.dumps(crs) if isinstance(crs, dict) else crs)
+        if not (src.is_geographic and src.equals("OGC:CRS84", ignore_axis_order=True)):
+            x, y = pyproj.Transformer.from_crs(src, "EPSG:4326", always_xy=True).transform(x, y)
+    return np.asarray(x), np.asarray(y), missing
+
+
+def _to_bool(mask: pa.Array) -> np.ndarray:
+    """Arrow boolean (nulls count as False) to numpy."""
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def parse_date(text: str | None) -> dt.date | None:
+    """YYYY-MM-DD (or None/empty) to a date, with a one-line error."""
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"date {text!r} is not YYYY-MM-DD") from None
