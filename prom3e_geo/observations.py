@@ -227,16 +227,19 @@ class ObservationReader:
             try:
                 reader = pacsv.open_csv(source.stream, read, parse, convert)
                 for batch in reader:
-                    self.report.dropped["malformed_row"] += malformed
-                    self.report.rows_read += malformed
+                    self._count_malformed(malformed)
                     malformed = 0
                     yield batch
                     if self.progress:
                         self.progress(min(source.position(), size), size)
             except pa.ArrowInvalid as exc:
                 raise InputError(f"observations file {self.path} cannot be parsed: {exc}") from None
-        self.report.dropped["malformed_row"] += malformed
-        self.report.rows_read += malformed
+        self._count_malformed(malformed)
+
+    def _count_malformed(self, n: int) -> None:
+        if n:
+            self.report.dropped["malformed_row"] += n
+            self.report.rows_read += n
 
     def _parquet_batches(self) -> Iterator[pa.RecordBatch]:
         try:
@@ -262,8 +265,9 @@ class ObservationReader:
 
         def drop(reason: str, bad: np.ndarray) -> None:
             newly = keep & bad
-            self.report.dropped[reason] += int(newly.sum())
-            keep[newly] = False
+            if newly.any():
+                self.report.dropped[reason] += int(newly.sum())
+                keep[newly] = False
 
         if cols.geometry:
             lon, lat, missing = _points_from_geometry(batch.column(cols.geometry), self._crs[1])

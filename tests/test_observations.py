@@ -1,0 +1,198 @@
+"""Observation readers: formats, validation counts, filters, streaming, bad files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import zipfile
+
+import numpy as np
+import pytest
+
+from prom3e_geo import observations
+from prom3e_geo.errors import InputError
+from prom3e_geo.observations import ObservationReader
+
+INAT = """id,observed_on,description,latitude,longitude,scientific_name,quality_grade
+1,2023-05-01,"plain",40.0,-100.0,Cardinalis cardinalis,research
+2,2023-05-02,"two
+lines, and a comma",40.1,-100.1,Cardinalis cardinalis,needs_id
+3,2022-01-01,"x",abc,-100.0,Quercus alba,research
+4,2023-07-01,"x",,-100.0,Quercus alba,research
+5,2023-07-01,"x",95,-100.0,Quercus alba,research
+6,2023-07-01,"x",40,-190,Quercus alba,research
+7,2023-07-01,"x",40,-100,,research
+8,2023-07-01,"x",41,-101,  Quercus alba ,research
+9,not-a-date,"x",41.5,-101.5,Quercus alba,research
+10,2023-07-01,"x",41,-101
+"""
+GBIF = (
+    "gbifID\tdecimalLatitude\tdecimalLongitude\tspecies\teventDate\n"
+    "1\t40.0\t-100.0\tCardinalis cardinalis\t2023-05-01T10:00\n"
+    '2\t40.1\t-100.1\tQuercus "white" alba\t2023\n'
+    "3\t\t-100\tQuercus alba\t2023-01-01\n"
+    "4\t41\t-101\t\t2023-01-01\n"
+)
+
+
+def read_all(reader):
+    chunks = list(reader)
+    lon = np.concatenate([c.lon for c in chunks])
+    lat = np.concatenate([c.lat for c in chunks])
+    names = [reader.species_names[i] for c in chunks for i in c.species]
+    return lon, lat, names
+
+
+@pytest.fixture
+def inat(tmp_path):
+    path = tmp_path / "inat.csv"
+    path.write_text(INAT)
+    return path
+
+
+def test_inat_rows_are_validated_and_counted_by_reason(inat):
+    reader = ObservationReader(inat)
+    lon, lat, names = read_all(reader)
+    assert lon.tolist() == [-100.0, -100.1, -101.0, -101.5]
+    assert lat.tolist() == [40.0, 40.1, 41.0, 41.5]
+    assert names == ["Cardinalis cardinalis"] * 2 + ["Quercus alba"] * 2  # whitespace trimmed
+    r = reader.report
+    assert (r.rows_read, r.rows_kept) == (10, 4)
+    assert dict(r.dropped) == {
+        "malformed_row": 1,
+        "missing_coordinates": 1,
+        "non_numeric_coordinates": 1,
+        "latitude_out_of_range": 1,
+        "longitude_out_of_range": 1,
+        "empty_species": 1,
+    }
+    assert "non-numeric coordinates: 1" in r.summary()
+
+
+def test_research_grade_and_date_filters(inat):
+    reader = ObservationReader(inat, research_grade=True)
+    assert read_all(reader)[0].tolist() == [-100.0, -101.0, -101.5]
+    assert reader.report.dropped["not_research_grade"] == 1
+    reader = ObservationReader(inat, date_range=(dt.date(2023, 5, 2), dt.date(2023, 12, 31)))
+    assert read_all(reader)[0].tolist() == [-100.1, -101.0]
+    assert reader.report.dropped["invalid_date"] == 1
+    assert reader.report.dropped["outside_date_range"] == 1
+
+
+def test_gbif_tab_file_is_unquoted_and_uses_species(tmp_path):
+    path = tmp_path / "occurrence.csv"
+    path.write_text(GBIF)
+    reader = ObservationReader(path)
+    lon, lat, names = read_all(reader)
+    assert reader.columns.species == "species" and reader.columns.lat == "decimalLatitude"
+    assert names == ["Cardinalis cardinalis", 'Quercus "white" alba']
+    assert dict(reader.report.dropped) == {"missing_coordinates": 1, "empty_species": 1}
+
+
+def test_darwin_core_archive_and_gzip(tmp_path, inat):
+    archive = tmp_path / "dwca.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("meta.xml", "<archive/>")
+        zf.writestr("occurrence.txt", GBIF)
+    assert read_all(ObservationReader(archive))[2] == [
+        "Cardinalis cardinalis",
+        'Quercus "white" alba',
+    ]
+    gz = tmp_path / "inat.csv.gz"
+    gz.write_bytes(gzip.compress(inat.read_bytes()))
+    from_gz, from_csv = read_all(ObservationReader(gz)), read_all(ObservationReader(inat))
+    np.testing.assert_array_equal(from_gz[0], from_csv[0])
+    assert from_gz[2] == from_csv[2]
+
+
+def test_geoparquet_in_a_projected_crs_and_plain_parquet(tmp_path):
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    frame = gpd.GeoDataFrame(
+        {"species": ["a", "b", None]},
+        geometry=[shapely.Point(-100, 40), None, shapely.Point(-90, 35)],
+        crs=4326,
+    ).to_crs(5070)
+    frame.to_parquet(tmp_path / "obs.parquet")
+    reader = ObservationReader(tmp_path / "obs.parquet")
+    lon, lat, names = read_all(reader)
+    np.testing.assert_allclose([lon[0], lat[0]], [-100, 40], atol=1e-9)
+    assert names == ["a"]
+    assert dict(reader.report.dropped) == {"missing_coordinates": 1, "empty_species": 1}
+    pd.DataFrame({"lat": [40.0, 95.0], "lon": [-100.0, -100.0], "taxon_id": [12, 13]}).to_parquet(
+        tmp_path / "plain.parquet"
+    )
+    reader = ObservationReader(tmp_path / "plain.parquet")
+    assert read_all(reader)[2] == ["12"]
+    assert reader.report.dropped["latitude_out_of_range"] == 1
+
+
+def test_streaming_in_small_blocks_gives_the_same_result(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    n = 5000
+    path = tmp_path / "big.csv"
+    lines = ["latitude,longitude,scientific_name"]
+    lines += [
+        f"{a:.5f},{b:.5f},sp{s}"
+        for a, b, s in zip(
+            rng.uniform(30, 45, n), rng.uniform(-120, -80, n), rng.integers(0, 50, n), strict=True
+        )
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    whole = read_all(ObservationReader(path))
+    monkeypatch.setattr(observations, "TEXT_BLOCK_BYTES", 4096)
+    seen = []
+    reader = ObservationReader(path, progress=lambda done, total: seen.append((done, total)))
+    assert len(list(ObservationReader(path))) > 10  # many chunks
+    streamed = read_all(reader)
+    np.testing.assert_array_equal(streamed[0], whole[0])
+    assert streamed[2] == whole[2]
+    assert seen[-1][0] == seen[-1][1] == path.stat().st_size
+
+
+def test_explicit_columns(tmp_path):
+    path = tmp_path / "custom.csv"
+    path.write_text("y,x,taxon\n40,-100,a\n")
+    reader = ObservationReader(path, lat_col="y", lon_col="x", species_col="taxon")
+    assert read_all(reader)[0].tolist() == [-100.0]
+    with pytest.raises(InputError, match="no column 'nope'"):
+        ObservationReader(path, lat_col="nope")
+
+
+@pytest.mark.parametrize(
+    ("content", "kwargs", "message"),
+    [
+        (b"", {}, "empty"),
+        (b"\xff\xfe\x00garbage\x00\n", {}, "not UTF-8"),
+        (b"a,b,c\n1,2,3\n", {}, "no latitude column"),
+        (b"latitude,longitude\n1,2\n", {}, "no species column"),
+        (b"latitude,longitude,species\n1,2,a\n", {"research_grade": True}, "quality_grade"),
+        (
+            b"latitude,longitude,species\n1,2,a\n",
+            {"date_range": (dt.date(2020, 1, 1), None)},
+            "date filter",
+        ),
+    ],
+)
+def test_bad_files_raise_one_line_input_errors(tmp_path, content, kwargs, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message) as exc:
+        list(ObservationReader(path, **kwargs))
+    assert "\n" not in str(exc.value)
+
+
+def test_missing_and_corrupt_binary_files(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        ObservationReader(tmp_path / "missing.csv")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(InputError, match="not valid Parquet"):
+        ObservationReader(bad)
+    zip_without = tmp_path / "a.zip"
+    with zipfile.ZipFile(zip_without, "w") as zf:
+        zf.writestr("readme.txt", "hi")
+    with pytest.raises(InputError, match="no occurrence.txt"):
+        ObservationReader(zip_without)
