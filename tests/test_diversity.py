@@ -120,3 +120,10 @@ def test_smoothed_richness_spreads_within_the_aoi(small_grid):
     assert layers.richness[1, 2] < 2 and layers.richness[1, 3] > 0
     assert np.nansum(layers.richness) > 0
     assert not np.isnan(layers.shannon[small_grid.mask]).any()
+
+
+def test_no_observation_inside_gives_empty_layers(small_grid):
+    """Regression: chunks whose points all fall outside used to crash the final reduction."""
+    layers = compute_diversity([_chunk([(-120.0, 45.0, 0)])], small_grid, sigma=2.0)
+    assert layers.observations_used == 0 and layers.outside_grid == 1
+    assert (layers.richness[small_grid.mask] == 0).all()

@@ -51,8 +51,7 @@ def write_quicklook(
     outline = reproject_geometry(conus_boundary(), WGS84, grid.crs)
     for ax, panel in zip(axes[0], panels, strict=True):
         values = np.where(grid.mask, panel.values, np.nan)
-        cmap = plt.get_cmap(panel.cmap).copy()
-        cmap.set_bad(alpha=0.0)
+        cmap = plt.get_cmap(panel.cmap).with_extremes(bad=(0, 0, 0, 0))
         image = ax.imshow(
             np.ma.masked_invalid(values),
             extent=(minx, maxx, miny, maxy),

@@ -89,17 +89,17 @@ class _KeyCounter:
             self._reduce()
 
     def _reduce(self) -> None:
-        if not self._pending:
+        new = np.concatenate(self._pending) if self._pending else np.empty(0, np.int64)
+        self._pending, self._pending_n = [], 0
+        if new.size == 0:
             return
-        new = np.concatenate(self._pending)
         keys = np.concatenate([self.keys, new])
         weights = np.concatenate([self.counts, np.ones(new.size, dtype=np.int64)])
         order = np.argsort(keys, kind="stable")
         keys, weights = keys[order], weights[order]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         self.keys = keys[starts]
-        self.counts = np.add.reduceat(weights, starts) if keys.size else weights
-        self._pending, self._pending_n = [], 0
+        self.counts = np.add.reduceat(weights, starts)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         self._reduce()

@@ -1,0 +1,126 @@
+"""Writers read back with the tools users use: rasterio (COG), xarray/rioxarray and GDAL (Zarr)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.grid import build_grid
+from prom3e_geo.io.geotiff import write_cog
+from prom3e_geo.io.outputs import atomic_output, check_output
+from prom3e_geo.io.png import Panel, write_quicklook
+from prom3e_geo.io.zarr import layer_dataset, write_zarr
+
+
+def _index_band(grid):
+    """Value = 1000 * row + col: any shift of the grid shows up as a different value."""
+    rows, cols = np.indices(grid.shape)
+    return (1000.0 * rows + cols).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=["EPSG:4326", "EPSG:5070"])
+def grid(request):
+    if request.param == "EPSG:4326":
+        return build_grid(shape="250x500")  # the paper grid: wide enough for overviews
+    return build_grid(crs="EPSG:5070", resolution=10000)
+
+
+def test_cog_layout_bands_nodata_and_tags(tmp_path, grid):
+    path = tmp_path / "layer.tif"
+    band = _index_band(grid)
+    write_cog(
+        path,
+        {"alpha": band, "beta": band * 2},
+        grid,
+        {"software": "test"},
+        {"alpha": {"units": "u"}},
+    )
+    with rasterio.open(path) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert ds.profile["tiled"] and ds.dtypes == ("float32", "float32")
+        assert ds.overviews(1), "internal overviews"
+        assert ds.descriptions == ("alpha", "beta")
+        assert ds.tags()["software"] == "test" and ds.tags(1)["units"] == "u"
+        assert ds.crs == grid.crs and ds.transform.almost_equals(grid.transform)
+        assert np.isnan(ds.nodata)
+        data = ds.read(1, masked=True)
+    np.testing.assert_array_equal(data.mask, ~grid.mask)
+    np.testing.assert_array_equal(data.data[grid.mask], band[grid.mask])
+
+
+def test_half_pixel_round_trip_through_geotiff_and_zarr(tmp_path, grid):
+    band = _index_band(grid)
+    write_cog(tmp_path / "a.tif", {"v": band}, grid)
+    write_zarr(tmp_path / "a.zarr", layer_dataset({"v": band}, grid))
+    row, col = np.argwhere(grid.mask)[len(np.argwhere(grid.mask)) // 2]
+    x, y = grid.x[col], grid.y[row]
+    with rasterio.open(tmp_path / "a.tif") as ds:
+        assert ds.xy(row, col) == pytest.approx((x, y))  # rasterio: centre of the pixel
+        assert ds.index(x, y) == (row, col)
+        assert ds.read(1)[row, col] == 1000 * row + col
+    zarr = xr.open_zarr(tmp_path / "a.zarr", decode_coords="all")
+    np.testing.assert_allclose(zarr.x.values, grid.x)
+    np.testing.assert_allclose(zarr.y.values, grid.y)
+    assert zarr.v.sel(x=x, y=y).item() == 1000 * row + col
+    assert zarr.rio.transform().almost_equals(grid.transform)
+
+
+def test_zarr_v2_opens_in_xarray_and_gdal_with_crs(tmp_path, grid):
+    band = _index_band(grid)
+    ds = layer_dataset(
+        {"v": band}, grid, attrs={"software": "test"}, var_attrs={"v": {"long_name": "V"}}
+    )
+    write_zarr(tmp_path / "a.zarr", ds)
+    assert (tmp_path / "a.zarr" / ".zmetadata").exists()  # consolidated v2
+    back = xr.open_zarr(tmp_path / "a.zarr", decode_coords="all")
+    assert back.rio.crs == grid.crs
+    assert back.attrs["software"] == "test" and back.v.attrs["long_name"] == "V"
+    np.testing.assert_array_equal(np.isnan(back.v.values), ~grid.mask)
+    with rasterio.open(f'ZARR:"{tmp_path / "a.zarr"}":/v') as gdal:
+        assert gdal.crs == grid.crs
+        assert gdal.transform.almost_equals(grid.transform)
+        assert gdal.read(1)[grid.mask].tolist() == band[grid.mask].tolist()
+
+
+def test_zarr_v3_opens_in_xarray_with_crs(tmp_path):
+    grid = build_grid(aoi="-100,38,-98,39", shape="10x20")
+    write_zarr(tmp_path / "a.zarr", layer_dataset({"v": _index_band(grid)}, grid), zarr_format=3)
+    assert (tmp_path / "a.zarr" / "zarr.json").exists()
+    back = xr.open_zarr(tmp_path / "a.zarr", decode_coords="all", consolidated=False)
+    assert back.rio.crs == grid.crs
+    np.testing.assert_array_equal(back.v.values, _index_band(grid))
+
+
+def test_png_quicklook(tmp_path):
+    grid = build_grid(aoi="-100,38,-98,39", shape="10x20")
+    path = write_quicklook(tmp_path / "q.png", [Panel(_index_band(grid), "t", "u")], grid)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_atomic_output_leaves_nothing_behind_on_failure(tmp_path):
+    target = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_outputs_are_refused_or_replaced_safely(tmp_path):
+    target = tmp_path / "out.tif"
+    target.write_text("precious")
+    with pytest.raises(InputError, match="already exists"):
+        check_output(target)
+    with atomic_output(target, overwrite=True) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+    folder = tmp_path / "notes.zarr"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("keep")
+    with pytest.raises(InputError, match="not a Zarr store"):
+        check_output(folder, overwrite=True)
+    with pytest.raises(InputError, match="does not exist"):
+        check_output(tmp_path / "missing" / "x.tif")
