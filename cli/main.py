@@ -219,6 +219,8 @@ def diversity_command(
         zarr_format=int(zarr_format),
         png_path=png_path,
         png_panels=panels,
+        png_title=f"{observations.name}: {grid.aoi_name}, {grid.crs_name()}, "
+        f"{grid.height}x{grid.width} cells",
         overwrite=overwrite,
     )
     click.echo(f"observations: {report.summary()}")

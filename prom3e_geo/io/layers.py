@@ -24,6 +24,7 @@ def write_layer_outputs(
     zarr_format: int = 2,
     png_path: str | Path | None = None,
     png_panels: Sequence[Panel] = (),
+    png_title: str | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
     """Write `bands` (name -> 2-D array on `grid`) with the same provenance everywhere.
