@@ -1,0 +1,205 @@
+"""Load and save ProM3E weights.
+
+Layouts read:
+
+* **our format**: one `.safetensors` file whose metadata holds the JSON config;
+* **Hugging Face folder** (`MVRL/ProM3E` via PyTorchModelHubMixin): `config.json` plus
+  `model.safetensors` or `pytorch_model.bin`;
+* **Lightning checkpoint** (`.ckpt`, the official training output): weights under `state_dict`
+  with the `model.` prefix; the architecture comes from `hyper_parameters` when present,
+  otherwise it is inferred from the tensor shapes;
+* a plain `state_dict` saved with `torch.save` (`.pt`, `.pth`, `.bin`).
+
+Torch files are opened with `weights_only=True`: a pickle that needs code execution is refused.
+Keys must match the architecture exactly; a mismatch names the missing and unexpected keys.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, safe_open, save_file
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.io.provenance import file_sha256
+from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
+
+FORMAT_TAG = "prom3e-geo/prom3e"
+TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: ProM3E
+    source: str  # "safetensors", "huggingface" or "lightning"/"state_dict"
+    weights_path: Path
+    sha256: str
+
+
+def save_prom3e(model: ProM3E, path: str | Path, extra: dict[str, str] | None = None) -> Path:
+    """Save weights + config as one safetensors file (our own format)."""
+    path = Path(path)
+    metadata = {"format": FORMAT_TAG, "config": json.dumps(model.config.to_dict()), **(extra or {})}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.partial")
+    save_file(state, tmp, metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def load_prom3e(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    """Load a ProM3E from any supported layout (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"model {path} does not exist")
+    if path.is_dir():
+        return _load_hf_folder(path, map_location)
+    if path.suffix == ".safetensors":
+        state, metadata = _read_safetensors(path)
+        config = _config_from(metadata.get("config"), state, path)
+        return _build(config, state, "safetensors", path, map_location)
+    if path.suffix in TORCH_SUFFIXES:
+        obj = _torch_load(path)
+        state, hparams, source = _unwrap(obj, path)
+        config = ProM3EConfig.from_dict({**_infer_config(state, path).to_dict(), **hparams})
+        return _build(config, state, source, path, map_location)
+    raise InputError(
+        f"model {path}: unknown checkpoint type "
+        f"(expected a folder, .safetensors or {', '.join(TORCH_SUFFIXES)})"
+    )
+
+
+def _load_hf_folder(path: Path, map_location) -> LoadedModel:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise InputError(f"model folder {path} has no config.json")
+    try:
+        config_data = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{config_file} is not valid JSON: {exc}") from None
+    for name in HF_WEIGHT_FILES:
+        weights = path / name
+        if weights.is_file():
+            break
+    else:
+        raise InputError(f"model folder {path} has none of {', '.join(HF_WEIGHT_FILES)}")
+    if weights.suffix == ".safetensors":
+        state, _ = _read_safetensors(weights)
+    else:
+        state, _, _ = _unwrap(_torch_load(weights), weights)
+    config = _config_from(config_data, state, config_file)
+    return _build(config, state, "huggingface", weights, map_location)
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(path, framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        return load_file(path), metadata
+    except (SafetensorsError, OSError, ValueError) as exc:
+        raise InputError(f"model {path} is not a valid safetensors file: {exc}") from None
+
+
+def _torch_load(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
+        raise InputError(
+            f"model {path} is a pickle that needs code execution to load; refusing it "
+            f"({reason[:160]}). Convert it to safetensors on a trusted machine."
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise InputError(f"model {path} cannot be read as a torch checkpoint: {exc}") from None
+
+
+def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict, str]:
+    """(state_dict without the Lightning `model.` prefix, hyper-parameters, layout name)."""
+    if not isinstance(obj, dict):
+        raise InputError(f"model {path} holds a {type(obj).__name__}, not a state dict")
+    hparams: dict = {}
+    source = "state_dict"
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        hp = obj.get("hyper_parameters")
+        hparams = dict(hp) if isinstance(hp, dict) else {}
+        obj, source = obj["state_dict"], "lightning"
+    state = {}
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"model {path}: entry {key!r} is not a tensor")
+        state[key.removeprefix("model.")] = value
+    return state, hparams, source
+
+
+def _config_from(config_data: str | dict | None, state: dict, path: Path) -> ProM3EConfig:
+    if config_data is None:
+        return _infer_config(state, path)
+    data = json.loads(config_data) if isinstance(config_data, str) else config_data
+    try:
+        return ProM3EConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"model {path}: bad config: {exc}") from None
+
+
+def _infer_config(state: dict[str, torch.Tensor], path: Path) -> ProM3EConfig:
+    """Architecture from tensor shapes (heads cannot be inferred: default 8)."""
+    try:
+        embed_dim = state["cls_tokens"].shape[1]
+        input_dim = state["projectors.0.net.0.weight"].shape[0]
+        registers = state["register_tokens"].shape[0]
+        mlp_dim = state["encoder.0.mlp.net.1.weight"].shape[0]
+    except KeyError as exc:
+        raise InputError(
+            f"model {path} is not a ProM3E checkpoint: no {exc.args[0]!r} "
+            f"(found {', '.join(sorted(state)[:6])}{', ...' if len(state) > 6 else ''})"
+        ) from None
+    depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"encoder\.(\d+)\.", k)))
+    modalities = 1 + max(
+        int(m.group(1)) for k in state if (m := re.match(r"projectors\.(\d+)\.", k))
+    )
+    return ProM3EConfig(
+        input_dim=input_dim,
+        embed_dim=embed_dim,
+        num_modalities=modalities,
+        depth=depth,
+        mlp_dim=mlp_dim,
+        num_register_tokens=registers,
+    )
+
+
+def _build(config: ProM3EConfig, state: dict, source: str, path: Path, map_location) -> LoadedModel:
+    try:
+        model = ProM3E(config)
+    except (ValueError, AssertionError) as exc:
+        raise InputError(f"model {path}: invalid architecture {config}: {exc}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise InputError(
+            f"model {path} does not match the ProM3E architecture: "
+            f"missing keys {_some(missing)}; unexpected keys {_some(unexpected)}"
+        )
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if state[k].shape != v.shape
+    ]
+    if wrong:
+        raise InputError(f"model {path}: tensor shapes differ from the config: {_some(wrong)}")
+    model.load_state_dict(state, strict=True)
+    model.to(map_location).eval()
+    return LoadedModel(model, source, path, file_sha256(path))
+
+
+def _some(items: list[str], n: int = 5) -> str:
+    if not items:
+        return "none"
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")

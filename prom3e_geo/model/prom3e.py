@@ -1,0 +1,245 @@
+"""ProM3E: the probabilistic masked multimodal embedding model (a masked VAE over embeddings).
+
+Inputs are L2-normalised 512-d embeddings of up to six modalities, in the fixed order
+`image, sat, loc, env, text, audio`, plus which of them are visible. Each visible embedding is
+projected to the model width and tagged with its modality identifier; two readout tokens
+([mu], [logvar]) and register tokens join them in a post-LN transformer encoder. The [mu] token
+(L2-normalised) and the [logvar] token parameterise a Gaussian latent; per-modality decoders map a
+latent sample back to every modality's embedding space.
+
+Module names and shapes follow the released 27.3 M-parameter checkpoint exactly, so official
+weights load without renaming (see `prom3e_geo.model.checkpoint`).
+
+Visibility can differ per sample: masked modality tokens are excluded through the attention key
+padding mask. Attention without positional encodings is invariant to the order of its keys, so
+this gives the same [mu]/[logvar] as the official formulation that drops masked tokens from the
+sequence; when the whole batch shares one visibility the tokens are dropped outright (faster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODALITIES = ("image", "sat", "loc", "env", "text", "audio")
+NUM_READOUT_TOKENS = 2  # [mu] and [logvar]
+
+
+@dataclass(frozen=True)
+class ProM3EConfig:
+    """Architecture; the defaults are the released model's."""
+
+    input_dim: int = 512
+    embed_dim: int = 1024
+    num_modalities: int = 6
+    depth: int = 1
+    heads: int = 8
+    mlp_dim: int = 2048
+    num_register_tokens: int = 4
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ProM3EConfig:
+        """Build from a config dict, ignoring training-only keys (lambda_kl, masked_only, ...)."""
+        known = {f.name for f in fields(cls)}
+        if data.get("num_cls_tokens", NUM_READOUT_TOKENS) != NUM_READOUT_TOKENS:
+            raise ValueError("ProM3E needs exactly 2 readout tokens ([mu], [logvar])")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ProM3EOutput:
+    """What a forward pass gives: latent, reconstructions and every hidden token."""
+
+    mu: torch.Tensor  # [B, E], L2-normalised
+    logvar: torch.Tensor  # [B, E]
+    recon: torch.Tensor  # [B, M, I], L2-normalised reconstructions of every modality
+    hidden: torch.Tensor  # [B, 2 + R + M, E]: [mu], [logvar], registers, modality tokens
+    visible: torch.Tensor  # [B, M] bool
+
+    @property
+    def sigma_l1(self) -> torch.Tensor:
+        """||sigma||_1 = sum over the latent dims of exp(logvar / 2), one value per sample."""
+        return torch.exp(0.5 * self.logvar.float()).sum(dim=-1)
+
+
+class MLP(nn.Module):
+    """LayerNorm -> Linear -> GELU -> Dropout -> Linear -> Dropout (no residual)."""
+
+    def __init__(self, dim: int, hidden: int, out: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TransformerBlock(nn.Module):
+    """Post-LN block: x = LN(attn(x) + x); x = LN(mlp(x) + x)."""
+
+    def __init__(self, dim: int, mlp_dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_dim, dim, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        attended = self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0]
+        x = self.norm1(attended + x)
+        return self.norm2(self.mlp(x) + x)
+
+
+class ProM3E(nn.Module):
+    """The ProM3E masked VAE (see the module docstring)."""
+
+    def __init__(self, config: ProM3EConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or ProM3EConfig()
+        self.projectors = nn.ModuleList(
+            MLP(c.input_dim, 2 * c.input_dim, c.embed_dim, c.dropout)
+            for _ in range(c.num_modalities)
+        )
+        self.modality_identifiers = nn.ParameterList(
+            nn.Parameter(torch.randn(c.embed_dim)) for _ in range(c.num_modalities)
+        )
+        self.cls_tokens = nn.Parameter(torch.randn(NUM_READOUT_TOKENS, c.embed_dim))
+        self.register_tokens = nn.Parameter(torch.randn(c.num_register_tokens, c.embed_dim))
+        self.encoder = nn.ModuleList(
+            TransformerBlock(c.embed_dim, c.mlp_dim, c.heads, c.dropout) for _ in range(c.depth)
+        )
+        self.decoders = nn.ModuleList(
+            MLP(c.embed_dim, c.embed_dim, c.input_dim, c.dropout) for _ in range(c.num_modalities)
+        )
+        # The contrastive-reconstruction loss's learnable scale (alpha) and shift (beta) live in
+        # the model so that they travel with its checkpoint, as in the released weights.
+        self.negative_scale = nn.Parameter(torch.ones([]) * -5)
+        self.negative_shift = nn.Parameter(torch.ones([]) * 5)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return NUM_READOUT_TOKENS + self.config.num_register_tokens
+
+    # -- encoder --------------------------------------------------------------------------------
+    def encode(
+        self, embeddings: torch.Tensor, visible: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu, logvar, hidden) for embeddings [B, M, I] with visibility [B, M] (bool).
+
+        `hidden` always has one slot per modality; slots of masked modalities hold the projected
+        (unattended) token and should be ignored.
+        """
+        b, m, _ = embeddings.shape
+        if visible.shape != (b, m) or visible.dtype != torch.bool:
+            raise ValueError(f"visible must be a bool tensor of shape {(b, m)}")
+        if not bool(visible.any(dim=1).all()):
+            raise ValueError("every sample needs at least one visible modality")
+        used = visible.any(dim=0).tolist()
+        tokens = torch.zeros(
+            b, m, self.config.embed_dim, device=embeddings.device, dtype=self._dtype(embeddings)
+        )
+        for i in range(m):
+            if used[i]:
+                tokens[:, i] = self.projectors[i](embeddings[:, i]) + self.modality_identifiers[i]
+        prefix = torch.cat([self.cls_tokens, self.register_tokens]).to(tokens.dtype)
+        sequence = torch.cat([prefix.expand(b, -1, -1), tokens], dim=1)
+
+        shared = bool((visible == visible[:1]).all())
+        if shared:  # one visibility for the batch: drop the masked tokens (no padding needed)
+            keep = torch.cat(
+                [
+                    torch.arange(self.num_prefix_tokens, device=visible.device),
+                    self.num_prefix_tokens + torch.nonzero(visible[0]).flatten(),
+                ]
+            )
+            x = sequence[:, keep]
+            for block in self.encoder:
+                x = block(x)
+            hidden = sequence.clone()
+            hidden[:, keep] = x
+        else:
+            prefix_pad = torch.zeros(
+                b, self.num_prefix_tokens, dtype=torch.bool, device=visible.device
+            )
+            padding = torch.cat([prefix_pad, ~visible], dim=1)
+            hidden = sequence
+            for block in self.encoder:
+                hidden = block(hidden, padding)
+        mu = F.normalize(hidden[:, 0], dim=-1)
+        logvar = hidden[:, 1]
+        return mu, logvar, hidden
+
+    def _dtype(self, embeddings: torch.Tensor) -> torch.dtype:
+        if torch.is_autocast_enabled(embeddings.device.type):
+            return torch.get_autocast_dtype(embeddings.device.type)
+        return self.cls_tokens.dtype
+
+    # -- latent and decoders --------------------------------------------------------------------
+    @staticmethod
+    def sample_latent(
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        n_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Mean of `n_samples` draws z = mu + sigma * eps with one scalar eps per sample (as the
+        released model was trained); `n_samples=0` returns mu (deterministic decoding)."""
+        if n_samples == 0:
+            return mu
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn(
+            n_samples, mu.shape[0], 1, device=mu.device, generator=generator, dtype=mu.dtype
+        )
+        return (mu + std * eps).mean(dim=0)
+
+    def decode(self, z: torch.Tensor, modalities: list[int] | None = None) -> torch.Tensor:
+        """L2-normalised reconstructions [B, M, I]; modalities not asked for are left at zero."""
+        wanted = range(self.config.num_modalities) if modalities is None else modalities
+        out = torch.zeros(
+            z.shape[0],
+            self.config.num_modalities,
+            self.config.input_dim,
+            device=z.device,
+            dtype=z.dtype,
+        )
+        for i in wanted:
+            out[:, i] = self.decoders[i](z).to(z.dtype)
+        return F.normalize(out, dim=-1)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        visible: torch.Tensor,
+        n_samples: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> ProM3EOutput:
+        """Encode, then decode every modality from the latent (deterministic with n_samples=0,
+        else the mean of n_samples latent draws, as the official inference with 5)."""
+        mu, logvar, hidden = self.encode(embeddings, visible)
+        z = self.sample_latent(mu, logvar, n_samples, generator)
+        return ProM3EOutput(mu, logvar, self.decode(z), hidden, visible)
+
+
+def visibility(
+    batch: int,
+    visible_modalities: list[int] | tuple[int, ...],
+    num_modalities: int = 6,
+    device=None,
+) -> torch.Tensor:
+    """A [batch, M] bool mask with the same visible modalities for every sample."""
+    mask = torch.zeros(batch, num_modalities, dtype=torch.bool, device=device)
+    mask[:, list(visible_modalities)] = True
+    return mask
