@@ -233,6 +233,66 @@ def diversity_command(
         click.echo(f"wrote {path}")
 
 
+@cli.command("train")
+@click.option("--recipe", required=True, type=click.Path(path_type=Path), help="YAML recipe.")
+@click.option(
+    "--data",
+    "data_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="All-paired embeddings (.parquet, .npy dict, .npz, .zarr); repeat to mix sources "
+    "(equal weights). Replaces the recipe's data list.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the epochs.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def train_command(recipe, data_paths, out, resume, epochs, device) -> None:
+    """Train ProM3E (stage 2) on all-paired modality embeddings.
+
+    Writes OUT/metrics.csv, OUT/loss.png, OUT/last.safetensors, OUT/best.safetensors and
+    OUT/state.pt (for --resume) after every epoch.
+
+    \b
+    Example:
+      prom3e-geo train --recipe recipes/train-prom3e.yaml --data multinat.npy --out runs/prom3e
+    """
+    from prom3e_geo.recipes import load_recipe
+    from prom3e_geo.train.data import load_embeddings
+    from prom3e_geo.train.stage2 import Stage2Trainer
+
+    spec = load_recipe(recipe)
+    sources = [{"path": str(p), "weight": 1.0} for p in data_paths] or list(spec.data)
+    if not sources:
+        raise InputError(
+            "no training data: pass --data FILE or list files under 'data' in the recipe"
+        )
+    if not out.parent.exists():
+        raise InputError(f"output folder {out.parent} does not exist")
+    datasets = [load_embeddings(s["path"]) for s in sources]
+    for d in datasets:
+        click.echo(f"data: {d.name}: {len(d):,} samples, modalities {d.present}")
+
+    def report(m: dict) -> None:
+        parts = [f"epoch {m['epoch']}", f"loss {m['train_loss']:.4f}"]
+        if "val_loss" in m:
+            parts.append(f"val {m['val_loss']:.4f}")
+        if "val_recall@1" in m:
+            parts.append(f"R@1 {m['val_recall@1']:.3f} R@5 {m['val_recall@5']:.3f}")
+        parts.append(f"{m['seconds']:.1f}s")
+        click.echo("  ".join(parts))
+
+    trainer = Stage2Trainer(
+        spec, datasets, out, device=device, weights=[s["weight"] for s in sources], on_epoch=report
+    )
+    click.echo(
+        f"training on {trainer.device}: {sum(p.numel() for p in trainer.model.parameters()):,} "
+        f"parameters, {trainer.steps_per_epoch} steps per epoch, masking {spec.masking['strategy']}"
+    )
+    history = trainer.fit(epochs=epochs, resume=resume)
+    click.echo(f"done: {len(history)} epochs; weights in {out / 'best.safetensors'}")
+
+
 # -- entry point --------------------------------------------------------------------------------
 def _fail(message: str, code: int) -> None:
     click.echo(f"{PROG}: error: {message}", err=True)

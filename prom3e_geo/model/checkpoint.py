@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from prom3e_geo.errors import InputError
@@ -103,7 +103,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         with safe_open(path, framework="pt") as fh:
             metadata = fh.metadata() or {}
         return load_file(path), metadata
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"model {path} is not a valid safetensors file: {exc}") from None
 
 

@@ -1,0 +1,1 @@
+"""Measurements of representation quality (retrieval, ...)."""

@@ -1,0 +1,131 @@
+"""YAML run recipes: read with `yaml.safe_load`, checked against the expected sections and keys.
+
+A typo in a recipe is an input error naming the bad key, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.model.prom3e import ProM3EConfig
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    kind: str = "contrastive"
+    lambda_kl: float = 1e-3
+    masked_only: bool = False
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    t0_epochs: int = 20  # CosineAnnealingWarmRestarts period
+    eta_min: float = 1e-6
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 500
+    batch_size: int = 1024
+    val_fraction: float = 0.1
+    val_batch: int = 1024  # retrieval is ranked within blocks of this many samples
+    seed: int = 0
+    amp: str = "bf16"  # autocast dtype on CUDA: bf16, fp16 or none (CPU runs in float32)
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """Everything stage-2 training needs apart from the data and the device."""
+
+    model: ProM3EConfig = field(default_factory=ProM3EConfig)
+    loss: LossSettings = field(default_factory=LossSettings)
+    masking: dict[str, Any] = field(default_factory=lambda: {"strategy": "prom3e"})
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    data: tuple[
+        dict[str, Any], ...
+    ] = ()  # [{path: ..., weight: ...}], paths relative to the recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        out = asdict(self)
+        out["optim"]["betas"] = list(self.optim.betas)
+        out["data"] = [dict(d) for d in self.data]
+        return out
+
+
+def _section(cls, data: Any, name: str, source: str):
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise InputError(f"recipe {source}: section {name!r} must be a mapping")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(
+            f"recipe {source}: unknown key(s) {unknown} in {name!r} (known: {sorted(known)})"
+        )
+    try:
+        if cls is OptimSettings and "betas" in data:
+            data = {**data, "betas": tuple(float(b) for b in data["betas"])}
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"recipe {source}: bad {name!r} section: {exc}") from None
+
+
+def recipe_from_dict(
+    data: dict[str, Any], source: str = "<dict>", base: Path | None = None
+) -> TrainRecipe:
+    if not isinstance(data, dict):
+        raise InputError(f"recipe {source} must be a YAML mapping")
+    known = {f.name for f in fields(TrainRecipe)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(f"recipe {source}: unknown section(s) {unknown} (known: {sorted(known)})")
+    masking = data.get("masking") or {"strategy": "prom3e"}
+    if not isinstance(masking, dict) or "strategy" not in masking:
+        raise InputError(f"recipe {source}: 'masking' needs a 'strategy'")
+    entries = data.get("data") or []
+    if not isinstance(entries, list):
+        raise InputError(f"recipe {source}: 'data' must be a list of paths or {{path, weight}}")
+    sources = []
+    for entry in entries:
+        entry = {"path": entry} if isinstance(entry, str) else dict(entry)
+        path = Path(entry["path"])
+        if base is not None and not path.is_absolute():
+            path = base / path
+        sources.append({"path": str(path), "weight": float(entry.get("weight", 1.0))})
+    recipe = TrainRecipe(
+        model=_section(ProM3EConfig, data.get("model"), "model", source),
+        loss=_section(LossSettings, data.get("loss"), "loss", source),
+        masking=dict(masking),
+        optim=_section(OptimSettings, data.get("optim"), "optim", source),
+        train=_section(TrainSettings, data.get("train"), "train", source),
+        data=tuple(sources),
+    )
+    if recipe.train.amp not in ("bf16", "fp16", "none"):
+        raise InputError(f"recipe {source}: train.amp must be bf16, fp16 or none")
+    if not 0 <= recipe.train.val_fraction < 1:
+        raise InputError(f"recipe {source}: train.val_fraction must be in [0, 1)")
+    return recipe
+
+
+def load_recipe(path: str | Path) -> TrainRecipe:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    return recipe_from_dict(data or {}, str(path), base=path.parent)
