@@ -111,13 +111,16 @@ def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
-        raise InputError(
-            f"model {path} is a pickle that needs code execution to load; refusing it "
-            f"({reason[:160]}). Convert it to safetensors on a trusted machine."
-        ) from None
+        found = re.search(r"unsupported GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise InputError(
+                f"model {path} is a pickle that needs code execution to load ({found.group(1)}); "
+                "refusing it. Convert it to safetensors on a trusted machine."
+            ) from None
+        raise InputError(f"model {path} cannot be read as a torch checkpoint") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise InputError(f"model {path} cannot be read as a torch checkpoint: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"model {path} cannot be read as a torch checkpoint: {reason}") from None
 
 
 def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict, str]:
