@@ -33,6 +33,7 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/diversity.py
+	$(PY) benchmarks/model.py
 
 clean:
 	rm -rf $(VENV) $(OUT)
