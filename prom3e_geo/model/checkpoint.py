@@ -76,6 +76,19 @@ def load_prom3e(path: str | Path, map_location: str | torch.device = "cpu") -> L
     )
 
 
+def read_tensor_file(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors or torch file, unwrapped from `state_dict` when nested
+    (prefixes are kept); torch files are read with weights_only=True."""
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)[0]
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise InputError(f"weights {path} hold a {type(obj).__name__}, not a state dict")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
 def _load_hf_folder(path: Path, map_location) -> LoadedModel:
     config_file = path / "config.json"
     if not config_file.is_file():

@@ -1,0 +1,66 @@
+"""The encoder protocol: raw inputs of one modality -> L2-normalised 512-d embeddings.
+
+An encoder has a `modality` (one of the ProM3E modalities), `preprocess` (raw inputs -> a tensor
+batch on the CPU) and `encode` (that batch -> [B, D] L2-normalised, on the encoder's device).
+`embed` runs both over any number of inputs in batches of `batch_size`, in inference mode, with
+bf16/fp16 autocast on CUDA.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from prom3e_geo.runtime import autocast, resolve_device
+
+
+class Encoder(ABC):
+    """A frozen modality encoder (see the module docstring)."""
+
+    modality: str = ""
+    dim: int = 512
+
+    def __init__(
+        self, module: torch.nn.Module, device: str | torch.device = "cpu", amp: str = "bf16"
+    ) -> None:
+        self.device = resolve_device(device)
+        self.amp = amp
+        self.module = module.to(self.device).eval().requires_grad_(False)
+        self.batch_size = 256
+
+    @abstractmethod
+    def preprocess(self, raw: Sequence[Any]) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Raw inputs (paths, arrays, coordinates, strings...) -> a CPU batch."""
+
+    @abstractmethod
+    def forward(self, batch: Any) -> torch.Tensor:
+        """A device batch -> unnormalised [B, D] features."""
+
+    @torch.inference_mode()
+    def encode(self, batch: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """A preprocessed batch -> [B, D] L2-normalised float32 embeddings on the device."""
+        batch = _to_device(batch, self.device)
+        with autocast(self.device, self.amp):
+            features = self.forward(batch)
+        return F.normalize(features.float(), dim=-1)
+
+    def embed(self, raw: Sequence[Any], batch_size: int | None = None) -> torch.Tensor:
+        """Preprocess and encode inputs in batches; returns [N, D] float32 on the CPU."""
+        size = batch_size or self.batch_size
+        parts = [
+            self.encode(self.preprocess(raw[i : i + size])).cpu() for i in range(0, len(raw), size)
+        ]
+        return torch.cat(parts) if parts else torch.empty(0, self.dim)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, torch.Tensor):
+        if non_blocking:
+            batch = batch.pin_memory()
+        return batch.to(device, non_blocking=non_blocking)
+    return {k: _to_device(v, device) for k, v in batch.items()}

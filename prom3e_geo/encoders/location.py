@@ -1,0 +1,130 @@
+"""Location encoder: the GeoCLIP architecture, as TaxaBind uses it for ProM3E's `loc` modality.
+
+Input (lat, lon) in degrees -> Equal Earth projection (scaled by SF / 180) -> three capsules, each
+random Fourier features (fixed matrix b [256, 2], sigma 2^0, 2^4, 2^8: [cos 2 pi v b^T,
+sin 2 pi v b^T]) -> MLP 512 -> 1024 -> 1024 -> 1024 (ReLU) -> head 1024 -> 512; the three heads
+are summed. Module names match GeoCLIP's (`LocEnc{i}.capsule.{0,1,3,5}`, `LocEnc{i}.head.0`), so
+its released weights load strictly.
+
+Weights: the `geoclip` wheel ships `model/weights/location_encoder_weights.pth` (MIT licence);
+it is located without importing the package, whose import pulls in torchvision. A TaxaBind
+location checkpoint (any prefix, optionally under `state_dict`) loads the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from prom3e_geo.encoders.base import Encoder
+from prom3e_geo.encoders.weights import load_state_dict, select_prefix
+from prom3e_geo.errors import InputError
+
+A1, A2, A3, A4 = 1.340264, -0.081106, 0.000893, 0.003796
+SF = 66.50336
+SIGMAS = (2.0**0, 2.0**4, 2.0**8)
+
+
+def equal_earth(latlon: torch.Tensor) -> torch.Tensor:
+    """Equal Earth projection of (lat, lon) degrees, scaled by SF / 180 as GeoCLIP does."""
+    lat, lon = torch.deg2rad(latlon[:, 0]), torch.deg2rad(latlon[:, 1])
+    theta = torch.asin(math.sqrt(3.0) / 2 * torch.sin(lat))
+    t2 = theta * theta
+    denominator = 3 * (9 * A4 * t2**4 + 7 * A3 * t2**3 + 3 * A2 * t2 + A1)
+    x = 2 * math.sqrt(3.0) * lon * torch.cos(theta) / denominator
+    y = theta * (A4 * t2**4 + A3 * t2**3 + A2 * t2 + A1)
+    return torch.stack((x, y), dim=1) * SF / 180
+
+
+class FourierFeatures(nn.Module):
+    """[cos(2 pi v b^T), sin(2 pi v b^T)] with a fixed Gaussian matrix b (a buffer)."""
+
+    def __init__(self, sigma: float, inputs: int = 2, features: int = 256) -> None:
+        super().__init__()
+        self.register_buffer("b", torch.randn(features, inputs) * sigma)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        vp = 2 * math.pi * v @ self.b.T
+        return torch.cat([torch.cos(vp), torch.sin(vp)], dim=-1)
+
+
+class LocationCapsule(nn.Module):
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        self.capsule = nn.Sequential(
+            FourierFeatures(sigma),
+            nn.Linear(512, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 1024),
+            nn.ReLU(),
+        )
+        self.head = nn.Sequential(nn.Linear(1024, 512))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.head(self.capsule(v))
+
+
+class LocationNet(nn.Module):
+    """GeoCLIP's LocationEncoder: three capsules at sigma 2^0, 2^4, 2^8, outputs summed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for i, sigma in enumerate(SIGMAS):
+            self.add_module(f"LocEnc{i}", LocationCapsule(sigma))
+
+    def forward(self, latlon: torch.Tensor) -> torch.Tensor:
+        v = equal_earth(latlon.float())
+        return sum(getattr(self, f"LocEnc{i}")(v) for i in range(len(SIGMAS)))
+
+
+def geoclip_weights_path() -> Path:
+    """The weights file inside the installed `geoclip` wheel (the package is not imported)."""
+    spec = importlib.util.find_spec("geoclip")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the geoclip wheel is not installed: pip install --no-deps geoclip==1.3.0")
+    path = (
+        Path(spec.submodule_search_locations[0])
+        / "model"
+        / "weights"
+        / "location_encoder_weights.pth"
+    )
+    if not path.is_file():
+        raise InputError(f"the geoclip wheel has no location weights at {path}")
+    return path
+
+
+class LocationEncoder(Encoder):
+    """(lat, lon) degrees -> 512-d embeddings."""
+
+    modality = "loc"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu") -> LocationEncoder:
+        """GeoCLIP weights from the wheel (path None) or a TaxaBind location checkpoint."""
+        path = Path(path) if path is not None else geoclip_weights_path()
+        net = LocationNet()
+        state = select_prefix(load_state_dict(path), net.state_dict().keys(), path)
+        net.load_state_dict(state, strict=True)
+        return cls(net, device)
+
+    def preprocess(self, raw: Sequence[Sequence[float]] | np.ndarray) -> torch.Tensor:
+        latlon = torch.as_tensor(np.asarray(raw, dtype=np.float64), dtype=torch.float32).reshape(
+            -1, 2
+        )
+        bad = ~((latlon[:, 0].abs() <= 90) & (latlon[:, 1].abs() <= 180))
+        if bool(bad.any()):
+            raise InputError(
+                f"{int(bad.sum())} location(s) outside lat [-90, 90] / lon [-180, 180]"
+            )
+        return latlon
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.module(batch)
