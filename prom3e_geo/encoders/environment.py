@@ -89,12 +89,8 @@ class EnvironmentSampler:
         try:
             with rasterio.open(self.path) as ds:
                 self.count, self.crs, self.transform = ds.count, ds.crs, ds.transform
-                self.shape, self.nodata = (ds.height, ds.width), ds.nodatavals
-                stats = (
-                    [ds.statistics(i + 1, approx=False) for i in range(ds.count)]
-                    if standardize
-                    else None
-                )
+                self.shape = (ds.height, ds.width)
+                stats = ds.stats(approx=False) if standardize else None
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"environment raster {self.path} cannot be read: {exc}") from None
         if self.count != bands:
@@ -119,8 +115,9 @@ class EnvironmentSampler:
                 lon, lat
             )
         inv = ~self.transform
-        col, row = inv * (np.asarray(x), np.asarray(y))
-        col, row = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
+        x, y = np.asarray(x), np.asarray(y)
+        col = np.floor(inv.a * x + inv.b * y + inv.c).astype(np.int64)
+        row = np.floor(inv.d * x + inv.e * y + inv.f).astype(np.int64)
         inside = (row >= 0) & (row < self.shape[0]) & (col >= 0) & (col < self.shape[1])
         out = np.zeros((lon.size, self.count), dtype=np.float32)
         if not inside.any():

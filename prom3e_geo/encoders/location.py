@@ -32,14 +32,18 @@ SIGMAS = (2.0**0, 2.0**4, 2.0**8)
 
 
 def equal_earth(latlon: torch.Tensor) -> torch.Tensor:
-    """Equal Earth projection of (lat, lon) degrees, scaled by SF / 180 as GeoCLIP does."""
+    """Equal Earth projection of (lat, lon) degrees, scaled by SF / 180 as GeoCLIP does.
+
+    Evaluated in float32 in the plain power form so that the result is bit-identical to the
+    released GeoCLIP model's input.
+    """
     lat, lon = torch.deg2rad(latlon[:, 0]), torch.deg2rad(latlon[:, 1])
-    theta = torch.asin(math.sqrt(3.0) / 2 * torch.sin(lat))
-    t2 = theta * theta
-    denominator = 3 * (9 * A4 * t2**4 + 7 * A3 * t2**3 + 3 * A2 * t2 + A1)
-    x = 2 * math.sqrt(3.0) * lon * torch.cos(theta) / denominator
-    y = theta * (A4 * t2**4 + A3 * t2**3 + A2 * t2 + A1)
-    return torch.stack((x, y), dim=1) * SF / 180
+    sqrt3 = torch.sqrt(torch.tensor(3.0))
+    theta = torch.asin(sqrt3 / 2 * torch.sin(lat))
+    denominator = 3 * (9 * A4 * theta**8 + 7 * A3 * theta**6 + 3 * A2 * theta**2 + A1)
+    x = (2 * sqrt3 * lon * torch.cos(theta)) / denominator
+    y = A4 * theta**9 + A3 * theta**7 + A2 * theta**3 + A1 * theta
+    return (torch.stack((x, y), dim=1) * SF) / 180
 
 
 class FourierFeatures(nn.Module):
