@@ -35,6 +35,7 @@ lint: install
 bench: install
 	$(PY) benchmarks/diversity.py
 	$(PY) benchmarks/model.py
+	$(PY) benchmarks/encoders.py
 
 clean:
 	rm -rf $(VENV) $(OUT)

@@ -83,15 +83,13 @@ def photo_tensor(image, size: int = IMAGE_SIZE) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(-1, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(-1, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x - mean) / std
 
 
-def patches_tensor(
-    patches: Sequence[np.ndarray] | np.ndarray, size: int = IMAGE_SIZE
-) -> torch.Tensor:
-    """Satellite patches [H, W, 3] (reflectance float or uint8 RGB) -> [B, 3, size, size]."""
+def stack_patches(patches: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """Satellite patches [H, W, 3] -> one [B, H, W, 3] tensor (uint8 kept, floats as float32)."""
     batch = (
         np.stack([np.asarray(p) for p in patches])
         if not isinstance(patches, np.ndarray)
@@ -100,19 +98,32 @@ def patches_tensor(
     if batch.ndim != 4 or batch.shape[-1] != 3:
         raise InputError(f"satellite patches must be [N, H, W, 3] RGB, got {batch.shape}")
     if batch.dtype == np.uint8:
-        rgb = torch.from_numpy(batch).float() / 255.0
+        return torch.from_numpy(np.ascontiguousarray(batch))
+    return torch.from_numpy(np.nan_to_num(batch.astype(np.float32, copy=False)))
+
+
+def patches_to_pixels(batch: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """[B, H, W, 3] reflectance (float) or display RGB (uint8) -> normalised [B, 3, size, size].
+
+    Runs on whatever device the batch is on, so on a GPU the resizing costs the CPU nothing.
+    """
+    if batch.dtype == torch.uint8:
+        rgb = batch.float() / 255.0
     else:
-        rgb = (
-            torch.from_numpy(np.nan_to_num(batch.astype(np.float32)))
-            .mul_(REFLECTANCE_GAIN)
-            .clamp_(0, 1)
-        )
+        rgb = (batch.float() * REFLECTANCE_GAIN).clamp_(0, 1)
     rgb = rgb.permute(0, 3, 1, 2)
     if rgb.shape[-2:] != (size, size):
         rgb = F.interpolate(
             rgb, size=(size, size), mode="bilinear", antialias=True, align_corners=False
         )
     return normalize(rgb)
+
+
+def patches_tensor(
+    patches: Sequence[np.ndarray] | np.ndarray, size: int = IMAGE_SIZE
+) -> torch.Tensor:
+    """Satellite patches [H, W, 3] (reflectance float or uint8 RGB) -> [B, 3, size, size] on the CPU."""
+    return patches_to_pixels(stack_patches(patches), size)
 
 
 # -- open_clip <-> transformers key conversion ---------------------------------------------------
@@ -321,12 +332,14 @@ class SatelliteEncoder(Encoder):
             self.module.to(memory_format=torch.channels_last)
 
     def preprocess(self, raw: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
-        return patches_tensor(raw, self.image_size)
+        """Only stacks the patches: scaling and resizing happen on the device, in `forward`."""
+        return stack_patches(raw)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        pixels = patches_to_pixels(batch, self.image_size)
         if self.device.type == "cuda":
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return self.module(pixel_values=batch).image_embeds
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return self.module(pixel_values=pixels).image_embeds
 
 
 class ImageEncoder(Encoder):
