@@ -16,6 +16,15 @@ def build_encoder(
     """An encoder for `modality` from `spec` (see the module docstring)."""
     if modality not in MODALITIES:
         raise InputError(f"unknown modality {modality!r} (one of {', '.join(MODALITIES)})")
+    if spec == "demo":
+        from prom3e_geo.demo.build import load_demo
+
+        encoders = load_demo(device=device).encoders
+        if modality not in encoders:
+            raise InputError(
+                f"the demo world has no {modality} encoder (it has {', '.join(encoders)})"
+            )
+        return encoders[modality]
     path = _resolve(spec, modality)
     if modality == "loc":
         from prom3e_geo.encoders.location import LocationEncoder

@@ -1,0 +1,367 @@
+"""Build the demo world's models, observations and example photos: `prom3e-geo demo build`.
+
+Steps (each timed and recorded in `demo.json`):
+
+1. sample training observations from the world (observer density x suitability) and render their
+   modalities: a 64 px photo of the species, the 32 px satellite patch at the place, the scaled
+   environment vector (with measurement noise), the location;
+2. train the photo CNN and the species-name table together (cosine logits over all species, a
+   learnable temperature): the image anchor, as BioCLIP is for TaxaBind;
+3. stage 1: align the satellite CNN, the environment MLP and the head on the real GeoCLIP
+   location encoder to the frozen photo embeddings (`prom3e_geo.train.stage1`, label-aware
+   InfoNCE);
+4. stage 2: train a small ProM3E on the all-paired embeddings (image, sat, loc, env, text) with
+   the toolkit's own trainer (`prom3e_geo.train.stage2`);
+5. write `encoders.safetensors`, `prom3e.safetensors`, `demo.json`, an iNaturalist-style
+   observations CSV and held-out query photos.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from prom3e_geo import __version__
+from prom3e_geo.demo.models import (
+    DemoNetworks,
+    demo_encoders,
+    save_networks,
+    uint8_photos_to_pixels,
+)
+from prom3e_geo.demo.render import satellite_patches, species_photos
+from prom3e_geo.demo.world import DemoWorld, sample_observations
+from prom3e_geo.encoders.clip import patches_to_pixels
+from prom3e_geo.encoders.location import LocationEncoder
+from prom3e_geo.errors import InputError
+from prom3e_geo.model.checkpoint import load_prom3e
+from prom3e_geo.recipes import recipe_from_dict
+from prom3e_geo.train.data import PairedEmbeddings
+from prom3e_geo.train.stage1 import align_to_anchor, info_nce
+from prom3e_geo.train.stage2 import Stage2Trainer
+
+PHOTO_RENDER_PX = 64
+RENDER_CHUNK = 1000  # photos and patches rendered per call (bounded memory)
+QUERY_PHOTO_PX = 128
+QUERY_SPECIES = (
+    "northern cardinal",
+    "bighorn sheep",
+    "giant sequoia",
+    "wood thrush",
+    "American alligator",
+    "cactus wren",
+    "greater roadrunner",
+    "American bison",
+    "California poppy",
+    "bald cypress",
+    "saguaro",
+    "American black bear",
+)
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Sizes and schedules of a demo build (recipes/demo-world.yaml holds the shipped one)."""
+
+    seed: int = 0
+    train_observations: int = 24_000
+    csv_observations: int = 30_000
+    photo_epochs: int = 12
+    align_epochs: int = 12
+    batch_size: int = 256
+    lr: float = 2e-3
+    prom3e: dict = field(default_factory=lambda: {"embed_dim": 128, "heads": 4, "mlp_dim": 256})
+    stage2_epochs: int = 40
+    stage2_batch: int = 512
+    stage2_lr: float = 1e-3
+
+    @classmethod
+    def load(cls, path: str | Path) -> DemoRecipe:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"recipe {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InputError(f"recipe {path}: unknown key(s) {unknown}")
+        return cls(**data)
+
+
+def _log(progress: Callable[[str], None] | None, message: str) -> None:
+    if progress:
+        progress(message)
+
+
+def build_demo(
+    recipe: DemoRecipe,
+    out: str | Path,
+    examples: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Run the whole build into `out` (and photos + observations into `examples`)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    world = DemoWorld(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    lon, lat, species = sample_observations(world, recipe.train_observations, rng)
+    photos = uint8_photos_to_pixels(
+        torch.from_numpy(species_photos(world, species, rng, PHOTO_RENDER_PX))
+    )
+    patches = patches_to_pixels(torch.from_numpy(satellite_patches(world, lon, lat)), 32)
+    env = world.env_vector(world.fields(lon, lat))
+    env = torch.from_numpy(env + 0.05 * rng.standard_normal(env.shape).astype(np.float32))
+    labels = torch.from_numpy(species)
+    timings["sample_and_render_s"] = time.perf_counter() - t0
+    _log(
+        progress,
+        f"sampled and rendered {len(species):,} observations in {timings['sample_and_render_s']:.0f} s",
+    )
+
+    nets = DemoNetworks(len(world.species))
+    t = time.perf_counter()
+    photo_history = train_photo_anchor(nets, photos, labels, recipe, progress)
+    timings["photo_anchor_s"] = time.perf_counter() - t
+    with torch.no_grad():
+        anchors = F.normalize(nets.photo.eval()(photos), dim=-1)
+
+    geoclip = LocationEncoder.load()
+    loc_features = F.normalize(geoclip.embed(np.c_[lat, lon], batch_size=4096), dim=-1)
+    histories = {}
+    for name, module, inputs in (
+        ("sat", nets.sat, patches),
+        ("env", nets.env, env),
+        ("loc", nets.loc_head, loc_features),
+    ):
+        t = time.perf_counter()
+        histories[name] = align_to_anchor(
+            module,
+            inputs,
+            anchors,
+            labels,
+            epochs=recipe.align_epochs,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            seed=recipe.seed,
+        )
+        timings[f"align_{name}_s"] = time.perf_counter() - t
+        _log(
+            progress,
+            f"stage 1: {name} aligned to the photo anchor, loss {histories[name][0]:.3f} -> {histories[name][-1]:.3f}",
+        )
+
+    species_names = [(sp.name, sp.common) for sp in world.species]
+    with torch.no_grad():
+        nets.eval()
+        paired = {
+            "image": anchors,
+            "sat": nets.sat(patches),
+            "env": nets.env(env),
+            "loc": nets.loc_head(loc_features),
+            "text": nets.text(labels),
+        }
+    values = np.zeros((len(species), 6, 512), dtype=np.float32)
+    for i, key in enumerate(("image", "sat", "loc", "env", "text")):
+        values[:, (0, 1, 2, 3, 4)[i]] = F.normalize(paired[key], dim=-1).numpy()
+    data = PairedEmbeddings(values, [0, 1, 2, 3, 4], "demo-world")
+
+    t = time.perf_counter()
+    stage2 = recipe_from_dict(
+        {
+            "model": {"input_dim": 512, **recipe.prom3e},
+            "optim": {"lr": recipe.stage2_lr, "t0_epochs": recipe.stage2_epochs},
+            "train": {
+                "epochs": recipe.stage2_epochs,
+                "batch_size": recipe.stage2_batch,
+                "val_fraction": 0.1,
+                "val_batch": 1000,
+                "seed": recipe.seed,
+                "amp": "none",
+            },
+        }
+    )
+    with tempfile.TemporaryDirectory() as run:
+        history = Stage2Trainer(stage2, [data], Path(run) / "stage2", device="cpu").fit()
+        prom3e = load_prom3e(Path(run) / "stage2" / "best.safetensors").model
+    timings["stage2_s"] = time.perf_counter() - t
+    _log(
+        progress, f"stage 2: ProM3E trained, validation recall@1 {history[-1]['val_recall@1']:.3f}"
+    )
+
+    save_networks(nets, species_names, out / "encoders.safetensors")
+    from prom3e_geo.model.checkpoint import save_prom3e
+
+    prom3e.half()
+    save_prom3e(prom3e, out / "prom3e.safetensors", {"demo_seed": str(recipe.seed)})
+    timings["total_s"] = time.perf_counter() - t0
+    info = {
+        "software": f"prom3e-geo {__version__}",
+        "recipe": asdict(recipe),
+        "species": [{"scientific": s, "common": c} for s, c in species_names],
+        "training": {
+            "observations": int(len(species)),
+            "photo_anchor_loss": [round(v, 4) for v in photo_history],
+            "stage1_loss": {k: [round(v, 4) for v in h] for k, h in histories.items()},
+            "stage2_last_epoch": {k: round(float(v), 4) for k, v in history[-1].items()},
+        },
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+    (out / "demo.json").write_text(json.dumps(info, indent=1))
+    if examples is not None:
+        write_examples(world, Path(examples), recipe)
+    _log(progress, f"done in {timings['total_s']:.0f} s")
+    return info
+
+
+def train_photo_anchor(
+    nets: DemoNetworks, photos: torch.Tensor, labels: torch.Tensor, recipe: DemoRecipe, progress
+) -> list[float]:
+    """Photo CNN + species-name table: cosine logits over all species with a learnable scale,
+    trained with the label-aware InfoNCE of stage 1 (photo -> name direction over every name)."""
+    params = [*nets.photo.parameters(), *nets.text.parameters()]
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    optimizer = torch.optim.AdamW([*params, logit_scale], lr=recipe.lr, weight_decay=1e-4)
+    n = photos.shape[0]
+    steps = max(1, n // recipe.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=recipe.photo_epochs * steps
+    )
+    rng = np.random.default_rng(recipe.seed + 7)
+    all_names = torch.arange(nets.text.num_embeddings)
+    history = []
+    nets.photo.train()
+    for epoch in range(recipe.photo_epochs):
+        order = torch.from_numpy(rng.permutation(n))
+        total = 0.0
+        for step in range(steps):
+            idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            image = F.normalize(nets.photo(photos[idx]), dim=-1)
+            names = F.normalize(nets.text(all_names), dim=-1)
+            logits = logit_scale.clamp(max=math.log(100)).exp() * image @ names.T
+            loss = F.cross_entropy(logits, labels[idx])
+            # keep the names spread: the symmetric term over the names present in the batch
+            loss = loss + 0.5 * info_nce(image, names[labels[idx]], logit_scale, labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item()
+        history.append(total / steps)
+        _log(
+            progress,
+            f"photo anchor epoch {epoch + 1}/{recipe.photo_epochs}: loss {history[-1]:.3f}",
+        )
+    nets.photo.eval()
+    return history
+
+
+def write_examples(world: DemoWorld, folder: Path, recipe: DemoRecipe) -> None:
+    """Held-out query photos (a different random stream from training) and the observations CSV."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(recipe.seed + 1_000_003)
+    commons = [sp.common for sp in world.species]
+    for common in QUERY_SPECIES:
+        photo = species_photos(world, np.array([commons.index(common)]), rng, QUERY_PHOTO_PX)[0]
+        name = common.split()[-1] if common != "American black bear" else "black_bear"
+        Image.fromarray(photo).save(folder / f"{name.lower().replace(' ', '_')}.jpg", quality=95)
+    lon, lat, species = sample_observations(world, recipe.csv_observations, rng)
+    dates = np.datetime64("2021-01-01") + rng.integers(0, 3 * 365, species.size)
+    import pandas as pd
+
+    pd.DataFrame(
+        {
+            "id": np.arange(1, species.size + 1),
+            "observed_on": dates.astype(str),
+            "latitude": lat.round(5),
+            "longitude": lon.round(5),
+            "scientific_name": [world.species[i].name for i in species],
+            "common_name": [world.species[i].common for i in species],
+            "quality_grade": np.where(rng.random(species.size) < 0.85, "research", "needs_id"),
+        }
+    ).to_csv(folder / "observations.csv", index=False)
+
+
+# -- loading the shipped demo ---------------------------------------------------------------------
+def demo_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("prom3e_geo.data").joinpath("demo")))
+
+
+@dataclass
+class DemoModels:
+    """The shipped (or a freshly built) demo: world, encoders, ProM3E and build record."""
+
+    world: DemoWorld
+    encoders: dict
+    prom3e: torch.nn.Module
+    info: dict
+    folder: Path
+
+
+def load_demo(folder: str | Path | None = None, device: str = "cpu") -> DemoModels:
+    from prom3e_geo.demo.models import load_networks
+
+    folder = Path(folder) if folder else demo_dir()
+    needed = [folder / n for n in ("encoders.safetensors", "prom3e.safetensors", "demo.json")]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:
+        raise InputError(
+            f"demo models missing in {folder}: {', '.join(missing)} (run `prom3e-geo demo build`)"
+        )
+    info = json.loads((folder / "demo.json").read_text())
+    nets, species = load_networks(folder / "encoders.safetensors")
+    prom3e = load_prom3e(folder / "prom3e.safetensors").model.float().to(device)
+    return DemoModels(
+        DemoWorld(info["recipe"]["seed"]),
+        demo_encoders(nets, species, device),
+        prom3e,
+        info,
+        folder,
+    )
+
+
+def describe_demo(folder: str | Path | None = None) -> str:
+    """A plain-text account of the demo world and its build record."""
+    from prom3e_geo.demo.world import ENV_FEATURES, LANDCOVER, RANGE_THRESHOLD, RANGES
+
+    folder = Path(folder) if folder else demo_dir()
+    path = folder / "demo.json"
+    if not path.is_file():
+        raise InputError(f"no demo build in {folder} (run `prom3e-geo demo build`)")
+    info = json.loads(path.read_text())
+    r, tr = info["recipe"], info["training"]
+    s2 = tr["stage2_last_epoch"]
+    lines = [
+        f"prom3e-geo demo world (seed {r['seed']}), built by {info['software']}",
+        "Real: the contiguous-US geography (US Census boundary, true coordinates) and the GeoCLIP",
+        "location encoder weights. Synthetic: environment, land cover, species ranges, observers,",
+        "satellite patches, species photos, observations.",
+        f"Environment: {', '.join(ENV_FEATURES)}; mountain ranges: {', '.join(RANGES)}.",
+        f"Land cover: {', '.join(LANDCOVER)}.",
+        f"Species ({len(info['species'])}, range = suitability >= {RANGE_THRESHOLD}): "
+        + ", ".join(s["common"] for s in info["species"])
+        + ".",
+        f"Training: {tr['observations']:,} paired observations; photo anchor {r['photo_epochs']} epochs "
+        f"(loss {tr['photo_anchor_loss'][0]} -> {tr['photo_anchor_loss'][-1]}); stage 1 alignment "
+        f"{r['align_epochs']} epochs each for sat, env, loc (GeoCLIP + head); stage 2 ProM3E "
+        f"{r['prom3e']} for {r['stage2_epochs']} epochs (validation recall@1 {s2.get('val_recall@1')}).",
+        "Build time: "
+        + ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in info["timings_s"].items())
+        + ".",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Synthetic imagery of the demo world: Sentinel-2-like patches and species photos.
+
+* **Patches**: surface reflectance (float, like Sentinel-2 L2A B04/B03/B02 / 10000) whose colour
+  depends on the land cover of each pixel's location, with class-specific texture (field stripes
+  on cropland, canopy speckle in forest, dunes in desert, a street grid in cities), sensor noise
+  and, now and then, a cloud. A patch is a deterministic function of its centre and the seed.
+* **Photos**: uint8 RGB images of a species: a body of the species' colours and shape (by kind:
+  bird, mammal, reptile, tree, flower, cactus, insect) on a habitat background, with per-photo
+  variation in position, size, orientation, lighting and noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from prom3e_geo.demo.world import LANDCOVER, DemoWorld, Species
+
+# Mean surface reflectance (R, G, B) per land-cover class.
+REFLECTANCE = {
+    "forest": (0.030, 0.055, 0.030),
+    "grassland": (0.080, 0.100, 0.055),
+    "cropland": (0.070, 0.105, 0.050),
+    "shrubland": (0.140, 0.130, 0.095),
+    "desert": (0.260, 0.215, 0.160),
+    "wetland": (0.035, 0.060, 0.050),
+    "alpine": (0.180, 0.185, 0.190),
+    "urban": (0.150, 0.145, 0.140),
+}
+KINDS = ("bird", "mammal", "reptile", "tree", "flower", "cactus", "insect")
+PATCH_METRES = 2560  # a 256-px Sentinel-2 patch at 10 m
+COVER_SAMPLES = 8  # land cover is evaluated on this many x this many points per patch
+
+
+def _seed(*parts: object) -> int:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def satellite_patches(
+    world: DemoWorld,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    size: int = 32,
+    cloud_probability: float = 0.08,
+) -> np.ndarray:
+    """[N, size, size, 3] float32 reflectance patches centred on the points."""
+    lon, lat = np.ravel(lon).astype(float), np.ravel(lat).astype(float)
+    n = lon.size
+    # land cover on an 8 x 8 sub-grid across a 2.56 km footprint (exaggerated 4x so that edges
+    # show), upsampled to the patch: the world's fields are smooth at that scale
+    span = 4 * PATCH_METRES / 111_000
+    offsets = (np.arange(COVER_SAMPLES) + 0.5) / COVER_SAMPLES - 0.5
+    dy, dx = np.meshgrid(-offsets * span, offsets * span, indexing="ij")
+    plon = lon[:, None, None] + dx / np.cos(np.radians(lat))[:, None, None]
+    plat = lat[:, None, None] + dy
+    coarse = world.landcover(plon.ravel(), plat.ravel()).reshape(n, COVER_SAMPLES, COVER_SAMPLES)
+    pick = np.arange(size) * COVER_SAMPLES // size
+    cover = coarse[:, pick][:, :, pick]
+    table = np.array([REFLECTANCE[c] for c in LANDCOVER], dtype=np.float32)
+    out = table[cover]
+    rng = np.random.default_rng(
+        _seed("patches", world.seed, lon.round(5).tobytes(), lat.round(5).tobytes(), size)
+    )
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    angle = rng.uniform(0, np.pi, (n, 1, 1))
+    stripes = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * 6 * (np.cos(angle) * xx + np.sin(angle) * yy)))
+    speckle = rng.random((n, size, size))
+    grid = ((np.floor(xx * 8) + np.floor(yy * 8)) % 2)[None]
+    dunes = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * (xx + 0.3 * yy) + rng.uniform(0, 6, (n, 1, 1)))
+    texture = np.ones((n, size, size), dtype=np.float32)
+    texture = np.where(cover == LANDCOVER.index("cropland"), 0.75 + 0.5 * stripes, texture)
+    texture = np.where(cover == LANDCOVER.index("forest"), 0.7 + 0.6 * speckle, texture)
+    texture = np.where(cover == LANDCOVER.index("urban"), 0.7 + 0.6 * grid, texture)
+    texture = np.where(cover == LANDCOVER.index("desert"), 0.85 + 0.3 * dunes, texture)
+    texture = np.where(cover == LANDCOVER.index("shrubland"), 0.8 + 0.4 * (speckle > 0.8), texture)
+    out = out * texture[..., None].astype(np.float32)
+    out = out * (1 + 0.05 * rng.standard_normal((n, 1, 1, 3))) + 0.004 * rng.standard_normal(
+        out.shape
+    )
+    cloudy = rng.random(n) < cloud_probability
+    if cloudy.any():
+        cx, cy = rng.uniform(0, 1, (2, n, 1, 1))
+        radius = rng.uniform(0.2, 0.6, (n, 1, 1))
+        blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / radius**2) * 2) * cloudy[:, None, None]
+        out = out * (1 - blob[..., None]) + 0.45 * blob[..., None]
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def _species_style(species: Species, index: int) -> dict:
+    rng = np.random.default_rng(_seed("style", species.name))
+    return {
+        "body": rng.uniform(0.05, 0.95, 3),
+        "accent": rng.uniform(0.05, 0.95, 3),
+        "kind": KINDS.index(species.kind),
+        "aspect": rng.uniform(0.5, 1.6),
+        "band": rng.uniform(0.2, 0.8),
+        "index": index,
+    }
+
+
+def species_photos(
+    world: DemoWorld, species_index: np.ndarray, rng: np.random.Generator, size: int = 32
+) -> np.ndarray:
+    """[N, size, size, 3] uint8 photos of the given species (indices into world.species)."""
+    species_index = np.ravel(species_index)
+    n = species_index.size
+    styles = [_species_style(sp, i) for i, sp in enumerate(world.species)]
+    body = np.array([styles[i]["body"] for i in species_index])
+    accent = np.array([styles[i]["accent"] for i in species_index])
+    kind = np.array([styles[i]["kind"] for i in species_index])
+    aspect = np.array([styles[i]["aspect"] for i in species_index])
+    band = np.array([styles[i]["band"] for i in species_index])
+
+    yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
+    cx, cy = rng.uniform(-0.12, 0.12, (2, n, 1, 1))
+    scale = rng.uniform(0.75, 1.2, (n, 1, 1))
+    theta = rng.uniform(-0.5, 0.5, (n, 1, 1)) + np.pi * (rng.random((n, 1, 1)) < 0.5)
+    u = ((xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)) / scale
+    v = (-(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)) / scale
+    a = aspect[:, None, None]
+    k = kind[:, None, None]
+    r = np.hypot(u, v)
+    shapes = np.stack(
+        [
+            (u / (0.32 * a)) ** 2 + (v / 0.2) ** 2 < 1,  # bird: ellipse
+            (np.abs(u) < 0.3 * a) & (np.abs(v) < 0.15),  # mammal: box
+            (np.abs(u) < 0.42) & (np.abs(v) < 0.07 * a),  # reptile: long and flat
+            (np.abs(u) < 0.28 * (0.5 - v)) & (v > -0.35) & (v < 0.45),  # tree: triangle
+            r < 0.12 + 0.1 * np.cos(6 * np.arctan2(v, u)) ** 2,  # flower: petals
+            (np.abs(u) < 0.09)
+            | ((np.abs(v + 0.05) < 0.06) & (np.abs(u) < 0.25 * a)),  # cactus: cross
+            ((u / 0.12) ** 2 + (v / 0.3) ** 2 < 1)
+            | (((np.abs(u) - 0.2) / 0.18) ** 2 + (v / 0.12) ** 2 < 1),  # insect
+        ]
+    )
+    inside = np.take_along_axis(shapes, k[None], axis=0)[0]
+    pattern = (np.sin(2 * np.pi * (u * 4 + band[:, None, None])) > 0) & (k != 3)
+    colour = np.where(pattern[..., None], accent[:, None, None], body[:, None, None])
+    background = rng.uniform(0.2, 0.7, (n, 1, 1, 3)) * np.array([0.8, 1.0, 0.7])
+    background = (
+        background + 0.08 * np.sin(2 * np.pi * (yy * rng.uniform(1, 3, (n, 1, 1))))[..., None]
+    )
+    image = np.where(inside[..., None], colour, background)
+    image = image * rng.uniform(0.75, 1.25, (n, 1, 1, 1)) + 0.05 * rng.standard_normal(image.shape)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
