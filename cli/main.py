@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import numpy as np
 from prom3e_geo_cli.progress import ByteProgress
 
 from prom3e_geo import __version__
@@ -231,6 +232,361 @@ def diversity_command(
     )
     for path in written:
         click.echo(f"wrote {path}")
+
+
+def pipeline_options(fn: Callable) -> Callable:
+    """Model, encoders, imagery, context and execution options shared by embed/sdm/uncertainty."""
+    options = [
+        click.option(
+            "--model",
+            default="demo",
+            show_default=True,
+            help="demo, or ProM3E weights (.ckpt, .safetensors, HF folder).",
+        ),
+        click.option(
+            "--source", default="demo", show_default=True, help="Imagery source: demo, ..."
+        ),
+        click.option(
+            "--context",
+            default="sat,loc,env",
+            show_default=True,
+            help="Visible context modalities.",
+        ),
+        click.option(
+            "--sat-encoder", default=None, help="Satellite encoder (HF folder or hub id)."
+        ),
+        click.option(
+            "--loc-encoder",
+            default="geoclip",
+            show_default=True,
+            help="Location encoder: geoclip or a checkpoint.",
+        ),
+        click.option(
+            "--env-encoder", default=None, help="Environment encoder checkpoint (SINR layout)."
+        ),
+        click.option(
+            "--env-raster", default=None, help="20-band WorldClim-style raster for the env context."
+        ),
+        click.option(
+            "--image-encoder",
+            default=None,
+            help="Image tower for photo queries (open_clip or HF folder).",
+        ),
+        click.option("--text-encoder", default=None, help="Text tower for species-name queries."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+        click.option("--batch-size", default=1024, show_default=True, type=click.IntRange(min=1)),
+        click.option(
+            "--chunk",
+            default=64,
+            show_default=True,
+            type=click.IntRange(min=8),
+            help="Grid chunk edge (cells).",
+        ),
+        click.option(
+            "--workers",
+            default=None,
+            type=click.IntRange(min=1),
+            help="Run on a local Dask cluster.",
+        ),
+        click.option(
+            "--scheduler", default=None, help="Address of an existing dask.distributed scheduler."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def pipeline_spec(o: dict):
+    from prom3e_geo.inference import PipelineSpec, parse_context
+
+    encoders = tuple(
+        (m, o[f"{k}_encoder"])
+        for m, k in (
+            ("sat", "sat"),
+            ("loc", "loc"),
+            ("env", "env"),
+            ("image", "image"),
+            ("text", "text"),
+        )
+        if o.get(f"{k}_encoder") and o["model"] != "demo"
+    )
+    return PipelineSpec(
+        o["model"],
+        o["source"],
+        tuple(parse_context(o["context"])),
+        encoders,
+        o["env_raster"],
+        o["device"],
+        o["batch_size"],
+    )
+
+
+def grid_for(o: dict):
+    import dataclasses
+
+    grid = build_grid_from(o["aoi"], o["crs"], o["shape"], o["resolution"])
+    return dataclasses.replace(grid, chunk_shape=(o["chunk"], o["chunk"]))
+
+
+class CellProgress:
+    """A chunk counter bar for embed (silent when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc="grid chunks", unit="chunk", disable=None, leave=False)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def store_for(o: dict, embeddings: Path | None) -> Path:
+    """The given store, or one built (and cached) for the pipeline and grid options."""
+    from prom3e_geo.layers.maps import cached_store
+
+    if embeddings is not None:
+        return embeddings
+    with CellProgress() as progress:
+        return cached_store(
+            pipeline_spec(o), grid_for(o), progress, workers=o["workers"], scheduler=o["scheduler"]
+        )
+
+
+def write_layers(
+    layers,
+    out,
+    zarr_path,
+    zarr_format,
+    png_path,
+    overwrite,
+    title,
+    extra_params=None,
+    cmap="viridis",
+) -> list:
+    from prom3e_geo.io.layers import write_layer_outputs
+    from prom3e_geo.io.png import Panel
+    from prom3e_geo.io.provenance import provenance
+    from prom3e_geo.layers.maps import manifest_tags
+
+    tags = provenance(command_line(), layers.grid, params={**layers.params, **(extra_params or {})})
+    tags |= manifest_tags(layers.manifest)
+    panels = [Panel(v, f"{k}", "", cmap) for k, v in list(layers.bands.items())[:3]]
+    return write_layer_outputs(
+        layers.bands,
+        layers.grid,
+        tags,
+        layers.docs,
+        out,
+        zarr_path=zarr_path,
+        zarr_format=int(zarr_format),
+        png_path=png_path,
+        png_panels=panels,
+        png_title=title,
+        overwrite=overwrite,
+    )
+
+
+def output_options(fn: Callable) -> Callable:
+    options = [
+        click.option(
+            "--out",
+            "out",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="Output GeoTIFF (COG).",
+        ),
+        click.option(
+            "--zarr", "zarr_path", type=click.Path(path_type=Path), help="Also write a Zarr store."
+        ),
+        click.option(
+            "--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True
+        ),
+        click.option(
+            "--png", "png_path", type=click.Path(path_type=Path), help="Also write a PNG quicklook."
+        ),
+        overwrite_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def check_outputs(o: dict, inputs: list) -> None:
+    from prom3e_geo.io.outputs import check_distinct, check_output
+
+    outputs = [o["out"], o["zarr_path"], o["png_path"]]
+    for path in outputs:
+        if path is not None:
+            check_output(path, o["overwrite"])
+    check_distinct(outputs, inputs)
+
+
+@cli.command("embed")
+@pipeline_options
+@grid_options
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Embedding store (.zarr)."
+)
+def embed_command(**o) -> None:
+    """Run the encoders and ProM3E over every grid cell into an embedding store.
+
+    Re-running resumes an interrupted store; a store made by another pipeline is refused.
+
+    \b
+    Example:
+      prom3e-geo embed --context sat,loc,env --out cube.zarr
+    """
+    from prom3e_geo.inference import embed_grid
+
+    with CellProgress() as progress:
+        summary = embed_grid(
+            pipeline_spec(o), grid_for(o), o["out"], o["workers"], o["scheduler"], progress
+        )
+    click.echo(
+        f"embed: {summary.chunks_computed} chunk(s) computed, {summary.chunks_done_before} already done, "
+        f"{summary.chunks_total} in all; {summary.cells_valid:,} cells valid, {summary.cells_invalid:,} without "
+        f"all inputs; {summary.seconds:.1f} s"
+    )
+    click.echo(f"wrote {o['out']}")
+
+
+@cli.command("sdm")
+@click.option(
+    "--query",
+    "queries",
+    required=True,
+    multiple=True,
+    help="A photo (repeat for more), or a species name when the model has a text tower.",
+)
+@click.option(
+    "--embeddings", type=click.Path(path_type=Path), default=None, help="Reuse an embedding store."
+)
+@click.option("--mode", type=click.Choice(["recon", "hybrid"]), default="recon", show_default=True)
+@click.option("--delta", default=0.5, show_default=True, type=float, help="Hybrid mixing weight.")
+@click.option(
+    "--target",
+    default="loc",
+    show_default=True,
+    type=click.Choice(["sat", "loc", "env"]),
+    help="Hybrid target modality.",
+)
+@click.option(
+    "--rescale", "rescale_01", is_flag=True, help="Rescale each band linearly to 0-1 over the AOI."
+)
+@click.option("--threshold", type=float, default=None, help="Add a presence band: similarity >= T.")
+@output_options
+@pipeline_options
+@grid_options
+def sdm_command(queries, embeddings, mode, delta, target, rescale_01, threshold, **o) -> None:
+    """Species-distribution similarity map for query photos (one band per query).
+
+    \b
+    Example:
+      prom3e-geo sdm --query examples/cardinal.jpg --out map.tif --png map.png
+    """
+    from prom3e_geo.layers.maps import sdm_layers
+
+    check_outputs(o, [Path(q) for q in queries])
+    store = store_for(o, embeddings)
+    layers = sdm_layers(
+        store, queries, pipeline_spec(o), mode, delta, target, rescale_01, threshold
+    )
+    written = write_layers(
+        layers,
+        o["out"],
+        o["zarr_path"],
+        o["zarr_format"],
+        o["png_path"],
+        o["overwrite"],
+        f"species distribution similarity ({mode})",
+        cmap="YlGn",
+    )
+    for name, band in layers.bands.items():
+        click.echo(
+            f"{name}: min {np.nanmin(band):.3f}, mean {np.nanmean(band):.3f}, max {np.nanmax(band):.3f}"
+        )
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@cli.command("uncertainty")
+@click.option(
+    "--embeddings", type=click.Path(path_type=Path), default=None, help="Reuse an embedding store."
+)
+@output_options
+@pipeline_options
+@grid_options
+def uncertainty_command(embeddings, **o) -> None:
+    """||sigma||_1 per cell for the chosen context (the paper's uncertainty map).
+
+    \b
+    Example:
+      prom3e-geo uncertainty --context loc --out sigma.tif --png sigma.png
+    """
+    from prom3e_geo.layers.maps import uncertainty_layers
+
+    check_outputs(o, [])
+    layers = uncertainty_layers(store_for(o, embeddings))
+    written = write_layers(
+        layers,
+        o["out"],
+        o["zarr_path"],
+        o["zarr_format"],
+        o["png_path"],
+        o["overwrite"],
+        "uncertainty ||sigma||_1",
+        cmap="magma",
+    )
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@cli.command("compare")
+@click.option(
+    "--uncertainty",
+    "x_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="First raster (e.g. sigma.tif).",
+)
+@click.option(
+    "--diversity",
+    "y_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Second raster (e.g. div.tif).",
+)
+@click.option("--x-band", default=None, help="Band of the first raster (default: 1).")
+@click.option("--y-band", default="shannon", show_default=True, help="Band of the second raster.")
+@click.option("--png", "png_path", type=click.Path(path_type=Path), help="Bin-mean plot.")
+@overwrite_option
+def compare_command(x_path, y_path, x_band, y_band, png_path, overwrite) -> None:
+    """Spearman and Pearson correlation of two layers over their common valid cells.
+
+    \b
+    Example:
+      prom3e-geo compare --uncertainty sigma.tif --diversity div.tif --png compare.png
+    """
+    from prom3e_geo.io.outputs import check_output
+    from prom3e_geo.layers.compare import compare_layers, plot_comparison
+
+    if png_path is not None:
+        check_output(png_path, overwrite)
+    result = compare_layers(x_path, y_path, x_band, y_band)
+    click.echo(
+        f"{result.x_name} vs {result.y_name} over {result.n:,} cells: Spearman {result.spearman:.3f} "
+        f"(p {result.spearman_p:.2g}), Pearson {result.pearson:.3f} (p {result.pearson_p:.2g})"
+    )
+    if png_path is not None:
+        click.echo(f"wrote {plot_comparison(result, png_path, overwrite)}")
 
 
 @cli.command("train")

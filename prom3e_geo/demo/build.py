@@ -80,9 +80,11 @@ class DemoRecipe:
     batch_size: int = 256
     lr: float = 2e-3
     prom3e: dict = field(default_factory=lambda: {"embed_dim": 128, "heads": 4, "mlp_dim": 256})
-    stage2_epochs: int = 40
+    stage2_epochs: int = 30
     stage2_batch: int = 512
     stage2_lr: float = 1e-3
+    stage2_masking: str = "uniform"
+    stage2_lambda_kl: float = 0.02
 
     @classmethod
     def load(cls, path: str | Path) -> DemoRecipe:
@@ -117,10 +119,18 @@ def build_demo(
     t0 = time.perf_counter()
 
     lon, lat, species = sample_observations(world, recipe.train_observations, rng)
-    photos = uint8_photos_to_pixels(
-        torch.from_numpy(species_photos(world, species, rng, PHOTO_RENDER_PX))
-    )
-    patches = patches_to_pixels(torch.from_numpy(satellite_patches(world, lon, lat)), 32)
+    photos, patches = [], []
+    for i in range(0, species.size, RENDER_CHUNK):  # bounded memory
+        part = slice(i, i + RENDER_CHUNK)
+        photos.append(
+            uint8_photos_to_pixels(
+                torch.from_numpy(species_photos(world, species[part], rng, PHOTO_RENDER_PX))
+            )
+        )
+        patches.append(
+            patches_to_pixels(torch.from_numpy(satellite_patches(world, lon[part], lat[part])), 32)
+        )
+    photos, patches = torch.cat(photos), torch.cat(patches)
     env = world.env_vector(world.fields(lon, lat))
     env = torch.from_numpy(env + 0.05 * rng.standard_normal(env.shape).astype(np.float32))
     labels = torch.from_numpy(species)
@@ -297,9 +307,16 @@ def write_examples(world: DemoWorld, folder: Path, recipe: DemoRecipe) -> None:
 
 # -- loading the shipped demo ---------------------------------------------------------------------
 def demo_dir() -> Path:
+    """The demo models in use: `$PROM3E_GEO_DEMO` if set, else the ones shipped in the package."""
+    import os
     from importlib import resources
 
-    return Path(str(resources.files("prom3e_geo.data").joinpath("demo")))
+    override = os.environ.get("PROM3E_GEO_DEMO")
+    return (
+        Path(override)
+        if override
+        else Path(str(resources.files("prom3e_geo.data").joinpath("demo")))
+    )
 
 
 @dataclass
@@ -311,6 +328,18 @@ class DemoModels:
     prom3e: torch.nn.Module
     info: dict
     folder: Path
+
+    def context(self):
+        """A `CellContext` over the demo world: demo patches, real coordinates, world fields."""
+        from prom3e_geo.imagery.demo import DemoSource
+        from prom3e_geo.inference import CellContext
+
+        world = self.world
+        return CellContext(
+            self.encoders,
+            DemoSource(world.seed),
+            lambda lon, lat: world.env_vector(world.fields(lon, lat)),
+        )
 
 
 def load_demo(folder: str | Path | None = None, device: str = "cpu") -> DemoModels:

@@ -400,13 +400,22 @@ class DemoWorld:
             ((k * np.cos(a), k * np.sin(a)), rng.uniform(0, 2 * np.pi))
             for k, a in zip(wavenumbers, angles, strict=True)
         ]
+        # fine-scale habitat patches (wavelengths 0.4-1.5 degrees): local moisture and warmth that
+        # satellite patches and environment vectors see, but coarse location does not
+        angles = rng.uniform(0, np.pi, 48)
+        wavenumbers = rng.uniform(1 / 1.5, 1 / 0.4, 48)
+        self._fine = [
+            ((k * np.cos(a), k * np.sin(a)), rng.uniform(0, 2 * np.pi))
+            for k, a in zip(wavenumbers, angles, strict=True)
+        ]
         self.species = SPECIES
 
-    def _texture(self, lon, lat, salt: int) -> np.ndarray:
+    def _texture(self, lon, lat, salt: int, fine: bool = False) -> np.ndarray:
+        waves = self._fine if fine else self._waves
         out = np.zeros(np.shape(lon))
-        for i, ((kx, ky), phase) in enumerate(self._waves):
+        for i, ((kx, ky), phase) in enumerate(waves):
             out += np.sin(2 * np.pi * (kx * lon + ky * lat) + phase + salt * (i + 1))
-        return out / np.sqrt(len(self._waves))
+        return out / np.sqrt(len(waves))
 
     def fields(self, lon, lat) -> dict[str, np.ndarray]:
         """Environmental fields at points: temperature (C), precipitation (mm), elevation (km),
@@ -436,7 +445,11 @@ class DemoWorld:
         temperature = (
             26.0 - 0.85 * (lat - 25) - 5.5 * elevation + 2.5 * west_coast * _sigmoid((lat - 38) / 2)
         )
-        temperature = temperature + 0.5 * self._texture(lon, lat, 2)
+        temperature = (
+            temperature
+            + 0.5 * self._texture(lon, lat, 2)
+            + 1.2 * self._texture(lon, lat, 6, fine=True)
+        )
 
         east = _sigmoid((lon + 97) / 3.0)
         pnw = np.exp(-0.5 * ((lon + 123.3) / 1.6) ** 2) * _sigmoid((lat - 41.5) / 1.2)
@@ -454,6 +467,7 @@ class DemoWorld:
         precipitation = 300 + 900 * east + 1700 * pnw + 450 * gulf + 300 * california
         precipitation = precipitation + 500 * np.clip(elevation - 1.0, 0, None)
         precipitation = precipitation * (1 - 0.4 * np.clip(shadow, 0, 1)) * (1 - 0.45 * southwest)
+        precipitation = precipitation * np.exp(0.3 * self._texture(lon, lat, 5, fine=True))
         precipitation = np.clip(precipitation + 60 * self._texture(lon, lat, 3), 80, None)
 
         # annual range: small on the Pacific coast (westerlies) and in the subtropics, large inland

@@ -54,8 +54,6 @@ def write_layer_outputs(
         )
     if png_path is not None:
         written.append(
-            write_quicklook(
-                png_path, png_panels, grid, suptitle=tags.get("grid"), overwrite=overwrite
-            )
+            write_quicklook(png_path, png_panels, grid, suptitle=png_title, overwrite=overwrite)
         )
     return written

@@ -1,0 +1,136 @@
+"""From a pipeline and a grid to map layers: the library side of `sdm` and `uncertainty`.
+
+Without `--embeddings`, the embedding store is built on the fly and cached under
+`$PROM3E_GEO_CACHE` (default `$XDG_CACHE_HOME/prom3e-geo`, else `~/.cache/prom3e-geo`), keyed by
+the pipeline and the grid, so the next map of the same area reuses it (and an interrupted build
+resumes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from prom3e_geo.grid import Grid
+from prom3e_geo.inference import PipelineSpec, embed_grid, load_pipeline
+from prom3e_geo.layers.sdm import encode_queries, rescale, similarity
+from prom3e_geo.store import grid_from_store, open_store, read_manifest
+
+
+def cache_dir() -> Path:
+    root = (
+        os.environ.get("PROM3E_GEO_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "prom3e-geo"
+    )
+    return Path(root)
+
+
+def cached_store(
+    spec: PipelineSpec, grid: Grid, progress: Callable[[int, int], None] | None = None, **run
+) -> Path:
+    """The store for (pipeline, grid), built or finished as needed."""
+    key = hashlib.sha256(
+        json.dumps(
+            {"spec": asdict(spec), "grid": grid.to_dict(), "chunk": grid.chunk_shape},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:20]
+    path = cache_dir() / "stores" / f"{key}.zarr"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    embed_grid(spec, grid, path, progress=progress, **run)
+    return path
+
+
+@dataclass
+class LayerSet:
+    bands: dict[str, np.ndarray]
+    docs: dict[str, str]
+    params: dict[str, object]
+    grid: Grid
+    manifest: dict
+
+
+def sdm_layers(
+    store_path: str | Path,
+    queries: Sequence[str],
+    spec: PipelineSpec,
+    mode: str = "recon",
+    delta: float = 0.5,
+    target: str = "loc",
+    rescale_01: bool = False,
+    threshold: float | None = None,
+) -> LayerSet:
+    """Similarity bands (one per query) and, with a threshold, presence bands."""
+    ds = open_store(store_path)
+    manifest = read_manifest(store_path)
+    grid = grid_from_store(ds)
+    pipeline = load_pipeline(
+        PipelineSpec(**{**asdict(spec), "context": tuple(manifest["context"])})
+    )
+    encoders = {**pipeline.cells.encoders}
+    encoded = encode_queries(queries, encoders)
+    scores = similarity(ds, encoded, mode, delta, target, pipeline.model)
+    params: dict[str, object] = {"layer": "sdm", "mode": mode}
+    if mode == "hybrid":
+        params |= {"delta": delta, "hybrid_target": target}
+    if rescale_01:
+        scores, ranges = rescale(scores)
+        params["rescaled"] = "linear to [0, 1] over the AOI; original ranges " + "; ".join(
+            f"{q.name}: {lo:.4f}..{hi:.4f}" for q, (lo, hi) in zip(encoded, ranges, strict=True)
+        )
+    bands, docs = {}, {}
+    for q, band in zip(encoded, scores, strict=True):
+        bands[q.name] = band
+        docs[q.name] = (
+            f"similarity to {q.source} ({mode}{', rescaled to 0-1' if rescale_01 else ''})"
+        )
+    if threshold is not None:
+        params["threshold"] = threshold
+        for q, band in zip(encoded, scores, strict=True):
+            name = "presence" if len(encoded) == 1 else f"presence_{q.name}"
+            bands[name] = np.where(
+                np.isfinite(band), (band >= threshold).astype(np.float32), np.nan
+            )
+            docs[name] = f"1 where the similarity to {q.source} is >= {threshold}"
+    params["queries"] = ", ".join(q.source for q in encoded)
+    for q in encoded:
+        if Path(q.source).is_file():
+            params[f"query_{q.name}_sha256"] = hashlib.sha256(
+                Path(q.source).read_bytes()
+            ).hexdigest()
+    return LayerSet(bands, docs, params, grid, manifest)
+
+
+def uncertainty_layers(store_path: str | Path) -> LayerSet:
+    ds = open_store(store_path)
+    manifest = read_manifest(store_path)
+    grid = grid_from_store(ds)
+    sigma = np.asarray(ds["sigma_l1"].values, dtype=np.float32)
+    sigma = np.where(np.asarray(ds["valid"].values, dtype=bool), sigma, np.nan)
+    doc = f"||sigma||_1 = sum exp(logvar / 2), context {'+'.join(manifest['context'])}"
+    return LayerSet(
+        {"sigma_l1": sigma}, {"sigma_l1": doc}, {"layer": "uncertainty"}, grid, manifest
+    )
+
+
+def manifest_tags(manifest: dict) -> dict[str, str]:
+    """Provenance tags from a store's manifest (model id and hash, source, context)."""
+    source = manifest.get("source") or {}
+    tags = {
+        "model": str(manifest.get("model")),
+        "model_sha256": str(manifest.get("model_sha256")),
+        "source": json.dumps(source),
+        "context": "+".join(manifest.get("context", [])),
+    }
+    if manifest.get("model") == "demo" or source.get("synthetic"):
+        tags["demo_world"] = (
+            "SYNTHETIC: made from the prom3e-geo demo world (synthetic imagery, photos and species ranges)"
+        )
+    return tags
