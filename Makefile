@@ -22,9 +22,12 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	mkdir -p $(OUT)
+	$(CLI) sdm --query examples/cardinal.jpg --out $(OUT)/map.tif --png $(OUT)/map.png --overwrite
+	$(CLI) uncertainty --context loc --out $(OUT)/sigma.tif --png $(OUT)/sigma.png --overwrite
 	$(CLI) diversity --observations examples/observations.csv \
 		--out $(OUT)/diversity.tif --zarr $(OUT)/diversity.zarr --png $(OUT)/diversity.png --overwrite
-	@echo "Outputs in $(OUT)/: open diversity.tif in QGIS, diversity.zarr in xarray."
+	$(CLI) compare --uncertainty $(OUT)/sigma.tif --diversity $(OUT)/diversity.tif --png $(OUT)/compare.png --overwrite
+	@echo "Outputs in $(OUT)/: open the .tif files in QGIS, diversity.zarr in xarray."
 
 test: install
 	$(PY) -m pytest -q

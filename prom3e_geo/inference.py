@@ -244,12 +244,14 @@ class EmbedSummary:
     seconds: float
 
 
-def _dask_chunk(spec: PipelineSpec, grid, path: str, chunk) -> tuple[int, int]:
+def _dask_chunk(spec: PipelineSpec, grid, path: str, chunk, threads: int) -> tuple[int, int]:
     """One Dask task: compute a chunk and write its region (idempotent: recomputing rewrites the
-    same values, so a lost worker's chunk can simply run again)."""
+    same values, so a lost worker's chunk can simply run again). It uses the submitting
+    process's intra-op thread count: float summation order follows the thread count, and equal
+    counts make the result bit-identical to a single-process run."""
     from prom3e_geo.store import EmbeddingStore
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     result = compute_chunk(load_pipeline(spec), grid, chunk)
     EmbeddingStore(path, grid).write(result)
     return int(result.valid.sum()), int((~result.valid).sum())
@@ -293,7 +295,16 @@ def embed_grid(
         )
         with Client(scheduler or cluster) as client:
             futures = [
-                client.submit(_dask_chunk, spec, grid, str(out), c, pure=False, retries=3)
+                client.submit(
+                    _dask_chunk,
+                    spec,
+                    grid,
+                    str(out),
+                    c,
+                    torch.get_num_threads(),
+                    pure=False,
+                    retries=3,
+                )
                 for c in pending
             ]
             for i, future in enumerate(as_completed(futures), start=1):

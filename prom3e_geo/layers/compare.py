@@ -7,6 +7,7 @@ rasters, and `bin_means` gives the per-bin mean and standard error for the plot.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,12 @@ def read_band(
     if not path.is_file():
         raise InputError(f"raster {path} does not exist")
     try:
-        with rasterio.open(path) as ds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            ds = rasterio.open(path)
+        with ds:
+            if ds.crs is None:
+                raise InputError(f"raster {path} is not georeferenced (no CRS)")
             names = [d or f"band{i + 1}" for i, d in enumerate(ds.descriptions)]
             if band is None:
                 index = 1

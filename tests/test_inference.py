@@ -1,0 +1,261 @@
+"""Grid inference and the map layers on the shipped demo world."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+import zarr
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.store import open_store, read_manifest
+
+EXE = Path(sys.executable).with_name("prom3e-geo")
+ROOT = Path(__file__).resolve().parents[1]
+CARDINAL = ROOT / "examples" / "cardinal.jpg"
+SMALL = [
+    "--aoi",
+    "-100,33,-88,39",
+    "--resolution",
+    "0.25",
+    "--chunk",
+    "8",
+]  # 24 x 48 cells, 18 chunks
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROM3E_GEO_CACHE", str(tmp_path / "cache"))
+
+
+def _arrays(path):
+    g = zarr.open_group(str(path), mode="r")
+    return {
+        name: np.asarray(g[name][:])
+        for name in ("mu", "sigma_l1", "recon_image", "ctx_loc", "valid", "chunk_done")
+    }
+
+
+def _assert_same_store(a, b):
+    x, y = _arrays(a), _arrays(b)
+    for name in x:
+        np.testing.assert_array_equal(x[name], y[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "cube.zarr"
+    subprocess.run([EXE, "embed", *SMALL, "--out", out], check=True, capture_output=True)
+    return out
+
+
+def test_embed_writes_a_complete_georeferenced_store(reference_store):
+    ds = open_store(reference_store)
+    assert ds.rio.crs.to_epsg() == 4326
+    assert ds["mu"].shape[:2] == (24, 48) and ds["recon_image"].shape[-1] == 512
+    manifest = read_manifest(reference_store)
+    assert manifest["model"] == "demo" and manifest["context"] == ["sat", "loc", "env"]
+    assert len(manifest["model_sha256"]) == 64
+    valid = np.asarray(ds["valid"].values, bool)
+    assert valid.sum() == np.asarray(ds["aoi"].values, bool).sum() > 0
+    assert np.isfinite(np.asarray(ds["sigma_l1"].values)[valid]).all()
+    norms = np.linalg.norm(np.asarray(ds["recon_image"].values, dtype=np.float32)[valid], axis=-1)
+    np.testing.assert_allclose(norms, 1.0, atol=2e-3)  # float16 storage
+
+
+def test_killed_embed_resumes_to_the_same_store(reference_store, tmp_path):
+    out = tmp_path / "cube.zarr"
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.Popen(
+        [EXE, "embed", *SMALL, "--out", out],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "chunk_done").exists() and zarr.open_group(str(out), mode="r")["chunk_done"][
+            :
+        ].sum() >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = zarr.open_group(str(out), mode="r")["chunk_done"][:].sum()
+    assert 3 <= done < 18, "killed mid-run"
+    with pytest.raises(InputError, match="incomplete"):
+        open_store(out)
+    rerun = subprocess.run([EXE, "embed", *SMALL, "--out", out], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{done} already done" in rerun.stdout
+    _assert_same_store(out, reference_store)
+
+
+def test_dask_workers_give_the_same_store(reference_store, tmp_path):
+    out = tmp_path / "cube.zarr"
+    r = subprocess.run(
+        [EXE, "embed", *SMALL, "--workers", "2", "--out", out], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    _assert_same_store(out, reference_store)
+
+
+def test_a_store_from_another_run_is_refused(reference_store, run_cli):
+    r = run_cli("embed", *SMALL, "--context", "loc", "--out", reference_store)
+    assert r.code == 2 and "refusing to mix runs" in r.err and "context" in r.err
+
+
+def test_sdm_cog_has_the_contract_bands_nodata_crs_and_tags(reference_store, tmp_path, run_cli):
+    out = tmp_path / "map.tif"
+    r = run_cli(
+        "sdm",
+        "--query",
+        CARDINAL,
+        "--embeddings",
+        reference_store,
+        "--threshold",
+        "0.2",
+        "--rescale",
+        "--out",
+        out,
+        "--zarr",
+        tmp_path / "map.zarr",
+        "--png",
+        tmp_path / "map.png",
+    )
+    assert r.code == 0, r.err
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("cardinal", "presence")
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert ds.crs.to_epsg() == 4326 and np.isnan(ds.nodata)
+        tags = ds.tags()
+        similarity = ds.read(1, masked=True)
+        presence = ds.read(2, masked=True)
+    assert tags["model"] == "demo" and len(tags["model_sha256"]) == 64
+    assert "SYNTHETIC" in tags["demo_world"] and tags["threshold"] == "0.2"
+    assert "[0, 1]" in tags["rescaled"]
+    assert tags["query_cardinal_sha256"] and tags["context"] == "sat+loc+env"
+    assert similarity.min() == 0.0 and similarity.max() == 1.0
+    np.testing.assert_array_equal(
+        presence.filled(-1)[~similarity.mask], (similarity.compressed() >= 0.2).astype(float)
+    )
+    zarr_ds = xr.open_zarr(tmp_path / "map.zarr", decode_coords="all")
+    assert set(zarr_ds.data_vars) == {"cardinal", "presence"} and zarr_ds.rio.crs.to_epsg() == 4326
+
+
+def test_species_name_queries_and_hybrid_mode(reference_store, tmp_path, run_cli):
+    r = run_cli(
+        "sdm",
+        "--query",
+        "northern cardinal",
+        "--query",
+        CARDINAL,
+        "--embeddings",
+        reference_store,
+        "--mode",
+        "hybrid",
+        "--delta",
+        "0.3",
+        "--out",
+        tmp_path / "map.tif",
+    )
+    assert r.code == 0, r.err
+    with rasterio.open(tmp_path / "map.tif") as ds:
+        assert ds.descriptions == ("northern_cardinal", "cardinal")
+        assert ds.tags()["delta"] == "0.3" and ds.tags()["mode"] == "hybrid"
+        a, b = ds.read(1, masked=True), ds.read(2, masked=True)
+    assert np.corrcoef(a.compressed(), b.compressed())[0, 1] > 0.5  # name and photo agree
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.jpg", "does not exist"),
+        (
+            lambda d: (d / "notes.jpg").write_text("not an image") and d / "notes.jpg",
+            "not an image",
+        ),
+        (
+            lambda d: (d / "cut.jpg").write_bytes(CARDINAL.read_bytes()[:600]) and d / "cut.jpg",
+            "truncated or corrupt",
+        ),
+        (
+            lambda d: (
+                (d / "song.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ") and d / "song.wav"
+            ),
+            "not an image",
+        ),
+        (lambda d: "unicorn", "no species 'unicorn'"),
+    ],
+)
+def test_bad_queries_exit_2_without_output(reference_store, tmp_path, run_cli, make, message):
+    query = make(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = run_cli(
+        "sdm", "--query", query, "--embeddings", reference_store, "--out", tmp_path / "map.tif"
+    )
+    assert r.code == 2 and message in r.err and r.err.count("\n") == 1, r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_uncertainty_and_compare(reference_store, tmp_path, run_cli):
+    r = run_cli("uncertainty", "--embeddings", reference_store, "--out", tmp_path / "sigma.tif")
+    assert r.code == 0, r.err
+    with rasterio.open(tmp_path / "sigma.tif") as ds:
+        assert ds.descriptions == ("sigma_l1",)
+        sigma = ds.read(1, masked=True)
+    assert sigma.count() > 0 and sigma.min() > 0
+    obs = ROOT / "examples" / "observations.csv"
+    r = run_cli("diversity", "--observations", obs, *SMALL[:4], "--out", tmp_path / "div.tif")
+    assert r.code == 0, r.err
+    r = run_cli(
+        "compare",
+        "--uncertainty",
+        tmp_path / "sigma.tif",
+        "--diversity",
+        tmp_path / "div.tif",
+        "--png",
+        tmp_path / "cmp.png",
+    )
+    assert r.code == 0, r.err
+    assert "sigma_l1 vs shannon" in r.out and "Spearman" in r.out
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+    r = run_cli("compare", "--uncertainty", tmp_path / "sigma.tif", "--diversity", CARDINAL)
+    assert r.code == 2
+
+
+@pytest.mark.slow
+def test_the_example_notebook_runs(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "examples" / "explore.ipynb", as_version=4)
+    os.environ["PROM3E_NOTEBOOK_OUT"] = str(tmp_path)
+    try:
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
+    finally:
+        del os.environ["PROM3E_NOTEBOOK_OUT"]
+    assert (tmp_path / "similarity.png").exists() and (tmp_path / "sigma.png").exists()
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "Spearman(sigma_l1, Shannon)" in outputs
+
+
+def test_qgis_styles_are_valid_xml():
+    import xml.etree.ElementTree as ET
+
+    for path in (ROOT / "examples" / "qgis").glob("*.qml"):
+        renderer = ET.parse(path).getroot().find("pipe/rasterrenderer")
+        assert renderer is not None and renderer.get("type") == "singlebandpseudocolor", path
+        assert len(renderer.findall(".//colorrampshader/item")) >= 2
