@@ -232,7 +232,6 @@ def test_uncertainty_and_compare(reference_store, tmp_path, run_cli):
     assert r.code == 2
 
 
-@pytest.mark.slow
 def test_the_example_notebook_runs(tmp_path):
     import nbformat
     from nbclient import NotebookClient
