@@ -521,20 +521,31 @@ def sdm_command(queries, embeddings, mode, delta, target, rescale_01, threshold,
 @click.option(
     "--embeddings", type=click.Path(path_type=Path), default=None, help="Reuse an embedding store."
 )
+@click.option(
+    "--store-context",
+    default="sat,loc,env",
+    show_default=True,
+    help="Context of the store built when --embeddings is not given (--context: any subset of it).",
+)
 @output_options
 @pipeline_options
 @grid_options
-def uncertainty_command(embeddings, **o) -> None:
-    """||sigma||_1 per cell for the chosen context (the paper's uncertainty map).
+def uncertainty_command(embeddings, store_context, **o) -> None:
+    """||sigma||_1 per cell for the chosen --context (the paper's uncertainty map).
+
+    The sigma of any subset of a store's context comes from its stored embeddings, so the
+    uncertainty of location alone reuses the store that `sdm` built.
 
     \b
     Example:
       prom3e-geo uncertainty --context loc --out sigma.tif --png sigma.png
     """
+    from prom3e_geo.inference import parse_context
     from prom3e_geo.layers.maps import uncertainty_layers
 
     check_outputs(o, [])
-    layers = uncertainty_layers(store_for(o, embeddings))
+    store = store_for({**o, "context": store_context}, embeddings)
+    layers = uncertainty_layers(store, parse_context(o["context"]), pipeline_spec(o))
     written = write_layers(
         layers,
         o["out"],

@@ -108,15 +108,57 @@ def sdm_layers(
     return LayerSet(bands, docs, params, grid, manifest)
 
 
-def uncertainty_layers(store_path: str | Path) -> LayerSet:
+def uncertainty_layers(
+    store_path: str | Path, context: Sequence[str] | None = None, spec: PipelineSpec | None = None
+) -> LayerSet:
+    """||sigma||_1 for `context` (default: the store's own). Any subset of the store's context is
+    computed from the stored context embeddings by ProM3E alone, without re-encoding a cell."""
+    import torch
+
+    from prom3e_geo.errors import InputError
+    from prom3e_geo.inference import infer_cells
+    from prom3e_geo.layers.sdm import ROW_BLOCK
+    from prom3e_geo.model.prom3e import MODALITIES
+
     ds = open_store(store_path)
     manifest = read_manifest(store_path)
     grid = grid_from_store(ds)
-    sigma = np.asarray(ds["sigma_l1"].values, dtype=np.float32)
-    sigma = np.where(np.asarray(ds["valid"].values, dtype=bool), sigma, np.nan)
-    doc = f"||sigma||_1 = sum exp(logvar / 2), context {'+'.join(manifest['context'])}"
+    stored = list(manifest["context"])
+    wanted = list(context) if context else stored
+    missing = [m for m in wanted if m not in stored]
+    if missing:
+        raise InputError(
+            f"the store has no {', '.join(missing)} embeddings (its context is {'+'.join(stored)})"
+        )
+    valid = np.asarray(ds["valid"].values, dtype=bool)
+    if set(wanted) == set(stored):
+        sigma = np.asarray(ds["sigma_l1"].values, dtype=np.float32)
+    else:
+        model = load_pipeline(
+            PipelineSpec(**{**asdict(spec or PipelineSpec()), "context": tuple(stored)})
+        ).model
+        sigma = np.full(grid.shape, np.nan, dtype=np.float32)
+        for r0 in range(0, grid.height, ROW_BLOCK):
+            rows = slice(r0, min(r0 + ROW_BLOCK, grid.height))
+            ok = valid[rows]
+            if not ok.any():
+                continue
+            x = torch.zeros(int(ok.sum()), len(MODALITIES), model.config.input_dim)
+            for m in wanted:
+                x[:, MODALITIES.index(m)] = torch.from_numpy(
+                    np.asarray(ds[f"ctx_{m}"][rows].values, dtype=np.float32)[ok]
+                )
+            block = np.full(ok.shape, np.nan, dtype=np.float32)
+            block[ok] = infer_cells(model, x, wanted).sigma_l1.numpy()
+            sigma[rows] = block
+    sigma = np.where(valid, sigma, np.nan)
+    doc = f"||sigma||_1 = sum exp(logvar / 2), context {'+'.join(wanted)}"
     return LayerSet(
-        {"sigma_l1": sigma}, {"sigma_l1": doc}, {"layer": "uncertainty"}, grid, manifest
+        {"sigma_l1": sigma},
+        {"sigma_l1": doc},
+        {"layer": "uncertainty", "sigma_context": "+".join(wanted)},
+        grid,
+        manifest,
     )
 
 
