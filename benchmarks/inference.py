@@ -1,0 +1,170 @@
+"""Grid inference speed and memory, measured side by side in one run.
+
+1. Demo pipeline (demo patches + demo encoders + GeoCLIP + the demo ProM3E, sat+loc+env) on a
+   block of paper-grid cells: end-to-end cells/s through the engine (`compute_chunk`, inputs of
+   the next batch gathered on a thread), against the same work done serially (gather, then
+   encode + ProM3E) and against encode + ProM3E alone on pre-gathered inputs (model compute);
+   and against a naive loop that processes one cell at a time.
+2. Peak RSS of `prom3e-geo embed` (a child process each) at about 10^4 and 10^5 cells.
+3. Full-size stack (CLIP ViT-B/16 satellite tower, GeoCLIP, the 27.3 M ProM3E; random weights
+   except GeoCLIP) on a few hundred cells.
+
+    python benchmarks/inference.py [--cells 4096] [--full-cells 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prom3e_geo.grid import build_grid
+from prom3e_geo.inference import PipelineSpec, compute_chunk, infer_cells, load_pipeline
+
+
+def demo_comparison(cells: int) -> None:
+    grid = dataclasses.replace(build_grid(), chunk_shape=(64, 64))
+    pipeline = load_pipeline(PipelineSpec())
+    inside = [c for c in grid.chunks() if grid.mask[c.rows, c.cols].sum() > 3000]
+    chunk = inside[0]
+    n = int(grid.mask[chunk.rows, chunk.cols].sum())
+    reps = max(1, cells // n)
+    context = pipeline.spec.context
+
+    t = time.perf_counter()
+    for _ in range(reps):
+        compute_chunk(pipeline, grid, chunk)
+    engine = time.perf_counter() - t
+
+    lon, lat = (a.ravel()[grid.mask[chunk.rows, chunk.cols].ravel()] for a in grid.lonlat(chunk))
+    t = time.perf_counter()
+    gathered = [
+        pipeline.cells.gather(lon[i : i + 1024], lat[i : i + 1024], context)
+        for i in range(0, n, 1024)
+    ]
+    gather = time.perf_counter() - t
+    t = time.perf_counter()
+    for raw, valid in gathered:
+        infer_cells(pipeline.model, pipeline.cells.encode(raw, valid.size), context)
+    model = time.perf_counter() - t
+    serial = gather + model
+
+    sample = 64
+    t = time.perf_counter()
+    for i in range(sample):
+        raw, valid = pipeline.cells.gather(lon[i : i + 1], lat[i : i + 1], context)
+        infer_cells(pipeline.model, pipeline.cells.encode(raw, 1), context)
+    naive = (time.perf_counter() - t) / sample
+
+    per_cell_engine = engine / (reps * n)
+    print(f"demo pipeline, {reps * n:,} cells (sat+loc+env), {torch.get_num_threads()} threads:")
+    print(f"  engine (prefetching)          {1 / per_cell_engine:8,.0f} cells/s")
+    print(
+        f"  same work serially            {n / serial:8,.0f} cells/s  (gather {gather / serial:.0%}, encode+model {model / serial:.0%})"
+    )
+    print(f"  encode + ProM3E alone         {n / model:8,.0f} cells/s")
+    print(f"  naive one cell at a time      {1 / naive:8,.0f} cells/s")
+    print(
+        f"  ratios: engine / serial {serial / n / per_cell_engine:.2f}x, engine / naive {naive / per_cell_engine:.0f}x, "
+        f"engine time over encode+model time {per_cell_engine / (model / n):.2f}"
+    )
+
+
+def peak_rss(resolution: float, aoi: str) -> tuple[int, float, float]:
+    """(cells, peak RSS in MiB, seconds) of one `prom3e-geo embed` child, measured by GNU time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(sys.executable).with_name("prom3e-geo")
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [
+                "/usr/bin/time",
+                "-f",
+                "maxrss_kb=%M",
+                exe,
+                "embed",
+                "--aoi",
+                aoi,
+                "--resolution",
+                str(resolution),
+                "--out",
+                Path(tmp) / "cube.zarr",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds = time.perf_counter() - t
+        rss = int(proc.stderr.rsplit("maxrss_kb=", 1)[1].split()[0]) / 1024
+        cells = int(proc.stdout.split("cells valid")[0].split(";")[-1].replace(",", "").strip())
+        return cells, rss, seconds
+
+
+def full_size(cells: int) -> None:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from prom3e_geo.encoders.clip import SatelliteEncoder
+    from prom3e_geo.encoders.location import LocationEncoder
+    from prom3e_geo.imagery.demo import DemoSource
+    from prom3e_geo.inference import CellContext
+    from prom3e_geo.model import ProM3E
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        patch_size=16,
+        image_size=224,
+        projection_dim=512,
+        attn_implementation="sdpa",
+    )
+    encoders = {
+        "sat": SatelliteEncoder(CLIPVisionModelWithProjection(config)),
+        "loc": LocationEncoder.load(),
+    }
+    cells_ctx = CellContext(encoders, DemoSource(size=256))
+    model = ProM3E().eval()
+    rng = np.random.default_rng(0)
+    lon, lat = rng.uniform(-100, -85, cells), rng.uniform(32, 42, cells)
+    t = time.perf_counter()
+    raw, valid = cells_ctx.gather(lon, lat, ["sat", "loc"])
+    gather = time.perf_counter() - t
+    t = time.perf_counter()
+    x = cells_ctx.encode(raw, cells)
+    encode = time.perf_counter() - t
+    t = time.perf_counter()
+    infer_cells(model, x, ["sat", "loc"])
+    prom3e = time.perf_counter() - t
+    total = gather + encode + prom3e
+    print(
+        f"full-size stack (ViT-B/16 sat 256 px patches + GeoCLIP + 27.3 M ProM3E), {cells} cells: "
+        f"{cells / total:.1f} cells/s; time in ViT+GeoCLIP {encode / total:.0%}, ProM3E {prom3e / total:.1%}, "
+        f"demo patch rendering {gather / total:.0%}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=8192)
+    parser.add_argument("--full-cells", type=int, default=128)
+    args = parser.parse_args()
+    demo_comparison(args.cells)
+    print("peak RSS of `prom3e-geo embed` (demo pipeline, fresh process each):")
+    for resolution, aoi in ((0.1, "-100,30,-90,40"), (0.05, "-110,30,-90,40")):
+        cells, rss, seconds = peak_rss(resolution, aoi)
+        print(
+            f"  {cells:>8,} cells: peak RSS {rss:6,.0f} MiB, {seconds:5.0f} s ({cells / seconds:,.0f} cells/s)"
+        )
+    full_size(args.full_cells)
+
+
+if __name__ == "__main__":
+    main()
