@@ -13,28 +13,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import median_seconds, vit_b16_satellite_tower
 
 from prom3e_geo.encoders.clip import SatelliteEncoder, load_photo, patches_to_pixels, photo_tensor
 from prom3e_geo.encoders.location import LocationEncoder
-
-
-def median_time(fn, repeats: int, device: torch.device) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -43,20 +29,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        patch_size=16,
-        image_size=224,
-        projection_dim=512,
-        attn_implementation="sdpa",
-    )
-    sat = SatelliteEncoder(CLIPVisionModelWithProjection(config), args.device)
+    sat = SatelliteEncoder(vit_b16_satellite_tower(), args.device)
     device = sat.device
     print(
         f"device {device}, threads {torch.get_num_threads()}, ViT-B/16 "
@@ -67,8 +40,8 @@ def main() -> None:
     def preprocessing():  # host: stack; device: gain, resize to 224, normalise
         return patches_to_pixels(sat.preprocess(patches).to(device), sat.image_size)
 
-    pre = median_time(preprocessing, args.repeats, device)
-    total = median_time(lambda: sat.encode(sat.preprocess(patches)), args.repeats, device)
+    pre = median_seconds(preprocessing, args.repeats, device)
+    total = median_seconds(lambda: sat.encode(sat.preprocess(patches)), args.repeats, device)
     print(
         f"satellite tower, batch {args.batch}: {args.batch / total:.1f} images/s end to end; "
         f"preprocessing {100 * pre / total:.1f}% of the time ({1000 * pre / args.batch:.2f} ms/patch)"
@@ -81,7 +54,7 @@ def main() -> None:
         Image.fromarray(
             np.random.default_rng(1).integers(0, 255, (1200, 1600, 3), dtype=np.uint8)
         ).save(photo)
-        per_photo = median_time(lambda: photo_tensor(load_photo(photo)), 5, torch.device("cpu"))
+        per_photo = median_seconds(lambda: photo_tensor(load_photo(photo)), 5, torch.device("cpu"))
     print(
         f"photo preprocessing (1600 x 1200 JPEG -> 224 crop): {1000 * per_photo:.1f} ms/image "
         f"({1 / per_photo:.0f} images/s on one core)"
@@ -90,7 +63,7 @@ def main() -> None:
     loc = LocationEncoder.load(device=args.device)
     rng = np.random.default_rng(2)
     points = np.c_[rng.uniform(25, 49, 4096), rng.uniform(-124, -67, 4096)]
-    seconds = median_time(lambda: loc.embed(points, batch_size=4096), args.repeats + 1, device)
+    seconds = median_seconds(lambda: loc.embed(points, batch_size=4096), args.repeats + 1, device)
     print(f"location encoder (GeoCLIP weights), batch 4096: {4096 / seconds:,.0f} points/s")
 
 

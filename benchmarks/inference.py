@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import vit_b16_satellite_tower
 
 from prom3e_geo.grid import build_grid
 from prom3e_geo.inference import PipelineSpec, compute_chunk, infer_cells, load_pipeline
@@ -107,29 +108,13 @@ def peak_rss(resolution: float, aoi: str) -> tuple[int, float, float]:
 
 
 def full_size(cells: int) -> None:
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
     from prom3e_geo.encoders.clip import SatelliteEncoder
     from prom3e_geo.encoders.location import LocationEncoder
     from prom3e_geo.imagery.demo import DemoSource
     from prom3e_geo.inference import CellContext
     from prom3e_geo.model import ProM3E
 
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        patch_size=16,
-        image_size=224,
-        projection_dim=512,
-        attn_implementation="sdpa",
-    )
-    encoders = {
-        "sat": SatelliteEncoder(CLIPVisionModelWithProjection(config)),
-        "loc": LocationEncoder.load(),
-    }
+    encoders = {"sat": SatelliteEncoder(vit_b16_satellite_tower()), "loc": LocationEncoder.load()}
     cells_ctx = CellContext(encoders, DemoSource(size=256))
     model = ProM3E().eval()
     rng = np.random.default_rng(0)

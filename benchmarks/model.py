@@ -11,11 +11,10 @@ embedding that the SDM layer needs; (b) the same batch through the per-sample ke
 from __future__ import annotations
 
 import argparse
-import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from common import median_seconds
 
 from prom3e_geo.model import ProM3E, visibility
 from prom3e_geo.runtime import autocast, resolve_device
@@ -23,20 +22,6 @@ from prom3e_geo.train.losses import ProM3ELoss
 from prom3e_geo.train.masking import make_masking
 
 CONTEXT = [1, 2, 3]  # sat, loc, env
-
-
-def timed(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -77,7 +62,7 @@ def main() -> None:
         ("key-padding path, decode image", padding),
         ("shared visibility, decode all 6", all_six),
     ):
-        seconds = timed(fn, args.repeats, device)
+        seconds = median_seconds(fn, args.repeats, device)
         rows.append((name, args.batch / seconds))
     base = rows[0][1]
     print(f"inference, batch {args.batch}, context sat+loc+env:")
@@ -110,7 +95,7 @@ def main() -> None:
         loss.total.backward()
         opt.step()
 
-    seconds = timed(step, args.repeats, device)
+    seconds = median_seconds(step, args.repeats, device)
     rate = args.train_batch / seconds
     print(f"training, batch {args.train_batch}: {rate:,.0f} samples/s ({seconds:.2f} s/step)")
 
