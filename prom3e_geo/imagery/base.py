@@ -3,8 +3,8 @@
 A source turns cell centres (lon/lat degrees) into a `PatchBatch`: surface-reflectance patches
 [N, H, W, 3] (red, green, blue = B04, B03, B02 / 10000, float32), a per-patch validity flag and
 per-patch metadata (scene id, date, cloud fraction, or the reason a cell failed). Sources are
-chosen by spec: `demo` (the demo world), with `sentinelhub`, `stac` and `local:PATH` as the
-production sources.
+chosen by spec: `demo` (the demo world) and `local:PATH` (local rasters); `sentinelhub` and `stac`
+are planned.
 """
 
 from __future__ import annotations
@@ -42,4 +42,8 @@ def open_source(spec: str, **options) -> PatchSource:
         from prom3e_geo.imagery.demo import DemoSource
 
         return DemoSource(**options)
-    raise InputError(f"unknown imagery source {spec!r} (available: demo)")
+    if spec.startswith("local:"):
+        from prom3e_geo.imagery.local import LocalSource
+
+        return LocalSource(spec.removeprefix("local:"), **options)
+    raise InputError(f"unknown imagery source {spec!r} (available: demo, local:PATH)")

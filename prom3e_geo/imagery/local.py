@@ -1,0 +1,172 @@
+"""The `local:PATH` source: patches cut from local rasters (GeoTIFF, COG, VRT) in any CRS.
+
+PATH is one raster or a folder of them (searched recursively for .tif/.tiff/.vrt). Each patch is
+a square of `size` x `size` pixels at `resolution` metres in the UTM zone of its cell centre,
+centred on the cell, resampled bilinearly from whichever raster contains the centre (rasterio
+warping: only the source window under the patch is read).
+
+Bands 1, 2, 3 are taken as red, green, blue. Values become surface reflectance: float rasters are
+taken as reflectance already; uint16 as Sentinel-2 L2A digital numbers (/ 10000, after the
+processing-baseline offset of `boa_offset`, default 0); uint8 as display RGB (/ 255 / 2.5, the
+inverse of the true-colour gain, so that the encoders see the same display colours). A patch with
+more than `max_nodata` of its pixels outside the raster or nodata is marked invalid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, reproject, transform_bounds
+from rasterio.warp import transform as warp_transform
+from rasterio.windows import Window, from_bounds
+
+from prom3e_geo.encoders.clip import REFLECTANCE_GAIN
+from prom3e_geo.errors import InputError
+from prom3e_geo.imagery.base import PatchBatch
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
+
+
+def utm_crs(lon: float, lat: float) -> CRS:
+    """The WGS 84 / UTM zone CRS containing a point."""
+    zone = int((lon + 180) // 6) % 60 + 1
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+class LocalSource:
+    """Patches from local rasters (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        path: str | Path,
+        size: int = 256,
+        resolution: float = 10.0,
+        max_nodata: float = 0.5,
+        boa_offset: float = 0.0,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"local imagery {self.path} does not exist")
+        files = (
+            sorted(p for p in self.path.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES)
+            if self.path.is_dir()
+            else [self.path]
+        )
+        if not files:
+            raise InputError(f"no GeoTIFF/VRT rasters under {self.path}")
+        self.size, self.resolution, self.max_nodata, self.boa_offset = (
+            size,
+            resolution,
+            max_nodata,
+            boa_offset,
+        )
+        self.rasters = []
+        for f in files:
+            try:
+                with rasterio.open(f) as ds:
+                    if ds.crs is None:
+                        raise InputError(f"raster {f} has no CRS")
+                    if ds.count < 3:
+                        raise InputError(
+                            f"raster {f} has {ds.count} band(s); need red, green, blue"
+                        )
+                    bounds = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+                    self.rasters.append((f, bounds))
+            except rasterio.errors.RasterioIOError as exc:
+                raise InputError(f"raster {f} cannot be read: {exc}") from None
+
+    def describe(self) -> dict:
+        return {
+            "source": "local",
+            "path": str(self.path),
+            "rasters": len(self.rasters),
+            "size_px": self.size,
+            "resolution_m": self.resolution,
+            "boa_offset": self.boa_offset,
+        }
+
+    def _raster_for(self, lon: float, lat: float) -> Path | None:
+        for path, (minx, miny, maxx, maxy) in self.rasters:
+            if minx <= lon <= maxx and miny <= lat <= maxy:
+                return path
+        return None
+
+    def patch_transform(self, lon: float, lat: float) -> tuple[CRS, object]:
+        """(UTM CRS, affine transform) of the patch centred on the point."""
+        crs = utm_crs(lon, lat)
+        (x,), (y,) = warp_transform("EPSG:4326", crs, [lon], [lat])
+        half = self.size * self.resolution / 2
+        return crs, from_origin(x - half, y + half, self.resolution, self.resolution)
+
+    def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
+        lon, lat = np.ravel(lon), np.ravel(lat)
+        patches = np.zeros((lon.size, self.size, self.size, 3), dtype=np.float32)
+        valid = np.zeros(lon.size, dtype=bool)
+        meta = []
+        for i, (x, y) in enumerate(zip(lon, lat, strict=True)):
+            path = self._raster_for(float(x), float(y))
+            if path is None:
+                meta.append({"error": "outside every raster"})
+                continue
+            crs, transform = self.patch_transform(float(x), float(y))
+            out = np.full((3, self.size, self.size), np.nan, dtype=np.float32)
+            with rasterio.open(path) as ds:
+                src, src_transform = self._window(ds, crs, transform)
+                reproject(
+                    src,
+                    out,
+                    src_transform=src_transform,
+                    src_crs=ds.crs,
+                    src_nodata=np.nan,
+                    dst_transform=transform,
+                    dst_crs=crs,
+                    dst_nodata=np.nan,
+                    resampling=Resampling.bilinear,
+                )
+                scale = self._scale(ds.dtypes[0])
+            missing = float(np.isnan(out).any(axis=0).mean())
+            patches[i] = np.nan_to_num(np.moveaxis(out, 0, -1) * scale[0] + scale[1])
+            valid[i] = missing <= self.max_nodata
+            meta.append(
+                {
+                    "scene": path.name,
+                    "nodata_fraction": round(missing, 4),
+                    **({} if valid[i] else {"error": "mostly nodata"}),
+                }
+            )
+        return PatchBatch(patches, valid, meta)
+
+    def _window(self, ds, crs: CRS, transform) -> tuple[np.ndarray, object]:
+        """The source pixels under the patch (plus a 2-pixel margin), NaN beyond the raster."""
+        side = self.size * self.resolution
+        left, top = transform.c, transform.f
+        bounds = transform_bounds(crs, ds.crs, left, top - side, left + side, top, densify_pts=21)
+        window = from_bounds(*bounds, transform=ds.transform)
+        window = (
+            Window(window.col_off - 2, window.row_off - 2, window.width + 4, window.height + 4)
+            .round_offsets()
+            .round_lengths()
+        )
+        data = ds.read(
+            [1, 2, 3],
+            window=window,
+            out_dtype="float32",
+            masked=True,
+            boundless=True,
+            fill_value=ds.nodata or 0,
+        )
+        return data.filled(np.nan), ds.window_transform(window)
+
+    def _scale(self, dtype: str) -> tuple[float, float]:
+        """(multiplier, offset) from stored values to reflectance."""
+        if dtype == "uint8":
+            return 1 / 255 / REFLECTANCE_GAIN, 0.0
+        if dtype in ("uint16", "int16", "uint32", "int32"):
+            return 1 / 10000, -self.boa_offset / 10000
+        return 1.0, 0.0
