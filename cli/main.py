@@ -429,6 +429,66 @@ def check_outputs(o: dict, inputs: list) -> None:
     check_distinct(outputs, inputs)
 
 
+@cli.command("fetch")
+@click.option("--source", required=True, help="Imagery source: demo or local:PATH.")
+@click.option(
+    "--cache", "cache", required=True, type=click.Path(path_type=Path), help="Patch cache (.zarr)."
+)
+@click.option(
+    "--size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=8),
+    help="Patch edge in pixels.",
+)
+@click.option(
+    "--patch-resolution",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Patch pixel size in metres (local sources).",
+)
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--chunk",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Grid chunk edge (cells).",
+)
+@grid_options
+def fetch_command(
+    source, cache, size, patch_resolution, batch_size, chunk, aoi, crs, shape, resolution
+) -> None:
+    """Fetch one Sentinel-2 patch per grid cell into a resumable patch cache.
+
+    Re-running resumes an interrupted fetch; a cache made with other settings is refused.
+
+    \b
+    Example:
+      prom3e-geo fetch --source local:mosaic.vrt --aoi -100,35,-95,40 --resolution 0.05 --cache patches.zarr
+    """
+    import dataclasses
+
+    from prom3e_geo.imagery import open_source
+    from prom3e_geo.imagery.cache import fetch_grid
+
+    options = {"size": size} if source == "demo" else {"size": size, "resolution": patch_resolution}
+    patch_source = open_source(source, **options)
+    grid = dataclasses.replace(
+        build_grid_from(aoi, crs, shape, resolution), chunk_shape=(chunk, chunk)
+    )
+    with CellProgress() as progress:
+        summary = fetch_grid(patch_source, grid, cache, size, batch_size, progress)
+    reasons = "; ".join(f"{k}: {v:,}" for k, v in summary.reasons.most_common()) or "none"
+    click.echo(
+        f"fetch: {summary.chunks_total - summary.chunks_done_before} chunk(s) fetched, {summary.chunks_done_before} "
+        f"already done; {summary.cells_fetched:,} cells ok, {summary.cells_invalid:,} invalid, "
+        f"{summary.cells_failed:,} failed (reasons: {reasons}); {summary.seconds:.1f} s"
+    )
+    click.echo(f"wrote {cache}")
+
+
 @cli.command("embed")
 @pipeline_options
 @grid_options

@@ -275,7 +275,12 @@ def embed_grid(
     latent = pipeline.model.config.embed_dim
     manifest = {**pipeline.manifest, "grid": grid.to_dict(), "chunk_shape": list(grid.chunk_shape)}
     store = EmbeddingStore.open_or_create(
-        out, grid, manifest, latent, pipeline.model.config.input_dim, list(spec.context)
+        out,
+        grid,
+        manifest,
+        latent=latent,
+        embed=pipeline.model.config.input_dim,
+        context=list(spec.context),
     )
     pending = store.pending()
     total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())

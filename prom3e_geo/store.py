@@ -22,6 +22,7 @@ refused rather than mixed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,25 +51,22 @@ class ChunkResult:
     valid: np.ndarray  # [n] bool
 
 
-class EmbeddingStore:
-    """A store on `path` (see the module docstring)."""
+class GridStore:
+    """A Zarr group on a grid with a run manifest and per-chunk completion markers.
+
+    Subclasses declare their arrays in `_declare`; `open_or_create` creates the group, or reopens
+    it when the manifest matches and refuses it otherwise.
+    """
+
+    kind = "store"
 
     def __init__(self, path: str | Path, grid: Grid) -> None:
         self.path = Path(path)
         self.grid = grid
         self.group = zarr.open_group(str(self.path), mode="r+")
 
-    # -- creation and opening -------------------------------------------------------------------
     @classmethod
-    def open_or_create(
-        cls,
-        path: str | Path,
-        grid: Grid,
-        manifest: dict,
-        latent: int,
-        embed: int,
-        context: list[str],
-    ) -> EmbeddingStore:
+    def open_or_create(cls, path: str | Path, grid: Grid, manifest: dict, **layout):
         """Create the store, or reopen it when its manifest matches (refuse otherwise)."""
         path = Path(path)
         chunks_with_cells = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
@@ -77,68 +75,129 @@ class EmbeddingStore:
         )  # normalise tuples
         if path.exists():
             if not is_zarr_store(path):
-                raise InputError(f"{path} exists and is not an embedding store")
+                raise InputError(f"{path} exists and is not a {cls.kind}")
             existing = read_manifest(path)
             if existing != manifest:
                 diff = sorted(
                     k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k)
                 )
                 raise InputError(
-                    f"embedding store {path} was made by a different run (differs in: {', '.join(diff)}); "
-                    "refusing to mix runs: choose another --out or delete it"
+                    f"{cls.kind} {path} was made by a different run (differs in: {', '.join(diff)}); "
+                    "refusing to mix runs: choose another output or delete it"
                 )
             return cls(path, grid)
         if not path.parent.exists():
             raise InputError(f"output folder {path.parent} does not exist")
-        _create(path, grid, manifest, latent, embed, context)
+        _create(path, grid, manifest, lambda array: cls._declare(array, grid, **layout))
         return cls(path, grid)
+
+    @staticmethod
+    def _declare(array, grid: Grid, **layout) -> None:
+        """Create the subclass's arrays with `array(name, shape, chunks, dtype, fill, dims, **attrs)`."""
 
     # -- chunk bookkeeping ----------------------------------------------------------------------
     def chunk_position(self, chunk: Chunk) -> tuple[int, int]:
         ch, cw = self.grid.chunk_shape
         return chunk.row0 // ch, chunk.col0 // cw
 
-    def is_done(self, chunk: Chunk) -> bool:
-        return bool(self.group["chunk_done"][self.chunk_position(chunk)])
-
     def pending(self) -> list[Chunk]:
         """Chunks with cells inside the AOI that are not complete yet."""
         done = self.group["chunk_done"][:]
-        out = []
-        for chunk in self.grid.chunks():
-            if (
-                self.grid.mask[chunk.rows, chunk.cols].any()
-                and not done[self.chunk_position(chunk)]
-            ):
-                out.append(chunk)
-        return out
+        return [
+            c
+            for c in self.grid.chunks()
+            if self.grid.mask[c.rows, c.cols].any() and not done[self.chunk_position(c)]
+        ]
 
-    def write(self, result: ChunkResult) -> None:
-        """Write one chunk's outputs, then its completion marker."""
-        c = result.chunk
-        h, w = c.shape
-
-        def block(values: np.ndarray, fill, dtype) -> np.ndarray:
-            shape = (h * w, *values.shape[1:])
-            out = np.full(shape, fill, dtype=dtype)
-            out[result.cells] = values
-            return out.reshape(h, w, *values.shape[1:])
-
-        g = self.group
-        g["mu"][c.rows, c.cols] = block(result.mu, np.nan, np.float16)
-        g["sigma_l1"][c.rows, c.cols] = block(result.sigma_l1, np.nan, np.float32)
-        g["recon_image"][c.rows, c.cols] = block(result.recon_image, np.nan, np.float16)
-        for name, values in result.context.items():
-            g[f"ctx_{name}"][c.rows, c.cols] = block(values, np.nan, np.float16)
-        g["valid"][c.rows, c.cols] = block(result.valid.astype(np.uint8), 0, np.uint8)
-        g["chunk_done"][self.chunk_position(c)] = 1
+    def mark_done(self, chunk: Chunk) -> None:
+        self.group["chunk_done"][self.chunk_position(chunk)] = 1
 
     def finish(self) -> None:
         zarr.consolidate_metadata(str(self.path))
 
-    @property
-    def complete(self) -> bool:
-        return not self.pending()
+
+def scatter(chunk: Chunk, cells: np.ndarray, values: np.ndarray, fill, dtype) -> np.ndarray:
+    """Values of a chunk's listed cells (flat indices) placed in a [h, w, ...] block."""
+    h, w = chunk.shape
+    out = np.full((h * w, *values.shape[1:]), fill, dtype=dtype)
+    out[cells] = values
+    return out.reshape(h, w, *values.shape[1:])
+
+
+class EmbeddingStore(GridStore):
+    """The embedding store (see the module docstring)."""
+
+    kind = "embedding store"
+
+    @staticmethod
+    def _declare(
+        array, grid: Grid, latent: int = 1024, embed: int = 512, context: Sequence[str] = ()
+    ) -> None:
+        h, w = grid.shape
+        ch, cw = grid.chunk_shape
+        spatial = {"grid_mapping": "spatial_ref"}
+        array(
+            "mu",
+            (h, w, latent),
+            (ch, cw, latent),
+            "float16",
+            np.nan,
+            ("y", "x", "latent"),
+            long_name="ProM3E [mu] token (L2-normalised)",
+            **spatial,
+        )
+        array(
+            "sigma_l1",
+            (h, w),
+            (ch, cw),
+            "float32",
+            np.nan,
+            ("y", "x"),
+            long_name="||sigma||_1 = sum exp(logvar / 2)",
+            **spatial,
+        )
+        array(
+            "recon_image",
+            (h, w, embed),
+            (ch, cw, embed),
+            "float16",
+            np.nan,
+            ("y", "x", "embed"),
+            long_name="reconstructed image embedding",
+            **spatial,
+        )
+        for name in context:
+            array(
+                f"ctx_{name}",
+                (h, w, embed),
+                (ch, cw, embed),
+                "float16",
+                np.nan,
+                ("y", "x", "embed"),
+                long_name=f"{name} input embedding",
+                **spatial,
+            )
+        array(
+            "valid",
+            (h, w),
+            (ch, cw),
+            "uint8",
+            0,
+            ("y", "x"),
+            long_name="1 where every context input was available",
+            **spatial,
+        )
+
+    def write(self, result: ChunkResult) -> None:
+        """Write one chunk's outputs, then its completion marker."""
+        c, cells, g = result.chunk, result.cells, self.group
+        g["mu"][c.rows, c.cols] = scatter(c, cells, result.mu, np.nan, np.float16)
+        g["sigma_l1"][c.rows, c.cols] = scatter(c, cells, result.sigma_l1, np.nan, np.float32)
+        g["recon_image"][c.rows, c.cols] = scatter(c, cells, result.recon_image, np.nan, np.float16)
+        for name, values in result.context.items():
+            g[f"ctx_{name}"][c.rows, c.cols] = scatter(c, cells, values, np.nan, np.float16)
+        g["valid"][c.rows, c.cols] = scatter(c, cells, result.valid.astype(np.uint8), 0, np.uint8)
+        self.mark_done(c)
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -163,9 +222,9 @@ def open_store(path: str | Path) -> xr.Dataset:
     return ds
 
 
-def _create(
-    path: Path, grid: Grid, manifest: dict, latent: int, embed: int, context: list[str]
-) -> None:
+def _create(path: Path, grid: Grid, manifest: dict, declare) -> None:
+    """Coordinates, CRS, the AOI mask, completion markers and the manifest; `declare` adds the
+    store's own arrays."""
     coords = (
         xr.Dataset(coords=grid_coords(grid))
         .rio.write_crs(grid.crs)
@@ -175,7 +234,6 @@ def _create(
     group = zarr.open_group(str(path), mode="r+")
     ch, cw = grid.chunk_shape
     h, w = grid.shape
-    n_chunks = (-(-h // ch), -(-w // cw))
 
     def array(name, shape, chunks, dtype, fill, dims, **attrs):
         # integer markers get no fill value: xarray would otherwise decode their 0s as NaN
@@ -184,61 +242,10 @@ def _create(
         arr.attrs.update({"_ARRAY_DIMENSIONS": list(dims), **attrs})
         return arr
 
-    spatial = {"grid_mapping": "spatial_ref"}
-    array(
-        "mu",
-        (h, w, latent),
-        (ch, cw, latent),
-        "float16",
-        np.nan,
-        ("y", "x", "latent"),
-        long_name="ProM3E [mu] token (L2-normalised)",
-        **spatial,
-    )
-    array(
-        "sigma_l1",
-        (h, w),
-        (ch, cw),
-        "float32",
-        np.nan,
-        ("y", "x"),
-        long_name="||sigma||_1 = sum exp(logvar / 2)",
-        **spatial,
-    )
-    array(
-        "recon_image",
-        (h, w, embed),
-        (ch, cw, embed),
-        "float16",
-        np.nan,
-        ("y", "x", "embed"),
-        long_name="reconstructed image embedding",
-        **spatial,
-    )
-    for name in context:
-        array(
-            f"ctx_{name}",
-            (h, w, embed),
-            (ch, cw, embed),
-            "float16",
-            np.nan,
-            ("y", "x", "embed"),
-            long_name=f"{name} input embedding",
-            **spatial,
-        )
-    array(
-        "valid",
-        (h, w),
-        (ch, cw),
-        "uint8",
-        0,
-        ("y", "x"),
-        long_name="1 where every context input was available",
-        **spatial,
-    )
+    declare(array)
     array(
         "chunk_done",
-        n_chunks,
+        (-(-h // ch), -(-w // cw)),
         (1, 1),
         "uint8",
         0,
@@ -246,7 +253,14 @@ def _create(
         long_name="grid chunk completion markers",
     )
     aoi = array(
-        "aoi", (h, w), (ch, cw), "uint8", 0, ("y", "x"), long_name="1 inside the AOI", **spatial
+        "aoi",
+        (h, w),
+        (ch, cw),
+        "uint8",
+        0,
+        ("y", "x"),
+        long_name="1 inside the AOI",
+        grid_mapping="spatial_ref",
     )
     aoi[:] = grid.mask.astype(np.uint8)
     group.attrs[MANIFEST_KEY] = json.dumps(manifest)

@@ -55,8 +55,8 @@ def test_sigma_against_true_richness_is_recorded(demo, grid):
 
 def test_fused_reconstruction_retrieves_better_than_sat_or_loc_alone(demo):
     recall = science.reconstruction_recall(demo, n=1000)
-    # measured recall@1 (species-level, 1,000 new observations): fused 0.105, loc 0.088,
-    # sat 0.057, env 0.113 (environment alone is the strongest single input in this world)
+    # measured recall@1 (species-level, 1,000 new observations): fused 0.103, loc 0.088,
+    # sat 0.061, env 0.113 (environment alone is the strongest single input in this world)
     assert recall["sat+loc+env"][1] > recall["loc"][1] > 0.05
     assert recall["sat+loc+env"][1] > recall["sat"][1]
     assert recall["sat+loc+env"][10] > recall["sat+loc+env"][1]

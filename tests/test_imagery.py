@@ -111,3 +111,118 @@ def test_utm_zones_and_bad_paths(tmp_path):
         open_source(f"local:{tmp_path / 'empty'}")
     with pytest.raises(InputError, match="unknown imagery source"):
         open_source("planet")
+
+
+# -- the patch cache ------------------------------------------------------------------------------
+FETCH = [
+    "--source",
+    "demo",
+    "--size",
+    "16",
+    "--aoi",
+    "-100,33,-90,38",
+    "--resolution",
+    "0.25",
+    "--chunk",
+    "4",
+]
+
+
+def _cache_arrays(path):
+    import zarr
+
+    g = zarr.open_group(str(path), mode="r")
+    return {name: np.asarray(g[name][:]) for name in ("patches", "status", "chunk_done")}
+
+
+def test_fetch_fills_a_cache_and_refuses_other_settings(tmp_path, run_cli):
+    cache = tmp_path / "patches.zarr"
+    r = run_cli("fetch", *FETCH, "--cache", cache)
+    assert r.code == 0, r.err
+    assert "0 already done" in r.out and "800 cells ok" in r.out  # 20 x 40 cells, all inside
+    arrays = _cache_arrays(cache)
+    assert arrays["patches"].shape == (20, 40, 16, 16, 3) and (arrays["status"] == 1).all()
+    from prom3e_geo.demo.render import satellite_patches
+    from prom3e_geo.demo.world import DemoWorld
+    from prom3e_geo.grid import build_grid
+
+    grid = build_grid(aoi="-100,33,-90,38", resolution=0.25)
+    expected = satellite_patches(DemoWorld(0), grid.x[[5]], grid.y[[3]], 16, per_patch_seed=True)[0]
+    np.testing.assert_allclose(
+        arrays["patches"][3, 5].astype(np.float32), expected, atol=2e-3
+    )  # float16
+    again = run_cli("fetch", *FETCH, "--cache", cache)
+    assert again.code == 0 and "0 chunk(s) fetched, 50 already done" in again.out
+    other = run_cli("fetch", *FETCH[:2], "--size", "32", *FETCH[4:], "--cache", cache)
+    assert other.code == 2 and "refusing to mix runs" in other.err and "size_px" in other.err
+
+
+def test_killed_fetch_resumes_to_an_identical_cache(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import zarr
+
+    exe = Path(sys.executable).with_name("prom3e-geo")
+    reference = tmp_path / "reference.zarr"
+    subprocess.run([exe, "fetch", *FETCH, "--cache", reference], check=True, capture_output=True)
+    cache = tmp_path / "patches.zarr"
+    proc = subprocess.Popen(
+        [exe, "fetch", *FETCH, "--cache", cache],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (cache / "chunk_done").exists() and zarr.open_group(str(cache), mode="r")["chunk_done"][
+            :
+        ].sum() >= 5:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 5 <= zarr.open_group(str(cache), mode="r")["chunk_done"][:].sum() < 50
+    subprocess.run([exe, "fetch", *FETCH, "--cache", cache], check=True, capture_output=True)
+    a, b = _cache_arrays(cache), _cache_arrays(reference)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_fetch_from_local_rasters_counts_invalid_cells(coordinate_raster, tmp_path, run_cli):
+    from pyproj import Transformer
+
+    lon0, lat0 = Transformer.from_crs(5070, 4326, always_xy=True).transform(
+        ORIGIN[0] + 6000, ORIGIN[1] - 6000
+    )
+    bbox = f"{lon0 - 0.08},{lat0 - 0.08},{lon0 + 0.08},{lat0 + 0.08}"  # partly beyond the raster's edge
+    r = run_cli(
+        "fetch",
+        "--source",
+        f"local:{coordinate_raster}",
+        "--size",
+        "16",
+        "--aoi",
+        bbox,
+        "--shape",
+        "4x4",
+        "--cache",
+        tmp_path / "p.zarr",
+    )
+    assert r.code == 0, r.err
+    status = _cache_arrays(tmp_path / "p.zarr")["status"]
+    assert (status == 1).sum() > 0 and (status != 1).sum() > 0
+    assert "outside every raster" in r.out or "mostly nodata" in r.out
+
+
+def test_demo_source_patches_do_not_depend_on_their_batch():
+    """Regression: the demo renderer used to seed its textures from the whole batch, so a cell's
+    patch changed with --batch-size and with its neighbours."""
+    source = open_source("demo", size=16)
+    lon, lat = np.array([-95.0, -90.0, -85.0, -80.0]), np.array([35.0, 36.0, 37.0, 38.0])
+    together = source.fetch(lon, lat).patches
+    alone = source.fetch(lon[2:3], lat[2:3]).patches
+    np.testing.assert_array_equal(together[2], alone[0])

@@ -44,8 +44,15 @@ def satellite_patches(
     lat: np.ndarray,
     size: int = 32,
     cloud_probability: float = 0.08,
+    per_patch_seed: bool = False,
 ) -> np.ndarray:
-    """[N, size, size, 3] float32 reflectance patches centred on the points."""
+    """[N, size, size, 3] float32 reflectance patches centred on the points.
+
+    With `per_patch_seed`, each patch's texture, noise and clouds are drawn from a generator
+    seeded by its own centre, so a patch does not depend on which other points share its call
+    (what a patch source needs); otherwise one generator seeded by the whole batch is used (the
+    training renders of `demo build`).
+    """
     lon, lat = np.ravel(lon).astype(float), np.ravel(lat).astype(float)
     n = lon.size
     # land cover on an 8 x 8 sub-grid across a 2.56 km footprint (exaggerated 4x so that edges
@@ -58,11 +65,37 @@ def satellite_patches(
     coarse = world.landcover(plon.ravel(), plat.ravel()).reshape(n, COVER_SAMPLES, COVER_SAMPLES)
     pick = np.arange(size) * COVER_SAMPLES // size
     cover = coarse[:, pick][:, :, pick]
+    if not per_patch_seed:
+        rng = np.random.default_rng(
+            _seed("patches", world.seed, lon.round(5).tobytes(), lat.round(5).tobytes(), size)
+        )
+        return _surface(cover, rng, size, cloud_probability)
+    return (
+        np.concatenate(
+            [
+                _surface(
+                    cover[i : i + 1],
+                    np.random.default_rng(
+                        _seed("patch", world.seed, round(lon[i], 5), round(lat[i], 5), size)
+                    ),
+                    size,
+                    cloud_probability,
+                )
+                for i in range(n)
+            ]
+        )
+        if n
+        else np.zeros((0, size, size, 3), dtype=np.float32)
+    )
+
+
+def _surface(
+    cover: np.ndarray, rng: np.random.Generator, size: int, cloud_probability: float
+) -> np.ndarray:
+    """Reflectance from land cover: class colours, class textures, sensor noise, clouds."""
+    n = cover.shape[0]
     table = np.array([REFLECTANCE[c] for c in LANDCOVER], dtype=np.float32)
     out = table[cover]
-    rng = np.random.default_rng(
-        _seed("patches", world.seed, lon.round(5).tobytes(), lat.round(5).tobytes(), size)
-    )
     yy, xx = np.mgrid[0:size, 0:size] / size
     angle = rng.uniform(0, np.pi, (n, 1, 1))
     stripes = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * 6 * (np.cos(angle) * xx + np.sin(angle) * yy)))

@@ -1,0 +1,118 @@
+"""The patch cache: one fetched patch per grid cell, in a resumable Zarr store.
+
+`fetch_grid` asks a source for the patches of every cell inside the AOI, chunk by chunk, and
+writes them with a completion marker per grid chunk (`prom3e_geo.store.GridStore`). Re-running
+skips finished chunks; a cache whose manifest (source, patch size, grid) differs is refused.
+Each cell's patch is its own Zarr chunk, so reading one cell back reads one file.
+
+Arrays: `patches` (y, x, py, px, band) float16 reflectance, `status` (y, x) uint8: 0 not in the
+AOI, 1 fetched, 2 fetched but invalid (e.g. mostly nodata), 3 failed; failure reasons are
+counted in the returned summary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from prom3e_geo.grid import Grid
+from prom3e_geo.imagery.base import PatchSource
+from prom3e_geo.store import GridStore, scatter
+
+OK, INVALID, FAILED = 1, 2, 3
+
+
+class PatchCache(GridStore):
+    kind = "patch cache"
+
+    @staticmethod
+    def _declare(array, grid: Grid, size: int = 256) -> None:
+        h, w = grid.shape
+        ch, cw = grid.chunk_shape
+        array(
+            "patches",
+            (h, w, size, size, 3),
+            (1, 1, size, size, 3),
+            "float16",
+            np.nan,
+            ("y", "x", "py", "px", "band"),
+            long_name="surface reflectance (B04, B03, B02)",
+            grid_mapping="spatial_ref",
+        )
+        array(
+            "status",
+            (h, w),
+            (ch, cw),
+            "uint8",
+            0,
+            ("y", "x"),
+            long_name="0 outside the AOI, 1 fetched, 2 invalid, 3 failed",
+            grid_mapping="spatial_ref",
+        )
+
+
+@dataclass
+class FetchSummary:
+    cache: str
+    chunks_total: int
+    chunks_done_before: int
+    cells_fetched: int = 0
+    cells_invalid: int = 0
+    cells_failed: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+def fetch_grid(
+    source: PatchSource,
+    grid: Grid,
+    cache: str | Path,
+    size: int,
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> FetchSummary:
+    """Fill (or finish) the patch cache for every chunk of `grid`."""
+    started = time.perf_counter()
+    manifest = {
+        "source": source.describe(),
+        "size_px": size,
+        "grid": grid.to_dict(),
+        "chunk_shape": list(grid.chunk_shape),
+    }
+    store = PatchCache.open_or_create(cache, grid, manifest, size=size)
+    pending = store.pending()
+    total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
+    summary = FetchSummary(str(cache), total, total - len(pending))
+    for i, chunk in enumerate(pending, start=1):
+        cells = np.flatnonzero(grid.mask[chunk.rows, chunk.cols].ravel())
+        lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
+        patches = np.zeros((cells.size, size, size, 3), dtype=np.float16)
+        status = np.full(cells.size, FAILED, dtype=np.uint8)
+        for start in range(0, cells.size, batch_size):
+            part = slice(start, start + batch_size)
+            batch = source.fetch(lon[part], lat[part])
+            patches[part] = batch.patches.astype(np.float16)
+            status[part] = np.where(batch.valid, OK, INVALID)
+            for j, meta in enumerate(batch.meta):
+                if "error" in meta:
+                    summary.reasons[meta["error"]] += 1
+                    if meta.get("failed"):
+                        status[start + j] = FAILED
+        store.group["patches"][chunk.rows, chunk.cols] = scatter(
+            chunk, cells, patches, np.nan, np.float16
+        )
+        store.group["status"][chunk.rows, chunk.cols] = scatter(chunk, cells, status, 0, np.uint8)
+        store.mark_done(chunk)
+        summary.cells_fetched += int((status == OK).sum())
+        summary.cells_invalid += int((status == INVALID).sum())
+        summary.cells_failed += int((status == FAILED).sum())
+        if progress:
+            progress(summary.chunks_done_before + i, total)
+    store.finish()
+    summary.seconds = time.perf_counter() - started
+    return summary
