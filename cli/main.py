@@ -34,6 +34,13 @@ def command_line() -> str:
     return shlex.join([PROG, *sys.argv[1:]])
 
 
+def with_options(fn: Callable, options: list) -> Callable:
+    """Apply click options so that they appear in --help in the listed order."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 # -- shared option groups -----------------------------------------------------------------------
 def grid_options(fn: Callable) -> Callable:
     """GRID = [--aoi conus|FILE|minx,miny,maxx,maxy] [--crs EPSG] [--shape RxC | --resolution R]."""
@@ -55,9 +62,7 @@ def grid_options(fn: Callable) -> Callable:
             help="Cell size in CRS units instead of --shape, e.g. 0.05 (deg) or 5000 (m).",
         ),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return with_options(fn, options)
 
 
 def build_grid_from(aoi: str, crs: str, shape: str | None, resolution: str | None):
@@ -244,7 +249,10 @@ def pipeline_options(fn: Callable) -> Callable:
             help="demo, or ProM3E weights (.ckpt, .safetensors, HF folder).",
         ),
         click.option(
-            "--source", default="demo", show_default=True, help="Imagery source: demo, ..."
+            "--source",
+            default="demo",
+            show_default=True,
+            help="Imagery source: demo or local:PATH.",
         ),
         click.option(
             "--context",
@@ -292,9 +300,7 @@ def pipeline_options(fn: Callable) -> Callable:
             "--scheduler", default=None, help="Address of an existing dask.distributed scheduler."
         ),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return with_options(fn, options)
 
 
 def pipeline_spec(o: dict):
@@ -414,9 +420,7 @@ def output_options(fn: Callable) -> Callable:
         ),
         overwrite_option,
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return with_options(fn, options)
 
 
 def check_outputs(o: dict, inputs: list) -> None:
