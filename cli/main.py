@@ -487,8 +487,8 @@ def fetch_command(
     reasons = "; ".join(f"{k}: {v:,}" for k, v in summary.reasons.most_common()) or "none"
     click.echo(
         f"fetch: {summary.chunks_total - summary.chunks_done_before} chunk(s) fetched, {summary.chunks_done_before} "
-        f"already done; {summary.cells_fetched:,} cells ok, {summary.cells_invalid:,} invalid, "
-        f"{summary.cells_failed:,} failed (reasons: {reasons}); {summary.seconds:.1f} s"
+        f"already done; {summary.cells_fetched:,} cells ok, {summary.cells_invalid:,} invalid "
+        f"(reasons: {reasons}); {summary.seconds:.1f} s"
     )
     click.echo(f"wrote {cache}")
 

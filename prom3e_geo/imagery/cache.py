@@ -6,8 +6,8 @@ skips finished chunks; a cache whose manifest (source, patch size, grid) differs
 Each cell's patch is its own Zarr chunk, so reading one cell back reads one file.
 
 Arrays: `patches` (y, x, py, px, band) float16 reflectance, `status` (y, x) uint8: 0 not in the
-AOI, 1 fetched, 2 fetched but invalid (e.g. mostly nodata), 3 failed; failure reasons are
-counted in the returned summary.
+AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the reasons for invalid
+cells are counted in the returned summary.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from prom3e_geo.grid import Grid
 from prom3e_geo.imagery.base import PatchSource
 from prom3e_geo.store import GridStore, scatter
 
-OK, INVALID, FAILED = 1, 2, 3
+OK, INVALID = 1, 2
 
 
 class PatchCache(GridStore):
@@ -51,7 +51,7 @@ class PatchCache(GridStore):
             "uint8",
             0,
             ("y", "x"),
-            long_name="0 outside the AOI, 1 fetched, 2 invalid, 3 failed",
+            long_name="0 outside the AOI, 1 fetched, 2 invalid",
             grid_mapping="spatial_ref",
         )
 
@@ -63,7 +63,6 @@ class FetchSummary:
     chunks_done_before: int
     cells_fetched: int = 0
     cells_invalid: int = 0
-    cells_failed: int = 0
     reasons: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -92,17 +91,13 @@ def fetch_grid(
         cells = np.flatnonzero(grid.mask[chunk.rows, chunk.cols].ravel())
         lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
         patches = np.zeros((cells.size, size, size, 3), dtype=np.float16)
-        status = np.full(cells.size, FAILED, dtype=np.uint8)
+        status = np.zeros(cells.size, dtype=np.uint8)
         for start in range(0, cells.size, batch_size):
             part = slice(start, start + batch_size)
             batch = source.fetch(lon[part], lat[part])
             patches[part] = batch.patches.astype(np.float16)
             status[part] = np.where(batch.valid, OK, INVALID)
-            for j, meta in enumerate(batch.meta):
-                if "error" in meta:
-                    summary.reasons[meta["error"]] += 1
-                    if meta.get("failed"):
-                        status[start + j] = FAILED
+            summary.reasons.update(meta["error"] for meta in batch.meta if "error" in meta)
         store.group["patches"][chunk.rows, chunk.cols] = scatter(
             chunk, cells, patches, np.nan, np.float16
         )
@@ -110,7 +105,6 @@ def fetch_grid(
         store.mark_done(chunk)
         summary.cells_fetched += int((status == OK).sum())
         summary.cells_invalid += int((status == INVALID).sum())
-        summary.cells_failed += int((status == FAILED).sum())
         if progress:
             progress(summary.chunks_done_before + i, total)
     store.finish()
