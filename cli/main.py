@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from prom3e_geo_cli.progress import ByteProgress
+from prom3e_geo_cli.progress import ByteProgress, CellProgress
 
 from prom3e_geo import __version__
 from prom3e_geo.errors import InputError
@@ -252,7 +252,7 @@ def pipeline_options(fn: Callable) -> Callable:
             "--source",
             default="demo",
             show_default=True,
-            help="Imagery source: demo or local:PATH.",
+            help="Imagery source: demo, local:PATH, sentinelhub[:PROFILE|cdse], stac[:URL], each with optional ?key=value&... options (time, max_cloud, ...).",
         ),
         click.option(
             "--context",
@@ -335,25 +335,6 @@ def grid_for(o: dict):
     return dataclasses.replace(grid, chunk_shape=(o["chunk"], o["chunk"]))
 
 
-class CellProgress:
-    """A chunk counter bar for embed (silent when stderr is not a terminal)."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(desc="grid chunks", unit="chunk", disable=None, leave=False)
-
-    def __call__(self, done: int, total: int) -> None:
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.close()
-
-
 def store_for(o: dict, embeddings: Path | None) -> Path:
     """The given store, or one built (and cached) for the pipeline and grid options."""
     from prom3e_geo.layers.maps import cached_store
@@ -434,7 +415,11 @@ def check_outputs(o: dict, inputs: list) -> None:
 
 
 @cli.command("fetch")
-@click.option("--source", required=True, help="Imagery source: demo or local:PATH.")
+@click.option(
+    "--source",
+    required=True,
+    help="Imagery source: demo, local:PATH, sentinelhub[:PROFILE|cdse], stac[:URL], each with optional ?key=value&... options (time, max_cloud, ...).",
+)
 @click.option(
     "--cache", "cache", required=True, type=click.Path(path_type=Path), help="Patch cache (.zarr)."
 )
@@ -450,7 +435,7 @@ def check_outputs(o: dict, inputs: list) -> None:
     default=10.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="Patch pixel size in metres (local sources).",
+    help="Patch pixel size in metres (all but the demo source).",
 )
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option(
@@ -475,20 +460,25 @@ def fetch_command(
     import dataclasses
 
     from prom3e_geo.imagery import open_source
+    from prom3e_geo.imagery.base import parse_spec
     from prom3e_geo.imagery.cache import fetch_grid
 
-    options = {"size": size} if source == "demo" else {"size": size, "resolution": patch_resolution}
+    options = {"size": size}
+    if parse_spec(source)[0] != "demo":
+        options["resolution"] = patch_resolution
     patch_source = open_source(source, **options)
     grid = dataclasses.replace(
         build_grid_from(aoi, crs, shape, resolution), chunk_shape=(chunk, chunk)
     )
-    with CellProgress() as progress:
+    stats = getattr(patch_source, "stats", None)
+    with CellProgress(stats) as progress:
         summary = fetch_grid(patch_source, grid, cache, size, batch_size, progress)
     reasons = "; ".join(f"{k}: {v:,}" for k, v in summary.reasons.most_common()) or "none"
+    traffic = "".join(f"; {k} {v:,}" for k, v in stats().items()) if stats else ""
     click.echo(
         f"fetch: {summary.chunks_total - summary.chunks_done_before} chunk(s) fetched, {summary.chunks_done_before} "
         f"already done; {summary.cells_fetched:,} cells ok, {summary.cells_invalid:,} invalid "
-        f"(reasons: {reasons}); {summary.seconds:.1f} s"
+        f"(reasons: {reasons}){traffic}; {summary.seconds:.1f} s"
     )
     click.echo(f"wrote {cache}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tqdm import tqdm
 
 
@@ -27,3 +29,23 @@ class ByteProgress:
 
     def __exit__(self, *exc) -> None:
         self._bar.close()
+
+
+class CellProgress:
+    """A grid-chunk counter bar, with optional live statistics (requests, bytes) as postfix."""
+
+    def __init__(self, stats: Callable[[], dict] | None = None) -> None:
+        self.bar = tqdm(desc="grid chunks", unit="chunk", disable=None, leave=False)
+        self.stats = stats
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.total = total
+        if self.stats:
+            self.bar.set_postfix(self.stats(), refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> CellProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()

@@ -10,7 +10,7 @@ from pyproj import Transformer
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.imagery import open_source
-from prom3e_geo.imagery.local import utm_crs
+from prom3e_geo.imagery.geometry import utm_crs
 
 ORIGIN = (-200_000.0, 1_900_000.0)  # EPSG:5070, over Kansas/Oklahoma
 PIXEL = 30.0

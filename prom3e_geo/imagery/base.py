@@ -3,8 +3,8 @@
 A source turns cell centres (lon/lat degrees) into a `PatchBatch`: surface-reflectance patches
 [N, H, W, 3] (red, green, blue = B04, B03, B02 / 10000, float32), a per-patch validity flag and
 per-patch metadata (scene id, date, cloud fraction, or the reason a cell failed). Sources are
-chosen by spec: `demo` (the demo world) and `local:PATH` (local rasters); `sentinelhub` and `stac`
-are planned.
+chosen by spec: `demo` (the demo world), `local:PATH` (local rasters), `sentinelhub` (the Sentinel Hub
+Process API) and `stac` (a STAC API with COG assets, Earth Search by default).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from prom3e_geo.errors import InputError
+
+DEFAULT_TIME = "2023-06-01/2023-08-31"  # summer: leaves on, least snow
 
 
 @dataclass
@@ -36,14 +38,53 @@ class PatchSource(Protocol):
         """Patches centred on the given points."""
 
 
+def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """`name[:argument][?key=value&...]` -> (name, argument, options)."""
+    head, _, query = spec.partition("?")
+    name, _, argument = head.partition(":")
+    options = {}
+    for pair in filter(None, query.split("&")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"imagery source option {pair!r} in {spec!r} is not key=value")
+        options[key.replace("-", "_")] = _number_or_text(value)
+    return name, argument, options
+
+
+def _number_or_text(value: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def open_source(spec: str, **options) -> PatchSource:
-    """A patch source from its spec (`demo`, ...)."""
-    if spec == "demo":
-        from prom3e_geo.imagery.demo import DemoSource
+    """A patch source from its spec: `demo`, `local:PATH`, `sentinelhub[:PROFILE|cdse]`,
+    `stac[:URL]`, each optionally followed by `?key=value&...` source options (for example
+    `stac?time=2023-06-01/2023-08-31&max_cloud=0.2`)."""
+    name, argument, spec_options = parse_spec(spec)
+    options = {**options, **spec_options}
+    try:
+        if name == "demo":
+            from prom3e_geo.imagery.demo import DemoSource
 
-        return DemoSource(**options)
-    if spec.startswith("local:"):
-        from prom3e_geo.imagery.local import LocalSource
+            return DemoSource(**options)
+        if name == "local":
+            from prom3e_geo.imagery.local import LocalSource
 
-        return LocalSource(spec.removeprefix("local:"), **options)
-    raise InputError(f"unknown imagery source {spec!r} (available: demo, local:PATH)")
+            return LocalSource(argument, **options)
+        if name == "sentinelhub":
+            from prom3e_geo.imagery.sentinelhub import SentinelHubSource
+
+            return SentinelHubSource(argument or None, **options)
+        if name == "stac":
+            from prom3e_geo.imagery.stac import StacSource
+
+            return StacSource(argument or None, **options)
+    except TypeError as exc:
+        raise InputError(f"imagery source {spec!r}: {exc}") from None
+    raise InputError(
+        f"unknown imagery source {spec!r} (available: demo, local:PATH, sentinelhub, stac)"
+    )

@@ -20,21 +20,15 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
-from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.warp import transform as warp_transform
-from rasterio.windows import Window, from_bounds
+from rasterio.warp import transform_bounds
 
 from prom3e_geo.encoders.clip import REFLECTANCE_GAIN
 from prom3e_geo.errors import InputError
 from prom3e_geo.imagery.base import PatchBatch
+from prom3e_geo.imagery.geometry import utm_crs, warp_patch
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
-
-
-def utm_crs(lon: float, lat: float) -> CRS:
-    """The WGS 84 / UTM zone CRS containing a point."""
-    zone = int((lon + 180) // 6) % 60 + 1
-    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
 class LocalSource:
@@ -115,20 +109,8 @@ class LocalSource:
                 meta.append({"error": "outside every raster"})
                 continue
             crs, transform = self.patch_transform(float(x), float(y))
-            out = np.full((3, self.size, self.size), np.nan, dtype=np.float32)
             with rasterio.open(path) as ds:
-                src, src_transform = self._window(ds, crs, transform)
-                reproject(
-                    src,
-                    out,
-                    src_transform=src_transform,
-                    src_crs=ds.crs,
-                    src_nodata=np.nan,
-                    dst_transform=transform,
-                    dst_crs=crs,
-                    dst_nodata=np.nan,
-                    resampling=Resampling.bilinear,
-                )
+                out = warp_patch([(ds, 1), (ds, 2), (ds, 3)], crs, transform, self.size)
                 scale = self._scale(ds.dtypes[0])
             missing = float(np.isnan(out).any(axis=0).mean())
             patches[i] = np.nan_to_num(np.moveaxis(out, 0, -1) * scale[0] + scale[1])
@@ -141,27 +123,6 @@ class LocalSource:
                 }
             )
         return PatchBatch(patches, valid, meta)
-
-    def _window(self, ds, crs: CRS, transform) -> tuple[np.ndarray, object]:
-        """The source pixels under the patch (plus a 2-pixel margin), NaN beyond the raster."""
-        side = self.size * self.resolution
-        left, top = transform.c, transform.f
-        bounds = transform_bounds(crs, ds.crs, left, top - side, left + side, top, densify_pts=21)
-        window = from_bounds(*bounds, transform=ds.transform)
-        window = (
-            Window(window.col_off - 2, window.row_off - 2, window.width + 4, window.height + 4)
-            .round_offsets()
-            .round_lengths()
-        )
-        data = ds.read(
-            [1, 2, 3],
-            window=window,
-            out_dtype="float32",
-            masked=True,
-            boundless=True,
-            fill_value=ds.nodata or 0,
-        )
-        return data.filled(np.nan), ds.window_transform(window)
 
     def _scale(self, dtype: str) -> tuple[float, float]:
         """(multiplier, offset) from stored values to reflectance."""

@@ -1,0 +1,165 @@
+"""Where patches lie: UTM placement of cell patches, request tiles, and warping into a patch.
+
+Every source delivers a patch as a `size` x `size` square at `resolution` metres in the UTM zone
+of its cell centre. Remote sources snap the patch's corner to the zone's pixel lattice (multiples
+of the resolution, as Sentinel-2 itself), so a patch cut from a larger request equals the patch a
+request of its own returns, pixel for pixel; the centre then lies within half a pixel of the cell
+centre.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
+
+
+def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """EPSG codes of the WGS 84 / UTM zones containing the points."""
+    zone = (np.floor((np.asarray(lon) + 180) / 6).astype(int) % 60) + 1
+    return np.where(np.asarray(lat) >= 0, 32600, 32700) + zone
+
+
+def utm_crs(lon: float, lat: float) -> CRS:
+    """The WGS 84 / UTM zone CRS containing a point."""
+    return CRS.from_epsg(int(utm_epsg(lon, lat)))
+
+
+@dataclass(frozen=True)
+class PatchPlacement:
+    """Patches of N cells: UTM zone and upper-left corner (metres) of each."""
+
+    epsg: np.ndarray  # [N] int
+    left: np.ndarray  # [N] float
+    top: np.ndarray  # [N] float
+    size: int
+    resolution: float
+
+    @classmethod
+    def snapped(
+        cls, lon: np.ndarray, lat: np.ndarray, size: int, resolution: float
+    ) -> PatchPlacement:
+        lon, lat = np.ravel(lon).astype(float), np.ravel(lat).astype(float)
+        epsg = utm_epsg(lon, lat)
+        x, y = np.empty_like(lon), np.empty_like(lat)
+        for code in np.unique(epsg):
+            here = epsg == code
+            x[here], y[here] = Transformer.from_crs(4326, int(code), always_xy=True).transform(
+                lon[here], lat[here]
+            )
+        half = size * resolution / 2
+        left = np.round((x - half) / resolution) * resolution
+        top = np.round((y + half) / resolution) * resolution
+        return cls(epsg, left, top, size, resolution)
+
+    def transform(self, i: int):
+        return from_origin(self.left[i], self.top[i], self.resolution, self.resolution)
+
+    def crs(self, i: int) -> CRS:
+        return CRS.from_epsg(int(self.epsg[i]))
+
+
+@dataclass(frozen=True)
+class RequestTile:
+    """One request covering the patches of `cells`: a UTM box on the patches' pixel lattice."""
+
+    epsg: int
+    bounds: tuple[float, float, float, float]  # left, bottom, right, top (metres)
+    cells: np.ndarray  # indices into the placement
+    width: int
+    height: int
+
+    def offsets(self, placement: PatchPlacement) -> tuple[np.ndarray, np.ndarray]:
+        """(row, col) of each cell's patch inside the tile's pixel grid."""
+        res = placement.resolution
+        rows = np.rint((self.bounds[3] - placement.top[self.cells]) / res).astype(int)
+        cols = np.rint((placement.left[self.cells] - self.bounds[0]) / res).astype(int)
+        return rows, cols
+
+    def lonlat_bounds(self) -> tuple[float, float, float, float]:
+        return transform_bounds(CRS.from_epsg(self.epsg), "EPSG:4326", *self.bounds, densify_pts=21)
+
+
+def request_tiles(placement: PatchPlacement, max_px: int) -> Iterator[RequestTile]:
+    """Group patches into requests of at most `max_px` x `max_px` pixels.
+
+    Cells are bucketed by zone and by a square lattice of (max_px - size) pixels on their
+    corners, so a bucket's patches always fit one request; `max_px <= size` gives one request
+    per cell.
+    """
+    size, res = placement.size, placement.resolution
+    n = placement.epsg.size
+    if max_px <= size:
+        keys = np.arange(n)[:, None]
+    else:
+        step = (max_px - size) * res
+        keys = np.stack(
+            [
+                placement.epsg,
+                np.floor(placement.left / step).astype(np.int64),
+                np.floor(placement.top / step).astype(np.int64),
+            ],
+            axis=1,
+        )
+    _, bucket = np.unique(keys, axis=0, return_inverse=True)
+    side = size * res
+    for b in range(int(bucket.max()) + 1 if n else 0):
+        cells = np.flatnonzero(bucket.ravel() == b)
+        left = float(placement.left[cells].min())
+        top = float(placement.top[cells].max())
+        right = float(placement.left[cells].max()) + side
+        bottom = float(placement.top[cells].min()) - side
+        yield RequestTile(
+            int(placement.epsg[cells[0]]),
+            (left, bottom, right, top),
+            cells,
+            int(round((right - left) / res)),
+            int(round((top - bottom) / res)),
+        )
+
+
+def warp_patch(bands: Sequence[tuple[object, int]], crs: CRS, transform, size: int) -> np.ndarray:
+    """Bilinearly resample bands (open rasterio dataset, band index) into one patch grid.
+
+    Only the source window under the patch (plus a 2-pixel margin) is read; pixels beyond the
+    raster or at its nodata come back NaN. Returns float32 [len(bands), size, size].
+    """
+    out = np.full((len(bands), size, size), np.nan, dtype=np.float32)
+    side_x, side_y = size * transform.a, size * -transform.e
+    left, top = transform.c, transform.f
+    for k, (ds, index) in enumerate(bands):
+        bounds = transform_bounds(
+            crs, ds.crs, left, top - side_y, left + side_x, top, densify_pts=21
+        )
+        window = from_bounds(*bounds, transform=ds.transform)
+        window = (
+            Window(window.col_off - 2, window.row_off - 2, window.width + 4, window.height + 4)
+            .round_offsets()
+            .round_lengths()
+        )
+        data = ds.read(
+            index,
+            window=window,
+            out_dtype="float32",
+            masked=True,
+            boundless=True,
+            fill_value=ds.nodata or 0,
+        )
+        reproject(
+            data.filled(np.nan),
+            out[k],
+            src_transform=ds.window_transform(window),
+            src_crs=ds.crs,
+            src_nodata=np.nan,
+            dst_transform=transform,
+            dst_crs=crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
+    return out

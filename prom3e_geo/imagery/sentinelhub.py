@@ -1,0 +1,318 @@
+"""The `sentinelhub` source: Sentinel-2 L2A patches from the Sentinel Hub Process API.
+
+Specs: `sentinelhub` (credentials from SH_CLIENT_ID / SH_CLIENT_SECRET, or the profile named by
+SH_PROFILE in the user's sentinelhub config.toml), `sentinelhub:PROFILE` (that profile), and
+`sentinelhub:cdse` (the Copernicus Data Space Ecosystem deployment, credentials from the
+environment). Options after `?`: time (start/end), max_cloud (0-1), tile_px, threads, attempts,
+retry_wait (s), max_429, rounds, timeout (s), base_url, token_url.
+
+Requests are tile-batched: the snapped UTM patches of neighbouring cells (same zone) share one
+Process API request of at most `tile_px` x `tile_px` pixels (2500, the API maximum), returned as
+a GeoTIFF in that zone and cut into patches, so each patch is exactly the one a request of its
+own would return. The evalscript asks for B04, B03, B02 (digital numbers, harmonised to the
+pre-2022 baseline by the service), dataMask and the CLM cloud mask, as a least-cloud mosaic over
+the time window limited to scenes below `max_cloud`.
+
+Failures: the SDK retries 5xx, timeouts and connection errors (`attempts`, waiting `retry_wait`
+then x3) and honours 429 Retry-After (milliseconds) up to `max_429` times; on top of that a
+request whose payload is not the expected GeoTIFF or whose retries ran out
+is sent again in up to `rounds` further rounds; a request refused for its token (revoked or expired
+early) is sent again at once with a new one. What still fails is recorded per cell. No
+credential is ever logged, stored in a manifest, or put into an error message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time as clock
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.io import MemoryFile
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.imagery.base import DEFAULT_TIME, PatchBatch
+from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles
+
+CDSE = {
+    "sh_base_url": "https://sh.dataspace.copernicus.eu",
+    "sh_token_url": "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token",
+}
+EVALSCRIPT = """//VERSION=3
+function setup() {
+  return {
+    input: [{bands: ["B04", "B03", "B02", "dataMask", "CLM"], units: "DN"}],
+    output: {bands: 5, sampleType: "UINT16"}
+  };
+}
+function evaluatePixel(s) {
+  return [s.B04, s.B03, s.B02, s.dataMask, s.CLM];
+}
+"""
+# requests-oauthlib logs the token request body (with the client secret) at DEBUG level.
+for _name in ("requests_oauthlib", "oauthlib"):
+    logging.getLogger(_name).setLevel(logging.INFO)
+
+
+def sentinelhub_config(profile: str | None = None, **overrides):
+    """An SHConfig from the environment or the user's profile, without writing any file.
+
+    (`SHConfig()` creates the user's config.toml when it is missing; this never does.)
+    """
+    from sentinelhub import SHConfig
+
+    if profile == "cdse":
+        profile, overrides = None, {**CDSE, **overrides}
+    profile = profile or os.environ.get("SH_PROFILE")
+    if os.path.exists(SHConfig.get_config_location()):
+        try:
+            config = SHConfig(profile, **overrides)
+        except KeyError:
+            raise InputError(
+                f"no sentinelhub profile {profile!r} in the user's config.toml"
+            ) from None
+    elif profile:
+        raise InputError(
+            f"no sentinelhub profile {profile!r}: the user's config.toml does not exist"
+        )
+    else:
+        config = SHConfig(use_defaults=True, **overrides)
+        config.sh_client_id = os.environ.get("SH_CLIENT_ID", "")
+        config.sh_client_secret = os.environ.get("SH_CLIENT_SECRET", "")
+    if not (config.sh_client_id and config.sh_client_secret):
+        raise InputError(
+            "Sentinel Hub credentials missing: set SH_CLIENT_ID and SH_CLIENT_SECRET, or a "
+            "sentinelhub profile with sh_client_id and sh_client_secret"
+        )
+    return config
+
+
+def s2_l2a_collection(base_url: str):
+    """Sentinel-2 L2A bound to `base_url` (the SDK otherwise sends S2 L2A to services.sentinel-hub.com
+    whatever the configured base URL)."""
+    from sentinelhub import DataCollection
+    from sentinelhub.constants import ServiceUrl
+
+    collection = DataCollection.SENTINEL2_L2A
+    if base_url.rstrip("/") == ServiceUrl.MAIN:
+        return collection
+    name = "PROM3E_S2L2A_" + hashlib.sha1(base_url.encode()).hexdigest()[:12]
+    return collection.define_from(name, service_url=base_url)
+
+
+@dataclass
+class TileFailure(Exception):
+    reason: str
+    retry: bool
+
+
+class SentinelHubSource:
+    """Patches from the Sentinel Hub Process API (see the module docstring)."""
+
+    name = "sentinelhub"
+
+    def __init__(
+        self,
+        profile: str | None = None,
+        size: int = 256,
+        resolution: float = 10.0,
+        time: str = DEFAULT_TIME,
+        max_cloud: float = 0.2,
+        tile_px: int = 2500,
+        max_nodata: float = 0.5,
+        threads: int = 4,
+        attempts: int = 4,
+        retry_wait: float = 5.0,
+        max_429: int = 20,
+        rounds: int = 3,
+        timeout: float = 120.0,
+        base_url: str | None = None,
+        token_url: str | None = None,
+    ) -> None:
+        try:
+            start, end = str(time).split("/")
+        except ValueError:
+            raise InputError(f"time window {time!r} is not START/END") from None
+        if not 0 <= float(max_cloud) <= 1:
+            raise InputError(f"max_cloud {max_cloud} is not between 0 and 1")
+        if not 1 <= int(tile_px) <= 2500:
+            raise InputError(f"tile_px {tile_px} is outside 1-2500 (the Process API maximum)")
+        urls = {"sh_base_url": base_url, "sh_token_url": token_url}
+        self.config = sentinelhub_config(profile, **{k: v for k, v in urls.items() if v})
+        self.config.max_download_attempts = int(attempts)
+        self.config.download_sleep_time = float(retry_wait)
+        self.config.max_retries = int(max_429)
+        self.config.download_timeout_seconds = float(timeout)
+        self.collection = s2_l2a_collection(self.config.sh_base_url)
+        self.size, self.resolution = int(size), float(resolution)
+        self.time, self.max_cloud, self.max_nodata = (start, end), float(max_cloud), max_nodata
+        self.tile_px, self.threads, self.rounds = int(tile_px), int(threads), int(rounds)
+        self.retry_wait = float(retry_wait)
+        self.requests_sent = 0
+        self.bytes_received = 0
+
+    def describe(self) -> dict:
+        return {
+            "source": "sentinelhub",
+            "base_url": self.config.sh_base_url,
+            "collection": "sentinel-2-l2a",
+            "time": "/".join(self.time),
+            "max_cloud": self.max_cloud,
+            "mosaicking": "leastCC",
+            "size_px": self.size,
+            "resolution_m": self.resolution,
+        }
+
+    def stats(self) -> dict:
+        return {"requests": self.requests_sent, "bytes": self.bytes_received}
+
+    def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
+        placement = PatchPlacement.snapped(lon, lat, self.size, self.resolution)
+        n = placement.epsg.size
+        batch = PatchBatch(
+            np.zeros((n, self.size, self.size, 3), dtype=np.float32),
+            np.zeros(n, dtype=bool),
+            [{"error": "not fetched"} for _ in range(n)],
+        )
+        pending = list(request_tiles(placement, self.tile_px))
+        for round_ in range(self.rounds + 1):
+            if round_:
+                clock.sleep(self.retry_wait * 3 ** (round_ - 1))
+            retry = []
+            for tile, result in zip(pending, self._download(pending), strict=True):
+                try:
+                    data = self._decode(tile, result)
+                except TileFailure as failure:
+                    for i in tile.cells:
+                        batch.meta[i] = {"error": failure.reason}
+                    if failure.retry:
+                        retry.append(tile)
+                    continue
+                self._cut(tile, data, placement, batch)
+            if not retry:
+                break
+            pending = retry
+        return batch
+
+    def _download(self, tiles: list[RequestTile]) -> list:
+        """One Process API request per tile, in threads: DownloadResponses or exceptions."""
+        from oauthlib.oauth2 import OAuth2Error
+        from sentinelhub import (
+            CRS,
+            BBox,
+            MimeType,
+            MosaickingOrder,
+            SentinelHubDownloadClient,
+            SentinelHubRequest,
+        )
+        from sentinelhub.exceptions import DownloadFailedException, SHRateLimitWarning
+
+        class Client(SentinelHubDownloadClient):
+            def _single_download(self, request):
+                for renewed in (False, True):
+                    try:
+                        return super()._single_download(request)
+                    except DownloadFailedException as exc:
+                        if renewed or _status(exc) != 401:
+                            return exc
+                        with self.lock:  # the token was revoked or expired early: renew it
+                            SentinelHubDownloadClient.clear_cache()
+                    except Exception as exc:  # recorded per tile, never fatal to the run
+                        return exc
+
+        requests = [
+            SentinelHubRequest(
+                evalscript=EVALSCRIPT,
+                input_data=[
+                    SentinelHubRequest.input_data(
+                        self.collection,
+                        time_interval=self.time,
+                        maxcc=self.max_cloud,
+                        mosaicking_order=MosaickingOrder.LEAST_CC,
+                    )
+                ],
+                responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
+                bbox=BBox(tile.bounds, crs=CRS(tile.epsg)),
+                size=(tile.width, tile.height),
+                config=self.config,
+            ).download_list[0]
+            for tile in tiles
+        ]
+        self.requests_sent += len(requests)
+        with warnings.catch_warnings():  # each 429 warns; they are retried and counted per tile
+            warnings.simplefilter("ignore", SHRateLimitWarning)
+            results = Client(config=self.config).download(
+                requests, max_threads=self.threads, decode_data=False
+            )
+        for result in results:
+            if isinstance(result, OAuth2Error):
+                raise InputError(
+                    f"Sentinel Hub rejected the credentials at {self.config.sh_token_url} "
+                    f"({result.error})"
+                )
+        return results
+
+    def _decode(self, tile: RequestTile, result) -> np.ndarray:
+        """The tile's [5, H, W] uint16 array, checked against what was asked for."""
+        if isinstance(result, Exception):
+            raise _failure(result)
+        self.bytes_received += len(result.content)
+        try:
+            with MemoryFile(result.content) as memory, memory.open() as ds:
+                data = ds.read()
+                grid_ok = (
+                    ds.crs is not None
+                    and ds.crs.to_epsg() == tile.epsg
+                    and (ds.width, ds.height) == (tile.width, tile.height)
+                    and np.allclose(ds.bounds, tile.bounds, atol=self.resolution / 100)
+                )
+        except rasterio.errors.RasterioError:
+            raise TileFailure("corrupt GeoTIFF payload", retry=True) from None
+        if data.shape[0] != 5 or not grid_ok:
+            raise TileFailure("payload is not the requested grid", retry=True)
+        return data
+
+    def _cut(self, tile: RequestTile, data: np.ndarray, placement, batch: PatchBatch) -> None:
+        rows, cols = tile.offsets(placement)
+        s = self.size
+        for i, r, c in zip(tile.cells, rows, cols, strict=True):
+            block = data[:, r : r + s, c : c + s]
+            covered = block[3] > 0
+            nodata = 1.0 - float(covered.mean())
+            batch.patches[i] = np.where(covered[..., None], np.moveaxis(block[:3], 0, -1), 0) / 1e4
+            batch.valid[i] = nodata <= self.max_nodata
+            cloud = float((block[4][covered] > 0).mean()) if covered.any() else 1.0
+            batch.meta[i] = {
+                "scene": f"S2L2A leastCC {'/'.join(self.time)}",
+                "cloud_fraction": round(cloud, 4),
+                "nodata_fraction": round(nodata, 4),
+                **({} if batch.valid[i] else {"error": "mostly nodata"}),
+            }
+
+
+def _failure(exc: Exception) -> TileFailure:
+    """A recorded reason for a failed request: status and type only, never its text (which may
+    quote request details)."""
+    from sentinelhub.exceptions import OutOfRequestsException
+
+    if isinstance(exc, OutOfRequestsException):
+        return TileFailure("HTTP 429 rate limit (retries exhausted)", retry=True)
+    code = _status(exc)
+    if code is not None:
+        if code == 401:
+            return TileFailure("HTTP 401 token rejected", retry=False)
+        if code == 403:
+            return TileFailure("HTTP 403 forbidden (quota exhausted or no access)", retry=False)
+        return TileFailure(f"HTTP {code}", retry=code >= 500 or code == 429)
+    cause = getattr(exc, "request_exception", None) or exc
+    return TileFailure(type(cause).__name__, retry=True)
+
+
+def _status(exc: Exception) -> int | None:
+    """The HTTP status behind a failed download, if there was a response."""
+    response = getattr(getattr(exc, "request_exception", None), "response", None)
+    return None if response is None else response.status_code

@@ -1,0 +1,214 @@
+"""The `stac` source: Sentinel-2 L2A patches from a STAC API's cloud-optimised GeoTIFFs.
+
+Specs: `stac` (Element 84 Earth Search, `sentinel-2-l2a`, anonymous) or `stac:URL` (any STAC
+API; Planetary Computer URLs are signed with the `planetary_computer` package when it is
+installed). Options after `?`: collection, time (start/end), max_cloud (0-1), tile_px,
+max_items, retries, retry_wait (s), timeout (s), assets (red,green,blue asset keys).
+
+Cells are grouped into the same UTM request tiles as the Sentinel Hub source; each tile is one
+search (bbox, time window, `eo:cloud_cover` below the limit). Every cell takes the least-cloudy
+item whose footprint contains it, falling back to the next one when that item's pixels are
+mostly nodata there. Each item's assets are opened once per tile and every cell's patch is a
+windowed, reprojected read (`geometry.warp_patch`), so only the COG blocks under the patches
+travel. Digital numbers become reflectance as (DN - offset) / 10000, where the offset is 1000
+for processing baseline 04.00 and later unless the provider already removed it
+(`earthsearch:boa_offset_applied`), so values match across baselines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import rasterio
+from shapely.geometry import Point, shape
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.imagery.base import DEFAULT_TIME, PatchBatch
+from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles, warp_patch
+
+EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+
+
+def boa_offset(properties: dict) -> float:
+    """The digital-number offset still present in an L2A item's assets."""
+    if properties.get("earthsearch:boa_offset_applied"):
+        return 0.0
+    try:
+        baseline = float(properties.get("s2:processing_baseline", "0"))
+    except ValueError:
+        return 0.0
+    return 1000.0 if baseline >= 4.0 else 0.0
+
+
+class StacSource:
+    """Patches from a STAC API with COG assets (see the module docstring)."""
+
+    name = "stac"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        collection: str = "sentinel-2-l2a",
+        size: int = 256,
+        resolution: float = 10.0,
+        time: str = DEFAULT_TIME,
+        max_cloud: float = 0.2,
+        tile_px: int = 2500,
+        max_nodata: float = 0.5,
+        max_items: int = 200,
+        retries: int = 5,
+        retry_wait: float = 1.0,
+        timeout: float = 60.0,
+        assets: str = "red,green,blue",
+    ) -> None:
+        from pystac_client import Client
+        from pystac_client.stac_api_io import StacApiIO
+        from urllib3.util.retry import Retry
+
+        if len(str(time).split("/")) != 2:
+            raise InputError(f"time window {time!r} is not START/END")
+        if not 0 <= float(max_cloud) <= 1:
+            raise InputError(f"max_cloud {max_cloud} is not between 0 and 1")
+        self.url = url or EARTH_SEARCH
+        self.collection, self.time, self.max_cloud = collection, str(time), float(max_cloud)
+        self.size, self.resolution, self.tile_px = int(size), float(resolution), int(tile_px)
+        self.max_nodata, self.max_items = float(max_nodata), int(max_items)
+        self.assets = [a.strip() for a in str(assets).split(",")]
+        if len(self.assets) != 3:
+            raise InputError(f"assets {assets!r}: name three (red, green, blue)")
+        self.gdal_env = {
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "AWS_NO_SIGN_REQUEST": "YES",
+            "GDAL_HTTP_MAX_RETRY": str(int(retries)),
+            "GDAL_HTTP_RETRY_DELAY": str(float(retry_wait)),
+            "GDAL_HTTP_TIMEOUT": str(int(timeout)),
+            "VSI_CACHE": "TRUE",
+        }
+        retry = Retry(
+            total=int(retries),
+            backoff_factor=float(retry_wait),
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=None,
+            respect_retry_after_header=True,
+        )
+        try:
+            self.client = Client.open(
+                self.url,
+                stac_io=StacApiIO(max_retries=retry, timeout=float(timeout)),
+                modifier=_signer(self.url),
+            )
+        except Exception as exc:
+            raise InputError(
+                f"cannot open the STAC API at {self.url}: {type(exc).__name__}"
+            ) from None
+        self.searches = 0
+        self.assets_opened = 0
+
+    def describe(self) -> dict:
+        return {
+            "source": "stac",
+            "url": self.url,
+            "collection": self.collection,
+            "time": self.time,
+            "max_cloud": self.max_cloud,
+            "assets": self.assets,
+            "size_px": self.size,
+            "resolution_m": self.resolution,
+        }
+
+    def stats(self) -> dict:
+        return {"searches": self.searches, "asset opens": self.assets_opened}
+
+    def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
+        lon, lat = np.ravel(lon).astype(float), np.ravel(lat).astype(float)
+        placement = PatchPlacement.snapped(lon, lat, self.size, self.resolution)
+        n = lon.size
+        batch = PatchBatch(
+            np.zeros((n, self.size, self.size, 3), dtype=np.float32),
+            np.zeros(n, dtype=bool),
+            [{"error": f"no scene below {self.max_cloud:.0%} cloud"} for _ in range(n)],
+        )
+        for tile in request_tiles(placement, self.tile_px):
+            try:
+                items = self._search(tile)
+            except Exception as exc:
+                for i in tile.cells:
+                    batch.meta[i] = {"error": f"STAC search failed ({type(exc).__name__})"}
+                continue
+            remaining = list(tile.cells)
+            for item in items:
+                footprint = shape(item.geometry)
+                cells = [i for i in remaining if footprint.contains(Point(lon[i], lat[i]))]
+                if cells:
+                    self._read(item, cells, placement, batch)
+                    remaining = [i for i in remaining if not batch.valid[i]]
+                if not remaining:
+                    break
+        return batch
+
+    def _search(self, tile: RequestTile) -> list:
+        """Items over the tile in the time window, least cloudy first."""
+        self.searches += 1
+        search = self.client.search(
+            collections=[self.collection],
+            bbox=tile.lonlat_bounds(),
+            datetime=self.time,
+            query={"eo:cloud_cover": {"lt": self.max_cloud * 100}},
+            max_items=self.max_items,
+        )
+        items = list(search.items())
+        return sorted(items, key=lambda item: item.properties.get("eo:cloud_cover", 100.0))
+
+    def _read(self, item, cells: list[int], placement: PatchPlacement, batch: PatchBatch) -> None:
+        """Patches of `cells` from one item, each asset opened once."""
+        missing = [a for a in self.assets if a not in item.assets]
+        if missing:
+            for i in cells:
+                batch.meta[i] = {"error": f"item {item.id} lacks asset(s) {', '.join(missing)}"}
+            return
+        offset = boa_offset(item.properties)
+        cloud = item.properties.get("eo:cloud_cover")
+        try:
+            with rasterio.Env(**self.gdal_env), contextlib.ExitStack() as stack:
+                datasets = [
+                    stack.enter_context(rasterio.open(item.assets[a].href)) for a in self.assets
+                ]
+                self.assets_opened += len(datasets)
+                for i in cells:
+                    out = warp_patch(
+                        [(ds, 1) for ds in datasets],
+                        placement.crs(i),
+                        placement.transform(i),
+                        self.size,
+                    )
+                    nodata = float(np.isnan(out).any(axis=0).mean())
+                    if nodata > self.max_nodata:
+                        batch.meta[i] = {"error": "mostly nodata", "scene": item.id}
+                        continue
+                    batch.patches[i] = np.nan_to_num(np.moveaxis(out - offset, 0, -1) / 1e4)
+                    batch.valid[i] = True
+                    batch.meta[i] = {
+                        "scene": item.id,
+                        "date": str(item.properties.get("datetime", ""))[:10],
+                        "cloud_fraction": None if cloud is None else round(cloud / 100, 4),
+                        "nodata_fraction": round(nodata, 4),
+                        "boa_offset": offset,
+                    }
+        except rasterio.errors.RasterioError as exc:
+            for i in cells:
+                if not batch.valid[i]:
+                    batch.meta[i] = {"error": f"asset read failed ({type(exc).__name__})"}
+
+
+def _signer(url: str):
+    """Planetary Computer's asset-signing modifier for its URLs, else None."""
+    if "planetarycomputer" not in url:
+        return None
+    try:
+        import planetary_computer
+    except ImportError:
+        raise InputError(
+            "Planetary Computer assets must be signed: pip install planetary-computer"
+        ) from None
+    return planetary_computer.sign_inplace

@@ -1,0 +1,292 @@
+"""Remote patch sources against fake services on 127.0.0.1: the real sentinelhub SDK and
+pystac-client code paths, georeferencing, tile batching, faults, resume and credential hygiene."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+from fake_services import CLIENT_ID, CLIENT_SECRET, FakeServices, pattern, write_cog
+from pyproj import Transformer
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.imagery import open_source
+
+SIZE = 32
+
+
+@pytest.fixture
+def sh_env(monkeypatch, tmp_path):
+    """Credentials in the environment; the user's home and config are never touched."""
+    from sentinelhub import SentinelHubDownloadClient
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the fake serves plain http
+    monkeypatch.setenv("SH_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("SH_CLIENT_SECRET", CLIENT_SECRET)
+    monkeypatch.delenv("SH_PROFILE", raising=False)
+    SentinelHubDownloadClient.clear_cache()
+    yield home
+    SentinelHubDownloadClient.clear_cache()
+
+
+def sh_spec(fake: FakeServices, **options) -> str:
+    options = {"retry_wait": 0.01, "size": SIZE, **options}
+    query = "&".join(f"{k}={v}" for k, v in options.items())
+    return f"sentinelhub?base_url={fake.url}&token_url={fake.url}/oauth/token&{query}"
+
+
+def utm_corner(lon: float, lat: float, epsg: int) -> tuple[float, float, float, float]:
+    """(x, y, left, top) of a cell's snapped patch, computed independently of the package."""
+    x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
+    half = SIZE * 10 / 2
+    return x, y, round((x - half) / 10) * 10, round((y + half) / 10) * 10
+
+
+def expected_patch(epsg: int, left: float, top: float) -> np.ndarray:
+    cols, rows = np.meshgrid(np.arange(SIZE) + 0.5, np.arange(SIZE) + 0.5)
+    b04, b03, b02, _ = pattern(epsg, left + cols * 10, top - rows * 10)
+    return np.stack([b04, b03, b02], axis=-1) / 1e4
+
+
+# Cells around the UTM 13/14 boundary at 102 W, a few dense, one far away.
+LON = np.array([-102.02, -102.015, -101.99, -101.985, -101.98, -98.4, -98.39])
+LAT = np.array([37.0, 37.004, 37.0, 37.003, 36.995, 38.2, 38.21])
+EPSG = np.where(LON < -102, 32613, 32614)
+
+
+def test_sentinelhub_patches_are_centred_and_georeferenced(sh_env):
+    with FakeServices() as fake:
+        batch = open_source(sh_spec(fake)).fetch(LON, LAT)
+    assert batch.valid.all()
+    for i in range(LON.size):
+        x, y, left, top = utm_corner(LON[i], LAT[i], EPSG[i])
+        assert abs(left + SIZE * 5 - x) <= 5 and abs(top - SIZE * 5 - y) <= 5  # centred (half px)
+        np.testing.assert_allclose(batch.patches[i], expected_patch(EPSG[i], left, top), atol=1e-6)
+        cols, rows = np.meshgrid(np.arange(SIZE) + 0.5, np.arange(SIZE) + 0.5)
+        clm = pattern(EPSG[i], left + cols * 10, top - rows * 10)[3]
+        assert batch.meta[i]["cloud_fraction"] == pytest.approx(clm.mean(), abs=1e-4)
+
+
+def test_tile_batching_cuts_the_same_patches_as_per_cell_requests(sh_env):
+    with FakeServices() as fake:
+        batched = open_source(sh_spec(fake))
+        a = batched.fetch(LON, LAT)
+        single = open_source(sh_spec(fake, tile_px=1))
+        b = single.fetch(LON, LAT)
+    np.testing.assert_array_equal(a.patches, b.patches)
+    assert single.requests_sent == LON.size
+    # three clusters (zone 13, zone 14 near 102 W, the pair near 98.4 W); a cluster that straddles
+    # a line of the request lattice takes two requests
+    assert 3 <= batched.requests_sent <= 4
+
+
+def test_faults_are_survived_and_the_rest_reported(sh_env):
+    with FakeServices() as fake:
+        clean = open_source(sh_spec(fake, tile_px=1)).fetch(LON, LAT)
+    faults = ["429", "500", "truncated", "expire", "slow", "429", "500"]
+    x, y = Transformer.from_crs(4326, 32614, always_xy=True).transform(-98.4, 38.2)
+    reject = (32614, x - 200, y - 200, x + 1500, y + 1500)  # the pair near 98.4 W: always 400
+    with FakeServices(faults=faults, slow_s=1.5, reject_box=reject) as fake:
+        source = open_source(sh_spec(fake, tile_px=1, timeout=0.5, threads=2))
+        batch = source.fetch(LON, LAT)
+        assert not fake.faults  # every fault was served
+        assert fake.counts["/oauth/token"] >= 2  # a new token after the revoked one
+    ok = np.arange(5)
+    assert batch.valid[ok].all() and not batch.valid[5:].any()
+    np.testing.assert_array_equal(batch.patches[ok], clean.patches[ok])
+    assert [m["error"] for m in batch.meta[5:]] == ["HTTP 400", "HTTP 400"]
+
+
+def test_exhausted_retries_are_recorded_not_fatal(sh_env):
+    with FakeServices(faults=["500"] * 40) as fake:
+        source = open_source(sh_spec(fake, tile_px=1, attempts=2, rounds=1))
+        batch = source.fetch(LON[:2], LAT[:2])
+    assert not batch.valid.any() and {m["error"] for m in batch.meta} == {"HTTP 500"}
+    assert source.requests_sent == 4  # 2 tiles x (first round + 1 retry round)
+
+
+def test_credentials_come_from_a_profile_and_never_leak(sh_env, tmp_path, run_cli, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    with FakeServices(
+        faults=["429", "500", "expire"], reject_box=(32614, 0, 0, 1e6, 4.1e6)
+    ) as fake:
+        config = sh_env / ".config" / "sentinelhub" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(
+            f'[fake]\nsh_client_id = "{CLIENT_ID}"\nsh_client_secret = "{CLIENT_SECRET}"\n'
+            f'sh_base_url = "{fake.url}"\nsh_token_url = "{fake.url}/oauth/token"\n'
+        )
+        before = config.read_bytes()
+        cache = tmp_path / "patches.zarr"
+        args = ["fetch", "--aoi", "-98.6,37,-98.4,37.1", "--resolution", "0.02", "--size", "32"]
+        r = run_cli(
+            *args, "--source", "sentinelhub:fake?retry_wait=0.01&tile_px=100", "--cache", cache
+        )
+    assert r.code == 0, r.err
+    assert "30 cells ok, 20 invalid (reasons: HTTP 400: 20)" in r.out  # southern rows rejected
+    assert "requests" in r.out and "bytes" in r.out
+    assert config.read_bytes() == before  # the user's config is read, never rewritten
+    written = b"".join(p.read_bytes() for p in cache.rglob("*") if p.is_file())
+    for text in (r.out, r.err, caplog.text, written.decode("latin-1")):
+        assert CLIENT_SECRET not in text
+    assert CLIENT_ID not in written.decode("latin-1")  # the manifest names no credential
+
+
+def test_bad_credentials_and_settings_are_one_line_errors(sh_env, run_cli, monkeypatch, tmp_path):
+    args = ["fetch", "--aoi", "-98.6,37,-98.4,37.1", "--resolution", "0.05", "--size", "32"]
+    with FakeServices() as fake:
+        monkeypatch.setenv("SH_CLIENT_SECRET", "wrong-secret-XYZ")
+        r = run_cli(*args, "--source", sh_spec(fake), "--cache", tmp_path / "a.zarr")
+        assert r.code == 2 and "rejected the credentials" in r.err
+        assert "wrong-secret-XYZ" not in r.err + r.out and r.err.count("\n") == 1
+        monkeypatch.delenv("SH_CLIENT_SECRET")
+        r = run_cli(*args, "--source", sh_spec(fake), "--cache", tmp_path / "b.zarr")
+        assert r.code == 2 and "credentials missing" in r.err
+        r = run_cli(*args, "--source", "sentinelhub:nosuch", "--cache", tmp_path / "c.zarr")
+        assert r.code == 2 and "nosuch" in r.err
+    assert not (sh_env / ".config").exists()  # nothing was written to the user's home
+    for spec, message in [
+        ("sentinelhub?time=2023", "START/END"),
+        ("sentinelhub?max_cloud=7", "max_cloud"),
+        ("sentinelhub?tile_px=9000", "2500"),
+        ("sentinelhub?colour=red", "colour"),
+        ("stac?time", "key=value"),
+        ("landsat", "unknown imagery source"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            open_source(spec)
+
+
+def test_killed_sentinelhub_fetch_resumes_to_an_identical_cache(sh_env, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import zarr
+
+    exe = Path(sys.executable).with_name("prom3e-geo")
+    env = dict(os.environ)
+    with FakeServices() as fake:
+        args = [
+            "fetch",
+            "--source",
+            sh_spec(fake, tile_px=200),
+            "--aoi=-98.6,37,-98.2,37.2",
+            "--resolution=0.02",
+            "--size=32",
+            "--chunk=4",
+        ]  # 10 x 20 cells in 15 chunks
+        reference, cache = tmp_path / "reference.zarr", tmp_path / "patches.zarr"
+        subprocess.run([exe, *args, "--cache", reference], check=True, env=env, capture_output=True)
+        proc = subprocess.Popen([exe, *args, "--cache", cache], env=env, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            marks = cache / "chunk_done"
+            if marks.exists() and zarr.open_group(str(cache), mode="r")["chunk_done"][:].sum() >= 3:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert zarr.open_group(str(cache), mode="r")["chunk_done"][:].sum() < 15
+        subprocess.run([exe, *args, "--cache", cache], check=True, env=env, capture_output=True)
+    for name in ("patches", "status"):
+        a = zarr.open_group(str(cache), mode="r")[name][:]
+        b = zarr.open_group(str(reference), mode="r")[name][:]
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        assert (b == 1).all() if name == "status" else True
+
+
+# -- STAC -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stac(tmp_path):
+    """A fake STAC API with three scenes in UTM 14N (10 km squares of 10 m COG assets):
+    A (cloud 5 %, baseline 05.09, offset still in the data), B (cloud 2 %, baseline 04.00,
+    offset removed by the provider, nodata over its western half), C (cloud 50 %)."""
+    from shapely import transform as shapely_transform
+    from shapely.geometry import box, mapping
+
+    to_lonlat = Transformer.from_crs(32614, 4326, always_xy=True)
+
+    def scene(fake, name, left, top, cloud, baseline, applied, offset, nodata_west=False):
+        px = 1000
+        cols, rows = np.meshgrid(np.arange(px) + 0.5, np.arange(px) + 0.5)
+        b04, b03, b02, _ = pattern(32614, left + cols * 10, top - rows * 10)
+        assets = {}
+        for key, band in (("red", b04), ("green", b03), ("blue", b02)):
+            data = (band + offset).astype("uint16")
+            if nodata_west:
+                data[:, : px // 2] = 0
+            path = tmp_path / f"{name}_{key}.tif"
+            write_cog(path, data, 32614, Affine(10, 0, left, 0, -10, top))
+            assets[key] = {"href": f"{fake.url}/files/{path.name}", "type": "image/tiff"}
+        footprint = box(left, top - px * 10, left + px * 10, top).segmentize(500)
+        footprint = shapely_transform(footprint, lambda xy: np.c_[to_lonlat.transform(*xy.T)])
+        properties = {
+            "datetime": "2023-07-01T17:00:00Z",
+            "eo:cloud_cover": cloud,
+            "s2:processing_baseline": baseline,
+            "earthsearch:boa_offset_applied": applied,
+        }
+        fake.add_item(
+            {
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "id": name,
+                "collection": "sentinel-2-l2a",
+                "geometry": mapping(footprint),
+                "bbox": list(footprint.bounds),
+                "properties": properties,
+                "links": [],
+                "assets": assets,
+            }
+        )
+
+    with FakeServices(files=tmp_path) as fake:
+        scene(fake, "A", 580_000, 4_100_000, 5.0, "05.09", False, 1000)
+        scene(fake, "B", 585_000, 4_095_000, 2.0, "04.00", True, 0, nodata_west=True)
+        scene(fake, "C", 570_000, 4_100_000, 50.0, "05.09", False, 1000)
+        yield fake
+
+
+def test_stac_takes_the_least_cloudy_scene_with_data_and_removes_the_offset(stac):
+    source = open_source(f"stac:{stac.url}/stac?size={SIZE}&retry_wait=0")
+    x = np.array([582_000.0, 592_000.0, 587_000.0, 575_000.0, 620_000.0])
+    y = np.array([4_098_000.0, 4_088_000.0, 4_093_000.0, 4_095_000.0, 4_050_000.0])
+    lon, lat = Transformer.from_crs(32614, 4326, always_xy=True).transform(x, y)
+    batch = source.fetch(lon, lat)
+    scenes = [m.get("scene") for m in batch.meta]
+    # 0: only A; 1: B (clearer); 2: B is nodata there -> A; 3: only C, above 20 % cloud; 4: none
+    assert scenes == ["A", "B", "A", None, None]
+    assert batch.valid.tolist() == [True, True, True, False, False]
+    assert batch.meta[0]["boa_offset"] == 1000 and batch.meta[1]["boa_offset"] == 0
+    for i in range(3):
+        _, _, left, top = utm_corner(lon[i], lat[i], 32614)
+        np.testing.assert_allclose(batch.patches[i], expected_patch(32614, left, top), atol=1e-6)
+    assert "no scene below 20% cloud" in batch.meta[3]["error"]
+    # request tiles (24.68 km lattice): {0}, {1, 2, 3}, {4}; A is opened in the first two, B once
+    assert source.searches == 3 and source.assets_opened == 3 * 3
+
+
+def test_stac_search_faults_are_retried(stac):
+    stac.stac_faults.extend(["429", "500"])
+    source = open_source(f"stac:{stac.url}/stac?size={SIZE}&retry_wait=0")
+    lon, lat = Transformer.from_crs(32614, 4326, always_xy=True).transform(582_000.0, 4_098_000.0)
+    batch = source.fetch(np.array([lon]), np.array([lat]))
+    assert batch.valid.all() and not stac.stac_faults
+    assert stac.counts["/stac/search"] == 3
+
+
+def test_unreachable_stac_api_is_an_input_error():
+    with pytest.raises(InputError, match="cannot open the STAC API"):
+        open_source("stac:http://127.0.0.1:9/stac?retries=0&timeout=2")
