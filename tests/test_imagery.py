@@ -226,3 +226,23 @@ def test_demo_source_patches_do_not_depend_on_their_batch():
     together = source.fetch(lon, lat).patches
     alone = source.fetch(lon[2:3], lat[2:3]).patches
     np.testing.assert_array_equal(together[2], alone[0])
+
+
+def test_request_tiles_batch_dense_cells_and_split_sparse_ones():
+    from prom3e_geo.imagery.geometry import PatchPlacement, request_tiles
+
+    # a 10 x 10 block of cells 500 m apart (patches of 32 px at 10 m = 320 m: 2.4x more pixels
+    # in one covering request than in the patches -> per cell) and the same block 200 m apart
+    for spacing, expected in ((500.0, 100), (200.0, 1)):
+        x, y = np.meshgrid(500_000 + spacing * np.arange(10), 4_100_000 + spacing * np.arange(10))
+        lon, lat = Transformer.from_crs(32614, 4326, always_xy=True).transform(x.ravel(), y.ravel())
+        placement = PatchPlacement.snapped(lon, lat, 32, 10.0)
+        tiles = list(request_tiles(placement, 2500))
+        assert len(tiles) == expected
+        assert sorted(np.concatenate([t.cells for t in tiles])) == list(range(100))
+        for tile in tiles:
+            assert tile.width <= 2500 and tile.height <= 2500
+            rows, cols = tile.offsets(placement)
+            assert (rows >= 0).all() and (rows + 32 <= tile.height).all()
+            assert (cols >= 0).all() and (cols + 32 <= tile.width).all()
+    assert all(t.cells.size == 1 for t in request_tiles(placement, 32))  # max_px <= size

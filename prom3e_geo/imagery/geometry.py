@@ -86,12 +86,16 @@ class RequestTile:
         return transform_bounds(CRS.from_epsg(self.epsg), "EPSG:4326", *self.bounds, densify_pts=21)
 
 
-def request_tiles(placement: PatchPlacement, max_px: int) -> Iterator[RequestTile]:
+def request_tiles(
+    placement: PatchPlacement, max_px: int, split_sparse: bool = True
+) -> Iterator[RequestTile]:
     """Group patches into requests of at most `max_px` x `max_px` pixels.
 
     Cells are bucketed by zone and by a square lattice of (max_px - size) pixels on their
-    corners, so a bucket's patches always fit one request; `max_px <= size` gives one request
-    per cell.
+    corners, so a bucket's patches always fit one request. A bucket whose request would hold
+    more pixels than its patches together (sparse cells: processing units are billed per pixel)
+    is sent as one request per cell instead, unless `split_sparse` is off (sources that read
+    windows per cell anyway); `max_px <= size` gives one request per cell.
     """
     size, res = placement.size, placement.resolution
     n = placement.epsg.size
@@ -108,20 +112,28 @@ def request_tiles(placement: PatchPlacement, max_px: int) -> Iterator[RequestTil
             axis=1,
         )
     _, bucket = np.unique(keys, axis=0, return_inverse=True)
-    side = size * res
     for b in range(int(bucket.max()) + 1 if n else 0):
         cells = np.flatnonzero(bucket.ravel() == b)
-        left = float(placement.left[cells].min())
-        top = float(placement.top[cells].max())
-        right = float(placement.left[cells].max()) + side
-        bottom = float(placement.top[cells].min()) - side
-        yield RequestTile(
-            int(placement.epsg[cells[0]]),
-            (left, bottom, right, top),
-            cells,
-            int(round((right - left) / res)),
-            int(round((top - bottom) / res)),
-        )
+        tile = _covering_tile(placement, cells)
+        if not split_sparse or tile.width * tile.height <= cells.size * size * size:
+            yield tile
+        else:
+            yield from (_covering_tile(placement, cells[i : i + 1]) for i in range(cells.size))
+
+
+def _covering_tile(placement: PatchPlacement, cells: np.ndarray) -> RequestTile:
+    res, side = placement.resolution, placement.size * placement.resolution
+    left = float(placement.left[cells].min())
+    top = float(placement.top[cells].max())
+    right = float(placement.left[cells].max()) + side
+    bottom = float(placement.top[cells].min()) - side
+    return RequestTile(
+        int(placement.epsg[cells[0]]),
+        (left, bottom, right, top),
+        cells,
+        int(round((right - left) / res)),
+        int(round((top - bottom) / res)),
+    )
 
 
 def warp_patch(bands: Sequence[tuple[object, int]], crs: CRS, transform, size: int) -> np.ndarray:

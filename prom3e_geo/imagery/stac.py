@@ -129,7 +129,7 @@ class StacSource:
             np.zeros(n, dtype=bool),
             [{"error": f"no scene below {self.max_cloud:.0%} cloud"} for _ in range(n)],
         )
-        for tile in request_tiles(placement, self.tile_px):
+        for tile in request_tiles(placement, self.tile_px, split_sparse=False):
             try:
                 items = self._search(tile)
             except Exception as exc:
