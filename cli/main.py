@@ -365,7 +365,10 @@ def write_layers(
 
     tags = provenance(command_line(), layers.grid, params={**layers.params, **(extra_params or {})})
     tags |= manifest_tags(layers.manifest)
-    panels = [Panel(v, f"{k}", "", cmap) for k, v in list(layers.bands.items())[:3]]
+    if cmap == "rgb":  # the first three bands as one composite
+        panels = [Panel(np.dstack(list(layers.bands.values())[:3]), "")]
+    else:
+        panels = [Panel(v, f"{k}", "", cmap) for k, v in list(layers.bands.items())[:3]]
     return write_layer_outputs(
         layers.bands,
         layers.grid,
@@ -612,6 +615,75 @@ def uncertainty_command(embeddings, store_context, **o) -> None:
     )
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@cli.command("ica")
+@click.option(
+    "--embeddings",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Embedding store (from embed, sdm or uncertainty).",
+)
+@click.option(
+    "--token",
+    default="mu",
+    show_default=True,
+    help="Per-cell embedding: mu, recon_image, ctx_sat, ctx_loc or ctx_env.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="FastICA seed.")
+@output_options
+def ica_command(embeddings, token, seed, **o) -> None:
+    """Three independent components of a per-cell embedding as an RGB map (FastICA).
+
+    \b
+    Example:
+      prom3e-geo ica --embeddings cube.zarr --token mu --out ica.tif --png ica.png
+    """
+    from prom3e_geo.layers.maps import ica_layers
+
+    check_outputs(o, [embeddings])
+    if not Path(embeddings).is_dir():
+        raise InputError(f"embedding store {embeddings} does not exist")
+    layers = ica_layers(embeddings, token, seed)
+    written = write_layers(
+        layers,
+        o["out"],
+        o["zarr_path"],
+        o["zarr_format"],
+        o["png_path"],
+        o["overwrite"],
+        f"ICA of {token} (red, green, blue = components 1-3)",
+        cmap="rgb",
+    )
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@cli.command("evaluate")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Markdown report (.md)."
+)
+@click.option("--n", "n", default=2000, show_default=True, type=click.IntRange(min=100))
+@click.option("--seed", default=0, show_default=True, type=int, help="Split seed.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report.")
+def evaluate_command(out, n, seed, overwrite) -> None:
+    """Evaluate the demo ProM3E on new demo-world observations: retrieval (baseline,
+    reconstruction, hybrid), zero-shot, linear probes, modality gap, ||sigma||_1.
+
+    \b
+    Example:
+      prom3e-geo evaluate --out report.md
+    """
+    from prom3e_geo.demo.build import load_demo
+    from prom3e_geo.evaluate.report import demo_evaluation_set, evaluate, write_report
+    from prom3e_geo.io.outputs import atomic_output, check_output
+
+    check_output(out, overwrite)
+    demo = load_demo()
+    result = evaluate(demo.prom3e.eval(), demo_evaluation_set(demo, n), seed)
+    with atomic_output(out, overwrite) as tmp:
+        write_report(result, tmp, f"ProM3E evaluation: demo world, {n:,} new observations")
+    click.echo(f"wrote {out}")
 
 
 @cli.command("compare")

@@ -15,7 +15,8 @@ from prom3e_geo.io.outputs import atomic_output
 
 @dataclass(frozen=True)
 class Panel:
-    """One map: grid values (NaN = nodata, drawn transparent), a title, a colour-bar label."""
+    """One map: grid values [H, W] (NaN = nodata, drawn transparent) or an RGB composite
+    [H, W, 3] in 0-1, a title, a colour-bar label."""
 
     values: np.ndarray
     title: str
@@ -50,18 +51,23 @@ def write_quicklook(
     )
     outline = reproject_geometry(conus_boundary(), WGS84, grid.crs)
     for ax, panel in zip(axes[0], panels, strict=True):
-        values = np.where(grid.mask, panel.values, np.nan)
-        cmap = plt.get_cmap(panel.cmap).with_extremes(bad=(0, 0, 0, 0))
-        image = ax.imshow(
-            np.ma.masked_invalid(values),
-            extent=(minx, maxx, miny, maxy),
-            origin="upper",
-            cmap=cmap,
-            vmin=panel.vmin,
-            vmax=panel.vmax,
-            interpolation="nearest",
-            aspect=aspect,
-        )
+        where = dict(extent=(minx, maxx, miny, maxy), origin="upper", interpolation="nearest")
+        if panel.values.ndim == 3:  # an RGB composite in 0-1, transparent where NaN
+            shown = grid.mask & np.isfinite(panel.values).all(axis=-1)
+            rgba = np.dstack([np.clip(np.nan_to_num(panel.values), 0, 1), shown])
+            image = None
+            ax.imshow(rgba, aspect=aspect, **where)
+        else:
+            values = np.where(grid.mask, panel.values, np.nan)
+            cmap = plt.get_cmap(panel.cmap).with_extremes(bad=(0, 0, 0, 0))
+            image = ax.imshow(
+                np.ma.masked_invalid(values),
+                cmap=cmap,
+                vmin=panel.vmin,
+                vmax=panel.vmax,
+                aspect=aspect,
+                **where,
+            )
         for part in getattr(outline, "geoms", [outline]):
             if part.geom_type == "Polygon":
                 xs, ys = part.exterior.xy
@@ -70,7 +76,8 @@ def write_quicklook(
         ax.set_ylim(miny, maxy)
         ax.set_title(panel.title, fontsize=10)
         ax.tick_params(labelsize=7)
-        fig.colorbar(image, ax=ax, shrink=0.7, label=panel.label)
+        if image is not None:
+            fig.colorbar(image, ax=ax, shrink=0.7, label=panel.label)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()

@@ -176,3 +176,51 @@ def manifest_tags(manifest: dict) -> dict[str, str]:
             "SYNTHETIC: made from the prom3e-geo demo world (synthetic imagery, photos and species ranges)"
         )
     return tags
+
+
+ICA_TOKENS = ("mu", "recon_image", "ctx_sat", "ctx_loc", "ctx_env")
+
+
+def ica_layers(
+    store_path: str | Path, token: str = "mu", seed: int = 0, max_fit: int = 50_000
+) -> LayerSet:
+    """Three independent components of a per-cell embedding (FastICA, fitted on at most
+    `max_fit` random valid cells), each stretched to 0-1 between its 2nd and 98th percentiles
+    and signed so that its long tail is positive: an RGB composite as in the supplement's maps."""
+    from sklearn.decomposition import FastICA
+
+    from prom3e_geo.errors import InputError
+
+    ds = open_store(store_path)
+    available = [t for t in ICA_TOKENS if t in ds]
+    if token not in available:
+        raise InputError(
+            f"the store has no {token!r} embeddings (available: {', '.join(available)})"
+        )
+    grid = grid_from_store(ds)
+    valid = np.asarray(ds["valid"].values, dtype=bool)
+    if valid.sum() < 10:
+        raise InputError(f"the store has {int(valid.sum())} valid cells; ICA needs at least 10")
+    values = np.asarray(ds[token].values, dtype=np.float32)[valid]
+    rng = np.random.default_rng(seed)
+    fit = values[rng.choice(len(values), min(max_fit, len(values)), replace=False)]
+    ica = FastICA(n_components=3, whiten="unit-variance", random_state=seed, max_iter=1000)
+    components = ica.fit(fit).transform(values)
+    bands, docs = {}, {}
+    for k in range(3):
+        c = components[:, k]
+        if np.mean((c - c.mean()) ** 3) < 0:
+            c = -c
+        lo, hi = np.percentile(c, [2, 98])
+        band = np.full(grid.shape, np.nan, dtype=np.float32)
+        band[valid] = np.clip((c - lo) / max(hi - lo, 1e-12), 0, 1)
+        name = ("red", "green", "blue")[k]
+        bands[f"ica_{k + 1}"] = band
+        docs[f"ica_{k + 1}"] = f"independent component {k + 1} of {token} ({name}), 2-98% stretch"
+    return LayerSet(
+        bands,
+        docs,
+        {"layer": "ica", "ica_token": token, "ica_seed": seed},
+        grid,
+        read_manifest(store_path),
+    )
