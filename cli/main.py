@@ -252,7 +252,7 @@ def pipeline_options(fn: Callable) -> Callable:
             "--source",
             default="demo",
             show_default=True,
-            help="Imagery source: demo, local:PATH, sentinelhub[:PROFILE|cdse], stac[:URL], each with optional ?key=value&... options (time, max_cloud, ...).",
+            help="Imagery source: demo, local:PATH, cache:PATH (a fetch cache), sentinelhub[:PROFILE|cdse], stac[:URL], each with optional ?key=value&... options (time, max_cloud, ...).",
         ),
         click.option(
             "--context",

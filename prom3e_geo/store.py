@@ -204,7 +204,7 @@ def read_manifest(path: str | Path) -> dict:
     group = zarr.open_group(str(path), mode="r")
     raw = group.attrs.get(MANIFEST_KEY)
     if raw is None:
-        raise InputError(f"{path} is not a prom3e-geo embedding store (no manifest)")
+        raise InputError(f"{path} is not a prom3e-geo store (no manifest)")
     return json.loads(raw)
 
 

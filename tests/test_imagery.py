@@ -246,3 +246,32 @@ def test_request_tiles_batch_dense_cells_and_split_sparse_ones():
             assert (rows >= 0).all() and (rows + 32 <= tile.height).all()
             assert (cols >= 0).all() and (cols + 32 <= tile.width).all()
     assert all(t.cells.size == 1 for t in request_tiles(placement, 32))  # max_px <= size
+
+
+def test_embedding_from_a_patch_cache_matches_the_live_source(tmp_path, run_cli):
+    import xarray as xr
+
+    grid = ["--aoi", "-100,33,-96,36", "--resolution", "0.25"]
+    cache = tmp_path / "patches.zarr"
+    assert run_cli("fetch", "--source", "demo", *grid, "--size", "32", "--cache", cache).code == 0
+    live, cached = tmp_path / "live.zarr", tmp_path / "cached.zarr"
+    assert run_cli("embed", *grid, "--out", live).code == 0
+    r = run_cli("embed", *grid, "--source", f"cache:{cache}", "--out", cached)
+    assert r.code == 0, r.err
+    a, b = xr.open_zarr(live), xr.open_zarr(cached)
+    assert bool(b["valid"].all())
+    # the cache holds float16 patches: embeddings agree to float16 precision, not bit for bit
+    np.testing.assert_allclose(
+        a["mu"].values.astype(np.float32), b["mu"].values.astype(np.float32), atol=2e-2
+    )
+
+    source = open_source(f"cache:{cache}")
+    batch = source.fetch(np.array([-99.0, -120.0]), np.array([34.0, 45.0]))
+    assert batch.valid.tolist() == [True, False]
+    assert batch.meta[1]["error"] == "outside the cache's grid"
+    with pytest.raises(InputError, match="holds 32 px patches"):
+        open_source(f"cache:{cache}", size=64)
+    with pytest.raises(InputError, match="does not exist"):
+        open_source(f"cache:{tmp_path / 'none.zarr'}")
+    with pytest.raises(InputError, match="not a patch cache"):
+        open_source(f"cache:{live}")

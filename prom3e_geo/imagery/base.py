@@ -4,7 +4,8 @@ A source turns cell centres (lon/lat degrees) into a `PatchBatch`: surface-refle
 [N, H, W, 3] (red, green, blue = B04, B03, B02 / 10000, float32), a per-patch validity flag and
 per-patch metadata (scene id, date, cloud fraction, or the reason a cell failed). Sources are
 chosen by spec: `demo` (the demo world), `local:PATH` (local rasters), `sentinelhub` (the Sentinel Hub
-Process API) and `stac` (a STAC API with COG assets, Earth Search by default).
+Process API), `stac` (a STAC API with COG assets, Earth Search by default) and `cache:PATH` (a
+patch cache filled by `prom3e-geo fetch`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def _number_or_text(value: str) -> int | float | str:
 
 
 def open_source(spec: str, **options) -> PatchSource:
-    """A patch source from its spec: `demo`, `local:PATH`, `sentinelhub[:PROFILE|cdse]`,
+    """A patch source from its spec: `demo`, `local:PATH`, `cache:PATH` (a patch cache made by
+    `fetch`), `sentinelhub[:PROFILE|cdse]`,
     `stac[:URL]`, each optionally followed by `?key=value&...` source options (for example
     `stac?time=2023-06-01/2023-08-31&max_cloud=0.2`)."""
     name, argument, spec_options = parse_spec(spec)
@@ -75,6 +77,10 @@ def open_source(spec: str, **options) -> PatchSource:
             from prom3e_geo.imagery.local import LocalSource
 
             return LocalSource(argument, **options)
+        if name == "cache":
+            from prom3e_geo.imagery.cached import CacheSource
+
+            return CacheSource(argument, **options)
         if name == "sentinelhub":
             from prom3e_geo.imagery.sentinelhub import SentinelHubSource
 
@@ -86,5 +92,6 @@ def open_source(spec: str, **options) -> PatchSource:
     except TypeError as exc:
         raise InputError(f"imagery source {spec!r}: {exc}") from None
     raise InputError(
-        f"unknown imagery source {spec!r} (available: demo, local:PATH, sentinelhub, stac)"
+        f"unknown imagery source {spec!r} "
+        "(available: demo, local:PATH, cache:PATH, sentinelhub, stac)"
     )

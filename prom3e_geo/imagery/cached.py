@@ -1,0 +1,69 @@
+"""The `cache:PATH` source: patches read back from a patch cache written by `prom3e-geo fetch`.
+
+Fetch once (resumably, with the network source's retries and quotas), then embed, map and
+re-map from the cache as often as needed. A cell takes the cached patch of the cache-grid cell
+containing its centre; cells outside the cache's grid, not fetched yet, or invalid at fetch time
+are invalid here, with that reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.imagery.base import PatchBatch
+from prom3e_geo.io.outputs import is_zarr_store
+from prom3e_geo.store import grid_from_store, read_manifest
+
+REASONS = {0: "not fetched into the cache", 2: "invalid when fetched"}
+
+
+class CacheSource:
+    """Patches from a patch cache (see the module docstring)."""
+
+    name = "cache"
+
+    def __init__(self, path: str | Path, size: int | None = None, resolution=None) -> None:
+        self.path = Path(path)
+        if not (self.path.is_dir() and is_zarr_store(self.path)):
+            raise InputError(f"patch cache {self.path} does not exist")
+        self.manifest = read_manifest(self.path)
+        if "size_px" not in self.manifest or "source" not in self.manifest:
+            raise InputError(f"{self.path} is not a patch cache (run `prom3e-geo fetch`)")
+        self.size = int(self.manifest["size_px"])
+        if size is not None and int(size) != self.size:
+            raise InputError(f"patch cache {self.path} holds {self.size} px patches, not {size}")
+        self.group = zarr.open_group(str(self.path), mode="r")
+        self.grid = grid_from_store(xr.open_zarr(self.path, consolidated=False))
+
+    def describe(self) -> dict:
+        return {
+            "source": "cache",
+            "path": str(self.path),
+            "fetched_from": self.manifest["source"],
+            "size_px": self.size,
+        }
+
+    def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
+        index = self.grid.cell_index_lonlat(np.ravel(lon), np.ravel(lat))
+        status = np.asarray(self.group["status"][:]).ravel()  # re-read: a fetch may be running
+        state = np.where(index >= 0, status[np.maximum(index, 0)], -1)
+        batch = PatchBatch(
+            np.zeros((index.size, self.size, self.size, 3), dtype=np.float32),
+            state == 1,
+            [
+                {"scene": f"cache {self.path.name}"}
+                if s == 1
+                else {"error": REASONS.get(int(s), "outside the cache's grid")}
+                for s in state
+            ],
+        )
+        patches = self.group["patches"]
+        for i in np.flatnonzero(batch.valid):  # one Zarr chunk per cell
+            row, col = divmod(int(index[i]), self.grid.width)
+            batch.patches[i] = patches[row, col]
+        return batch
