@@ -661,28 +661,36 @@ def ica_command(embeddings, token, seed, **o) -> None:
 
 @cli.command("evaluate")
 @click.option(
-    "--out", required=True, type=click.Path(path_type=Path), help="Markdown report (.md)."
+    "--recipe",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Evaluation recipe (YAML); default: the demo model on new demo-world observations.",
 )
-@click.option("--n", "n", default=2000, show_default=True, type=click.IntRange(min=100))
-@click.option("--seed", default=0, show_default=True, type=int, help="Split seed.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Report: .md (Markdown) or .html; figures go to <name>_files/ beside it.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
-def evaluate_command(out, n, seed, overwrite) -> None:
-    """Evaluate the demo ProM3E on new demo-world observations: retrieval (baseline,
-    reconstruction, hybrid), zero-shot, linear probes, modality gap, ||sigma||_1.
+def evaluate_command(recipe, out, overwrite) -> None:
+    """Measure a ProM3E model: retrieval (baseline, reconstruction, hybrid), zero-shot,
+    linear probes, modality gap and ||sigma||_1, as one report.
 
     \b
     Example:
-      prom3e-geo evaluate --out report.md
+      prom3e-geo evaluate --recipe recipes/evaluate-demo.yaml --out report.html
     """
-    from prom3e_geo.demo.build import load_demo
-    from prom3e_geo.evaluate.report import demo_evaluation_set, evaluate, write_report
+    from prom3e_geo.evaluate.report import evaluate, load_evaluation, write_report
     from prom3e_geo.io.outputs import atomic_output, check_output
+    from prom3e_geo.recipes import load_evaluation_recipe
 
     check_output(out, overwrite)
-    demo = load_demo()
-    result = evaluate(demo.prom3e.eval(), demo_evaluation_set(demo, n), seed)
+    settings = load_evaluation_recipe(recipe)
+    model, data = load_evaluation(settings)
+    result = evaluate(model, data, settings)
     with atomic_output(out, overwrite) as tmp:
-        write_report(result, tmp, f"ProM3E evaluation: demo world, {n:,} new observations")
+        write_report(result, data, tmp, final=Path(out))
     click.echo(f"wrote {out}")
 
 

@@ -129,3 +129,56 @@ def load_recipe(path: str | Path) -> TrainRecipe:
     except yaml.YAMLError as exc:
         raise InputError(f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     return recipe_from_dict(data or {}, str(path), base=path.parent)
+
+
+@dataclass(frozen=True)
+class EvaluationRecipe:
+    """What `prom3e-geo evaluate` measures (all keys optional; the defaults evaluate the demo).
+
+    Modality sets are written `a+b`; splits are seeded permutations of the samples.
+    """
+
+    model: str = "demo"  # demo, or ProM3E weights (.ckpt, .safetensors, HF folder)
+    data: str = "demo"  # demo (new demo-world observations), or paired embeddings (.parquet, ...)
+    n: int = 2000  # demo observations
+    labels: str | None = None  # class labels of file data: .npy, or a one-column .csv/.txt
+    targets: dict[str, str] = field(default_factory=dict)  # continuous targets: name -> file
+    seed: int = 0
+    val_fraction: float = 0.5  # retrieval: share used to choose delta; the rest is the test
+    test_fraction: float = 0.2  # probes: held-out share
+    probe_repeats: int = 5  # probes: seeded train/test splits averaged
+    retrieval: tuple[str, ...] = ()  # "query->target"; default: every pair of image/sat/loc/env
+    deltas: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+    zero_shot: tuple[str, ...] = ("image", "sat", "loc", "env", "sat+loc+env")
+    probe_visible: str = "sat+loc+env"
+    probe_features: tuple[str, ...] = ("recon", "mu", "modality", "register", "hidden")
+    gaps: tuple[str, ...] = ("image-sat+loc", "image-loc+env")  # "a-b+third"
+    sigma_sets: tuple[str, ...] = ("image", "sat", "loc", "env", "sat+loc+env", "image+sat+loc+env")
+    extremes: int = 8  # most/least uncertain samples shown (images of the demo data)
+
+
+def load_evaluation_recipe(path: str | Path | None) -> EvaluationRecipe:
+    if path is None:
+        return EvaluationRecipe()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"recipe {path} must be a YAML mapping")
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    for key in ("data", "labels", "model"):
+        value = data.get(key)
+        if value and value != "demo" and not Path(value).is_absolute():
+            data[key] = str(path.parent / value)
+    targets = data.get("targets") or {}
+    if not isinstance(targets, dict):
+        raise InputError(f"recipe {path}: 'targets' must map names to files")
+    data["targets"] = {k: str(path.parent / v) for k, v in targets.items()}
+    recipe = _section(EvaluationRecipe, data, "evaluation", str(path))
+    if not 0 < recipe.val_fraction < 1 or not 0 < recipe.test_fraction < 1:
+        raise InputError(f"recipe {path}: val_fraction and test_fraction must be in (0, 1)")
+    return recipe

@@ -36,20 +36,14 @@ def gap_change(model, values: torch.Tensor, a: int, b: int, third: int) -> dict[
     }
 
 
-def sigma_by_visible(
-    model, values: torch.Tensor, visible_sets: dict[str, list[int]]
-) -> dict[str, tuple[float, float]]:
-    """(mean, standard deviation) of ||sigma||_1 for each named visible set."""
-    out = {}
-    for name, visible in visible_sets.items():
-        sigma = _forward(model, values, visible).sigma_l1.numpy()
-        out[name] = (float(sigma.mean()), float(sigma.std()))
-    return out
+def sigma_values(model, values: torch.Tensor, visible: list[int]) -> np.ndarray:
+    """||sigma||_1 of every sample with `visible` modalities."""
+    return _forward(model, values, visible).sigma_l1.numpy()
 
 
 def extreme_sigma(
     model, values: torch.Tensor, visible: list[int], n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the n least and n most uncertain samples (by ||sigma||_1)."""
-    order = np.argsort(_forward(model, values, visible).sigma_l1.numpy(), kind="stable")
+    order = np.argsort(sigma_values(model, values, visible), kind="stable")
     return order[:n], order[::-1][:n]

@@ -1,15 +1,19 @@
-"""The evaluation report: every measurement of this package on one set of paired embeddings.
+"""The evaluation report: a recipe of measurements on one set of paired embeddings.
 
-`demo_evaluation_set` draws new observations from the demo world (a random stream of their own,
-never seen in training) with their photo, patch, location, environment and species-name
-embeddings, the species as class labels and the true temperature and elevation as continuous
-targets. `evaluate` runs retrieval (baseline / reconstruction / hybrid, delta chosen on the
-validation half), zero-shot classification, linear probes, modality gaps and ||sigma||_1 per
-visible set; `write_report` renders the results as Markdown.
+Data are either new demo-world observations (`demo_evaluation_set`: a random stream of their
+own, never seen in training, with photo, patch, location, environment and species-name
+embeddings, the species as labels, the true temperature and elevation as continuous targets and
+the photos for image grids) or paired embeddings in a training format with optional label and
+target files. `evaluate` runs what the recipe (`prom3e_geo.recipes.EvaluationRecipe`) asks:
+retrieval (baseline / reconstruction / hybrid, delta chosen on the validation split), zero-shot
+classification, linear probes, modality gaps and ||sigma||_1 per visible set; `write_report`
+renders Markdown or HTML with its figures in a `<name>_files` folder beside it.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 from itertools import permutations
 from pathlib import Path
@@ -17,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prom3e_geo.errors import InputError
 from prom3e_geo.evaluate.classification import (
     FEATURE_KINDS,
     linear_probe,
@@ -24,9 +29,10 @@ from prom3e_geo.evaluate.classification import (
     ridge_r2,
     zero_shot,
 )
-from prom3e_geo.evaluate.latent import gap_change, sigma_by_visible
+from prom3e_geo.evaluate.latent import extreme_sigma, gap_change, sigma_values
 from prom3e_geo.evaluate.retrieval import RetrievalResult, cross_modal_retrieval
 from prom3e_geo.model.prom3e import MODALITIES
+from prom3e_geo.recipes import EvaluationRecipe
 
 EVAL_SEED = 515151  # the evaluation observations' own random stream
 
@@ -35,8 +41,10 @@ EVAL_SEED = 515151  # the evaluation observations' own random stream
 class EvaluationSet:
     values: torch.Tensor  # [N, 6, D], L2-normalised, absent modalities zero
     present: list[int]
+    name: str
     labels: np.ndarray | None = None  # [N] class ids
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # continuous targets
+    images: np.ndarray | None = None  # [N, h, w, 3] uint8 ground images, for image grids
 
 
 @dataclass
@@ -45,8 +53,25 @@ class Evaluation:
     zero_shot: dict[str, dict[int, float]]
     probes: dict[str, dict[str, float]]  # feature kind -> task -> score
     gaps: dict[str, dict[str, float]]
-    sigma: dict[str, tuple[float, float]]
+    sigma: dict[str, np.ndarray]  # visible set -> ||sigma||_1 per sample
+    extremes: tuple[np.ndarray, np.ndarray] | None  # (least, most) uncertain, image visible
     n: int
+    probe_repeats: int
+
+
+def modality_set(text: str, present: list[int] | None = None) -> list[int]:
+    """`sat+loc` -> [1, 2], checked against the modalities the data has."""
+    names = [t.strip() for t in text.split("+")]
+    unknown = [n for n in names if n not in MODALITIES]
+    if unknown:
+        raise InputError(
+            f"unknown modality {unknown[0]!r} in {text!r} (use {', '.join(MODALITIES)})"
+        )
+    out = [MODALITIES.index(n) for n in names]
+    if present is not None and not set(out) <= set(present):
+        missing = [MODALITIES[m] for m in out if m not in present]
+        raise InputError(f"{text!r} needs {', '.join(missing)}, which the data lacks")
+    return out
 
 
 def demo_evaluation_set(demo, n: int = 2000, seed: int = EVAL_SEED) -> EvaluationSet:
@@ -56,57 +81,151 @@ def demo_evaluation_set(demo, n: int = 2000, seed: int = EVAL_SEED) -> Evaluatio
     rng = np.random.default_rng(seed)
     lon, lat, species = sample_observations(demo.world, n, rng)
     x, _ = demo.context().embed(lon, lat, ("sat", "loc", "env"))
-    x[:, 0] = demo.encoders["image"].embed(list(species_photos(demo.world, species, rng, 64)))
+    photos = species_photos(demo.world, species, rng, 64)
+    x[:, 0] = demo.encoders["image"].embed(list(photos))
     names = [demo.world.species[s].common for s in species]
     x[:, 4] = torch.nn.functional.normalize(demo.encoders["text"].embed(names), dim=-1)
     fields = demo.world.fields(lon, lat)
     return EvaluationSet(
         x.float(),
         [0, 1, 2, 3, 4],
+        f"demo world, {n:,} new observations",
         species,
         {"temperature": fields["temperature"], "elevation": fields["elevation"]},
+        photos,
     )
 
 
-def evaluate(model, data: EvaluationSet, seed: int = 0) -> Evaluation:
+def file_evaluation_set(recipe: EvaluationRecipe) -> EvaluationSet:
+    from prom3e_geo.train.data import load_embeddings
+
+    data = load_embeddings(recipe.data)
+    n = len(data)
+    labels = None if recipe.labels is None else _read_column(recipe.labels, n)
+    if labels is not None:
+        labels = np.unique(labels, return_inverse=True)[1]
+    targets = {k: _read_column(v, n).astype(float) for k, v in recipe.targets.items()}
+    return EvaluationSet(
+        torch.from_numpy(data.values), data.present, f"{data.name}, {n:,} samples", labels, targets
+    )
+
+
+def _read_column(path: str, n: int) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p} does not exist")
+    try:
+        if p.suffix == ".npy":
+            values = np.load(p, allow_pickle=False)
+        else:
+            values = np.loadtxt(p, dtype=str, delimiter=",", ndmin=1)
+    except ValueError as exc:
+        raise InputError(f"{p} cannot be read as one column: {exc}") from None
+    values = np.ravel(values)
+    if values.size != n:
+        raise InputError(f"{p} has {values.size} values for {n} samples")
+    if values.dtype.kind in "US":
+        try:
+            return values.astype(float)
+        except ValueError:
+            return values
+    return values
+
+
+def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet]:
+    """The model and the data a recipe names."""
+    demo = None
+    if recipe.model == "demo" or recipe.data == "demo":
+        from prom3e_geo.demo.build import load_demo
+
+        demo = load_demo()
+    if recipe.model == "demo":
+        model = demo.prom3e
+    else:
+        from prom3e_geo.model.checkpoint import load_prom3e
+
+        model = load_prom3e(recipe.model, "cpu").model.float()
+    data = (
+        demo_evaluation_set(demo, recipe.n)
+        if recipe.data == "demo"
+        else file_evaluation_set(recipe)
+    )
+    if data.values.shape[-1] != model.config.input_dim:
+        raise InputError(
+            f"the data's embeddings are {data.values.shape[-1]}-d; the model expects "
+            f"{model.config.input_dim}"
+        )
+    return model.eval(), data
+
+
+def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation:
     n = data.values.shape[0]
-    order = np.random.default_rng(seed).permutation(n)
-    val, test = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
-    train80, test20 = np.sort(order[: int(0.8 * n)]), np.sort(order[int(0.8 * n) :])
-    spatial = [m for m in (0, 1, 2, 3) if m in data.present]
+    order = np.random.default_rng(recipe.seed).permutation(n)
+    n_val, n_test = int(round(recipe.val_fraction * n)), int(round(recipe.test_fraction * n))
+    val, test = np.sort(order[:n_val]), np.sort(order[n_val:])
+    probe_splits = []  # `probe_repeats` seeded (train, test) splits; scores are their means
+    for k in range(recipe.probe_repeats):
+        shuffled = np.random.default_rng([recipe.seed, k]).permutation(n)
+        probe_splits.append((np.sort(shuffled[n_test:]), np.sort(shuffled[:n_test])))
+    if recipe.retrieval:
+        pairs = [
+            tuple(modality_set(m, data.present)[0] for m in p.split("->")) for p in recipe.retrieval
+        ]
+    else:
+        pairs = list(permutations([m for m in (0, 1, 2, 3) if m in data.present], 2))
     retrieval = [
-        cross_modal_retrieval(model, data.values, q, t, val, test)
-        for q, t in permutations(spatial, 2)
+        cross_modal_retrieval(model, data.values, q, t, val, test, recipe.deltas) for q, t in pairs
     ]
-    zs, probes = {}, {}
+    zs = {}
     if data.labels is not None and 4 in data.present:
-        for visible in ([0], [1], [2], [3], [1, 2, 3]):
-            name = "+".join(MODALITIES[m] for m in visible)
+        for name in recipe.zero_shot:
+            visible = modality_set(name, data.present)
             zs[name] = zero_shot(model, data.values[test], visible, data.labels[test])
-    context = [m for m in (1, 2, 3) if m in data.present]  # what a map cell has
-    for kind in FEATURE_KINDS:
-        features = probe_features(model, data.values, context, kind)
-        scores = {}
-        if data.labels is not None:
-            scores["species accuracy"] = linear_probe(features, data.labels, train80, test20)
-        for name, target in data.targets.items():
-            scores[f"{name} R2"] = ridge_r2(features, target, train80, test20)
-        probes[kind] = scores
+    probes = {}
+    context = modality_set(recipe.probe_visible, data.present)
+    if data.labels is not None or data.targets:
+        for kind in recipe.probe_features:
+            if kind not in FEATURE_KINDS:
+                raise InputError(f"unknown probe feature {kind!r} (use {', '.join(FEATURE_KINDS)})")
+            features = probe_features(model, data.values, context, kind)
+            scores = {}
+            if data.labels is not None:
+                scores["class accuracy"] = [
+                    linear_probe(features, data.labels, *split) for split in probe_splits
+                ]
+            for name, target in data.targets.items():
+                scores[f"{name} R2"] = [
+                    ridge_r2(features, target, *split) for split in probe_splits
+                ]
+            probes[kind] = {task: float(np.mean(v)) for task, v in scores.items()}
     gaps = {}
-    if {0, 1, 2} <= set(data.present):
-        gaps["image-sat (+loc)"] = gap_change(model, data.values, 0, 1, 2)
-        gaps["image-loc (+env)"] = gap_change(model, data.values, 0, 2, 3)
-    sets = {"+".join(MODALITIES[m] for m in v): v for v in ([0], [1], [2], [3], [1, 2, 3], spatial)}
-    sigma = sigma_by_visible(model, data.values, sets)
-    return Evaluation(retrieval, zs, probes, gaps, sigma, n)
+    for spec in recipe.gaps:
+        pair, _, third = spec.partition("+")
+        a, _, b = pair.partition("-")
+        ids = [modality_set(m, data.present)[0] for m in (a, b, third)]
+        gaps[f"{a}-{b} (+{third})"] = gap_change(model, data.values, *ids)
+    sigma = {}
+    for name in recipe.sigma_sets:
+        visible = modality_set(name)
+        if set(visible) <= set(data.present):  # sets the data cannot show are skipped
+            sigma[name] = sigma_values(model, data.values, visible)
+    extremes = None
+    if data.images is not None and recipe.extremes:
+        extremes = extreme_sigma(model, data.values, [0], recipe.extremes)
+    return Evaluation(retrieval, zs, probes, gaps, sigma, extremes, n, recipe.probe_repeats)
 
 
-def write_report(result: Evaluation, path: str | Path, title: str) -> Path:
-    lines = [f"# {title}", "", f"{result.n:,} paired samples.", "", "## Cross-modal retrieval", ""]
+# -- rendering --------------------------------------------------------------------------------
+
+
+def report_markdown(result: Evaluation, data: EvaluationSet, figures: dict[str, str]) -> str:
+    lines = [f"# ProM3E evaluation: {data.name}", ""]
+    lines += ["## Cross-modal retrieval", ""]
     lines += [
-        "Test half as gallery; delta chosen on the validation half. R@k in %.",
+        "Test split as gallery; delta chosen on the validation split. R@k in %; median ranks "
+        "for baseline / reconstruction / hybrid.",
         "",
-        "| query -> target | delta | baseline R@1/5/10 | reconstruction R@1/5/10 | hybrid R@1/5/10 | median rank b/r/h |",
+        "| query -> target | delta | baseline R@1/5/10 | reconstruction R@1/5/10 | hybrid R@1/5/10 | median rank |",
         "| --- | ---: | --- | --- | --- | --- |",
     ]
     for r in result.retrieval:
@@ -119,34 +238,126 @@ def write_report(result: Evaluation, path: str | Path, title: str) -> Path:
             f"{cell['reconstruction']} | {cell['hybrid']} | {ranks} |"
         )
     if result.zero_shot:
-        lines += ["", "## Zero-shot species classification", "", "| visible | top-1 | top-5 |"]
-        lines += ["| --- | ---: | ---: |"]
+        lines += ["", "## Zero-shot classification (reconstructed text)", ""]
+        lines += ["| visible | top-1 % | top-5 % |", "| --- | ---: | ---: |"]
         for name, acc in result.zero_shot.items():
             lines.append(f"| {name} | {100 * acc[1]:.1f} | {100 * acc[5]:.1f} |")
-    tasks = list(next(iter(result.probes.values())))
-    lines += ["", "## Linear probes (visible: the map context)", ""]
-    lines += ["| features | " + " | ".join(tasks) + " |", "| --- |" + " ---: |" * len(tasks)]
-    for kind, scores in result.probes.items():
-        lines.append(f"| {kind} | " + " | ".join(f"{scores[t]:.3f}" for t in tasks) + " |")
+    if result.probes:
+        tasks = list(next(iter(result.probes.values())))
+        lines += [
+            "",
+            "## Linear probes",
+            "",
+            f"MinMax + ridge (alpha by cross-validation); means over {result.probe_repeats} "
+            "seeded train/test splits.",
+            "",
+        ]
+        lines += ["| features | " + " | ".join(tasks) + " |", "| --- |" + " ---: |" * len(tasks)]
+        for kind, scores in result.probes.items():
+            lines.append(f"| {kind} | " + " | ".join(f"{scores[t]:.3f}" for t in tasks) + " |")
     if result.gaps:
         lines += ["", "## Modality gap (centroid distance)", ""]
-        lines += [
-            "| pair | raw | reconstructed | reconstructed, third visible |",
-            "| --- | ---: | ---: | ---: |",
-        ]
+        lines += ["| pair (+ third) | raw | reconstructed | reconstructed, third visible |"]
+        lines += ["| --- | ---: | ---: | ---: |"]
         for name, g in result.gaps.items():
             lines.append(
                 f"| {name} | {g['raw']:.3f} | {g['recon']:.3f} | {g['recon_plus_third']:.3f} |"
             )
-    lines += [
-        "",
-        "## ||sigma||_1 by visible modalities",
-        "",
-        "| visible | mean | sd |",
-        "| --- | ---: | ---: |",
-    ]
-    for name, (mean, sd) in result.sigma.items():
-        lines.append(f"| {name} | {mean:.2f} | {sd:.2f} |")
+    lines += ["", "## ||sigma||_1 by visible modalities", ""]
+    lines += ["| visible | mean | sd |", "| --- | ---: | ---: |"]
+    for name, values in result.sigma.items():
+        lines.append(f"| {name} | {values.mean():.2f} | {values.std():.2f} |")
+    for title, src in figures.items():
+        lines += ["", f"![{title}]({src})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_figures(result: Evaluation, data: EvaluationSet, folder: Path) -> dict[str, str]:
+    """PNG figures (sigma distributions, most/least uncertain images); title -> relative path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(exist_ok=True)
+    figures = {}
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, values in result.sigma.items():
+        ax.hist(values, bins=40, histtype="step", label=name, density=True)
+    ax.set_xlabel("||sigma||_1")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "sigma.png", dpi=110)
+    plt.close(fig)
+    figures["||sigma||_1 by visible modalities"] = f"{folder.name}/sigma.png"
+    if result.extremes is not None and data.images is not None:
+        least, most = result.extremes
+        fig, axes = plt.subplots(2, len(least), figsize=(1.2 * len(least), 2.8), squeeze=False)
+        for row, (label, index) in enumerate(
+            (("least uncertain", least), ("most uncertain", most))
+        ):
+            for ax, i in zip(axes[row], index, strict=True):
+                ax.imshow(data.images[i])
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[row][0].set_ylabel(label, fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / "extremes.png", dpi=110)
+        plt.close(fig)
+        figures["Least (top) and most (bottom) uncertain images, image visible"] = (
+            f"{folder.name}/extremes.png"
+        )
+    return figures
+
+
+def markdown_to_html(markdown: str, title: str) -> str:
+    """The report's Markdown subset (headings, pipe tables, images, paragraphs) as HTML."""
+    body, table = [], []
+
+    def flush_table():
+        if table:
+            rows = [r for r in table if not re.fullmatch(r"\|[\s\-:|]+\|", r)]
+            cells = [[html.escape(c.strip()) for c in r.strip("|").split("|")] for r in rows]
+            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            rest = "".join(
+                "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rest}</tbody></table>")
+            table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif m := re.fullmatch(r"!\[(.*)\]\((.*)\)", line):
+            body.append(
+                f'<figure><img src="{html.escape(m[2])}" alt="{html.escape(m[1])}"><figcaption>{html.escape(m[1])}</figcaption></figure>'
+            )
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush_table()
+    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+
+
+def write_report(
+    result: Evaluation, data: EvaluationSet, path: str | Path, final: Path | None = None
+) -> Path:
+    """Write the report (HTML when the name ends in .html, else Markdown) and its figures.
+
+    `final` is the report's eventual name when `path` is a temporary one (figures are named
+    after it)."""
     path = Path(path)
-    path.write_text("\n".join(lines) + "\n")
+    final = Path(final or path)
+    figures = write_figures(result, data, final.with_name(f"{final.stem}_files"))
+    markdown = report_markdown(result, data, figures)
+    if final.suffix.lower() in (".html", ".htm"):
+        path.write_text(markdown_to_html(markdown, f"ProM3E evaluation: {data.name}"))
+    else:
+        path.write_text(markdown)
     return path
