@@ -628,11 +628,18 @@ def uncertainty_command(embeddings, store_context, **o) -> None:
     "--token",
     default="mu",
     show_default=True,
-    help="Per-cell embedding: mu, recon_image, ctx_sat, ctx_loc or ctx_env.",
+    help="Per-cell embedding: mu, recon_image, ctx_sat, ctx_loc, ctx_env, or register:K "
+    "(ProM3E's K-th register token, recomputed with --model).",
+)
+@click.option(
+    "--model",
+    default="demo",
+    show_default=True,
+    help="The store's ProM3E weights (for register tokens).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="FastICA seed.")
 @output_options
-def ica_command(embeddings, token, seed, **o) -> None:
+def ica_command(embeddings, token, model, seed, **o) -> None:
     """Three independent components of a per-cell embedding as an RGB map (FastICA).
 
     \b
@@ -644,7 +651,9 @@ def ica_command(embeddings, token, seed, **o) -> None:
     check_outputs(o, [embeddings])
     if not Path(embeddings).is_dir():
         raise InputError(f"embedding store {embeddings} does not exist")
-    layers = ica_layers(embeddings, token, seed)
+    from prom3e_geo.inference import PipelineSpec
+
+    layers = ica_layers(embeddings, token, seed, spec=PipelineSpec(model=model))
     written = write_layers(
         layers,
         o["out"],

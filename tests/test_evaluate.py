@@ -68,8 +68,18 @@ def test_ica_cli_writes_an_rgb_cog_and_refuses_unknown_tokens(tmp_path, run_cli)
     assert data.min() >= 0 and data.max() <= 1 and data.count() > 0
     for band in data:  # each component stretched over the 2-98 % range
         assert np.ma.median(band) > 0.05 and band.max() == 1
+    register = tmp_path / "register.tif"
+    r = run_cli("ica", "--embeddings", store, "--token", "register:2", "--out", register)
+    assert r.code == 0, r.err
+    with rasterio.open(register) as ds:
+        assert ds.tags(1)["description"].startswith("independent component 1 of register:2")
+        assert ds.read(masked=True).count() == data.count()
     bad = run_cli("ica", "--embeddings", store, "--token", "register", "--out", tmp_path / "b.tif")
     assert bad.code == 2 and "no 'register' embeddings" in bad.err
+    bad = run_cli(
+        "ica", "--embeddings", store, "--token", "register:9", "--out", tmp_path / "b.tif"
+    )
+    assert bad.code == 2 and "registers 1-4" in bad.err
     missing = run_cli("ica", "--embeddings", tmp_path / "none.zarr", "--out", tmp_path / "c.tif")
     assert missing.code == 2 and "does not exist" in missing.err
 

@@ -108,17 +108,48 @@ def sdm_layers(
     return LayerSet(bands, docs, params, grid, manifest)
 
 
+def store_model(manifest: dict, spec: PipelineSpec | None = None):
+    """The ProM3E a store was computed with (from `spec`'s model), refusing another one."""
+    from prom3e_geo.errors import InputError
+
+    spec = PipelineSpec(**{**asdict(spec or PipelineSpec()), "context": tuple(manifest["context"])})
+    pipeline = load_pipeline(spec)
+    if pipeline.manifest["model_sha256"] != manifest.get("model_sha256"):
+        raise InputError(
+            f"the store was computed with another model ({manifest.get('model')}); "
+            "pass that model with --model"
+        )
+    return pipeline.model
+
+
+def stored_inputs(ds, valid: np.ndarray, context: Sequence[str], input_dim: int):
+    """Row blocks of a store's valid cells as ProM3E inputs built from the stored context
+    embeddings: (rows, ok [r, w] bool, x [ok.sum(), 6, input_dim])."""
+    import torch
+
+    from prom3e_geo.layers.sdm import ROW_BLOCK
+    from prom3e_geo.model.prom3e import MODALITIES
+
+    for r0 in range(0, valid.shape[0], ROW_BLOCK):
+        rows = slice(r0, min(r0 + ROW_BLOCK, valid.shape[0]))
+        ok = valid[rows]
+        if not ok.any():
+            continue
+        x = torch.zeros(int(ok.sum()), len(MODALITIES), input_dim)
+        for m in context:
+            x[:, MODALITIES.index(m)] = torch.from_numpy(
+                np.asarray(ds[f"ctx_{m}"][rows].values, dtype=np.float32)[ok]
+            )
+        yield rows, ok, x
+
+
 def uncertainty_layers(
     store_path: str | Path, context: Sequence[str] | None = None, spec: PipelineSpec | None = None
 ) -> LayerSet:
     """||sigma||_1 for `context` (default: the store's own). Any subset of the store's context is
     computed from the stored context embeddings by ProM3E alone, without re-encoding a cell."""
-    import torch
-
     from prom3e_geo.errors import InputError
     from prom3e_geo.inference import infer_cells
-    from prom3e_geo.layers.sdm import ROW_BLOCK
-    from prom3e_geo.model.prom3e import MODALITIES
 
     ds = open_store(store_path)
     manifest = read_manifest(store_path)
@@ -134,20 +165,9 @@ def uncertainty_layers(
     if set(wanted) == set(stored):
         sigma = np.asarray(ds["sigma_l1"].values, dtype=np.float32)
     else:
-        model = load_pipeline(
-            PipelineSpec(**{**asdict(spec or PipelineSpec()), "context": tuple(stored)})
-        ).model
+        model = store_model(manifest, spec)
         sigma = np.full(grid.shape, np.nan, dtype=np.float32)
-        for r0 in range(0, grid.height, ROW_BLOCK):
-            rows = slice(r0, min(r0 + ROW_BLOCK, grid.height))
-            ok = valid[rows]
-            if not ok.any():
-                continue
-            x = torch.zeros(int(ok.sum()), len(MODALITIES), model.config.input_dim)
-            for m in wanted:
-                x[:, MODALITIES.index(m)] = torch.from_numpy(
-                    np.asarray(ds[f"ctx_{m}"][rows].values, dtype=np.float32)[ok]
-                )
+        for rows, ok, x in stored_inputs(ds, valid, wanted, model.config.input_dim):
             block = np.full(ok.shape, np.nan, dtype=np.float32)
             block[ok] = infer_cells(model, x, wanted).sigma_l1.numpy()
             sigma[rows] = block
@@ -182,26 +202,38 @@ ICA_TOKENS = ("mu", "recon_image", "ctx_sat", "ctx_loc", "ctx_env")
 
 
 def ica_layers(
-    store_path: str | Path, token: str = "mu", seed: int = 0, max_fit: int = 50_000
+    store_path: str | Path,
+    token: str = "mu",
+    seed: int = 0,
+    max_fit: int = 50_000,
+    spec: PipelineSpec | None = None,
 ) -> LayerSet:
     """Three independent components of a per-cell embedding (FastICA, fitted on at most
     `max_fit` random valid cells), each stretched to 0-1 between its 2nd and 98th percentiles
-    and signed so that its long tail is positive: an RGB composite as in the supplement's maps."""
+    and signed so that its long tail is positive: an RGB composite as in the supplement's maps.
+
+    `token` is a stored array (`mu`, `recon_image`, `ctx_<m>`) or `register:K`, ProM3E's K-th
+    register token (1-based), recomputed from the stored context embeddings with the store's
+    model (given by `spec`)."""
     from sklearn.decomposition import FastICA
 
     from prom3e_geo.errors import InputError
 
     ds = open_store(store_path)
-    available = [t for t in ICA_TOKENS if t in ds]
-    if token not in available:
-        raise InputError(
-            f"the store has no {token!r} embeddings (available: {', '.join(available)})"
-        )
+    manifest = read_manifest(store_path)
+    available = [t for t in ICA_TOKENS if t in ds] + ["register:K"]
     grid = grid_from_store(ds)
     valid = np.asarray(ds["valid"].values, dtype=bool)
     if valid.sum() < 10:
         raise InputError(f"the store has {int(valid.sum())} valid cells; ICA needs at least 10")
-    values = np.asarray(ds[token].values, dtype=np.float32)[valid]
+    if token.startswith("register:") and token.removeprefix("register:").isdigit():
+        values = _register_tokens(ds, manifest, valid, int(token.removeprefix("register:")), spec)
+    elif token in available:
+        values = np.asarray(ds[token].values, dtype=np.float32)[valid]
+    else:
+        raise InputError(
+            f"the store has no {token!r} embeddings (available: {', '.join(available)})"
+        )
     rng = np.random.default_rng(seed)
     fit = values[rng.choice(len(values), min(max_fit, len(values)), replace=False)]
     ica = FastICA(n_components=3, whiten="unit-variance", random_state=seed, max_iter=1000)
@@ -222,5 +254,27 @@ def ica_layers(
         docs,
         {"layer": "ica", "ica_token": token, "ica_seed": seed},
         grid,
-        read_manifest(store_path),
+        manifest,
     )
+
+
+def _register_tokens(ds, manifest: dict, valid: np.ndarray, k: int, spec) -> np.ndarray:
+    """ProM3E's k-th register token for every valid cell, in row-major order."""
+    import torch
+
+    from prom3e_geo.errors import InputError
+    from prom3e_geo.model.prom3e import MODALITIES, visibility
+
+    model = store_model(manifest, spec)
+    registers = model.config.num_register_tokens
+    if not 1 <= k <= registers:
+        raise InputError(f"register:{k}: the model has registers 1-{registers}")
+    context = list(manifest["context"])
+    visible = [MODALITIES.index(m) for m in context]
+    device = next(model.parameters()).device
+    blocks = []
+    with torch.no_grad():
+        for _, _, x in stored_inputs(ds, valid, context, model.config.input_dim):
+            hidden = model.encode(x.to(device), visibility(len(x), visible, device=device))[2]
+            blocks.append(hidden[:, 1 + k].float().cpu().numpy())  # after [mu], [logvar]
+    return np.concatenate(blocks)
