@@ -65,7 +65,7 @@ class CellContext:
                     raise InputError("the sat context needs an imagery source")
                 batch = self.source.fetch(lon, lat)
                 valid &= batch.valid
-                raw[name] = batch.patches
+                raw[name] = batch.patches[..., :3]  # the encoders see RGB
             elif name == "loc":
                 raw[name] = np.c_[lat, lon]
             else:

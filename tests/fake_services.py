@@ -2,9 +2,10 @@
 
 One threaded HTTP server plays:
 - Sentinel Hub: `POST /oauth/token` (client credentials -> bearer token with a lifetime) and
-  `POST /api/v1/process` (a 5-band uint16 GeoTIFF computed from the request's bbox, CRS and
-  size: B04 = easting / 10 mod 50000, B03 = northing / 10 mod 50000, B02 = UTM zone number,
-  dataMask = 0 inside `nodata_box`, CLM = 1 on a 640 m checkerboard of period 5);
+  `POST /api/v1/process` (a uint16 GeoTIFF of the evalscript's input bands computed from the
+  request's bbox, CRS and size: B04 = easting / 10 mod 50000, B03 = northing / 10 mod 50000,
+  B02 = UTM zone number, any other spectral band a constant `OTHER_BAND_DN`, dataMask = 0
+  inside `nodata_box`, CLM = 1 on a 640 m checkerboard of period 5);
 - a STAC API: `/stac` landing page, `/stac/search` (bbox, datetime, eo:cloud_cover filter),
   with items whose assets are COGs under `/files/` served with HTTP range requests.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 import threading
 import time
@@ -33,6 +35,12 @@ from rasterio.transform import from_bounds
 
 CLIENT_ID = "fake-client-id"
 CLIENT_SECRET = "fake-secret-DO-NOT-LEAK-7f3a9c"
+
+
+OTHER_BAND_DN = {
+    b: 100 * (k + 1)
+    for k, b in enumerate(("B01", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"))
+}
 
 
 def pattern(epsg: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -185,14 +193,16 @@ class FakeServices:
             return self.send_json(handler, 401, {"error": {"message": "token expired"}})
         if fault == "slow":
             time.sleep(self.slow_s)
-        tiff = self.render(epsg, (left, bottom, right, top), width, height)
+        bands = re.search(r"bands: \[([^\]]*)\]", payload["evalscript"])[1]
+        names = [b.strip().strip('"') for b in bands.split(",")]
+        tiff = self.render(epsg, (left, bottom, right, top), width, height, names)
         if fault == "truncated":
             tiff = tiff[: len(tiff) // 2]
         with self.lock:
             self.counts["process_ok" if fault != "truncated" else "process_truncated"] += 1
         self.send(handler, 200, tiff, "image/tiff")
 
-    def render(self, epsg, bounds, width, height) -> bytes:
+    def render(self, epsg, bounds, width, height, names) -> bytes:
         left, bottom, right, top = bounds
         res_x, res_y = (right - left) / width, (top - bottom) / height
         x = left + (np.arange(width) + 0.5) * res_x
@@ -203,13 +213,15 @@ class FakeServices:
         if self.nodata_box and self.nodata_box[0] == epsg:
             _, x0, y0, x1, y1 = self.nodata_box
             mask[(xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)] = 0
-        data = np.stack([b04 * mask, b03 * mask, b02 * mask, mask, clm * mask])
+        values = {"B04": b04, "B03": b03, "B02": b02, "dataMask": mask, "CLM": clm}
+        values |= {b: np.full_like(mask, dn) for b, dn in OTHER_BAND_DN.items()}
+        data = np.stack([values[name] * mask for name in names])
         with MemoryFile() as memory:
             with memory.open(
                 driver="GTiff",
                 width=width,
                 height=height,
-                count=5,
+                count=len(names),
                 dtype="uint16",
                 crs=f"EPSG:{epsg}",
                 transform=from_bounds(left, bottom, right, top, width, height),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from fake_services import CLIENT_ID, CLIENT_SECRET, FakeServices, pattern, write_cog
 from pyproj import Transformer
@@ -289,3 +290,71 @@ def test_stac_search_faults_are_retried(stac):
 def test_unreachable_stac_api_is_an_input_error():
     with pytest.raises(InputError, match="cannot open the STAC API"):
         open_source("stac:http://127.0.0.1:9/stac?retries=0&timeout=2")
+
+
+def test_all_bands_come_rgb_first_from_every_source(sh_env, stac, tmp_path):
+    from fake_services import OTHER_BAND_DN
+
+    from prom3e_geo.imagery.base import ALL_BANDS
+
+    with FakeServices() as fake:
+        rgb = open_source(sh_spec(fake)).fetch(LON[:2], LAT[:2])
+        full = open_source(sh_spec(fake, bands="all")).fetch(LON[:2], LAT[:2])
+    assert full.patches.shape == (2, SIZE, SIZE, 12) and full.valid.all()
+    np.testing.assert_array_equal(full.patches[..., :3], rgb.patches)
+    for k, band in enumerate(ALL_BANDS[3:], start=3):
+        assert np.allclose(full.patches[..., k], OTHER_BAND_DN[band] / 1e4)
+
+    # local: a 12-band raster in Sentinel-2 file order, band k holding k x 100
+    path = tmp_path / "stack.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=200,
+        height=200,
+        count=12,
+        dtype="uint16",
+        crs="EPSG:32614",
+        transform=Affine(10, 0, 580_000, 0, -10, 4_100_000),
+    ) as ds:
+        ds.write(np.stack([np.full((200, 200), 100 * (k + 1), "uint16") for k in range(12)]))
+    lon, lat = Transformer.from_crs(32614, 4326, always_xy=True).transform(581_000.0, 4_099_000.0)
+    batch = open_source(f"local:{path}?bands=all", size=SIZE).fetch(
+        np.array([lon]), np.array([lat])
+    )
+    file_order = (
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B08",
+        "B8A",
+        "B09",
+        "B11",
+        "B12",
+    )
+    expected = [100 * (file_order.index(b) + 1) / 1e4 for b in ALL_BANDS]
+    np.testing.assert_allclose(batch.patches[0].mean(axis=(0, 1)), expected, atol=1e-5)
+    rgb_only = tmp_path / "rgb.tif"
+    with (
+        rasterio.open(path) as src,
+        rasterio.open(rgb_only, "w", **{**src.profile, "count": 3}) as dst,
+    ):
+        dst.write(src.read([1, 2, 3]))
+    with pytest.raises(InputError, match="needs 12"):
+        open_source(f"local:{rgb_only}?bands=all")
+    # STAC: the fake's items have only red/green/blue assets
+    source = open_source(f"stac:{stac.url}/stac?size={SIZE}&bands=all")
+    lon, lat = Transformer.from_crs(32614, 4326, always_xy=True).transform(582_000.0, 4_098_000.0)
+    batch = source.fetch(np.array([lon]), np.array([lat]))
+    assert not batch.valid[0] and "lacks asset(s) coastal" in batch.meta[0]["error"]
+    with pytest.raises(InputError, match="name 12 asset keys"):
+        open_source(f"stac:{stac.url}/stac?bands=all&assets=red,green,blue")
+    with pytest.raises(InputError, match="RGB only"):
+        open_source("demo?bands=all")
+    with pytest.raises(InputError, match="use rgb or all"):
+        open_source(sh_spec(fake, bands="nir"))

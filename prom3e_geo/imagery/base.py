@@ -1,8 +1,10 @@
 """The patch-source protocol: one Sentinel-2 L2A patch per cell centre.
 
 A source turns cell centres (lon/lat degrees) into a `PatchBatch`: surface-reflectance patches
-[N, H, W, 3] (red, green, blue = B04, B03, B02 / 10000, float32), a per-patch validity flag and
-per-patch metadata (scene id, date, cloud fraction, or the reason a cell failed). Sources are
+[N, H, W, B] (float32, digital numbers / 10000), a per-patch validity flag and per-patch
+metadata (scene id, date, cloud fraction, or the reason a cell failed). Bands are `RGB_BANDS`
+(B04, B03, B02: what the encoders see) or, with the source option `bands=all`, `ALL_BANDS`: the
+twelve L2A spectral bands at 10 m, RGB first so that `patches[..., :3]` is always RGB. Sources are
 chosen by spec: `demo` (the demo world), `local:PATH` (local rasters), `sentinelhub` (the Sentinel Hub
 Process API), `stac` (a STAC API with COG assets, Earth Search by default) and `cache:PATH` (a
 patch cache filled by `prom3e-geo fetch`).
@@ -18,11 +20,30 @@ import numpy as np
 from prom3e_geo.errors import InputError
 
 DEFAULT_TIME = "2023-06-01/2023-08-31"  # summer: leaves on, least snow
+RGB_BANDS = ("B04", "B03", "B02")
+ALL_BANDS = (*RGB_BANDS, "B01", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+
+
+def band_names(bands: str) -> tuple[str, ...]:
+    """The `bands` source option (rgb or all) as band names."""
+    if bands not in ("rgb", "all"):
+        raise InputError(f"bands={bands!r}: use rgb or all")
+    return RGB_BANDS if bands == "rgb" else ALL_BANDS
+
+
+def check_window(time: str, max_cloud: float) -> tuple[tuple[str, str], float]:
+    """The time window START/END and the cloud limit (0-1), checked."""
+    parts = str(time).split("/")
+    if len(parts) != 2 or not all(parts):
+        raise InputError(f"time window {time!r} is not START/END")
+    if not 0 <= float(max_cloud) <= 1:
+        raise InputError(f"max_cloud {max_cloud} is not between 0 and 1")
+    return (parts[0], parts[1]), float(max_cloud)
 
 
 @dataclass
 class PatchBatch:
-    patches: np.ndarray  # [N, H, W, 3] float32 reflectance
+    patches: np.ndarray  # [N, H, W, B] float32 reflectance, RGB first
     valid: np.ndarray  # [N] bool
     meta: list[dict] = field(default_factory=list)
 
@@ -31,6 +52,7 @@ class PatchSource(Protocol):
     """Anything that can deliver patches for cell centres."""
 
     name: str
+    bands: tuple[str, ...]
 
     def describe(self) -> dict:
         """A JSON-serialisable description for manifests (no credentials)."""

@@ -5,7 +5,7 @@ writes them with a completion marker per grid chunk (`prom3e_geo.store.GridStore
 skips finished chunks; a cache whose manifest (source, patch size, grid) differs is refused.
 Each cell's patch is its own Zarr chunk, so reading one cell back reads one file.
 
-Arrays: `patches` (y, x, py, px, band) float16 reflectance, `status` (y, x) uint8: 0 not in the
+Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands), `status` (y, x) uint8: 0 not in the
 AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the reasons for invalid
 cells are counted in the returned summary.
 """
@@ -31,17 +31,17 @@ class PatchCache(GridStore):
     kind = "patch cache"
 
     @staticmethod
-    def _declare(array, grid: Grid, size: int = 256) -> None:
+    def _declare(array, grid: Grid, size: int = 256, bands: tuple[str, ...] = ()) -> None:
         h, w = grid.shape
         ch, cw = grid.chunk_shape
         array(
             "patches",
-            (h, w, size, size, 3),
-            (1, 1, size, size, 3),
+            (h, w, size, size, len(bands)),
+            (1, 1, size, size, len(bands)),
             "float16",
             np.nan,
             ("y", "x", "py", "px", "band"),
-            long_name="surface reflectance (B04, B03, B02)",
+            long_name=f"surface reflectance ({', '.join(bands)})",
             grid_mapping="spatial_ref",
         )
         array(
@@ -80,17 +80,18 @@ def fetch_grid(
     manifest = {
         "source": source.describe(),
         "size_px": size,
+        "bands": list(source.bands),
         "grid": grid.to_dict(),
         "chunk_shape": list(grid.chunk_shape),
     }
-    store = PatchCache.open_or_create(cache, grid, manifest, size=size)
+    store = PatchCache.open_or_create(cache, grid, manifest, size=size, bands=source.bands)
     pending = store.pending()
     total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
     summary = FetchSummary(str(cache), total, total - len(pending))
     for i, chunk in enumerate(pending, start=1):
         cells = np.flatnonzero(grid.mask[chunk.rows, chunk.cols].ravel())
         lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
-        patches = np.zeros((cells.size, size, size, 3), dtype=np.float16)
+        patches = np.zeros((cells.size, size, size, len(source.bands)), dtype=np.float16)
         status = np.zeros(cells.size, dtype=np.uint8)
         for start in range(0, cells.size, batch_size):
             part = slice(start, start + batch_size)

@@ -32,9 +32,10 @@ class CacheSource:
         if not (self.path.is_dir() and is_zarr_store(self.path)):
             raise InputError(f"patch cache {self.path} does not exist")
         self.manifest = read_manifest(self.path)
-        if "size_px" not in self.manifest or "source" not in self.manifest:
+        if not {"size_px", "bands", "source"} <= set(self.manifest):
             raise InputError(f"{self.path} is not a patch cache (run `prom3e-geo fetch`)")
         self.size = int(self.manifest["size_px"])
+        self.bands = tuple(self.manifest["bands"])
         if size is not None and int(size) != self.size:
             raise InputError(f"patch cache {self.path} holds {self.size} px patches, not {size}")
         self.group = zarr.open_group(str(self.path), mode="r")
@@ -46,6 +47,7 @@ class CacheSource:
             "path": str(self.path),
             "fetched_from": self.manifest["source"],
             "size_px": self.size,
+            "bands": list(self.bands),
         }
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
@@ -53,7 +55,7 @@ class CacheSource:
         status = np.asarray(self.group["status"][:]).ravel()  # re-read: a fetch may be running
         state = np.where(index >= 0, status[np.maximum(index, 0)], -1)
         batch = PatchBatch(
-            np.zeros((index.size, self.size, self.size, 3), dtype=np.float32),
+            np.zeros((index.size, self.size, self.size, len(self.bands)), dtype=np.float32),
             state == 1,
             [
                 {"scene": f"cache {self.path.name}"}

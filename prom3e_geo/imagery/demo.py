@@ -6,15 +6,19 @@ import numpy as np
 
 from prom3e_geo.demo.render import satellite_patches
 from prom3e_geo.demo.world import DemoWorld
-from prom3e_geo.imagery.base import PatchBatch
+from prom3e_geo.errors import InputError
+from prom3e_geo.imagery.base import RGB_BANDS, PatchBatch
 
 
 class DemoSource:
     """Patches of the synthetic demo world (deterministic per location and seed)."""
 
     name = "demo"
+    bands = RGB_BANDS
 
-    def __init__(self, seed: int = 0, size: int = 32) -> None:
+    def __init__(self, seed: int = 0, size: int = 32, bands: str = "rgb") -> None:
+        if bands != "rgb":
+            raise InputError("the demo source renders RGB only (bands=rgb)")
         self.world = DemoWorld(seed)
         self.size = size
 

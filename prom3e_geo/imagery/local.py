@@ -5,7 +5,8 @@ a square of `size` x `size` pixels at `resolution` metres in the UTM zone of its
 centred on the cell, resampled bilinearly from whichever raster contains the centre (rasterio
 warping: only the source window under the patch is read).
 
-Bands 1, 2, 3 are taken as red, green, blue. Values become surface reflectance: float rasters are
+Bands 1, 2, 3 are taken as red, green, blue; with `bands=all` a raster holds the twelve L2A
+bands in Sentinel-2 order (B01, B02, B03, B04, B05, B06, B07, B08, B8A, B09, B11, B12). Values become surface reflectance: float rasters are
 taken as reflectance already; uint16 as Sentinel-2 L2A digital numbers (/ 10000, after the
 processing-baseline offset of `boa_offset`, default 0); uint8 as display RGB (/ 255 / 2.5, the
 inverse of the true-colour gain, so that the encoders see the same display colours). A patch with
@@ -25,10 +26,11 @@ from rasterio.warp import transform_bounds
 
 from prom3e_geo.encoders.clip import REFLECTANCE_GAIN
 from prom3e_geo.errors import InputError
-from prom3e_geo.imagery.base import PatchBatch
+from prom3e_geo.imagery.base import PatchBatch, band_names
 from prom3e_geo.imagery.geometry import utm_crs, warp_patch
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
+S2_FILE_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 
 
 class LocalSource:
@@ -43,6 +45,7 @@ class LocalSource:
         resolution: float = 10.0,
         max_nodata: float = 0.5,
         boa_offset: float = 0.0,
+        bands: str = "rgb",
     ) -> None:
         self.path = Path(path)
         if not self.path.exists():
@@ -60,15 +63,20 @@ class LocalSource:
             max_nodata,
             boa_offset,
         )
+        self.bands = band_names(bands)
+        self.indexes = (
+            [1, 2, 3] if bands == "rgb" else [S2_FILE_ORDER.index(b) + 1 for b in self.bands]
+        )
         self.rasters = []
         for f in files:
             try:
                 with rasterio.open(f) as ds:
                     if ds.crs is None:
                         raise InputError(f"raster {f} has no CRS")
-                    if ds.count < 3:
+                    if ds.count < max(self.indexes):
                         raise InputError(
-                            f"raster {f} has {ds.count} band(s); need red, green, blue"
+                            f"raster {f} has {ds.count} band(s); bands={bands} needs "
+                            f"{max(self.indexes)}"
                         )
                     bounds = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
                     self.rasters.append((f, bounds))
@@ -83,6 +91,7 @@ class LocalSource:
             "size_px": self.size,
             "resolution_m": self.resolution,
             "boa_offset": self.boa_offset,
+            "bands": list(self.bands),
         }
 
     def _raster_for(self, lon: float, lat: float) -> Path | None:
@@ -100,7 +109,7 @@ class LocalSource:
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         lon, lat = np.ravel(lon), np.ravel(lat)
-        patches = np.zeros((lon.size, self.size, self.size, 3), dtype=np.float32)
+        patches = np.zeros((lon.size, self.size, self.size, len(self.bands)), dtype=np.float32)
         valid = np.zeros(lon.size, dtype=bool)
         meta = []
         for i, (x, y) in enumerate(zip(lon, lat, strict=True)):
@@ -110,7 +119,7 @@ class LocalSource:
                 continue
             crs, transform = self.patch_transform(float(x), float(y))
             with rasterio.open(path) as ds:
-                out = warp_patch([(ds, 1), (ds, 2), (ds, 3)], crs, transform, self.size)
+                out = warp_patch([(ds, k) for k in self.indexes], crs, transform, self.size)
                 scale = self._scale(ds.dtypes[0])
             missing = float(np.isnan(out).any(axis=0).mean())
             patches[i] = np.nan_to_num(np.moveaxis(out, 0, -1) * scale[0] + scale[1])

@@ -3,15 +3,16 @@
 Specs: `sentinelhub` (credentials from SH_CLIENT_ID / SH_CLIENT_SECRET, or the profile named by
 SH_PROFILE in the user's sentinelhub config.toml), `sentinelhub:PROFILE` (that profile), and
 `sentinelhub:cdse` (the Copernicus Data Space Ecosystem deployment, credentials from the
-environment). Options after `?`: time (start/end), max_cloud (0-1), tile_px, threads, attempts,
-retry_wait (s), max_429, rounds, timeout (s), base_url, token_url.
+environment). Options after `?`: time (start/end), max_cloud (0-1), bands (rgb or all), tile_px,
+threads, attempts, retry_wait (s), max_429, rounds, timeout (s), base_url, token_url.
 
 Requests are tile-batched: the snapped UTM patches of neighbouring cells (same zone) share one
 Process API request of at most `tile_px` x `tile_px` pixels (2500, the API maximum), returned as
 a GeoTIFF in that zone and cut into patches, so each patch is exactly the one a request of its
-own would return. The evalscript asks for B04, B03, B02 (digital numbers, harmonised to the
-pre-2022 baseline by the service), dataMask and the CLM cloud mask, as a least-cloud mosaic over
-the time window limited to scenes below `max_cloud`.
+own would return. The evalscript asks for the bands (digital numbers, harmonised to the pre-2022
+baseline by the service; 20 m and 60 m bands resampled to the patch grid by the service),
+dataMask and the CLM cloud mask, as a least-cloud mosaic over the time window limited to scenes
+below `max_cloud`.
 
 Failures: the SDK retries 5xx, timeouts and connection errors (`attempts`, waiting `retry_wait`
 then x3) and honours 429 Retry-After (milliseconds) up to `max_429` times; on top of that a
@@ -35,24 +36,30 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.imagery.base import DEFAULT_TIME, PatchBatch
+from prom3e_geo.imagery.base import DEFAULT_TIME, PatchBatch, band_names, check_window
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles
 
 CDSE = {
     "sh_base_url": "https://sh.dataspace.copernicus.eu",
     "sh_token_url": "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token",
 }
-EVALSCRIPT = """//VERSION=3
-function setup() {
-  return {
-    input: [{bands: ["B04", "B03", "B02", "dataMask", "CLM"], units: "DN"}],
-    output: {bands: 5, sampleType: "UINT16"}
-  };
-}
-function evaluatePixel(s) {
-  return [s.B04, s.B03, s.B02, s.dataMask, s.CLM];
-}
-"""
+
+
+def evalscript(bands: tuple[str, ...]) -> str:
+    """The bands as UINT16 digital numbers, then dataMask and CLM."""
+    names = [*bands, "dataMask", "CLM"]
+    inputs = ", ".join(f'"{b}"' for b in names)
+    values = ", ".join(f"s.{b}" for b in names)
+    return (
+        "//VERSION=3\n"
+        "function setup() {\n"
+        f'  return {{input: [{{bands: [{inputs}], units: "DN"}}],\n'
+        f'          output: {{bands: {len(names)}, sampleType: "UINT16"}}}};\n'
+        "}\n"
+        f"function evaluatePixel(s) {{ return [{values}]; }}\n"
+    )
+
+
 # requests-oauthlib logs the token request body (with the client secret) at DEBUG level.
 for _name in ("requests_oauthlib", "oauthlib"):
     logging.getLogger(_name).setLevel(logging.INFO)
@@ -122,6 +129,7 @@ class SentinelHubSource:
         resolution: float = 10.0,
         time: str = DEFAULT_TIME,
         max_cloud: float = 0.2,
+        bands: str = "rgb",
         tile_px: int = 2500,
         max_nodata: float = 0.5,
         threads: int = 4,
@@ -133,12 +141,8 @@ class SentinelHubSource:
         base_url: str | None = None,
         token_url: str | None = None,
     ) -> None:
-        try:
-            start, end = str(time).split("/")
-        except ValueError:
-            raise InputError(f"time window {time!r} is not START/END") from None
-        if not 0 <= float(max_cloud) <= 1:
-            raise InputError(f"max_cloud {max_cloud} is not between 0 and 1")
+        self.time, self.max_cloud = check_window(time, max_cloud)
+        self.bands = band_names(bands)
         if not 1 <= int(tile_px) <= 2500:
             raise InputError(f"tile_px {tile_px} is outside 1-2500 (the Process API maximum)")
         urls = {"sh_base_url": base_url, "sh_token_url": token_url}
@@ -149,7 +153,7 @@ class SentinelHubSource:
         self.config.download_timeout_seconds = float(timeout)
         self.collection = s2_l2a_collection(self.config.sh_base_url)
         self.size, self.resolution = int(size), float(resolution)
-        self.time, self.max_cloud, self.max_nodata = (start, end), float(max_cloud), max_nodata
+        self.max_nodata = float(max_nodata)
         self.tile_px, self.threads, self.rounds = int(tile_px), int(threads), int(rounds)
         self.retry_wait = float(retry_wait)
         self.requests_sent = 0
@@ -162,6 +166,7 @@ class SentinelHubSource:
             "collection": "sentinel-2-l2a",
             "time": "/".join(self.time),
             "max_cloud": self.max_cloud,
+            "bands": list(self.bands),
             "mosaicking": "leastCC",
             "size_px": self.size,
             "resolution_m": self.resolution,
@@ -174,7 +179,7 @@ class SentinelHubSource:
         placement = PatchPlacement.snapped(lon, lat, self.size, self.resolution)
         n = placement.epsg.size
         batch = PatchBatch(
-            np.zeros((n, self.size, self.size, 3), dtype=np.float32),
+            np.zeros((n, self.size, self.size, len(self.bands)), dtype=np.float32),
             np.zeros(n, dtype=bool),
             [{"error": "not fetched"} for _ in range(n)],
         )
@@ -226,7 +231,7 @@ class SentinelHubSource:
 
         requests = [
             SentinelHubRequest(
-                evalscript=EVALSCRIPT,
+                evalscript=evalscript(self.bands),
                 input_data=[
                     SentinelHubRequest.input_data(
                         self.collection,
@@ -257,7 +262,7 @@ class SentinelHubSource:
         return results
 
     def _decode(self, tile: RequestTile, result) -> np.ndarray:
-        """The tile's [5, H, W] uint16 array, checked against what was asked for."""
+        """The tile's [bands + 2, H, W] uint16 array, checked against what was asked for."""
         if isinstance(result, Exception):
             raise _failure(result)
         self.bytes_received += len(result.content)
@@ -272,7 +277,7 @@ class SentinelHubSource:
                 )
         except rasterio.errors.RasterioError:
             raise TileFailure("corrupt GeoTIFF payload", retry=True) from None
-        if data.shape[0] != 5 or not grid_ok:
+        if data.shape[0] != len(self.bands) + 2 or not grid_ok:
             raise TileFailure("payload is not the requested grid", retry=True)
         return data
 
@@ -281,11 +286,12 @@ class SentinelHubSource:
         s = self.size
         for i, r, c in zip(tile.cells, rows, cols, strict=True):
             block = data[:, r : r + s, c : c + s]
-            covered = block[3] > 0
+            covered = block[-2] > 0  # dataMask
             nodata = 1.0 - float(covered.mean())
-            batch.patches[i] = np.where(covered[..., None], np.moveaxis(block[:3], 0, -1), 0) / 1e4
+            spectral = np.moveaxis(block[:-2], 0, -1)
+            batch.patches[i] = np.where(covered[..., None], spectral, 0) / 1e4
             batch.valid[i] = nodata <= self.max_nodata
-            cloud = float((block[4][covered] > 0).mean()) if covered.any() else 1.0
+            cloud = float((block[-1][covered] > 0).mean()) if covered.any() else 1.0
             batch.meta[i] = {
                 "scene": f"S2L2A leastCC {'/'.join(self.time)}",
                 "cloud_fraction": round(cloud, 4),

@@ -2,8 +2,9 @@
 
 Specs: `stac` (Element 84 Earth Search, `sentinel-2-l2a`, anonymous) or `stac:URL` (any STAC
 API; Planetary Computer URLs are signed with the `planetary_computer` package when it is
-installed). Options after `?`: collection, time (start/end), max_cloud (0-1), tile_px,
-max_items, retries, retry_wait (s), timeout (s), assets (red,green,blue asset keys).
+installed). Options after `?`: collection, time (start/end), max_cloud (0-1), bands (rgb or all),
+tile_px, max_items, retries, retry_wait (s), timeout (s), assets (the asset keys of the bands,
+comma-separated; Earth Search's by default).
 
 Cells are grouped into the same UTM request tiles as the Sentinel Hub source; each tile is one
 search (bbox, time window, `eo:cloud_cover` below the limit). Every cell takes the least-cloudy
@@ -24,10 +25,24 @@ import rasterio
 from shapely.geometry import Point, shape
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.imagery.base import DEFAULT_TIME, PatchBatch
+from prom3e_geo.imagery.base import DEFAULT_TIME, PatchBatch, band_names, check_window
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles, warp_patch
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+EARTH_SEARCH_ASSETS = {  # band -> asset key
+    "B04": "red",
+    "B03": "green",
+    "B02": "blue",
+    "B01": "coastal",
+    "B05": "rededge1",
+    "B06": "rededge2",
+    "B07": "rededge3",
+    "B08": "nir",
+    "B8A": "nir08",
+    "B09": "nir09",
+    "B11": "swir16",
+    "B12": "swir22",
+}
 
 
 def boa_offset(properties: dict) -> float:
@@ -54,29 +69,33 @@ class StacSource:
         resolution: float = 10.0,
         time: str = DEFAULT_TIME,
         max_cloud: float = 0.2,
+        bands: str = "rgb",
         tile_px: int = 2500,
         max_nodata: float = 0.5,
         max_items: int = 200,
         retries: int = 5,
         retry_wait: float = 1.0,
         timeout: float = 60.0,
-        assets: str = "red,green,blue",
+        assets: str | None = None,
     ) -> None:
         from pystac_client import Client
         from pystac_client.stac_api_io import StacApiIO
         from urllib3.util.retry import Retry
 
-        if len(str(time).split("/")) != 2:
-            raise InputError(f"time window {time!r} is not START/END")
-        if not 0 <= float(max_cloud) <= 1:
-            raise InputError(f"max_cloud {max_cloud} is not between 0 and 1")
-        self.url = url or EARTH_SEARCH
-        self.collection, self.time, self.max_cloud = collection, str(time), float(max_cloud)
+        window, self.max_cloud = check_window(time, max_cloud)
+        self.time = "/".join(window)
+        self.bands = band_names(bands)
+        self.url, self.collection = url or EARTH_SEARCH, collection
         self.size, self.resolution, self.tile_px = int(size), float(resolution), int(tile_px)
         self.max_nodata, self.max_items = float(max_nodata), int(max_items)
-        self.assets = [a.strip() for a in str(assets).split(",")]
-        if len(self.assets) != 3:
-            raise InputError(f"assets {assets!r}: name three (red, green, blue)")
+        if assets is None:
+            self.assets = [EARTH_SEARCH_ASSETS[b] for b in self.bands]
+        else:
+            self.assets = [a.strip() for a in str(assets).split(",")]
+        if len(self.assets) != len(self.bands):
+            raise InputError(
+                f"assets {assets!r}: name {len(self.bands)} asset keys, for {', '.join(self.bands)}"
+            )
         self.gdal_env = {
             "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
             "AWS_NO_SIGN_REQUEST": "YES",
@@ -112,6 +131,7 @@ class StacSource:
             "collection": self.collection,
             "time": self.time,
             "max_cloud": self.max_cloud,
+            "bands": list(self.bands),
             "assets": self.assets,
             "size_px": self.size,
             "resolution_m": self.resolution,
@@ -125,7 +145,7 @@ class StacSource:
         placement = PatchPlacement.snapped(lon, lat, self.size, self.resolution)
         n = lon.size
         batch = PatchBatch(
-            np.zeros((n, self.size, self.size, 3), dtype=np.float32),
+            np.zeros((n, self.size, self.size, len(self.bands)), dtype=np.float32),
             np.zeros(n, dtype=bool),
             [{"error": f"no scene below {self.max_cloud:.0%} cloud"} for _ in range(n)],
         )
