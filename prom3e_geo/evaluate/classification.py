@@ -78,15 +78,18 @@ def linear_probe(
     features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray
 ) -> float:
     """Test accuracy of a MinMax + RidgeClassifierCV probe fitted on `train`."""
-    scaler = MinMaxScaler().fit(features[train])
-    probe = RidgeClassifierCV(alphas=ALPHAS).fit(scaler.transform(features[train]), labels[train])
-    return float(probe.score(scaler.transform(features[test]), labels[test]))
+    return _fit_score(RidgeClassifierCV(alphas=ALPHAS), features, labels, train, test)
 
 
 def ridge_r2(
     features: np.ndarray, target: np.ndarray, train: np.ndarray, test: np.ndarray
 ) -> float:
     """Test R^2 of a MinMax + RidgeCV regression fitted on `train`."""
+    return _fit_score(RidgeCV(alphas=ALPHAS), features, target, train, test)
+
+
+def _fit_score(estimator, features, y, train, test) -> float:
+    """Scale to [0, 1] on the training rows, fit, and score on the test rows."""
     scaler = MinMaxScaler().fit(features[train])
-    model = RidgeCV(alphas=ALPHAS).fit(scaler.transform(features[train]), target[train])
-    return float(model.score(scaler.transform(features[test]), target[test]))
+    estimator.fit(scaler.transform(features[train]), y[train])
+    return float(estimator.score(scaler.transform(features[test]), y[test]))
