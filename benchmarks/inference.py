@@ -5,11 +5,15 @@
    the next batch gathered on a thread), against the same work done serially (gather, then
    encode + ProM3E) and against encode + ProM3E alone on pre-gathered inputs (model compute);
    and against a naive loop that processes one cell at a time.
-2. Peak RSS of `prom3e-geo embed` (a child process each) at about 10^4 and 10^5 cells.
+   The comparison runs twice: patches rendered by the demo source (CPU work competing with the
+   encoders) and patches read from a patch cache filled beforehand (I/O, as with real imagery).
+2. Peak RSS of `prom3e-geo embed` (a child process each) at about 10^4 and 10^5 cells, and with
+   `--million` at 10^4 and 10^6 cells with the location context alone (the encoder that is cheap
+   enough on a CPU to reach a million cells).
 3. Full-size stack (CLIP ViT-B/16 satellite tower, GeoCLIP, the 27.3 M ProM3E; random weights
    except GeoCLIP) on a few hundred cells.
 
-    python benchmarks/inference.py [--cells 4096] [--full-cells 128]
+    python benchmarks/inference.py [--cells 8192] [--full-cells 128] [--million]
 """
 
 from __future__ import annotations
@@ -30,11 +34,24 @@ from prom3e_geo.grid import build_grid
 from prom3e_geo.inference import PipelineSpec, compute_chunk, infer_cells, load_pipeline
 
 
-def demo_comparison(cells: int) -> None:
+def demo_comparison(cells: int, cached: bool) -> None:
+    """Engine vs serial vs model compute vs naive, with patches rendered by the demo source
+    (CPU work) or read from a patch cache filled beforehand (I/O, as with a real source)."""
     grid = dataclasses.replace(build_grid(), chunk_shape=(64, 64))
-    pipeline = load_pipeline(PipelineSpec())
     inside = [c for c in grid.chunks() if grid.mask[c.rows, c.cols].sum() > 3000]
     chunk = inside[0]
+    spec = PipelineSpec()
+    if cached:
+        from prom3e_geo.imagery import open_source
+        from prom3e_geo.imagery.cache import fetch_grid
+
+        folder = Path(tempfile.mkdtemp())
+        mask = np.zeros_like(grid.mask)  # the cache holds the measured chunk only
+        mask[chunk.rows, chunk.cols] = grid.mask[chunk.rows, chunk.cols]
+        one_chunk = dataclasses.replace(grid, mask=mask)
+        fetch_grid(open_source("demo"), one_chunk, folder / "patches.zarr", 32)
+        spec = PipelineSpec(source=f"cache:{folder / 'patches.zarr'}")
+    pipeline = load_pipeline(spec)
     n = int(grid.mask[chunk.rows, chunk.cols].sum())
     reps = max(1, cells // n)
     context = pipeline.spec.context
@@ -65,7 +82,10 @@ def demo_comparison(cells: int) -> None:
     naive = (time.perf_counter() - t) / sample
 
     per_cell_engine = engine / (reps * n)
-    print(f"demo pipeline, {reps * n:,} cells (sat+loc+env), {torch.get_num_threads()} threads:")
+    where = "patches read from a patch cache" if cached else "patches rendered by the demo source"
+    print(
+        f"demo pipeline, {reps * n:,} cells (sat+loc+env), {where}, {torch.get_num_threads()} threads:"
+    )
     print(f"  engine (prefetching)          {1 / per_cell_engine:8,.0f} cells/s")
     print(
         f"  same work serially            {n / serial:8,.0f} cells/s  (gather {gather / serial:.0%}, encode+model {model / serial:.0%})"
@@ -78,7 +98,7 @@ def demo_comparison(cells: int) -> None:
     )
 
 
-def peak_rss(resolution: float, aoi: str) -> tuple[int, float, float]:
+def peak_rss(resolution: float, aoi: str, context: str = "sat,loc,env") -> tuple[int, float, float]:
     """(cells, peak RSS in MiB, seconds) of one `prom3e-geo embed` child, measured by GNU time."""
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(sys.executable).with_name("prom3e-geo")
@@ -94,6 +114,8 @@ def peak_rss(resolution: float, aoi: str) -> tuple[int, float, float]:
                 aoi,
                 "--resolution",
                 str(resolution),
+                "--context",
+                context,
                 "--out",
                 Path(tmp) / "cube.zarr",
             ],
@@ -140,13 +162,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=8192)
     parser.add_argument("--full-cells", type=int, default=128)
+    parser.add_argument(
+        "--million", action="store_true", help="also 10^6 cells (location context, ~10 min)"
+    )
     args = parser.parse_args()
-    demo_comparison(args.cells)
+    demo_comparison(args.cells, cached=False)
+    demo_comparison(args.cells, cached=True)
     print("peak RSS of `prom3e-geo embed` (demo pipeline, fresh process each):")
-    for resolution, aoi in ((0.1, "-100,30,-90,40"), (0.05, "-110,30,-90,40")):
-        cells, rss, seconds = peak_rss(resolution, aoi)
+    runs = [(0.1, "-100,30,-90,40", "sat,loc,env"), (0.05, "-110,30,-90,40", "sat,loc,env")]
+    if args.million:
+        runs += [(0.1, "-100,30,-90,40", "loc"), (0.028, "conus", "loc")]
+    for resolution, aoi, context in runs:
+        cells, rss, seconds = peak_rss(resolution, aoi, context)
         print(
-            f"  {cells:>8,} cells: peak RSS {rss:6,.0f} MiB, {seconds:5.0f} s ({cells / seconds:,.0f} cells/s)"
+            f"  {cells:>9,} cells, context {context:<11}: peak RSS {rss:6,.0f} MiB, "
+            f"{seconds:5.0f} s ({cells / seconds:,.0f} cells/s)"
         )
     full_size(args.full_cells)
 
