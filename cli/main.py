@@ -459,6 +459,8 @@ def fetch_command(
     \b
     Example:
       prom3e-geo fetch --source local:mosaic.vrt --aoi -100,35,-95,40 --resolution 0.05 --cache patches.zarr
+      prom3e-geo fetch --source "stac?time=2023-06-01/2023-08-31&max_cloud=0.1" --cache conus.zarr
+      SH_CLIENT_ID=... SH_CLIENT_SECRET=... prom3e-geo fetch --source sentinelhub:cdse --cache conus.zarr
     """
     import dataclasses
 
