@@ -25,7 +25,7 @@ from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError
 from prom3e_geo.imagery.base import PatchSource
 from prom3e_geo.model.prom3e import MODALITIES, ProM3E
-from prom3e_geo.runtime import autocast
+from prom3e_geo.runtime import autocast, release_freed_memory
 from prom3e_geo.store import ChunkResult
 
 CONTEXT_MODALITIES = ("sat", "loc", "env")
@@ -254,7 +254,10 @@ def _dask_chunk(spec: PipelineSpec, grid, path: str, chunk, threads: int) -> tup
     torch.set_num_threads(threads)
     result = compute_chunk(load_pipeline(spec), grid, chunk)
     EmbeddingStore(path, grid).write(result)
-    return int(result.valid.sum()), int((~result.valid).sum())
+    counts = int(result.valid.sum()), int((~result.valid).sum())
+    del result
+    release_freed_memory()
+    return counts
 
 
 def embed_grid(
@@ -325,6 +328,8 @@ def embed_grid(
             store.write(result)
             valid_cells += int(result.valid.sum())
             invalid_cells += int((~result.valid).sum())
+            del result
+            release_freed_memory()
             if progress:
                 progress(done_before + i, total)
     store.finish()
