@@ -64,8 +64,16 @@ class CacheSource:
                 for s in state
             ],
         )
-        patches = self.group["patches"]
-        for i in np.flatnonzero(batch.valid):  # one Zarr chunk per cell
-            row, col = divmod(int(index[i]), self.grid.width)
-            batch.patches[i] = patches[row, col]
+        ok = np.flatnonzero(batch.valid)
+        if ok.size:
+            rows, cols = np.divmod(index[ok], self.grid.width)
+            patches = self.group["patches"]
+            r0, c0, r1, c1 = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+            if (r1 - r0) * (c1 - c0) <= 2 * ok.size:
+                # a compact block (as grid batches are): one read, whose chunks (one per cell)
+                # Zarr fetches concurrently, far faster than a read per cell
+                batch.patches[ok] = patches[r0:r1, c0:c1][rows - r0, cols - c0]
+            else:  # scattered cells: read only theirs
+                for i, row, col in zip(ok, rows, cols, strict=True):
+                    batch.patches[i] = patches[row, col]
         return batch
