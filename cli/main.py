@@ -347,23 +347,15 @@ def store_for(o: dict, embeddings: Path | None) -> Path:
         )
 
 
-def write_layers(
-    layers,
-    out,
-    zarr_path,
-    zarr_format,
-    png_path,
-    overwrite,
-    title,
-    extra_params=None,
-    cmap="viridis",
-) -> list:
+def write_layers(layers, o: dict, title: str, cmap: str = "viridis") -> list:
+    """A layer set to the outputs of `output_options` (COG, optional Zarr and PNG), with
+    provenance tags; `cmap="rgb"` draws the first three bands as one composite."""
     from prom3e_geo.io.layers import write_layer_outputs
     from prom3e_geo.io.png import Panel
     from prom3e_geo.io.provenance import provenance
     from prom3e_geo.layers.maps import manifest_tags
 
-    tags = provenance(command_line(), layers.grid, params={**layers.params, **(extra_params or {})})
+    tags = provenance(command_line(), layers.grid, params=layers.params)
     tags |= manifest_tags(layers.manifest)
     if cmap == "rgb":  # the first three bands as one composite
         panels = [Panel(np.dstack(list(layers.bands.values())[:3]), "")]
@@ -374,13 +366,13 @@ def write_layers(
         layers.grid,
         tags,
         layers.docs,
-        out,
-        zarr_path=zarr_path,
-        zarr_format=int(zarr_format),
-        png_path=png_path,
+        o["out"],
+        zarr_path=o["zarr_path"],
+        zarr_format=int(o["zarr_format"]),
+        png_path=o["png_path"],
         png_panels=panels,
         png_title=title,
-        overwrite=overwrite,
+        overwrite=o["overwrite"],
     )
 
 
@@ -558,16 +550,7 @@ def sdm_command(queries, embeddings, mode, delta, target, rescale_01, threshold,
     layers = sdm_layers(
         store, queries, pipeline_spec(o), mode, delta, target, rescale_01, threshold
     )
-    written = write_layers(
-        layers,
-        o["out"],
-        o["zarr_path"],
-        o["zarr_format"],
-        o["png_path"],
-        o["overwrite"],
-        f"species distribution similarity ({mode})",
-        cmap="YlGn",
-    )
+    written = write_layers(layers, o, f"species distribution similarity ({mode})", cmap="YlGn")
     for name, band in layers.bands.items():
         click.echo(
             f"{name}: min {np.nanmin(band):.3f}, mean {np.nanmean(band):.3f}, max {np.nanmax(band):.3f}"
@@ -605,16 +588,7 @@ def uncertainty_command(embeddings, store_context, **o) -> None:
     check_outputs(o, [])
     store = store_for({**o, "context": store_context}, embeddings)
     layers = uncertainty_layers(store, parse_context(o["context"]), pipeline_spec(o))
-    written = write_layers(
-        layers,
-        o["out"],
-        o["zarr_path"],
-        o["zarr_format"],
-        o["png_path"],
-        o["overwrite"],
-        "uncertainty ||sigma||_1",
-        cmap="magma",
-    )
+    written = write_layers(layers, o, "uncertainty ||sigma||_1", cmap="magma")
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -657,14 +631,7 @@ def ica_command(embeddings, token, model, seed, **o) -> None:
 
     layers = ica_layers(embeddings, token, seed, spec=PipelineSpec(model=model))
     written = write_layers(
-        layers,
-        o["out"],
-        o["zarr_path"],
-        o["zarr_format"],
-        o["png_path"],
-        o["overwrite"],
-        f"ICA of {token} (red, green, blue = components 1-3)",
-        cmap="rgb",
+        layers, o, f"ICA of {token} (red, green, blue = components 1-3)", cmap="rgb"
     )
     for path in written:
         click.echo(f"wrote {path}")

@@ -47,11 +47,12 @@ def zero_shot(
 
 
 def probe_features(
-    model, values: torch.Tensor, visible: list[int], kind: str, batch: int = 1024
-) -> np.ndarray:
-    """[N, F] features of one kind (see the module docstring)."""
-    if kind not in FEATURE_KINDS:
-        raise ValueError(f"unknown feature kind {kind!r} (use {', '.join(FEATURE_KINDS)})")
+    model, values: torch.Tensor, visible: list[int], kinds=FEATURE_KINDS, batch: int = 1024
+) -> dict[str, np.ndarray]:
+    """[N, F] features of each kind (see the module docstring), from one pass of the model."""
+    unknown = [k for k in kinds if k not in FEATURE_KINDS]
+    if unknown:
+        raise ValueError(f"unknown feature kind {unknown[0]!r} (use {', '.join(FEATURE_KINDS)})")
     prefix = model.num_prefix_tokens
     tokens = {
         "mu": [0],
@@ -59,19 +60,20 @@ def probe_features(
         "modality": [prefix + m for m in visible],
         "hidden": [*range(prefix), *(prefix + m for m in visible)],
     }
-    out = []
+    out: dict[str, list] = {k: [] for k in kinds}
     with torch.no_grad():
         for start in range(0, values.shape[0], batch):
             part = values[start : start + batch].float()
             result = model(part, visibility(part.shape[0], visible, part.shape[1]))
-            if kind == "recon":
-                feats = result.recon[:, visible]
-            elif kind == "mu":
-                feats = result.mu[:, None]
-            else:
-                feats = result.hidden[:, tokens[kind]]
-            out.append(feats.reshape(part.shape[0], -1).float().numpy())
-    return np.concatenate(out)
+            for kind in kinds:
+                if kind == "recon":
+                    feats = result.recon[:, visible]
+                elif kind == "mu":
+                    feats = result.mu[:, None]
+                else:
+                    feats = result.hidden[:, tokens[kind]]
+                out[kind].append(feats.reshape(part.shape[0], -1).float().numpy())
+    return {kind: np.concatenate(parts) for kind, parts in out.items()}
 
 
 def linear_probe(

@@ -30,7 +30,7 @@ from prom3e_geo.evaluate.classification import (
     zero_shot,
 )
 from prom3e_geo.evaluate.latent import extreme_sigma, gap_change, sigma_values
-from prom3e_geo.evaluate.retrieval import RetrievalResult, cross_modal_retrieval
+from prom3e_geo.evaluate.retrieval import RetrievalResult, cross_modal_retrieval, reconstruct
 from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.recipes import EvaluationRecipe
 
@@ -173,8 +173,10 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
         ]
     else:
         pairs = list(permutations([m for m in (0, 1, 2, 3) if m in data.present], 2))
+    recons = {q: reconstruct(model, data.values, [q]) for q in {q for q, _ in pairs}}
     retrieval = [
-        cross_modal_retrieval(model, data.values, q, t, val, test, recipe.deltas) for q, t in pairs
+        cross_modal_retrieval(data.values, recons[q], q, t, val, test, recipe.deltas)
+        for q, t in pairs
     ]
     zs = {}
     if data.labels is not None and 4 in data.present:
@@ -184,10 +186,13 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
     probes = {}
     context = modality_set(recipe.probe_visible, data.present)
     if data.labels is not None or data.targets:
-        for kind in recipe.probe_features:
-            if kind not in FEATURE_KINDS:
-                raise InputError(f"unknown probe feature {kind!r} (use {', '.join(FEATURE_KINDS)})")
-            features = probe_features(model, data.values, context, kind)
+        unknown = [k for k in recipe.probe_features if k not in FEATURE_KINDS]
+        if unknown:
+            raise InputError(
+                f"unknown probe feature {unknown[0]!r} (use {', '.join(FEATURE_KINDS)})"
+            )
+        all_features = probe_features(model, data.values, context, recipe.probe_features)
+        for kind, features in all_features.items():
             scores = {}
             if data.labels is not None:
                 scores["class accuracy"] = [

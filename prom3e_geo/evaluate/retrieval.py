@@ -69,8 +69,8 @@ def ranks_from_scores(scores: torch.Tensor) -> torch.Tensor:
 
 
 def cross_modal_retrieval(
-    model,
     values: torch.Tensor,
+    recon: torch.Tensor,
     query: int,
     target: int,
     val_index: np.ndarray,
@@ -79,12 +79,13 @@ def cross_modal_retrieval(
     ks: tuple[int, ...] = (1, 5, 10),
 ) -> RetrievalResult:
     """Baseline (raw embeddings), reconstruction-only and hybrid retrieval of modality `target`
-    from modality `query`; delta maximises mean recall@k on the validation split, and every
+    from modality `query`, given `recon` = `reconstruct(model, values, [query])` (shared by every
+    target of one query); delta maximises mean recall@k on the validation split, and every
     method is scored on the test split (each split is its own gallery)."""
     from prom3e_geo.model.prom3e import MODALITIES
 
     values = values.float()
-    recon = reconstruct(model, values, [query])[:, target]
+    recon = recon[:, target]
 
     def ranks(index: np.ndarray, delta: float) -> torch.Tensor:
         i = torch.as_tensor(index)

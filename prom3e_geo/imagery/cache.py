@@ -5,9 +5,9 @@ writes them with a completion marker per grid chunk (`prom3e_geo.store.GridStore
 skips finished chunks; a cache whose manifest (source, patch size, grid) differs is refused.
 Each cell's patch is its own Zarr chunk, so reading one cell back reads one file.
 
-Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands), `status` (y, x) uint8: 0 not in the
-AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the reasons for invalid
-cells are counted in the returned summary.
+Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands), `status` (y, x)
+uint8: 0 not in the AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the
+reasons for invalid cells are counted in the returned summary.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Fetch once (resumably, with the network source's retries and quotas), then embed, map and
 re-map from the cache as often as needed. A cell takes the cached patch of the cache-grid cell
-containing its centre; cells outside the cache's grid, not fetched yet, or invalid at fetch time
-are invalid here, with that reason.
+containing its centre; cells outside the cache's grid, not fetched when the cache was opened, or
+invalid at fetch time are invalid here, with that reason. `size` (if given) must match the
+cache; `resolution` is accepted, as every source takes it, and fixed by the cache.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class CacheSource:
             raise InputError(f"patch cache {self.path} holds {self.size} px patches, not {size}")
         self.group = zarr.open_group(str(self.path), mode="r")
         self.grid = grid_from_store(xr.open_zarr(self.path, consolidated=False))
+        self.status = np.asarray(self.group["status"][:]).ravel()
 
     def describe(self) -> dict:
         return {
@@ -52,8 +54,7 @@ class CacheSource:
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         index = self.grid.cell_index_lonlat(np.ravel(lon), np.ravel(lat))
-        status = np.asarray(self.group["status"][:]).ravel()  # re-read: a fetch may be running
-        state = np.where(index >= 0, status[np.maximum(index, 0)], -1)
+        state = np.where(index >= 0, self.status[np.maximum(index, 0)], -1)
         batch = PatchBatch(
             np.zeros((index.size, self.size, self.size, len(self.bands)), dtype=np.float32),
             state == 1,

@@ -112,8 +112,9 @@ def request_tiles(
             axis=1,
         )
     _, bucket = np.unique(keys, axis=0, return_inverse=True)
-    for b in range(int(bucket.max()) + 1 if n else 0):
-        cells = np.flatnonzero(bucket.ravel() == b)
+    bucket = bucket.ravel()
+    order = np.argsort(bucket, kind="stable")
+    for cells in np.split(order, np.flatnonzero(np.diff(bucket[order])) + 1) if n else []:
         tile = _covering_tile(placement, cells)
         if not split_sparse or tile.width * tile.height <= cells.size * size * size:
             yield tile
@@ -139,13 +140,19 @@ def _covering_tile(placement: PatchPlacement, cells: np.ndarray) -> RequestTile:
 def warp_patch(bands: Sequence[tuple[object, int]], crs: CRS, transform, size: int) -> np.ndarray:
     """Bilinearly resample bands (open rasterio dataset, band index) into one patch grid.
 
-    Only the source window under the patch (plus a 2-pixel margin) is read; pixels beyond the
-    raster or at its nodata come back NaN. Returns float32 [len(bands), size, size].
+    Only the source window under the patch (plus a 2-pixel margin) is read, once per dataset for
+    all its bands; pixels beyond the raster or at its nodata come back NaN. Returns float32
+    [len(bands), size, size].
     """
     out = np.full((len(bands), size, size), np.nan, dtype=np.float32)
     side_x, side_y = size * transform.a, size * -transform.e
     left, top = transform.c, transform.f
+    per_dataset: dict[int, tuple[object, list[int], list[int]]] = {}
     for k, (ds, index) in enumerate(bands):
+        _, slots, indexes = per_dataset.setdefault(id(ds), (ds, [], []))
+        slots.append(k)
+        indexes.append(index)
+    for ds, slots, indexes in per_dataset.values():
         bounds = transform_bounds(
             crs, ds.crs, left, top - side_y, left + side_x, top, densify_pts=21
         )
@@ -156,16 +163,17 @@ def warp_patch(bands: Sequence[tuple[object, int]], crs: CRS, transform, size: i
             .round_lengths()
         )
         data = ds.read(
-            index,
+            indexes,
             window=window,
             out_dtype="float32",
             masked=True,
             boundless=True,
             fill_value=ds.nodata or 0,
         )
+        warped = np.full((len(slots), size, size), np.nan, dtype=np.float32)
         reproject(
             data.filled(np.nan),
-            out[k],
+            warped,
             src_transform=ds.window_transform(window),
             src_crs=ds.crs,
             src_nodata=np.nan,
@@ -174,4 +182,5 @@ def warp_patch(bands: Sequence[tuple[object, int]], crs: CRS, transform, size: i
             dst_nodata=np.nan,
             resampling=Resampling.bilinear,
         )
+        out[slots] = warped
     return out
