@@ -10,10 +10,10 @@
 2. Peak RSS of `prom3e-geo embed` (a child process each) at about 10^4 and 10^5 cells, and with
    `--million` at 10^4 and 10^6 cells with the location context alone (the encoder that is cheap
    enough on a CPU to reach a million cells).
-3. Full-size stack (CLIP ViT-B/16 satellite tower, GeoCLIP, the 27.3 M ProM3E; random weights
-   except GeoCLIP) on a few hundred cells.
+3. The same engine comparison with the full-size stack (CLIP ViT-B/16 satellite tower on 256 px
+   patches, GeoCLIP, the 27.3 M ProM3E; random weights except GeoCLIP) on 256 cells.
 
-    python benchmarks/inference.py [--cells 8192] [--full-cells 128] [--million]
+    python benchmarks/inference.py [--cells 8192] [--full-cells 256] [--million]
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from prom3e_geo.inference import PipelineSpec, compute_chunk, infer_cells, load_
 
 
 def demo_comparison(cells: int, cached: bool) -> None:
-    """Engine vs serial vs model compute vs naive, with patches rendered by the demo source
-    (CPU work) or read from a patch cache filled beforehand (I/O, as with a real source)."""
+    """The demo pipeline with patches rendered by the demo source (CPU work) or read from a patch
+    cache filled beforehand (I/O, as with a real source)."""
     grid = dataclasses.replace(build_grid(), chunk_shape=(64, 64))
     inside = [c for c in grid.chunks() if grid.mask[c.rows, c.cols].sum() > 3000]
     chunk = inside[0]
@@ -51,10 +51,16 @@ def demo_comparison(cells: int, cached: bool) -> None:
         one_chunk = dataclasses.replace(grid, mask=mask)
         fetch_grid(open_source("demo"), one_chunk, folder / "patches.zarr", 32)
         spec = PipelineSpec(source=f"cache:{folder / 'patches.zarr'}")
-    pipeline = load_pipeline(spec)
+    where = "patches read from a patch cache" if cached else "patches rendered by the demo source"
+    compare(load_pipeline(spec), grid, chunk, cells, f"demo pipeline, {where}", naive_cells=64)
+
+
+def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> None:
+    """Engine vs serial vs model compute vs naive on the inside cells of one chunk, repeated
+    until about `cells` cells are done."""
     n = int(grid.mask[chunk.rows, chunk.cols].sum())
     reps = max(1, cells // n)
-    context = pipeline.spec.context
+    context, size = pipeline.spec.context, pipeline.spec.batch_size
 
     t = time.perf_counter()
     for _ in range(reps):
@@ -64,8 +70,8 @@ def demo_comparison(cells: int, cached: bool) -> None:
     lon, lat = (a.ravel()[grid.mask[chunk.rows, chunk.cols].ravel()] for a in grid.lonlat(chunk))
     t = time.perf_counter()
     gathered = [
-        pipeline.cells.gather(lon[i : i + 1024], lat[i : i + 1024], context)
-        for i in range(0, n, 1024)
+        pipeline.cells.gather(lon[i : i + size], lat[i : i + size], context)
+        for i in range(0, n, size)
     ]
     gather = time.perf_counter() - t
     t = time.perf_counter()
@@ -74,24 +80,20 @@ def demo_comparison(cells: int, cached: bool) -> None:
     model = time.perf_counter() - t
     serial = gather + model
 
-    sample = 64
     t = time.perf_counter()
-    for i in range(sample):
+    for i in range(naive_cells):
         raw, valid = pipeline.cells.gather(lon[i : i + 1], lat[i : i + 1], context)
         infer_cells(pipeline.model, pipeline.cells.encode(raw, 1), context)
-    naive = (time.perf_counter() - t) / sample
+    naive = (time.perf_counter() - t) / naive_cells
 
     per_cell_engine = engine / (reps * n)
-    where = "patches read from a patch cache" if cached else "patches rendered by the demo source"
+    print(f"{label}, {reps * n:,} cells ({'+'.join(context)}), {torch.get_num_threads()} threads:")
+    print(f"  engine (prefetching)          {1 / per_cell_engine:8,.1f} cells/s")
     print(
-        f"demo pipeline, {reps * n:,} cells (sat+loc+env), {where}, {torch.get_num_threads()} threads:"
+        f"  same work serially            {n / serial:8,.1f} cells/s  (gather {gather / serial:.0%}, encode+model {model / serial:.0%})"
     )
-    print(f"  engine (prefetching)          {1 / per_cell_engine:8,.0f} cells/s")
-    print(
-        f"  same work serially            {n / serial:8,.0f} cells/s  (gather {gather / serial:.0%}, encode+model {model / serial:.0%})"
-    )
-    print(f"  encode + ProM3E alone         {n / model:8,.0f} cells/s")
-    print(f"  naive one cell at a time      {1 / naive:8,.0f} cells/s")
+    print(f"  encode + ProM3E alone         {n / model:8,.1f} cells/s")
+    print(f"  naive one cell at a time      {1 / naive:8,.1f} cells/s")
     print(
         f"  ratios: engine / serial {serial / n / per_cell_engine:.2f}x, engine / naive {naive / per_cell_engine:.0f}x, "
         f"engine time over encode+model time {per_cell_engine / (model / n):.2f}"
@@ -130,38 +132,26 @@ def peak_rss(resolution: float, aoi: str, context: str = "sat,loc,env") -> tuple
 
 
 def full_size(cells: int) -> None:
+    """The engine with full-size models: CLIP ViT-B/16 satellite tower on 256 px demo patches,
+    GeoCLIP and the 27.3 M ProM3E (random weights except GeoCLIP), context sat + loc."""
     from prom3e_geo.encoders.clip import SatelliteEncoder
     from prom3e_geo.encoders.location import LocationEncoder
     from prom3e_geo.imagery.demo import DemoSource
-    from prom3e_geo.inference import CellContext
+    from prom3e_geo.inference import CellContext, Pipeline
     from prom3e_geo.model import ProM3E
 
     encoders = {"sat": SatelliteEncoder(vit_b16_satellite_tower()), "loc": LocationEncoder.load()}
-    cells_ctx = CellContext(encoders, DemoSource(size=256))
-    model = ProM3E().eval()
-    rng = np.random.default_rng(0)
-    lon, lat = rng.uniform(-100, -85, cells), rng.uniform(32, 42, cells)
-    t = time.perf_counter()
-    raw, valid = cells_ctx.gather(lon, lat, ["sat", "loc"])
-    gather = time.perf_counter() - t
-    t = time.perf_counter()
-    x = cells_ctx.encode(raw, cells)
-    encode = time.perf_counter() - t
-    t = time.perf_counter()
-    infer_cells(model, x, ["sat", "loc"])
-    prom3e = time.perf_counter() - t
-    total = gather + encode + prom3e
-    print(
-        f"full-size stack (ViT-B/16 sat 256 px patches + GeoCLIP + 27.3 M ProM3E), {cells} cells: "
-        f"{cells / total:.1f} cells/s; time in ViT+GeoCLIP {encode / total:.0%}, ProM3E {prom3e / total:.1%}, "
-        f"demo patch rendering {gather / total:.0%}"
-    )
+    spec = PipelineSpec(model="full-size", context=("sat", "loc"), batch_size=64)
+    pipeline = Pipeline(spec, ProM3E().eval(), CellContext(encoders, DemoSource(size=256)), {})
+    grid = dataclasses.replace(build_grid(), chunk_shape=(16, 16))
+    chunk = next(c for c in grid.chunks() if grid.mask[c.rows, c.cols].all())
+    compare(pipeline, grid, chunk, cells, "full-size stack (ViT-B/16 + GeoCLIP + 27.3 M ProM3E)", 8)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=8192)
-    parser.add_argument("--full-cells", type=int, default=128)
+    parser.add_argument("--full-cells", type=int, default=256)
     parser.add_argument(
         "--million", action="store_true", help="also 10^6 cells (location context, ~10 min)"
     )

@@ -110,9 +110,21 @@ def test_rendering_shapes_determinism_and_clouds(world):
     assert a[1].mean() > a[0].mean()  # desert brighter than forest
     cloudy = satellite_patches(world, lon, lat, 16, cloud_probability=1.0)
     assert cloudy.mean() > a.mean()
+    # a patch depends on its own centre only, not on the other points of the call
+    more = satellite_patches(world, np.r_[-100.0, lon], np.r_[40.0, lat], 16)
+    np.testing.assert_array_equal(more[1:], a)
+    assert not np.array_equal(a[0], satellite_patches(world, lon + 0.01, lat, 16)[0])
     photos = species_photos(world, np.array([0, 0, 5]), np.random.default_rng(0), 24)
     assert photos.shape == (3, 24, 24, 3) and photos.dtype == np.uint8
     assert not np.array_equal(photos[0], photos[1])  # per-photo variation
+
+
+def test_the_demo_recipe_reaches_the_stage2_trainer():
+    from prom3e_geo.demo.build import DemoRecipe, stage2_recipe
+
+    r = stage2_recipe(DemoRecipe(stage2_masking="miam", stage2_lambda_kl=0.5, stage2_epochs=7))
+    assert r.masking == {"strategy": "miam"} and r.loss.lambda_kl == 0.5
+    assert r.train.epochs == 7 and r.optim.t0_epochs == 7 and r.model.embed_dim == 128
 
 
 @pytest.mark.slow

@@ -147,7 +147,7 @@ def test_fetch_fills_a_cache_and_refuses_other_settings(tmp_path, run_cli):
     from prom3e_geo.grid import build_grid
 
     grid = build_grid(aoi="-100,33,-90,38", resolution=0.25)
-    expected = satellite_patches(DemoWorld(0), grid.x[[5]], grid.y[[3]], 16, per_patch_seed=True)[0]
+    expected = satellite_patches(DemoWorld(0), grid.x[[5]], grid.y[[3]], 16)[0]
     np.testing.assert_allclose(
         arrays["patches"][3, 5].astype(np.float32), expected, atol=2e-3
     )  # float16

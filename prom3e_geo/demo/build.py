@@ -44,7 +44,7 @@ from prom3e_geo.encoders.clip import patches_to_pixels
 from prom3e_geo.encoders.location import LocationEncoder
 from prom3e_geo.errors import InputError
 from prom3e_geo.model.checkpoint import load_prom3e
-from prom3e_geo.recipes import recipe_from_dict
+from prom3e_geo.recipes import TrainRecipe, recipe_from_dict
 from prom3e_geo.train.data import PairedEmbeddings
 from prom3e_geo.train.stage1 import align_to_anchor, info_nce
 from prom3e_geo.train.stage2 import Stage2Trainer
@@ -118,27 +118,13 @@ def build_demo(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    lon, lat, species = sample_observations(world, recipe.train_observations, rng)
-    photos, patches = [], []
-    for i in range(0, species.size, RENDER_CHUNK):  # bounded memory
-        part = slice(i, i + RENDER_CHUNK)
-        photos.append(
-            uint8_photos_to_pixels(
-                torch.from_numpy(species_photos(world, species[part], rng, PHOTO_RENDER_PX))
-            )
-        )
-        patches.append(
-            patches_to_pixels(torch.from_numpy(satellite_patches(world, lon[part], lat[part])), 32)
-        )
-    photos, patches = torch.cat(photos), torch.cat(patches)
-    env = world.env_vector(world.fields(lon, lat))
-    env = torch.from_numpy(env + 0.05 * rng.standard_normal(env.shape).astype(np.float32))
-    labels = torch.from_numpy(species)
+    sample = render_observations(world, recipe.train_observations, rng)
     timings["sample_and_render_s"] = time.perf_counter() - t0
     _log(
         progress,
-        f"sampled and rendered {len(species):,} observations in {timings['sample_and_render_s']:.0f} s",
+        f"sampled and rendered {len(sample.labels):,} observations in {timings['sample_and_render_s']:.0f} s",
     )
+    photos, patches, env, labels = sample.photos, sample.patches, sample.env, sample.labels
 
     nets = DemoNetworks(len(world.species))
     t = time.perf_counter()
@@ -148,7 +134,9 @@ def build_demo(
         anchors = F.normalize(nets.photo.eval()(photos), dim=-1)
 
     geoclip = LocationEncoder.load()
-    loc_features = F.normalize(geoclip.embed(np.c_[lat, lon], batch_size=4096), dim=-1)
+    loc_features = F.normalize(
+        geoclip.embed(np.c_[sample.lat, sample.lon], batch_size=4096), dim=-1
+    )
     histories = {}
     for name, module, inputs in (
         ("sat", nets.sat, patches),
@@ -173,38 +161,9 @@ def build_demo(
         )
 
     species_names = [(sp.name, sp.common) for sp in world.species]
-    with torch.no_grad():
-        nets.eval()
-        paired = {
-            "image": anchors,
-            "sat": nets.sat(patches),
-            "env": nets.env(env),
-            "loc": nets.loc_head(loc_features),
-            "text": nets.text(labels),
-        }
-    values = np.zeros((len(species), 6, 512), dtype=np.float32)
-    for i, key in enumerate(("image", "sat", "loc", "env", "text")):
-        values[:, (0, 1, 2, 3, 4)[i]] = F.normalize(paired[key], dim=-1).numpy()
-    data = PairedEmbeddings(values, [0, 1, 2, 3, 4], "demo-world")
-
+    data = paired_embeddings(nets, sample, loc_features)
     t = time.perf_counter()
-    stage2 = recipe_from_dict(
-        {
-            "model": {"input_dim": 512, **recipe.prom3e},
-            "optim": {"lr": recipe.stage2_lr, "t0_epochs": recipe.stage2_epochs},
-            "train": {
-                "epochs": recipe.stage2_epochs,
-                "batch_size": recipe.stage2_batch,
-                "val_fraction": 0.1,
-                "val_batch": 1000,
-                "seed": recipe.seed,
-                "amp": "none",
-            },
-        }
-    )
-    with tempfile.TemporaryDirectory() as run:
-        history = Stage2Trainer(stage2, [data], Path(run) / "stage2", device="cpu").fit()
-        prom3e = load_prom3e(Path(run) / "stage2" / "best.safetensors").model
+    prom3e, history = train_prom3e(data, recipe)
     timings["stage2_s"] = time.perf_counter() - t
     _log(
         progress, f"stage 2: ProM3E trained, validation recall@1 {history[-1]['val_recall@1']:.3f}"
@@ -221,7 +180,7 @@ def build_demo(
         "recipe": asdict(recipe),
         "species": [{"scientific": s, "common": c} for s, c in species_names],
         "training": {
-            "observations": int(len(species)),
+            "observations": int(len(labels)),
             "photo_anchor_loss": [round(v, 4) for v in photo_history],
             "stage1_loss": {k: [round(v, 4) for v in h] for k, h in histories.items()},
             "stage2_last_epoch": {k: round(float(v), 4) for k, v in history[-1].items()},
@@ -233,6 +192,92 @@ def build_demo(
         write_examples(world, Path(examples), recipe)
     _log(progress, f"done in {timings['total_s']:.0f} s")
     return info
+
+
+@dataclass
+class RenderedObservations:
+    """Training observations with their rendered modalities (model-ready tensors)."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    labels: torch.Tensor  # species index
+    photos: torch.Tensor  # normalised [N, 3, 32, 32]
+    patches: torch.Tensor  # normalised [N, 3, 32, 32]
+    env: torch.Tensor  # scaled environment with measurement noise [N, 4]
+
+
+def render_observations(world: DemoWorld, n: int, rng: np.random.Generator) -> RenderedObservations:
+    """Sample n observations (observer density x suitability) and render their modalities, in
+    chunks so that memory stays bounded."""
+    lon, lat, species = sample_observations(world, n, rng)
+    photos, patches = [], []
+    for i in range(0, species.size, RENDER_CHUNK):
+        part = slice(i, i + RENDER_CHUNK)
+        photos.append(
+            uint8_photos_to_pixels(
+                torch.from_numpy(species_photos(world, species[part], rng, PHOTO_RENDER_PX))
+            )
+        )
+        patches.append(
+            patches_to_pixels(torch.from_numpy(satellite_patches(world, lon[part], lat[part])), 32)
+        )
+    env = world.env_vector(world.fields(lon, lat))
+    env = env + 0.05 * rng.standard_normal(env.shape).astype(np.float32)
+    return RenderedObservations(
+        lon,
+        lat,
+        torch.from_numpy(species),
+        torch.cat(photos),
+        torch.cat(patches),
+        torch.from_numpy(env),
+    )
+
+
+@torch.no_grad()
+def paired_embeddings(
+    nets: DemoNetworks, sample: RenderedObservations, loc_features: torch.Tensor
+) -> PairedEmbeddings:
+    """The all-paired (image, sat, loc, env, text) embeddings stage 2 trains on."""
+    nets.eval()
+    paired = {
+        0: nets.photo(sample.photos),
+        1: nets.sat(sample.patches),
+        2: nets.loc_head(loc_features),
+        3: nets.env(sample.env),
+        4: nets.text(sample.labels),
+    }
+    values = np.zeros((len(sample.labels), 6, 512), dtype=np.float32)
+    for i, embedding in paired.items():
+        values[:, i] = F.normalize(embedding, dim=-1).numpy()
+    return PairedEmbeddings(values, list(paired), "demo-world")
+
+
+def stage2_recipe(recipe: DemoRecipe) -> TrainRecipe:
+    """The stage-2 training recipe a demo recipe stands for."""
+    return recipe_from_dict(
+        {
+            "model": {"input_dim": 512, **recipe.prom3e},
+            "loss": {"lambda_kl": recipe.stage2_lambda_kl},
+            "masking": {"strategy": recipe.stage2_masking},
+            "optim": {"lr": recipe.stage2_lr, "t0_epochs": recipe.stage2_epochs},
+            "train": {
+                "epochs": recipe.stage2_epochs,
+                "batch_size": recipe.stage2_batch,
+                "val_fraction": 0.1,
+                "val_batch": 1000,
+                "seed": recipe.seed,
+                "amp": "none",
+            },
+        }
+    )
+
+
+def train_prom3e(data: PairedEmbeddings, recipe: DemoRecipe) -> tuple[torch.nn.Module, list[dict]]:
+    """Stage 2: the demo ProM3E trained by the toolkit's trainer with the recipe's settings."""
+    stage2 = stage2_recipe(recipe)
+    with tempfile.TemporaryDirectory() as run:
+        history = Stage2Trainer(stage2, [data], Path(run) / "stage2", device="cpu").fit()
+        return load_prom3e(Path(run) / "stage2" / "best.safetensors").model, history
 
 
 def train_photo_anchor(

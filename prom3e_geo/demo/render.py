@@ -30,12 +30,49 @@ REFLECTANCE = {
 }
 KINDS = ("bird", "mammal", "reptile", "tree", "flower", "cactus", "insect")
 PATCH_METRES = 2560  # a 256-px Sentinel-2 patch at 10 m
-COVER_SAMPLES = 8  # land cover is evaluated on this many x this many points per patch
+COVER_SAMPLES = 4  # land cover is evaluated on this many x this many points per patch
 
 
 def _seed(*parts: object) -> int:
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
+
+
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+class CellDraws:
+    """Random numbers keyed by place: draw k of stream s for point i is a hash of (the point's
+    rounded coordinates, the seed, s, k). A patch therefore never depends on which other points
+    share its call, and a whole batch is drawn in a few vectorised operations."""
+
+    def __init__(self, seed: int, lon: np.ndarray, lat: np.ndarray) -> None:
+        q_lon = np.round(lon * 1e5).astype(np.int64).view(np.uint64)
+        q_lat = np.round(lat * 1e5).astype(np.int64).view(np.uint64)
+        self.keys = _mix(_mix(q_lon ^ np.uint64(_seed("cells", seed))) ^ q_lat)
+
+    def uniform(self, stream: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+        """[n, *shape] float32 uniform in [0, 1)."""
+        count = int(np.prod(shape, dtype=np.int64))
+        base = _mix(self.keys ^ np.uint64(_seed("stream", stream)))
+        steps = np.arange(count, dtype=np.uint64) * np.uint64(_GOLDEN)
+        bits = _mix(base[:, None] + steps[None, :]) >> np.uint64(40)  # 24 bits
+        return (bits.astype(np.float32) * np.float32(2.0**-24)).reshape(len(self.keys), *shape)
+
+    def normal(self, stream: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+        """[n, *shape] float32 standard normal (Box-Muller on two streams)."""
+        u = 1.0 - self.uniform(stream, shape)  # (0, 1]
+        v = self.uniform(stream + 1, shape)
+        return np.sqrt(-2.0 * np.log(u)) * np.cos(np.float32(2 * np.pi) * v)
 
 
 def satellite_patches(
@@ -44,18 +81,12 @@ def satellite_patches(
     lat: np.ndarray,
     size: int = 32,
     cloud_probability: float = 0.08,
-    per_patch_seed: bool = False,
 ) -> np.ndarray:
-    """[N, size, size, 3] float32 reflectance patches centred on the points.
-
-    With `per_patch_seed`, each patch's texture, noise and clouds are drawn from a generator
-    seeded by its own centre, so a patch does not depend on which other points share its call
-    (what a patch source needs); otherwise one generator seeded by the whole batch is used (the
-    training renders of `demo build`).
-    """
+    """[N, size, size, 3] float32 reflectance patches centred on the points, each a function of
+    its own centre and the seed only (`CellDraws`)."""
     lon, lat = np.ravel(lon).astype(float), np.ravel(lat).astype(float)
     n = lon.size
-    # land cover on an 8 x 8 sub-grid across a 2.56 km footprint (exaggerated 4x so that edges
+    # land cover on a 4 x 4 sub-grid across a 2.56 km footprint (exaggerated 4x so that edges
     # show), upsampled to the patch: the world's fields are smooth at that scale
     span = 4 * PATCH_METRES / 111_000
     offsets = (np.arange(COVER_SAMPLES) + 0.5) / COVER_SAMPLES - 0.5
@@ -65,57 +96,36 @@ def satellite_patches(
     coarse = world.landcover(plon.ravel(), plat.ravel()).reshape(n, COVER_SAMPLES, COVER_SAMPLES)
     pick = np.arange(size) * COVER_SAMPLES // size
     cover = coarse[:, pick][:, :, pick]
-    if not per_patch_seed:
-        rng = np.random.default_rng(
-            _seed("patches", world.seed, lon.round(5).tobytes(), lat.round(5).tobytes(), size)
-        )
-        return _surface(cover, rng, size, cloud_probability)
-    return (
-        np.concatenate(
-            [
-                _surface(
-                    cover[i : i + 1],
-                    np.random.default_rng(
-                        _seed("patch", world.seed, round(lon[i], 5), round(lat[i], 5), size)
-                    ),
-                    size,
-                    cloud_probability,
-                )
-                for i in range(n)
-            ]
-        )
-        if n
-        else np.zeros((0, size, size, 3), dtype=np.float32)
-    )
+    return _surface(cover, CellDraws(world.seed, lon, lat), size, cloud_probability)
 
 
 def _surface(
-    cover: np.ndarray, rng: np.random.Generator, size: int, cloud_probability: float
+    cover: np.ndarray, draws: CellDraws, size: int, cloud_probability: float
 ) -> np.ndarray:
     """Reflectance from land cover: class colours, class textures, sensor noise, clouds."""
     n = cover.shape[0]
     table = np.array([REFLECTANCE[c] for c in LANDCOVER], dtype=np.float32)
     out = table[cover]
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    angle = rng.uniform(0, np.pi, (n, 1, 1))
+    yy, xx = (np.mgrid[0:size, 0:size] / size).astype(np.float32)
+    angle = np.pi * draws.uniform(1, (1, 1))
     stripes = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * 6 * (np.cos(angle) * xx + np.sin(angle) * yy)))
-    speckle = rng.random((n, size, size))
+    speckle = draws.uniform(2, (size, size))
     grid = ((np.floor(xx * 8) + np.floor(yy * 8)) % 2)[None]
-    dunes = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * (xx + 0.3 * yy) + rng.uniform(0, 6, (n, 1, 1)))
+    dunes = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * (xx + 0.3 * yy) + 6 * draws.uniform(3, (1, 1)))
     texture = np.ones((n, size, size), dtype=np.float32)
     texture = np.where(cover == LANDCOVER.index("cropland"), 0.75 + 0.5 * stripes, texture)
     texture = np.where(cover == LANDCOVER.index("forest"), 0.7 + 0.6 * speckle, texture)
     texture = np.where(cover == LANDCOVER.index("urban"), 0.7 + 0.6 * grid, texture)
     texture = np.where(cover == LANDCOVER.index("desert"), 0.85 + 0.3 * dunes, texture)
     texture = np.where(cover == LANDCOVER.index("shrubland"), 0.8 + 0.4 * (speckle > 0.8), texture)
-    out = out * texture[..., None].astype(np.float32)
-    out = out * (1 + 0.05 * rng.standard_normal((n, 1, 1, 3))) + 0.004 * rng.standard_normal(
-        out.shape
+    out = out * texture[..., None]
+    out = out * (1 + 0.05 * draws.normal(4, (1, 1, 3))) + 0.014 * (
+        draws.uniform(6, out.shape[1:]) - 0.5
     )
-    cloudy = rng.random(n) < cloud_probability
+    cloudy = draws.uniform(8) < cloud_probability
     if cloudy.any():
-        cx, cy = rng.uniform(0, 1, (2, n, 1, 1))
-        radius = rng.uniform(0.2, 0.6, (n, 1, 1))
+        cx, cy = draws.uniform(9, (1, 1)), draws.uniform(10, (1, 1))
+        radius = 0.2 + 0.4 * draws.uniform(11, (1, 1))
         blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / radius**2) * 2) * cloudy[:, None, None]
         out = out * (1 - blob[..., None]) + 0.45 * blob[..., None]
     return np.clip(out, 0, 1).astype(np.float32)

@@ -26,7 +26,7 @@ class DemoSource:
         return {"source": "demo", "seed": self.world.seed, "size_px": self.size, "synthetic": True}
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
-        patches = satellite_patches(self.world, lon, lat, self.size, per_patch_seed=True)
+        patches = satellite_patches(self.world, lon, lat, self.size)
         cloud = (patches.mean(axis=-1) > 0.3).mean(axis=(1, 2))
         meta = [
             {"scene": f"demo-world-{self.world.seed}", "cloud_fraction": round(float(c), 3)}
