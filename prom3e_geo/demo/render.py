@@ -31,6 +31,7 @@ REFLECTANCE = {
 KINDS = ("bird", "mammal", "reptile", "tree", "flower", "cactus", "insect")
 PATCH_METRES = 2560  # a 256-px Sentinel-2 patch at 10 m
 COVER_SAMPLES = 4  # land cover is evaluated on this many x this many points per patch
+SURFACE_BLOCK = 128  # patches textured per vectorised step
 
 
 def _seed(*parts: object) -> int:
@@ -96,7 +97,12 @@ def satellite_patches(
     coarse = world.landcover(plon.ravel(), plat.ravel()).reshape(n, COVER_SAMPLES, COVER_SAMPLES)
     pick = np.arange(size) * COVER_SAMPLES // size
     cover = coarse[:, pick][:, :, pick]
-    return _surface(cover, CellDraws(world.seed, lon, lat), size, cloud_probability)
+    out = np.empty((n, size, size, 3), dtype=np.float32)
+    for i in range(0, n, SURFACE_BLOCK):  # blocks small enough for the temporaries to stay cached
+        part = slice(i, i + SURFACE_BLOCK)
+        draws = CellDraws(world.seed, lon[part], lat[part])
+        out[part] = _surface(cover[part], draws, size, cloud_probability)
+    return out
 
 
 def _surface(
@@ -124,11 +130,11 @@ def _surface(
     )
     cloudy = draws.uniform(8) < cloud_probability
     if cloudy.any():
-        cx, cy = draws.uniform(9, (1, 1)), draws.uniform(10, (1, 1))
-        radius = 0.2 + 0.4 * draws.uniform(11, (1, 1))
-        blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / radius**2) * 2) * cloudy[:, None, None]
-        out = out * (1 - blob[..., None]) + 0.45 * blob[..., None]
-    return np.clip(out, 0, 1).astype(np.float32)
+        cx, cy = draws.uniform(9, (1, 1))[cloudy], draws.uniform(10, (1, 1))[cloudy]
+        radius = 0.2 + 0.4 * draws.uniform(11, (1, 1))[cloudy]
+        blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / radius**2) * 2)[..., None]
+        out[cloudy] = out[cloudy] * (1 - blob) + 0.45 * blob
+    return np.clip(out, 0, 1, out=out)
 
 
 def _species_style(species: Species, index: int) -> dict:
