@@ -161,7 +161,7 @@ def build_demo(
         )
 
     species_names = [(sp.name, sp.common) for sp in world.species]
-    data = paired_embeddings(nets, sample, loc_features)
+    data = paired_embeddings(nets, sample, anchors, loc_features)
     t = time.perf_counter()
     prom3e, history = train_prom3e(data, recipe)
     timings["stage2_s"] = time.perf_counter() - t
@@ -235,12 +235,16 @@ def render_observations(world: DemoWorld, n: int, rng: np.random.Generator) -> R
 
 @torch.no_grad()
 def paired_embeddings(
-    nets: DemoNetworks, sample: RenderedObservations, loc_features: torch.Tensor
+    nets: DemoNetworks,
+    sample: RenderedObservations,
+    anchors: torch.Tensor,
+    loc_features: torch.Tensor,
 ) -> PairedEmbeddings:
-    """The all-paired (image, sat, loc, env, text) embeddings stage 2 trains on."""
+    """The all-paired (image, sat, loc, env, text) embeddings stage 2 trains on; `anchors` are
+    the photo embeddings stage 1 aligned to."""
     nets.eval()
     paired = {
-        0: nets.photo(sample.photos),
+        0: anchors,
         1: nets.sat(sample.patches),
         2: nets.loc_head(loc_features),
         3: nets.env(sample.env),
