@@ -89,6 +89,18 @@ def test_nearby_conus_points_are_more_similar_on_average(geoclip):
     assert cos_far[km < 500].mean() > cos_far[km > 2000].mean()
 
 
+def test_geoclip_under_bf16_autocast_keeps_its_fourier_features_exact(geoclip):
+    """On CUDA the encoders run under bf16 autocast; the random Fourier features must not (their
+    phases reach thousands of radians). CPU autocast exercises the same code path."""
+    rng = np.random.default_rng(1)
+    latlon = torch.tensor(np.c_[rng.uniform(25, 49, 500), rng.uniform(-124, -67, 500)]).float()
+    with torch.inference_mode():
+        exact = F.normalize(geoclip.module(latlon), dim=-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = F.normalize(geoclip.module(latlon).float(), dim=-1)
+    assert (exact * mixed).sum(-1).min() > 0.999  # 0.41 when the features went through bf16
+
+
 def _haversine(lat1, lon1, lat2, lon2):
     p1, p2 = np.radians(lat1), np.radians(lat2)
     a = (

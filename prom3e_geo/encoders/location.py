@@ -54,8 +54,11 @@ class FourierFeatures(nn.Module):
         self.register_buffer("b", torch.randn(features, inputs) * sigma)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        vp = 2 * math.pi * v @ self.b.T
-        return torch.cat([torch.cos(vp), torch.sin(vp)], dim=-1)
+        # float32 whatever the autocast: at sigma 2^8 the phases reach thousands of radians, and
+        # a bf16 product (8-bit mantissa) would turn cos/sin into noise
+        with torch.autocast(v.device.type, enabled=False):
+            vp = 2 * math.pi * v.float() @ self.b.T
+            return torch.cat([torch.cos(vp), torch.sin(vp)], dim=-1)
 
 
 class LocationCapsule(nn.Module):
