@@ -11,9 +11,12 @@
    `--million` at 10^4 and 10^6 cells with the location context alone (the encoder that is cheap
    enough on a CPU to reach a million cells).
 3. The same engine comparison with the full-size stack (CLIP ViT-B/16 satellite tower on 256 px
-   patches, GeoCLIP, the 27.3 M ProM3E; random weights except GeoCLIP) on 256 cells.
+   patches, GeoCLIP, the 27.3 M ProM3E; random weights) on `--full-cells` cells, patches rendered
+   and read from a patch cache. With `--device cuda` the encoders and ProM3E run on the GPU
+   under bf16 autocast, and the demo pipeline's CUDA outputs are compared with its CPU outputs.
 
-    python benchmarks/inference.py [--cells 8192] [--full-cells 256] [--million]
+    python benchmarks/inference.py [--cells 8192] [--full-cells 256] [--million] [--device auto]
+        [--prefetch 1] [--full-batch 64,256] [--parts demo,rss,full,full-cache]
 """
 
 from __future__ import annotations
@@ -34,25 +37,52 @@ from prom3e_geo.grid import build_grid
 from prom3e_geo.inference import PipelineSpec, compute_chunk, infer_cells, load_pipeline
 
 
-def demo_comparison(cells: int, cached: bool) -> None:
+def measured_chunk(side: int):
+    """The paper grid in side x side chunks, and its chunk with the most inside cells."""
+    grid = dataclasses.replace(build_grid(), chunk_shape=(side, side))
+    return grid, max(grid.chunks(), key=lambda c: grid.mask[c.rows, c.cols].sum())
+
+
+def cache_of_chunk(source, grid, chunk) -> Path:
+    """A patch cache holding the patches of one chunk, filled from `source` (not timed)."""
+    from prom3e_geo.imagery.cache import fetch_grid
+
+    path = Path(tempfile.mkdtemp()) / "patches.zarr"
+    mask = np.zeros_like(grid.mask)
+    mask[chunk.rows, chunk.cols] = grid.mask[chunk.rows, chunk.cols]
+    fetch_grid(source, dataclasses.replace(grid, mask=mask), path, source.size)
+    return path
+
+
+def demo_comparison(cells: int, cached: bool, device: str, prefetch: int) -> None:
     """The demo pipeline with patches rendered by the demo source (CPU work) or read from a patch
     cache filled beforehand (I/O, as with a real source)."""
-    grid = dataclasses.replace(build_grid(), chunk_shape=(64, 64))
-    inside = [c for c in grid.chunks() if grid.mask[c.rows, c.cols].sum() > 3000]
-    chunk = inside[0]
-    spec = PipelineSpec()
-    if cached:
-        from prom3e_geo.imagery import open_source
-        from prom3e_geo.imagery.cache import fetch_grid
+    from prom3e_geo.imagery import open_source
 
-        folder = Path(tempfile.mkdtemp())
-        mask = np.zeros_like(grid.mask)  # the cache holds the measured chunk only
-        mask[chunk.rows, chunk.cols] = grid.mask[chunk.rows, chunk.cols]
-        one_chunk = dataclasses.replace(grid, mask=mask)
-        fetch_grid(open_source("demo"), one_chunk, folder / "patches.zarr", 32)
-        spec = PipelineSpec(source=f"cache:{folder / 'patches.zarr'}")
+    grid, chunk = measured_chunk(64)
+    spec = PipelineSpec(device=device, prefetch=prefetch)
+    if cached:
+        path = cache_of_chunk(open_source("demo"), grid, chunk)
+        spec = dataclasses.replace(spec, source=f"cache:{path}")
     where = "patches read from a patch cache" if cached else "patches rendered by the demo source"
     compare(load_pipeline(spec), grid, chunk, cells, f"demo pipeline, {where}", naive_cells=64)
+
+
+def device_agreement(device: str) -> None:
+    """The demo pipeline's outputs on `device` (bf16 autocast on CUDA) against float32 on the
+    CPU, on one chunk."""
+    grid, chunk = measured_chunk(64)
+    ref = compute_chunk(load_pipeline(PipelineSpec(device="cpu")), grid, chunk)
+    out = compute_chunk(load_pipeline(PipelineSpec(device=device)), grid, chunk)
+    cos = (ref.recon_image * out.recon_image).sum(-1) / (
+        np.linalg.norm(ref.recon_image, axis=-1) * np.linalg.norm(out.recon_image, axis=-1)
+    )
+    rel = np.abs(out.sigma_l1 - ref.sigma_l1) / ref.sigma_l1
+    ctx = {m: (ref.context[m] * out.context[m]).sum(-1).min() for m in ref.context}
+    print(f"demo pipeline on {device} vs float32 on the CPU, {ref.valid.size:,} cells:")
+    print(f"  recon_image cosine: min {cos.min():.4f}, mean {cos.mean():.5f}")
+    print(f"  sigma_l1 relative difference: median {np.median(rel):.4f}, max {rel.max():.4f}")
+    print("  context embeddings, min cosine: " + ", ".join(f"{m} {v:.4f}" for m, v in ctx.items()))
 
 
 def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> None:
@@ -61,13 +91,15 @@ def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> 
     n = int(grid.mask[chunk.rows, chunk.cols].sum())
     reps = max(1, cells // n)
     context, size = pipeline.spec.context, pipeline.spec.batch_size
+    lon, lat = (a.ravel()[grid.mask[chunk.rows, chunk.cols].ravel()] for a in grid.lonlat(chunk))
+    raw, valid = pipeline.cells.gather(lon[:size], lat[:size], context)  # warm-up, not timed
+    infer_cells(pipeline.model, pipeline.cells.encode(raw, valid.size), context)
 
     t = time.perf_counter()
     for _ in range(reps):
         compute_chunk(pipeline, grid, chunk)
     engine = time.perf_counter() - t
 
-    lon, lat = (a.ravel()[grid.mask[chunk.rows, chunk.cols].ravel()] for a in grid.lonlat(chunk))
     t = time.perf_counter()
     gathered = [
         pipeline.cells.gather(lon[i : i + size], lat[i : i + size], context)
@@ -87,7 +119,16 @@ def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> 
     naive = (time.perf_counter() - t) / naive_cells
 
     per_cell_engine = engine / (reps * n)
-    print(f"{label}, {reps * n:,} cells ({'+'.join(context)}), {torch.get_num_threads()} threads:")
+    device = next(pipeline.model.parameters()).device
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{label}, {reps * n:,} cells ({'+'.join(context)}), batch {size}, "
+        f"prefetch {pipeline.spec.prefetch}, {where}:"
+    )
     print(f"  engine (prefetching)          {1 / per_cell_engine:8,.1f} cells/s")
     print(
         f"  same work serially            {n / serial:8,.1f} cells/s  (gather {gather / serial:.0%}, encode+model {model / serial:.0%})"
@@ -100,7 +141,7 @@ def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> 
     )
 
 
-def peak_rss(resolution: float, aoi: str, context: str = "sat,loc,env") -> tuple[int, float, float]:
+def peak_rss(resolution: float, aoi: str, context: str, device: str) -> tuple[int, float, float]:
     """(cells, peak RSS in MiB, seconds) of one `prom3e-geo embed` child, measured by GNU time."""
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(sys.executable).with_name("prom3e-geo")
@@ -118,6 +159,8 @@ def peak_rss(resolution: float, aoi: str, context: str = "sat,loc,env") -> tuple
                 str(resolution),
                 "--context",
                 context,
+                "--device",
+                device,
                 "--out",
                 Path(tmp) / "cube.zarr",
             ],
@@ -131,44 +174,76 @@ def peak_rss(resolution: float, aoi: str, context: str = "sat,loc,env") -> tuple
         return cells, rss, seconds
 
 
-def full_size(cells: int) -> None:
+def full_size(cells: int, cached: bool, device: str, batches: list[int], prefetch: int) -> None:
     """The engine with full-size models: CLIP ViT-B/16 satellite tower on 256 px demo patches,
-    GeoCLIP and the 27.3 M ProM3E (random weights except GeoCLIP), context sat + loc."""
+    GeoCLIP and the 27.3 M ProM3E (random weights), context sat + loc, at each batch size."""
     from prom3e_geo.encoders.clip import SatelliteEncoder
-    from prom3e_geo.encoders.location import LocationEncoder
+    from prom3e_geo.encoders.location import LocationEncoder, LocationNet
+    from prom3e_geo.imagery.cached import CacheSource
     from prom3e_geo.imagery.demo import DemoSource
     from prom3e_geo.inference import CellContext, Pipeline
     from prom3e_geo.model import ProM3E
+    from prom3e_geo.runtime import resolve_device
 
-    encoders = {"sat": SatelliteEncoder(vit_b16_satellite_tower()), "loc": LocationEncoder.load()}
-    spec = PipelineSpec(model="full-size", context=("sat", "loc"), batch_size=64)
-    pipeline = Pipeline(spec, ProM3E().eval(), CellContext(encoders, DemoSource(size=256)), {})
-    grid = dataclasses.replace(build_grid(), chunk_shape=(16, 16))
-    chunk = next(c for c in grid.chunks() if grid.mask[c.rows, c.cols].all())
-    compare(pipeline, grid, chunk, cells, "full-size stack (ViT-B/16 + GeoCLIP + 27.3 M ProM3E)", 8)
+    device = resolve_device(device)
+    encoders = {
+        "sat": SatelliteEncoder(vit_b16_satellite_tower(), device),
+        "loc": LocationEncoder(LocationNet(), device),
+    }
+    model = ProM3E().to(device).eval()
+    grid, chunk = measured_chunk(16 if cells <= 256 else 64)
+    source = DemoSource(size=256)
+    if cached:
+        source = CacheSource(cache_of_chunk(source, grid, chunk))
+    where = "patches read from a patch cache" if cached else "patches rendered by the demo source"
+    for batch in batches:
+        for encoder in encoders.values():
+            encoder.batch_size = batch
+        spec = PipelineSpec(
+            model="full-size", context=("sat", "loc"), batch_size=batch, prefetch=prefetch
+        )
+        pipeline = Pipeline(spec, model, CellContext(encoders, source), {})
+        label = f"full-size stack (ViT-B/16 + GeoCLIP + 27.3 M ProM3E), {where}"
+        compare(pipeline, grid, chunk, cells, label, 8)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=8192)
     parser.add_argument("--full-cells", type=int, default=256)
+    parser.add_argument("--full-batch", default="64", help="batch sizes, comma-separated")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--prefetch", type=int, default=1, help="batches gathered ahead")
+    parser.add_argument(
+        "--parts",
+        default="demo,rss,full,full-cache",
+        help="which of demo, rss, full (patches rendered), full-cache (from a cache) to run",
+    )
     parser.add_argument(
         "--million", action="store_true", help="also 10^6 cells (location context, ~10 min)"
     )
     args = parser.parse_args()
-    demo_comparison(args.cells, cached=False)
-    demo_comparison(args.cells, cached=True)
-    print("peak RSS of `prom3e-geo embed` (demo pipeline, fresh process each):")
-    runs = [(0.1, "-100,30,-90,40", "sat,loc,env"), (0.05, "-110,30,-90,40", "sat,loc,env")]
-    if args.million:
-        runs += [(0.1, "-100,30,-90,40", "loc"), (0.028, "conus", "loc")]
-    for resolution, aoi, context in runs:
-        cells, rss, seconds = peak_rss(resolution, aoi, context)
-        print(
-            f"  {cells:>9,} cells, context {context:<11}: peak RSS {rss:6,.0f} MiB, "
-            f"{seconds:5.0f} s ({cells / seconds:,.0f} cells/s)"
-        )
-    full_size(args.full_cells)
+    parts = set(args.parts.split(","))
+    if "demo" in parts:
+        if torch.cuda.is_available() and args.device != "cpu":
+            device_agreement(args.device)
+        for cached in (False, True):
+            demo_comparison(args.cells, cached, args.device, args.prefetch)
+    if "rss" in parts:
+        print("peak RSS of `prom3e-geo embed` (demo pipeline, fresh process each):")
+        runs = [(0.1, "-100,30,-90,40", "sat,loc,env"), (0.05, "-110,30,-90,40", "sat,loc,env")]
+        if args.million:
+            runs += [(0.1, "-100,30,-90,40", "loc"), (0.028, "conus", "loc")]
+        for resolution, aoi, context in runs:
+            cells, rss, seconds = peak_rss(resolution, aoi, context, args.device)
+            print(
+                f"  {cells:>9,} cells, context {context:<11}: peak RSS {rss:6,.0f} MiB, "
+                f"{seconds:5.0f} s ({cells / seconds:,.0f} cells/s)"
+            )
+    batches = [int(b) for b in args.full_batch.split(",")]
+    for part, cached in (("full", False), ("full-cache", True)):
+        if part in parts:
+            full_size(args.full_cells, cached, args.device, batches, args.prefetch)
 
 
 if __name__ == "__main__":

@@ -281,8 +281,17 @@ def pipeline_options(fn: Callable) -> Callable:
             help="Image tower for photo queries (open_clip or HF folder).",
         ),
         click.option("--text-encoder", default=None, help="Text tower for species-name queries."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+        click.option(
+            "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+        ),
         click.option("--batch-size", default=1024, show_default=True, type=click.IntRange(min=1)),
+        click.option(
+            "--prefetch",
+            default=1,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Batches whose inputs are gathered ahead, each on its own thread.",
+        ),
         click.option(
             "--chunk",
             default=64,
@@ -325,6 +334,7 @@ def pipeline_spec(o: dict):
         o["env_raster"],
         o["device"],
         o["batch_size"],
+        o["prefetch"],
     )
 
 

@@ -131,6 +131,7 @@ class PipelineSpec:
     env_raster: str | None = None
     device: str = "auto"
     batch_size: int = 1024
+    prefetch: int = 1  # batches gathered ahead, each on its own thread
 
 
 @dataclass
@@ -194,26 +195,28 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
 
 
 def compute_chunk(pipeline: Pipeline, grid, chunk) -> ChunkResult:
-    """All inside cells of one chunk, in batches, the next batch gathered on a thread."""
+    """All inside cells of one chunk, in batches, the inputs of the next `spec.prefetch` batches
+    gathered on threads while the current one is encoded."""
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
+    from itertools import islice
 
     inside = np.flatnonzero(grid.mask[chunk.rows, chunk.cols].ravel())
     lon, lat = (a.ravel()[inside] for a in grid.lonlat(chunk))
-    size, context = pipeline.spec.batch_size, pipeline.spec.context
-    starts = list(range(0, inside.size, size))
+    size, context, ahead = pipeline.spec.batch_size, pipeline.spec.context, pipeline.spec.prefetch
     parts: dict[str, list] = {k: [] for k in ("mu", "sigma", "recon", "valid")}
     ctx_parts: dict[str, list] = {m: [] for m in context}
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = (
-            pool.submit(pipeline.cells.gather, lon[:size], lat[:size], context) if starts else None
-        )
-        for i in range(len(starts)):
-            raw, valid = future.result()
-            if i + 1 < len(starts):
-                nxt = starts[i + 1]
-                future = pool.submit(
-                    pipeline.cells.gather, lon[nxt : nxt + size], lat[nxt : nxt + size], context
-                )
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        starts = iter(range(0, inside.size, size))
+
+        def submit(start: int):
+            part = slice(start, start + size)
+            return pool.submit(pipeline.cells.gather, lon[part], lat[part], context)
+
+        queue = deque(submit(start) for start in islice(starts, ahead))
+        while queue:
+            raw, valid = queue.popleft().result()
+            queue.extend(submit(start) for start in islice(starts, 1))
             x = pipeline.cells.encode(raw, valid.size)
             out = infer_cells(pipeline.model, x, context)
             parts["mu"].append(out.mu.numpy())

@@ -108,6 +108,22 @@ def test_dask_workers_give_the_same_store(reference_store, tmp_path):
     _assert_same_store(out, reference_store)
 
 
+def test_deeper_prefetch_gives_the_same_store(tmp_path):
+    """40-cell batches (two per chunk, the second short), gathered one ahead or three ahead on
+    threads: the same values."""
+    stores = []
+    for prefetch in ("1", "3"):
+        out = tmp_path / f"cube{prefetch}.zarr"
+        r = subprocess.run(
+            [EXE, "embed", *SMALL, "--prefetch", prefetch, "--batch-size", "40", "--out", out],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr
+        stores.append(out)
+    _assert_same_store(*stores)
+
+
 def test_a_store_from_another_run_is_refused(reference_store, run_cli):
     r = run_cli("embed", *SMALL, "--context", "loc", "--out", reference_store)
     assert r.code == 2 and "refusing to mix runs" in r.err and "context" in r.err

@@ -129,6 +129,24 @@ def test_padding_mask_equals_dropping_tokens_per_sample():
             torch.testing.assert_close(hidden[i, slots], hidden_i[0, slots], atol=1e-5, rtol=1e-5)
 
 
+def test_bf16_autocast_matches_float32_for_shared_and_mixed_visibility():
+    """CUDA inference and training run under bf16 autocast; CPU autocast takes the same paths."""
+    torch.manual_seed(0)
+    model = ProM3E(ProM3EConfig(input_dim=32, embed_dim=64, heads=4, mlp_dim=128, depth=2)).eval()
+    x = F.normalize(torch.randn(8, M, 32), dim=-1)
+    shared = torch.zeros(8, M, dtype=torch.bool)
+    shared[:, [1, 4]] = True
+    mixed = shared.clone()
+    mixed[::2, 2] = True
+    for visible in (shared, mixed):
+        with torch.no_grad():
+            mu, logvar, _ = model.encode(x, visible)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                mu16, logvar16, _ = model.encode(x, visible)
+        assert (F.cosine_similarity(mu, mu16.float(), dim=-1) > 0.99).all()
+        torch.testing.assert_close(logvar16.float(), logvar, atol=0.1, rtol=0.05)
+
+
 def test_outputs_shapes_sigma_and_sampling_modes():
     torch.manual_seed(0)
     model = ProM3E(ProM3EConfig(input_dim=32, embed_dim=64, heads=4, mlp_dim=128)).eval()

@@ -89,7 +89,8 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def stack_patches(patches: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """Satellite patches [H, W, 3] -> one [B, H, W, 3] tensor (uint8 kept, floats as float32)."""
+    """Satellite patches [H, W, 3] -> one [B, H, W, 3] tensor: uint8 and float16 kept (half or a
+    quarter of the bytes to move to a GPU), other floats as float32."""
     batch = (
         np.stack([np.asarray(p) for p in patches])
         if not isinstance(patches, np.ndarray)
@@ -97,9 +98,9 @@ def stack_patches(patches: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
     )
     if batch.ndim != 4 or batch.shape[-1] != 3:
         raise InputError(f"satellite patches must be [N, H, W, 3] RGB, got {batch.shape}")
-    if batch.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(batch))
-    return torch.from_numpy(np.nan_to_num(batch.astype(np.float32, copy=False)))
+    if batch.dtype not in (np.uint8, np.float16):
+        batch = batch.astype(np.float32, copy=False)
+    return torch.from_numpy(np.ascontiguousarray(batch))
 
 
 def patches_to_pixels(batch: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
@@ -109,8 +110,8 @@ def patches_to_pixels(batch: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tens
     """
     if batch.dtype == torch.uint8:
         rgb = batch.float() / 255.0
-    else:
-        rgb = (batch.float() * REFLECTANCE_GAIN).clamp_(0, 1)
+    else:  # reflectance; NaN (nodata) -> 0
+        rgb = (torch.nan_to_num(batch.float()) * REFLECTANCE_GAIN).clamp_(0, 1)
     rgb = rgb.permute(0, 3, 1, 2)
     if rgb.shape[-2:] != (size, size):
         rgb = F.interpolate(

@@ -1,13 +1,13 @@
 """The patch-source protocol: one Sentinel-2 L2A patch per cell centre.
 
 A source turns cell centres (lon/lat degrees) into a `PatchBatch`: surface-reflectance patches
-[N, H, W, B] (float32, digital numbers / 10000), a per-patch validity flag and per-patch
-metadata (scene id, date, cloud fraction, or the reason a cell failed). Bands are `RGB_BANDS`
-(B04, B03, B02: what the encoders see) or, with the source option `bands=all`, `ALL_BANDS`: the
-twelve L2A spectral bands at 10 m, RGB first so that `patches[..., :3]` is always RGB. Sources are
-chosen by spec: `demo` (the demo world), `local:PATH` (local rasters), `sentinelhub` (the Sentinel Hub
-Process API), `stac` (a STAC API with COG assets, Earth Search by default) and `cache:PATH` (a
-patch cache filled by `prom3e-geo fetch`).
+[N, H, W, B] (float32, digital numbers / 10000; a patch cache hands out the float16 it stores),
+a per-patch validity flag and per-patch metadata (scene id, date, cloud fraction, or the reason a
+cell failed). Bands are `RGB_BANDS` (B04, B03, B02: what the encoders see) or, with the source
+option `bands=all`, `ALL_BANDS`: the twelve L2A spectral bands at 10 m, RGB first so that
+`patches[..., :3]` is always RGB. Sources are chosen by spec: `demo` (the demo world), `local:PATH`
+(local rasters), `sentinelhub` (the Sentinel Hub Process API), `stac` (a STAC API with COG assets,
+Earth Search by default) and `cache:PATH` (a patch cache filled by `prom3e-geo fetch`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def check_window(time: str, max_cloud: float) -> tuple[tuple[str, str], float]:
 
 @dataclass
 class PatchBatch:
-    patches: np.ndarray  # [N, H, W, B] float32 reflectance, RGB first
+    patches: np.ndarray  # [N, H, W, B] reflectance, RGB first: float32 (float16 from a cache)
     valid: np.ndarray  # [N] bool
     meta: list[dict] = field(default_factory=list)
 

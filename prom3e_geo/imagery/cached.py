@@ -54,9 +54,9 @@ class CacheSource:
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         index = self.grid.cell_index_lonlat(np.ravel(lon), np.ravel(lat))
-        state = np.where(index >= 0, self.status[np.maximum(index, 0)], -1)
+        state = np.where(index >= 0, self.status[np.maximum(index, 0)].astype(np.int16), -1)
         batch = PatchBatch(
-            np.zeros((index.size, self.size, self.size, len(self.bands)), dtype=np.float32),
+            np.zeros((index.size, self.size, self.size, len(self.bands)), dtype=np.float16),
             state == 1,
             [
                 {"scene": f"cache {self.path.name}"}

@@ -168,7 +168,7 @@ class ProM3E(nn.Module):
             x = sequence[:, keep]
             for block in self.encoder:
                 x = block(x)
-            hidden = sequence.clone()
+            hidden = sequence.to(x.dtype, copy=True)  # under autocast the blocks return float32
             hidden[:, keep] = x
         else:
             prefix_pad = torch.zeros(
