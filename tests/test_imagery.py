@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+import zarr
 from affine import Affine
 from pyproj import Transformer
 
@@ -269,6 +270,13 @@ def test_embedding_from_a_patch_cache_matches_the_live_source(tmp_path, run_cli)
     batch = source.fetch(np.array([-99.0, -120.0]), np.array([34.0, 45.0]))
     assert batch.valid.tolist() == [True, False]
     assert batch.meta[1]["error"] == "outside the cache's grid"
+    # handed out as stored (float16, half the bytes to move to a GPU), bit for bit
+    stored = zarr.open_group(str(cache), mode="r")["patches"]
+    assert batch.patches.dtype == np.float16 and not stored.compressors  # read without decoding
+    row, col = divmod(
+        int(source.grid.cell_index_lonlat(np.array([-99.0]), np.array([34.0]))[0]), 16
+    )
+    np.testing.assert_array_equal(batch.patches[0], stored[row, col])
     with pytest.raises(InputError, match="holds 32 px patches"):
         open_source(f"cache:{cache}", size=64)
     with pytest.raises(InputError, match="does not exist"):
