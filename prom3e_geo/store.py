@@ -235,17 +235,10 @@ def _create(path: Path, grid: Grid, manifest: dict, declare) -> None:
     ch, cw = grid.chunk_shape
     h, w = grid.shape
 
-    def array(name, shape, chunks, dtype, fill, dims, compressed=True, **attrs):
+    def array(name, shape, chunks, dtype, fill, dims, **attrs):
         # integer markers get no fill value: xarray would otherwise decode their 0s as NaN
         fill = None if dtype == "uint8" else fill
-        arr = group.create_array(
-            name,
-            shape=shape,
-            chunks=chunks,
-            dtype=dtype,
-            fill_value=fill,
-            **({} if compressed else {"compressors": None}),
-        )
+        arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill)
         arr.attrs.update({"_ARRAY_DIMENSIONS": list(dims), **attrs})
         return arr
 

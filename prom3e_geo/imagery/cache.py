@@ -3,9 +3,7 @@
 `fetch_grid` asks a source for the patches of every cell inside the AOI, chunk by chunk, and
 writes them with a completion marker per grid chunk (`prom3e_geo.store.GridStore`). Re-running
 skips finished chunks; a cache whose manifest (source, patch size, grid) differs is refused.
-Each cell's patch is its own Zarr chunk, so reading one cell back reads one file. Patches are
-stored uncompressed: reflectance noise compresses about 1.4x, and decompressing cost more than
-the reading it saved (a 256-cell block of 256 px patches: 200 ms with Blosc-LZ4, 73 ms without).
+Each cell's patch is its own Zarr chunk, so reading one cell back reads one file.
 
 Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands), `status` (y, x)
 uint8: 0 not in the AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the
@@ -43,7 +41,6 @@ class PatchCache(GridStore):
             "float16",
             np.nan,
             ("y", "x", "py", "px", "band"),
-            compressed=False,
             long_name=f"surface reflectance ({', '.join(bands)})",
             grid_mapping="spatial_ref",
         )
