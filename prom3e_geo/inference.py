@@ -6,8 +6,9 @@ loc encoder, environment vector -> env encoder) into the [N, 6, 512] input of Pr
 ||sigma||_1 and the reconstructed image embedding (the SDM layer compares it with query photos).
 
 `embed_grid` runs that over a whole grid into an `EmbeddingStore`: chunk by chunk, in fixed-size
-batches, with the next batch's inputs (patch fetches are I/O) gathered on a thread while the
-current one is encoded, so memory is bounded by the batch whatever the grid size. Finished chunks
+batches, with the inputs of the next `prefetch` batches (patch fetches are I/O) gathered on
+threads while the current one is encoded, so memory is bounded by the batch whatever the grid
+size. Finished chunks
 are skipped on a re-run; a store made by a different pipeline is refused. `workers` or
 `scheduler` run one Dask task per chunk instead, each writing its own region of the store.
 """
