@@ -12,11 +12,14 @@
    enough on a CPU to reach a million cells).
 3. The same engine comparison with the full-size stack (CLIP ViT-B/16 satellite tower on 256 px
    patches, GeoCLIP, the 27.3 M ProM3E; random weights) on `--full-cells` cells, patches rendered
-   and read from a patch cache. With `--device cuda` the encoders and ProM3E run on the GPU
-   under bf16 autocast, and the demo pipeline's CUDA outputs are compared with its CPU outputs.
+   and read from a patch cache.
+
+`--precision` (default auto: bf16 on CUDA and on CPUs with bf16 instructions) sets the encoders'
+and ProM3E's autocast; when it resolves to bf16, the demo pipeline's outputs are first compared
+with float32 on the CPU.
 
     python benchmarks/inference.py [--cells 8192] [--full-cells 256] [--million] [--device auto]
-        [--prefetch 1] [--full-batch 64,256] [--parts demo,rss,full,full-cache]
+        [--precision auto] [--prefetch 1] [--full-batch 64,256] [--parts demo,rss,full,full-cache]
 """
 
 from __future__ import annotations
@@ -54,13 +57,13 @@ def cache_of_chunk(source, grid, chunk) -> Path:
     return path
 
 
-def demo_comparison(cells: int, cached: bool, device: str, prefetch: int) -> None:
+def demo_comparison(cells: int, cached: bool, device: str, precision: str, prefetch: int) -> None:
     """The demo pipeline with patches rendered by the demo source (CPU work) or read from a patch
     cache filled beforehand (I/O, as with a real source)."""
     from prom3e_geo.imagery import open_source
 
     grid, chunk = measured_chunk(64)
-    spec = PipelineSpec(device=device, prefetch=prefetch)
+    spec = PipelineSpec(device=device, prefetch=prefetch, precision=precision)
     if cached:
         path = cache_of_chunk(open_source("demo"), grid, chunk)
         spec = dataclasses.replace(spec, source=f"cache:{path}")
@@ -68,18 +71,22 @@ def demo_comparison(cells: int, cached: bool, device: str, prefetch: int) -> Non
     compare(load_pipeline(spec), grid, chunk, cells, f"demo pipeline, {where}", naive_cells=64)
 
 
-def device_agreement(device: str) -> None:
-    """The demo pipeline's outputs on `device` (bf16 autocast on CUDA) against float32 on the
-    CPU, on one chunk."""
+def precision_agreement(device: str, precision: str) -> None:
+    """The demo pipeline's outputs on `device` at `precision` against float32 on the CPU, on one
+    chunk."""
     grid, chunk = measured_chunk(64)
-    ref = compute_chunk(load_pipeline(PipelineSpec(device="cpu")), grid, chunk)
-    out = compute_chunk(load_pipeline(PipelineSpec(device=device)), grid, chunk)
+    ref = compute_chunk(load_pipeline(PipelineSpec(device="cpu", precision="float32")), grid, chunk)
+    pipeline = load_pipeline(PipelineSpec(device=device, precision=precision))
+    out = compute_chunk(pipeline, grid, chunk)
     cos = (ref.recon_image * out.recon_image).sum(-1) / (
         np.linalg.norm(ref.recon_image, axis=-1) * np.linalg.norm(out.recon_image, axis=-1)
     )
     rel = np.abs(out.sigma_l1 - ref.sigma_l1) / ref.sigma_l1
     ctx = {m: (ref.context[m] * out.context[m]).sum(-1).min() for m in ref.context}
-    print(f"demo pipeline on {device} vs float32 on the CPU, {ref.valid.size:,} cells:")
+    where = next(pipeline.model.parameters()).device
+    print(
+        f"demo pipeline, {pipeline.precision} on {where} vs float32 on the CPU, {ref.valid.size:,} cells:"
+    )
     print(f"  recon_image cosine: min {cos.min():.4f}, mean {cos.mean():.5f}")
     print(f"  sigma_l1 relative difference: median {np.median(rel):.4f}, max {rel.max():.4f}")
     print("  context embeddings, min cosine: " + ", ".join(f"{m} {v:.4f}" for m, v in ctx.items()))
@@ -93,7 +100,7 @@ def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> 
     context, size = pipeline.spec.context, pipeline.spec.batch_size
     lon, lat = (a.ravel()[grid.mask[chunk.rows, chunk.cols].ravel()] for a in grid.lonlat(chunk))
     raw, valid = pipeline.cells.gather(lon[:size], lat[:size], context)  # warm-up, not timed
-    infer_cells(pipeline.model, pipeline.cells.encode(raw, valid.size), context)
+    infer_cells(pipeline.model, pipeline.cells.encode(raw, valid.size), context, pipeline.precision)
 
     t = time.perf_counter()
     for _ in range(reps):
@@ -108,14 +115,16 @@ def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> 
     gather = time.perf_counter() - t
     t = time.perf_counter()
     for raw, valid in gathered:
-        infer_cells(pipeline.model, pipeline.cells.encode(raw, valid.size), context)
+        infer_cells(
+            pipeline.model, pipeline.cells.encode(raw, valid.size), context, pipeline.precision
+        )
     model = time.perf_counter() - t
     serial = gather + model
 
     t = time.perf_counter()
     for i in range(naive_cells):
         raw, valid = pipeline.cells.gather(lon[i : i + 1], lat[i : i + 1], context)
-        infer_cells(pipeline.model, pipeline.cells.encode(raw, 1), context)
+        infer_cells(pipeline.model, pipeline.cells.encode(raw, 1), context, pipeline.precision)
     naive = (time.perf_counter() - t) / naive_cells
 
     per_cell_engine = engine / (reps * n)
@@ -174,7 +183,9 @@ def peak_rss(resolution: float, aoi: str, context: str, device: str) -> tuple[in
         return cells, rss, seconds
 
 
-def full_size(cells: int, cached: bool, device: str, batches: list[int], prefetch: int) -> None:
+def full_size(
+    cells: int, cached: bool, device: str, precision: str, batches: list[int], prefetch: int
+) -> None:
     """The engine with full-size models: CLIP ViT-B/16 satellite tower on 256 px demo patches,
     GeoCLIP and the 27.3 M ProM3E (random weights), context sat + loc, at each batch size."""
     from prom3e_geo.encoders.clip import SatelliteEncoder
@@ -183,9 +194,10 @@ def full_size(cells: int, cached: bool, device: str, batches: list[int], prefetc
     from prom3e_geo.imagery.demo import DemoSource
     from prom3e_geo.inference import CellContext, Pipeline
     from prom3e_geo.model import ProM3E
-    from prom3e_geo.runtime import resolve_device
+    from prom3e_geo.runtime import resolve_device, resolve_precision
 
     device = resolve_device(device)
+    precision = resolve_precision(precision, device)
     encoders = {
         "sat": SatelliteEncoder(vit_b16_satellite_tower(), device),
         "loc": LocationEncoder(LocationNet(), device),
@@ -198,11 +210,11 @@ def full_size(cells: int, cached: bool, device: str, batches: list[int], prefetc
     where = "patches read from a patch cache" if cached else "patches rendered by the demo source"
     for batch in batches:
         for encoder in encoders.values():
-            encoder.batch_size = batch
+            encoder.batch_size, encoder.amp = batch, precision
         spec = PipelineSpec(
             model="full-size", context=("sat", "loc"), batch_size=batch, prefetch=prefetch
         )
-        pipeline = Pipeline(spec, model, CellContext(encoders, source), {})
+        pipeline = Pipeline(spec, model, CellContext(encoders, source), {}, precision)
         label = f"full-size stack (ViT-B/16 + GeoCLIP + 27.3 M ProM3E), {where}"
         compare(pipeline, grid, chunk, cells, label, 8)
 
@@ -213,6 +225,7 @@ def main() -> None:
     parser.add_argument("--full-cells", type=int, default=256)
     parser.add_argument("--full-batch", default="64", help="batch sizes, comma-separated")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", help="auto, bf16 or float32")
     parser.add_argument("--prefetch", type=int, default=1, help="batches gathered ahead")
     parser.add_argument(
         "--parts",
@@ -225,10 +238,10 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "demo" in parts:
-        if torch.cuda.is_available() and args.device != "cpu":
-            device_agreement(args.device)
+        if args.precision != "float32":
+            precision_agreement(args.device, args.precision)
         for cached in (False, True):
-            demo_comparison(args.cells, cached, args.device, args.prefetch)
+            demo_comparison(args.cells, cached, args.device, args.precision, args.prefetch)
     if "rss" in parts:
         print("peak RSS of `prom3e-geo embed` (demo pipeline, fresh process each):")
         runs = [(0.1, "-100,30,-90,40", "sat,loc,env"), (0.05, "-110,30,-90,40", "sat,loc,env")]
@@ -243,7 +256,7 @@ def main() -> None:
     batches = [int(b) for b in args.full_batch.split(",")]
     for part, cached in (("full", False), ("full-cache", True)):
         if part in parts:
-            full_size(args.full_cells, cached, args.device, batches, args.prefetch)
+            full_size(args.full_cells, cached, args.device, args.precision, batches, args.prefetch)
 
 
 if __name__ == "__main__":

@@ -284,6 +284,14 @@ def pipeline_options(fn: Callable) -> Callable:
         click.option(
             "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
         ),
+        click.option(
+            "--precision",
+            default="auto",
+            show_default=True,
+            type=click.Choice(["auto", "bf16", "float32"]),
+            help="Inference precision; auto is bf16 on CUDA and on CPUs with bf16 instructions "
+            "(AVX512-BF16, AMX), float32 elsewhere.",
+        ),
         click.option("--batch-size", default=1024, show_default=True, type=click.IntRange(min=1)),
         click.option(
             "--prefetch",
@@ -335,6 +343,7 @@ def pipeline_spec(o: dict):
         o["device"],
         o["batch_size"],
         o["prefetch"],
+        o["precision"],
     )
 
 

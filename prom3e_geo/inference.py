@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError
@@ -99,19 +100,22 @@ class CellOutputs:
 
 @torch.inference_mode()
 def infer_cells(
-    model: ProM3E, x: torch.Tensor, context: Sequence[str], device: torch.device | None = None
+    model: ProM3E, x: torch.Tensor, context: Sequence[str], precision: str = "float32"
 ) -> CellOutputs:
     """ProM3E on cell inputs with the context modalities visible (one visibility for all, so masked
-    tokens are dropped), decoding only the image embedding."""
-    device = device or next(model.parameters()).device
+    tokens are dropped), decoding only the image embedding, under `precision` (bf16 or float32)."""
+    device = next(model.parameters()).device
     visible = torch.zeros(x.shape[0], x.shape[1], dtype=torch.bool, device=device)
     visible[:, [MODALITIES.index(m) for m in context]] = True
     x = x.to(device, non_blocking=device.type == "cuda")
-    with autocast(device):
+    with autocast(device, precision):
         mu, logvar, _ = model.encode(x, visible)
         recon = model.decode(mu, [0])[:, 0]
+    # unit vectors again in float32: normalised in bf16 their norms are off by up to 0.5%
     return CellOutputs(
-        mu.float().cpu(), torch.exp(0.5 * logvar.float()).sum(-1).cpu(), recon.float().cpu()
+        F.normalize(mu.float(), dim=-1).cpu(),
+        torch.exp(0.5 * logvar.float()).sum(-1).cpu(),
+        F.normalize(recon.float(), dim=-1).cpu(),
     )
 
 
@@ -133,6 +137,7 @@ class PipelineSpec:
     device: str = "auto"
     batch_size: int = 1024
     prefetch: int = 1  # batches gathered ahead, each on its own thread
+    precision: str = "auto"  # auto, bf16 or float32 (runtime.resolve_precision)
 
 
 @dataclass
@@ -141,6 +146,7 @@ class Pipeline:
     model: ProM3E
     cells: CellContext
     manifest: dict
+    precision: str  # resolved: bf16 or float32
 
 
 _PIPELINES: dict[PipelineSpec, Pipeline] = {}
@@ -151,9 +157,10 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
     if spec in _PIPELINES:
         return _PIPELINES[spec]
     from prom3e_geo import __version__
-    from prom3e_geo.runtime import resolve_device
+    from prom3e_geo.runtime import resolve_device, resolve_precision
 
     device = resolve_device(spec.device)
+    precision = resolve_precision(spec.precision, device)
     if spec.model == "demo":
         from prom3e_geo.demo.build import load_demo
 
@@ -181,6 +188,8 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         )
     from prom3e_geo.io.provenance import file_sha256
 
+    for encoder in cells.encoders.values():
+        encoder.amp = precision
     manifest = {
         "software": f"prom3e-geo {__version__}",
         "model": model_id,
@@ -189,8 +198,9 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         "context": list(spec.context),
         "encoders": dict(spec.encoders) or ("demo" if spec.model == "demo" else {}),
         "env_raster": spec.env_raster,
+        "precision": precision,
     }
-    pipeline = Pipeline(spec, model.to(device).eval(), cells, manifest)
+    pipeline = Pipeline(spec, model.to(device).eval(), cells, manifest, precision)
     _PIPELINES[spec] = pipeline
     return pipeline
 
@@ -219,7 +229,7 @@ def compute_chunk(pipeline: Pipeline, grid, chunk) -> ChunkResult:
             raw, valid = queue.popleft().result()
             queue.extend(submit(start) for start in islice(starts, 1))
             x = pipeline.cells.encode(raw, valid.size)
-            out = infer_cells(pipeline.model, x, context)
+            out = infer_cells(pipeline.model, x, context, pipeline.precision)
             parts["mu"].append(out.mu.numpy())
             parts["sigma"].append(out.sigma_l1.numpy())
             parts["recon"].append(out.recon_image.numpy())

@@ -3,7 +3,8 @@
 An encoder has a `modality` (one of the ProM3E modalities), `preprocess` (raw inputs -> a tensor
 batch on the CPU) and `encode` (that batch -> [B, D] L2-normalised, on the encoder's device).
 `embed` runs both over any number of inputs in batches of `batch_size`, in inference mode, with
-bf16/fp16 autocast on CUDA. On CUDA a batch goes to the GPU through a page-locked staging buffer
+`amp` autocast: the constructor's amp (bf16 by default) applies on CUDA and a CPU encoder runs in
+float32, as in training; the grid pipeline sets `amp` from its `--precision`. On CUDA a batch goes to the GPU through a page-locked staging buffer
 that the encoder keeps (pinning a fresh buffer per batch costs more than the copy it speeds up).
 """
 
@@ -29,7 +30,7 @@ class Encoder(ABC):
         self, module: torch.nn.Module, device: str | torch.device = "cpu", amp: str = "bf16"
     ) -> None:
         self.device = resolve_device(device)
-        self.amp = amp
+        self.amp = amp if self.device.type == "cuda" else "none"
         self.module = module.to(self.device).eval().requires_grad_(False)
         self.batch_size = 256
         self._staging = PinnedStaging() if self.device.type == "cuda" else None

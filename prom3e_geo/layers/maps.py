@@ -34,10 +34,16 @@ def cache_dir() -> Path:
 def cached_store(
     spec: PipelineSpec, grid: Grid, progress: Callable[[int, int], None] | None = None, **run
 ) -> Path:
-    """The store for (pipeline, grid), built or finished as needed."""
+    """The store for (pipeline, grid), built or finished as needed. It is keyed by the run's
+    manifest (models, source, context, resolved precision, software version) and the grid, so
+    options that do not change the values (device, batch size, prefetch) share a store."""
     key = hashlib.sha256(
         json.dumps(
-            {"spec": asdict(spec), "grid": grid.to_dict(), "chunk": grid.chunk_shape},
+            {
+                "manifest": load_pipeline(spec).manifest,
+                "grid": grid.to_dict(),
+                "chunk": grid.chunk_shape,
+            },
             sort_keys=True,
             default=str,
         ).encode()
@@ -165,11 +171,16 @@ def uncertainty_layers(
     if set(wanted) == set(stored):
         sigma = np.asarray(ds["sigma_l1"].values, dtype=np.float32)
     else:
+        import torch
+
         model = store_model(manifest, spec)
+        precision, size = manifest.get("precision", "float32"), (spec or PipelineSpec()).batch_size
         sigma = np.full(grid.shape, np.nan, dtype=np.float32)
         for rows, ok, x in stored_inputs(ds, valid, wanted, model.config.input_dim):
             block = np.full(ok.shape, np.nan, dtype=np.float32)
-            block[ok] = infer_cells(model, x, wanted).sigma_l1.numpy()
+            block[ok] = torch.cat(
+                [infer_cells(model, part, wanted, precision).sigma_l1 for part in x.split(size)]
+            ).numpy()
             sigma[rows] = block
     sigma = np.where(valid, sigma, np.nan)
     doc = f"||sigma||_1 = sum exp(logvar / 2), context {'+'.join(wanted)}"

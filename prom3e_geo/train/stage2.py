@@ -93,8 +93,8 @@ class Stage2Trainer:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             self.optimizer, T_0=o.t0_epochs, eta_min=o.eta_min
         )
-        use_scaler = self.device.type == "cuda" and t.amp == "fp16"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.amp = t.amp if self.device.type == "cuda" else "none"  # CPU trains in float32
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.data_rng = np.random.default_rng(t.seed + 1)
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 2)
         self.epoch = 0
@@ -155,7 +155,7 @@ class Stage2Trainer:
                 if x.shape[0] < 2:
                     continue
                 visible = masks.sample(x.shape[0], data.present).to(self.device)
-                with autocast(self.device, self.recipe.train.amp):
+                with autocast(self.device, self.amp):
                     out = model(x, visible)
                 loss = self.loss_fn(
                     out.recon.float(),
@@ -170,7 +170,7 @@ class Stage2Trainer:
                 loss_sum += float(loss.total) * x.shape[0]
                 loss_n += x.shape[0]
                 for q in data.present:
-                    with autocast(self.device, self.recipe.train.amp):
+                    with autocast(self.device, self.amp):
                         recon = model(x, visibility(x.shape[0], [q], x.shape[1], self.device)).recon
                     for t in data.present:
                         if t == q:
@@ -203,7 +203,7 @@ class Stage2Trainer:
                 x = x.pin_memory()
             x = x.to(self.device, non_blocking=True)
             visible = self.masking.sample(b, data.present).to(self.device, non_blocking=True)
-            with autocast(self.device, t.amp):
+            with autocast(self.device, self.amp):
                 mu, logvar, _ = model.encode(x, visible)
                 z = model.sample_latent(mu, logvar, 1, generator=self.noise)
                 recon = model.decode(z, data.present)
