@@ -19,7 +19,7 @@ and ProM3E's autocast; when it resolves to bf16, the demo pipeline's outputs are
 with float32 on the CPU.
 
     python benchmarks/inference.py [--cells 8192] [--full-cells 256] [--million] [--device auto]
-        [--precision auto] [--prefetch 1] [--full-batch 64,256] [--parts demo,rss,full,full-cache]
+        [--precision auto] [--prefetch 2] [--full-batch 64,256] [--parts demo,rss,full,full-cache]
 """
 
 from __future__ import annotations
@@ -208,9 +208,9 @@ def full_size(
     if cached:
         source = CacheSource(cache_of_chunk(source, grid, chunk))
     where = "patches read from a patch cache" if cached else "patches rendered by the demo source"
+    for encoder in encoders.values():
+        encoder.amp = precision
     for batch in batches:
-        for encoder in encoders.values():
-            encoder.batch_size, encoder.amp = batch, precision
         spec = PipelineSpec(
             model="full-size", context=("sat", "loc"), batch_size=batch, prefetch=prefetch
         )
@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--full-batch", default="64", help="batch sizes, comma-separated")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", help="auto, bf16 or float32")
-    parser.add_argument("--prefetch", type=int, default=1, help="batches gathered ahead")
+    parser.add_argument("--prefetch", type=int, default=2, help="batches gathered ahead")
     parser.add_argument(
         "--parts",
         default="demo,rss,full,full-cache",

@@ -295,7 +295,7 @@ def pipeline_options(fn: Callable) -> Callable:
         click.option("--batch-size", default=1024, show_default=True, type=click.IntRange(min=1)),
         click.option(
             "--prefetch",
-            default=1,
+            default=2,
             show_default=True,
             type=click.IntRange(min=1),
             help="Batches whose inputs are gathered ahead, each on its own thread.",

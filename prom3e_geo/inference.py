@@ -77,10 +77,10 @@ class CellContext:
         return raw, valid
 
     def encode(self, raw: dict, n: int) -> torch.Tensor:
-        """[N, 6, 512] ProM3E input with the gathered modalities encoded."""
+        """[N, 6, 512] ProM3E input with the gathered modalities encoded, each as one batch."""
         x = torch.zeros(n, len(MODALITIES), 512)
         for name, values in raw.items():
-            x[:, MODALITIES.index(name)] = self.encoders[name].embed(values)
+            x[:, MODALITIES.index(name)] = self.encoders[name].embed(values, batch_size=max(n, 1))
         return x
 
     def embed(
@@ -136,7 +136,7 @@ class PipelineSpec:
     env_raster: str | None = None
     device: str = "auto"
     batch_size: int = 1024
-    prefetch: int = 1  # batches gathered ahead, each on its own thread
+    prefetch: int = 2  # batches gathered ahead, each on its own thread
     precision: str = "auto"  # auto, bf16 or float32 (runtime.resolve_precision)
 
 
