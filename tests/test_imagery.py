@@ -283,3 +283,40 @@ def test_embedding_from_a_patch_cache_matches_the_live_source(tmp_path, run_cli)
         open_source(f"cache:{tmp_path / 'none.zarr'}")
     with pytest.raises(InputError, match="not a patch cache"):
         open_source(f"cache:{live}")
+
+
+def test_cache_reads_equal_zarr_reads_in_any_order_and_thread_count(tmp_path, run_cli):
+    """The cache's chunk files are decoded in parallel outside Zarr's array API: every cell, in
+    any order, repeated or not, with any thread count, equals Zarr's own read; a cell whose
+    chunk file is absent holds the fill value (NaN), as Zarr reads it."""
+    import json
+
+    from prom3e_geo.imagery.cached import CacheSource
+
+    grid = ["--aoi", "-100,33,-96,36", "--resolution", "0.25"]
+    cache = tmp_path / "patches.zarr"
+    assert run_cli("fetch", "--source", "demo", *grid, "--size", "16", "--cache", cache).code == 0
+    stored = zarr.open_group(str(cache), mode="r")["patches"]
+    source = CacheSource(cache)
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, source.grid.height, 300), rng.integers(0, source.grid.width, 300)
+    (cache / "patches" / stored.metadata.encode_chunk_key((rows[7], cols[7], 0, 0, 0))).unlink()
+    x, y = source.grid.x[cols], source.grid.y[rows]
+    expected = np.stack([stored[r, c] for r, c in zip(rows, cols, strict=True)])
+    removed = (rows == rows[7]) & (cols == cols[7])
+    assert np.isnan(expected[removed]).all() and np.isfinite(expected[~removed]).all()
+    for threads in (1, 3, 8):
+        batch = CacheSource(cache, threads=threads).fetch(x, y)
+        assert batch.valid.all()
+        np.testing.assert_array_equal(batch.patches.view(np.uint16), expected.view(np.uint16))
+
+    zarray = cache / "patches" / ".zarray"
+    meta = json.loads(zarray.read_text())
+    meta["filters"] = [{"id": "delta", "dtype": "<f2"}]
+    zarray.write_text(json.dumps(meta))
+    consolidated = cache / ".zmetadata"
+    meta = json.loads(consolidated.read_text())
+    meta["metadata"]["patches/.zarray"]["filters"] = [{"id": "delta", "dtype": "<f2"}]
+    consolidated.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="unknown layout"):
+        CacheSource(cache)
