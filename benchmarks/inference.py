@@ -10,16 +10,19 @@
 2. Peak RSS of `prom3e-geo embed` (a child process each) at about 10^4 and 10^5 cells, and with
    `--million` at 10^4 and 10^6 cells with the location context alone (the encoder that is cheap
    enough on a CPU to reach a million cells).
-3. The same engine comparison with the full-size stack (CLIP ViT-B/16 satellite tower on 256 px
+3. Reading 256 px patches back from a patch cache (256 cells, median of 8 reads): Zarr's array
+   API against the cache source's thread-pool reader at several thread counts.
+4. The same engine comparison with the full-size stack (CLIP ViT-B/16 satellite tower on 256 px
    patches, GeoCLIP, the 27.3 M ProM3E; random weights) on `--full-cells` cells, patches rendered
    and read from a patch cache.
 
-`--precision` (default auto: bf16 on CUDA and on CPUs with bf16 instructions) sets the encoders'
-and ProM3E's autocast; when it resolves to bf16, the demo pipeline's outputs are first compared
-with float32 on the CPU.
+`--precision` (default auto: bf16 on CUDA, float32 on a CPU) sets the encoders' and ProM3E's
+autocast; unless it is float32, the demo pipeline's outputs are first compared with float32 on
+the CPU.
 
     python benchmarks/inference.py [--cells 8192] [--full-cells 256] [--million] [--device auto]
-        [--precision auto] [--prefetch 2] [--full-batch 64,256] [--parts demo,rss,full,full-cache]
+        [--precision auto] [--prefetch 2] [--full-batch 64,256]
+        [--parts demo,rss,cache-read,full,full-cache]
 """
 
 from __future__ import annotations
@@ -183,6 +186,40 @@ def peak_rss(resolution: float, aoi: str, context: str, device: str) -> tuple[in
         return cells, rss, seconds
 
 
+def cache_read() -> None:
+    """Cells/s reading one block of 256 px patches from a patch cache: Zarr's array API (one
+    chunk per cell, handled on its event loop) against `CacheSource` at several thread counts."""
+    import statistics
+
+    import zarr
+
+    from prom3e_geo.imagery.cached import CacheSource
+    from prom3e_geo.imagery.demo import DemoSource
+
+    grid, chunk = measured_chunk(16)
+    path = cache_of_chunk(DemoSource(size=256), grid, chunk)
+    inside = grid.mask[chunk.rows, chunk.cols].ravel()
+    lon, lat = (a.ravel()[inside] for a in grid.lonlat(chunk))
+    patches = zarr.open_group(str(path), mode="r")["patches"]
+    readers = {"Zarr array API, one block read": lambda: patches[chunk.rows, chunk.cols]}
+    for threads in (1, 2, 4, None):
+        source = CacheSource(path, threads=threads)
+        readers[f"cache source, {source.threads} threads{'' if threads else ' (default)'}"] = (
+            lambda source=source: source.fetch(lon, lat)
+        )
+    rates: dict[str, list[float]] = {name: [] for name in readers}
+    for _ in range(8):  # interleaved, so that a noisy moment hits every reader
+        for name, read in readers.items():
+            t = time.perf_counter()
+            read()
+            rates[name].append(lon.size / (time.perf_counter() - t))
+    print(f"reading {lon.size} cells of 256 px float16 patches from a patch cache (median of 8):")
+    base = statistics.median(rates["Zarr array API, one block read"])
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        print(f"  {name:<36} {rate:8,.0f} cells/s  ({rate / base:.2f}x)")
+
+
 def full_size(
     cells: int, cached: bool, device: str, precision: str, batches: list[int], prefetch: int
 ) -> None:
@@ -229,8 +266,8 @@ def main() -> None:
     parser.add_argument("--prefetch", type=int, default=2, help="batches gathered ahead")
     parser.add_argument(
         "--parts",
-        default="demo,rss,full,full-cache",
-        help="which of demo, rss, full (patches rendered), full-cache (from a cache) to run",
+        default="demo,rss,cache-read,full,full-cache",
+        help="which of demo, rss, cache-read, full (patches rendered), full-cache to run",
     )
     parser.add_argument(
         "--million", action="store_true", help="also 10^6 cells (location context, ~10 min)"
@@ -253,6 +290,8 @@ def main() -> None:
                 f"  {cells:>9,} cells, context {context:<11}: peak RSS {rss:6,.0f} MiB, "
                 f"{seconds:5.0f} s ({cells / seconds:,.0f} cells/s)"
             )
+    if "cache-read" in parts:
+        cache_read()
     batches = [int(b) for b in args.full_batch.split(",")]
     for part, cached in (("full", False), ("full-cache", True)):
         if part in parts:

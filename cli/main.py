@@ -289,8 +289,7 @@ def pipeline_options(fn: Callable) -> Callable:
             default="auto",
             show_default=True,
             type=click.Choice(["auto", "bf16", "float32"]),
-            help="Inference precision; auto is bf16 on CUDA and on CPUs with bf16 instructions "
-            "(AVX512-BF16, AMX), float32 elsewhere.",
+            help="Inference precision; auto is bf16 autocast on CUDA, float32 on a CPU.",
         ),
         click.option("--batch-size", default=1024, show_default=True, type=click.IntRange(min=1)),
         click.option(

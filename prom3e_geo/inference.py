@@ -157,7 +157,7 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
     if spec in _PIPELINES:
         return _PIPELINES[spec]
     from prom3e_geo import __version__
-    from prom3e_geo.runtime import resolve_device, resolve_precision
+    from prom3e_geo.runtime import flush_subnormals_, resolve_device, resolve_precision
 
     device = resolve_device(spec.device)
     precision = resolve_precision(spec.precision, device)
@@ -200,7 +200,8 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         "env_raster": spec.env_raster,
         "precision": precision,
     }
-    pipeline = Pipeline(spec, model.to(device).eval(), cells, manifest, precision)
+    model = flush_subnormals_(model.to(device).eval())
+    pipeline = Pipeline(spec, model, cells, manifest, precision)
     _PIPELINES[spec] = pipeline
     return pipeline
 

@@ -71,6 +71,24 @@ def test_geoclip_weights_load_strictly_and_match_the_wheels_own_model(geoclip):
     torch.testing.assert_close(geoclip.embed(latlon.numpy()), F.normalize(expected, dim=-1))
 
 
+def test_subnormal_weights_are_flushed_without_changing_outputs(geoclip):
+    """GeoCLIP's released weights hold tens of thousands of subnormal floats, which send CPU
+    matrix products down a slow path (3x slower); loading sets them to zero, and the outputs
+    stay those of the wheel's own model."""
+    tiny = torch.finfo(torch.float32).tiny
+    state = torch.load(geoclip_weights_path(), weights_only=True)
+    before = sum(int(((v != 0) & (v.abs() < tiny)).sum()) for v in state.values())
+    after = sum(
+        int(((v != 0) & (v.abs() < tiny)).sum()) for v in geoclip.module.state_dict().values()
+    )
+    assert before > 90_000 and after == 0
+    reference = _wheel_location_module().LocationEncoder().eval()
+    rng = np.random.default_rng(2)
+    latlon = torch.tensor(np.c_[rng.uniform(25, 49, 2000), rng.uniform(-124, -67, 2000)]).float()
+    with torch.no_grad():
+        torch.testing.assert_close(geoclip.module(latlon), reference(latlon), rtol=0, atol=1e-6)
+
+
 def test_nearby_conus_points_are_more_similar_on_average(geoclip):
     rng = np.random.default_rng(0)
     lon, lat = rng.uniform(-124, -67, 6000), rng.uniform(25, 49, 6000)
