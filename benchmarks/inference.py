@@ -41,6 +41,7 @@ from common import vit_b16_satellite_tower
 
 from prom3e_geo.grid import build_grid
 from prom3e_geo.inference import PipelineSpec, compute_chunk, infer_cells, load_pipeline
+from prom3e_geo.runtime import resolve_device, resolve_precision
 
 
 def measured_chunk(side: int):
@@ -231,7 +232,6 @@ def full_size(
     from prom3e_geo.imagery.demo import DemoSource
     from prom3e_geo.inference import CellContext, Pipeline
     from prom3e_geo.model import ProM3E
-    from prom3e_geo.runtime import resolve_device, resolve_precision
 
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
@@ -275,7 +275,8 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "demo" in parts:
-        if args.precision != "float32":
+        device = resolve_device(args.device)
+        if resolve_precision(args.precision, device) != "float32":
             precision_agreement(args.device, args.precision)
         for cached in (False, True):
             demo_comparison(args.cells, cached, args.device, args.precision, args.prefetch)
