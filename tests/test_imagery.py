@@ -288,7 +288,8 @@ def test_embedding_from_a_patch_cache_matches_the_live_source(tmp_path, run_cli)
 def test_cache_reads_equal_zarr_reads_in_any_order_and_thread_count(tmp_path, run_cli):
     """The cache's chunk files are decoded in parallel outside Zarr's array API: every cell, in
     any order, repeated or not, with any thread count, equals Zarr's own read; a cell whose
-    chunk file is absent holds the fill value (NaN), as Zarr reads it."""
+    chunk file is absent holds the fill value (NaN), as Zarr reads it; one whose file is corrupt
+    is invalid, with the reason, and the others are unaffected."""
     import json
 
     from prom3e_geo.imagery.cached import CacheSource
@@ -309,6 +310,16 @@ def test_cache_reads_equal_zarr_reads_in_any_order_and_thread_count(tmp_path, ru
         batch = CacheSource(cache, threads=threads).fetch(x, y)
         assert batch.valid.all()
         np.testing.assert_array_equal(batch.patches.view(np.uint16), expected.view(np.uint16))
+
+    corrupt = cache / "patches" / stored.metadata.encode_chunk_key((rows[0], cols[0], 0, 0, 0))
+    corrupt.write_bytes(b"not a blosc frame" * 4)
+    batch = CacheSource(cache).fetch(x, y)
+    hit = (rows == rows[0]) & (cols == cols[0])
+    assert not batch.valid[hit].any() and batch.valid[~hit].all()
+    assert batch.meta[0]["error"] == "unreadable in the cache (corrupt chunk file)"
+    np.testing.assert_array_equal(
+        batch.patches[~hit].view(np.uint16), expected[~hit].view(np.uint16)
+    )
 
     zarray = cache / "patches" / ".zarray"
     meta = json.loads(zarray.read_text())

@@ -11,7 +11,8 @@ array API handles each chunk (one per cell) in Python on one event-loop thread, 
 read to about 2,000 256-px patches/s whatever the cores. The cache's layout is fixed by
 `PatchCache` (Zarr v2, one C-order chunk per cell, no filters), so its chunk files are read and
 decoded (numcodecs, which releases the GIL) straight into the batch by `threads` threads, each
-taking a share of the cells; a chunk file that is absent holds the fill value, as in Zarr.
+taking a share of the cells; a chunk file that is absent holds the fill value, as in Zarr, and
+one that does not decode makes its cell invalid, with that reason, instead of failing the run.
 """
 
 from __future__ import annotations
@@ -104,15 +105,26 @@ class CacheSource:
             if s.size
         ]
         for read in reads:
-            read.result()
+            for i in read.result():
+                batch.valid[i] = False
+                batch.meta[i] = {"error": "unreadable in the cache (corrupt chunk file)"}
         return batch
 
-    def _read(self, out: np.ndarray, at: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
-        """Decode the cells' chunk files into out[at] (each a contiguous [size, size, bands])."""
+    def _read(
+        self, out: np.ndarray, at: np.ndarray, rows: np.ndarray, cols: np.ndarray
+    ) -> list[int]:
+        """Decode the cells' chunk files into out[at] (each a contiguous [size, size, bands]);
+        returns the cells whose chunk file does not decode."""
+        corrupt = []
         for i, row, col in zip(at, rows, cols, strict=True):
             try:
                 data = (self._dir / self._chunk_key((int(row), int(col), 0, 0, 0))).read_bytes()
             except FileNotFoundError:
                 out[i] = self._fill
                 continue
-            self._compressor.decode(data, out=out[i])
+            try:
+                self._compressor.decode(data, out=out[i])
+            except (RuntimeError, ValueError):
+                out[i] = 0
+                corrupt.append(int(i))
+        return corrupt
