@@ -36,7 +36,7 @@ def cached_store(
 ) -> Path:
     """The store for (pipeline, grid), built or finished as needed. It is keyed by the run's
     manifest (models, source, context, resolved precision, software version) and the grid, so
-    options that do not change the values (device, batch size, prefetch) share a store."""
+    options that change only the speed (device, batch size, prefetch) share a store."""
     key = hashlib.sha256(
         json.dumps(
             {
