@@ -5,8 +5,9 @@ batch on the CPU) and `encode` (that batch -> [B, D] L2-normalised, on the encod
 `embed` runs both over any number of inputs in batches of `batch_size`, in inference mode, with
 `amp` autocast: the constructor's amp (bf16 by default) applies on CUDA and a CPU encoder runs in
 float32, as in training; the grid pipeline sets `amp` from its `--precision`. Subnormal weights
-are set to zero (`runtime.flush_subnormals_`): they slow CPU matrix products several-fold. On CUDA a batch goes to the GPU through a page-locked staging buffer
-that the encoder keeps (pinning a fresh buffer per batch costs more than the copy it speeds up).
+are set to zero (`runtime.flush_subnormals_`): they slow CPU matrix products several-fold. On
+CUDA a batch goes to the GPU through a page-locked staging buffer that the encoder keeps (pinning
+a fresh buffer per batch costs more than the copy it speeds up).
 """
 
 from __future__ import annotations
