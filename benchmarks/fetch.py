@@ -48,7 +48,7 @@ def run(cells: tuple[np.ndarray, np.ndarray], tile_px: int, fault_rate: float) -
         "requests": served,
         "per_cell": served / lon.size,
         "cells_s": lon.size / seconds,
-        "mb_per_cell": source.bytes_received / lon.size / 2**20,
+        "mb_per_cell": source.traffic["bytes"] / lon.size / 2**20,
     }
 
 

@@ -39,8 +39,11 @@ import numpy as np
 import torch
 from common import vit_b16_satellite_tower
 
+from prom3e_geo.engine.cells import infer_cells
+from prom3e_geo.engine.pipeline import load_pipeline
+from prom3e_geo.engine.runner import compute_chunk
+from prom3e_geo.engine.spec import PipelineSpec
 from prom3e_geo.grid import build_grid
-from prom3e_geo.inference import PipelineSpec, compute_chunk, infer_cells, load_pipeline
 from prom3e_geo.runtime import resolve_device, resolve_precision
 
 
@@ -52,7 +55,7 @@ def measured_chunk(side: int):
 
 def cache_of_chunk(source, grid, chunk) -> Path:
     """A patch cache holding the patches of one chunk, filled from `source` (not timed)."""
-    from prom3e_geo.imagery.cache import fetch_grid
+    from prom3e_geo.engine.fetch import fetch_grid
 
     path = Path(tempfile.mkdtemp()) / "patches.zarr"
     mask = np.zeros_like(grid.mask)
@@ -194,8 +197,8 @@ def cache_read() -> None:
 
     import zarr
 
-    from prom3e_geo.imagery.cached import CacheSource
-    from prom3e_geo.imagery.demo import DemoSource
+    from prom3e_geo.plugins.demo.source import DemoSource
+    from prom3e_geo.stores.patch_reader import CacheSource
 
     grid, chunk = measured_chunk(16)
     path = cache_of_chunk(DemoSource(size=256), grid, chunk)
@@ -228,10 +231,11 @@ def full_size(
     GeoCLIP and the 27.3 M ProM3E (random weights), context sat + loc, at each batch size."""
     from prom3e_geo.encoders.clip import SatelliteEncoder
     from prom3e_geo.encoders.location import LocationEncoder, LocationNet
-    from prom3e_geo.imagery.cached import CacheSource
-    from prom3e_geo.imagery.demo import DemoSource
-    from prom3e_geo.inference import CellContext, Pipeline
+    from prom3e_geo.engine.cells import CellContext
+    from prom3e_geo.engine.pipeline import Pipeline
     from prom3e_geo.model import ProM3E
+    from prom3e_geo.plugins.demo.source import DemoSource
+    from prom3e_geo.stores.patch_reader import CacheSource
 
     device = resolve_device(device)
     precision = resolve_precision(precision, device)

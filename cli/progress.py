@@ -38,6 +38,11 @@ class CellProgress:
         self.bar = tqdm(desc="grid chunks", unit="chunk", disable=None, leave=False)
         self.stats = stats
 
+    def watching(self, source) -> CellProgress:
+        """This bar, showing the source's live statistics (requests, bytes) when it has them."""
+        self.stats = getattr(source, "stats", None)
+        return self
+
     def __call__(self, done: int, total: int) -> None:
         self.bar.total = total
         if self.stats:

@@ -2,7 +2,8 @@
 
 `InputError` marks a problem with what the user gave us (a missing file, a wrong column, an
 empty AOI, an output that already exists). The CLI turns it into a one-line message and exit
-code 2; anything else is an internal error (exit code 1).
+code 2; anything else is an internal error (exit code 1). The subclasses name the kind of bad
+input, so that callers and tests can tell them apart without matching message text.
 """
 
 
@@ -12,3 +13,27 @@ class Prom3eGeoError(Exception):
 
 class InputError(Prom3eGeoError, ValueError):
     """Bad user input: the message is a complete, one-line explanation."""
+
+
+class AoiError(InputError):
+    """An area of interest, CRS or grid definition that cannot be used."""
+
+
+class SourceError(InputError):
+    """An imagery source spec or option that cannot be used."""
+
+
+class CredentialsError(SourceError):
+    """Missing or rejected credentials for a remote service."""
+
+
+class StoreMismatchError(InputError):
+    """A store (embedding store, patch cache) made by another run, model or grid."""
+
+
+class WeightsError(InputError):
+    """Model or encoder weights that are missing, unsafe or of the wrong layout."""
+
+
+class UnknownNameError(InputError):
+    """A kind chosen by name (source, encoder, preset, masking strategy...) that is not registered."""

@@ -34,10 +34,10 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.features import geometry_mask
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import AoiError
 
 PAPER_SHAPE = (250, 500)
-DEFAULT_CHUNK = (128, 128)
+DEFAULT_CHUNK = (64, 64)  # grid chunk edge in cells: the unit of resume and of Dask tasks
 MAX_CELLS = 500_000_000
 WGS84 = CRS.from_epsg(4326)
 
@@ -224,18 +224,18 @@ def _parse_bbox(spec: str) -> shapely.Geometry:
     try:
         minx, miny, maxx, maxy = (float(v) for v in spec.split(","))
     except ValueError:
-        raise InputError(f"AOI bbox {spec!r} is not four numbers minx,miny,maxx,maxy") from None
+        raise AoiError(f"AOI bbox {spec!r} is not four numbers minx,miny,maxx,maxy") from None
     if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
-        raise InputError(f"AOI bbox {spec!r} has a non-finite value")
+        raise AoiError(f"AOI bbox {spec!r} has a non-finite value")
     if not (
         -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
     ):
-        raise InputError(
+        raise AoiError(
             f"AOI bbox {spec!r} is out of range: longitudes must lie in [-180, 180] and "
             "latitudes in [-90, 90] (order: minx,miny,maxx,maxy)"
         )
     if minx >= maxx or miny >= maxy:
-        raise InputError(f"AOI bbox {spec!r} is empty: need minx < maxx and miny < maxy")
+        raise AoiError(f"AOI bbox {spec!r} is empty: need minx < maxx and miny < maxy")
     return shapely.box(minx, miny, maxx, maxy)
 
 
@@ -243,28 +243,28 @@ def _read_aoi_file(path: Path) -> Aoi:
     import geopandas as gpd  # heavy import, only needed for AOI files
 
     if not path.exists():
-        raise InputError(f"AOI file {path} does not exist (and is not a minx,miny,maxx,maxy bbox)")
+        raise AoiError(f"AOI file {path} does not exist (and is not a minx,miny,maxx,maxy bbox)")
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # GDAL/pyogrio raise many types for unreadable files
-        raise InputError(
+        raise AoiError(
             f"AOI file {path} cannot be read as vector data: {_first_line(exc)}"
         ) from None
     geoms = frame.geometry[frame.geometry.notna() & ~frame.geometry.is_empty]
     polygons = [g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon")]
     if not polygons:
-        raise InputError(f"AOI file {path} holds no polygon geometry")
+        raise AoiError(f"AOI file {path} holds no polygon geometry")
     geometry = shapely.union_all(shapely.make_valid(np.asarray(polygons, dtype=object)))
     if frame.crs is None:
         minx, miny, maxx, maxy = geometry.bounds
         if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
-            raise InputError(f"AOI file {path} has no CRS and its coordinates are not lon/lat")
+            raise AoiError(f"AOI file {path} has no CRS and its coordinates are not lon/lat")
         src = WGS84
     else:
         src = CRS.from_user_input(frame.crs.to_wkt())
     geometry = reproject_geometry(geometry, src, WGS84)
     if geometry.is_empty:
-        raise InputError(f"AOI file {path} has an empty geometry")
+        raise AoiError(f"AOI file {path} has an empty geometry")
     return Aoi(path.stem, geometry)
 
 
@@ -301,7 +301,7 @@ def parse_crs(spec: str) -> CRS:
     try:
         return CRS.from_user_input(spec)
     except (CRSError, ValueError):
-        raise InputError(f"unknown CRS {spec!r} (use e.g. EPSG:4326 or EPSG:5070)") from None
+        raise AoiError(f"unknown CRS {spec!r} (use e.g. EPSG:4326 or EPSG:5070)") from None
 
 
 def parse_shape(spec: str) -> tuple[int, int]:
@@ -310,9 +310,9 @@ def parse_shape(spec: str) -> tuple[int, int]:
     try:
         rows, cols = (int(p) for p in parts)
     except ValueError:
-        raise InputError(f"grid shape {spec!r} is not ROWSxCOLS, e.g. 250x500") from None
+        raise AoiError(f"grid shape {spec!r} is not ROWSxCOLS, e.g. 250x500") from None
     if rows <= 0 or cols <= 0:
-        raise InputError(f"grid shape {spec!r} must be positive")
+        raise AoiError(f"grid shape {spec!r} must be positive")
     return rows, cols
 
 
@@ -322,9 +322,9 @@ def parse_resolution(spec: str | float) -> tuple[float, float]:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise InputError(f"resolution {spec!r} is not a number (or RX,RY)") from None
+        raise AoiError(f"resolution {spec!r} is not a number (or RX,RY)") from None
     if len(values) not in (1, 2) or not all(math.isfinite(v) and v > 0 for v in values):
-        raise InputError(f"resolution {spec!r} must be one or two positive numbers")
+        raise AoiError(f"resolution {spec!r} must be one or two positive numbers")
     return (values[0], values[-1])
 
 
@@ -337,12 +337,12 @@ def build_grid(
 ) -> Grid:
     """Build a grid over an AOI; with neither shape nor resolution, the paper's 250 x 500 shape."""
     if shape is not None and resolution is not None:
-        raise InputError("give either a grid shape or a resolution, not both")
+        raise AoiError("give either a grid shape or a resolution, not both")
     aoi = load_aoi(aoi) if isinstance(aoi, str) else aoi
     crs = parse_crs(crs) if isinstance(crs, str) else crs
     geometry = reproject_geometry(aoi.geometry, WGS84, crs)
     if geometry.is_empty or not math.isfinite(geometry.area):
-        raise InputError(f"AOI {aoi.name} cannot be represented in {crs.to_string()}")
+        raise AoiError(f"AOI {aoi.name} cannot be represented in {crs.to_string()}")
     minx, miny, maxx, maxy = geometry.bounds
 
     if resolution is not None:
@@ -354,7 +354,7 @@ def build_grid(
         rows, cols = parse_shape(shape) if isinstance(shape, str) else (shape or PAPER_SHAPE)
         rx, ry = (maxx - minx) / cols, (maxy - miny) / rows
     if rows * cols > MAX_CELLS:
-        raise InputError(
+        raise AoiError(
             f"a grid of {rows}x{cols} = {rows * cols:,} cells is too large "
             f"(limit {MAX_CELLS:,}); use a coarser resolution or a smaller AOI"
         )
@@ -362,8 +362,24 @@ def build_grid(
     mask = geometry_mask([geometry], out_shape=(rows, cols), transform=transform, invert=True)
     grid = Grid(crs, transform, (rows, cols), mask, aoi.name, chunk_shape)
     if grid.n_inside == 0:
-        raise InputError(
+        raise AoiError(
             f"AOI {aoi.name} contains no cell centre of a {rows}x{cols} grid; "
             "use a finer --shape or --resolution"
         )
     return grid
+
+
+def grid_coords(grid: Grid) -> dict:
+    """Cell-centre `y`/`x` coordinates with CF attributes for the grid's CRS (xarray)."""
+    import xarray as xr
+
+    if grid.crs.is_geographic:
+        xattrs = {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
+        yattrs = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
+    else:
+        xattrs = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
+        yattrs = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
+    return {
+        "y": xr.DataArray(grid.y, dims="y", attrs=yattrs),
+        "x": xr.DataArray(grid.x, dims="x", attrs=xattrs),
+    }

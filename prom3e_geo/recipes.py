@@ -138,8 +138,10 @@ class EvaluationRecipe:
     Modality sets are written `a+b`; splits are seeded permutations of the samples.
     """
 
-    model: str = "demo"  # demo, or ProM3E weights (.ckpt, .safetensors, HF folder)
-    data: str = "demo"  # demo (new demo-world observations), or paired embeddings (.parquet, ...)
+    model: str = "demo"  # a model preset (demo), or ProM3E weights (.ckpt, .safetensors, HF folder)
+    data: str = (
+        "demo"  # a registered evaluation dataset (demo), or paired embeddings (.parquet, ...)
+    )
     n: int = 2000  # demo observations
     labels: str | None = None  # class labels of file data: .npy, or a one-column .csv/.txt
     targets: dict[str, str] = field(default_factory=dict)  # continuous targets: name -> file
@@ -170,9 +172,9 @@ def load_evaluation_recipe(path: str | Path | None) -> EvaluationRecipe:
     if not isinstance(data, dict):
         raise InputError(f"recipe {path} must be a YAML mapping")
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    for key in ("data", "labels", "model"):
+    for key in ("data", "labels", "model"):  # paths are relative to the recipe; names stay
         value = data.get(key)
-        if value and value != "demo" and not Path(value).is_absolute():
+        if value and (path.parent / value).exists():
             data[key] = str(path.parent / value)
     targets = data.get("targets") or {}
     if not isinstance(targets, dict):

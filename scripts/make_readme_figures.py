@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from prom3e_geo.demo.build import load_demo
-from prom3e_geo.demo.world import RANGE_THRESHOLD
 from prom3e_geo.grid import build_grid
 from prom3e_geo.io.png import Panel, write_quicklook
+from prom3e_geo.plugins.demo.build import load_demo
+from prom3e_geo.plugins.demo.world import RANGE_THRESHOLD
 
 
 def main() -> None:

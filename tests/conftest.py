@@ -1,4 +1,4 @@
-"""Shared fixtures: small grids, observation files, and an in-process CLI runner."""
+"""Shared fixtures: small grids and an in-process CLI runner (helpers live in tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -37,15 +37,3 @@ def run_cli(monkeypatch, capsys):
 def small_grid():
     """A 10 x 20 lon/lat grid over a 2 x 1 degree bbox in Kansas: 0.1 degree cells."""
     return build_grid(aoi="-100,38,-98,39", shape="10x20")
-
-
-def write_inat_csv(path: Path, rows: list[tuple]) -> Path:
-    """rows: (latitude, longitude, scientific_name[, quality_grade[, observed_on]])."""
-    lines = ["id,observed_on,latitude,longitude,scientific_name,quality_grade"]
-    for i, row in enumerate(rows):
-        lat, lon, name, *rest = row
-        grade = rest[0] if rest else "research"
-        date = rest[1] if len(rest) > 1 else "2023-06-01"
-        lines.append(f"{i},{date},{lat},{lon},{name},{grade}")
-    path.write_text("\n".join(lines) + "\n")
-    return path

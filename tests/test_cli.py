@@ -13,7 +13,7 @@ import pytest
 import rasterio
 import xarray as xr
 
-from tests.conftest import write_inat_csv
+from tests.helpers import write_inat_csv
 
 BBOX = "-100,38,-98,39"  # 10 x 20 cells of 0.1 degree with --shape 10x20
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prom3e_geo.demo import science
-from prom3e_geo.demo.build import QUERY_SPECIES, load_demo
 from prom3e_geo.grid import build_grid
+from prom3e_geo.plugins.demo import science
+from prom3e_geo.plugins.demo.build import QUERY_SPECIES, load_demo
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prom3e_geo.demo.render import satellite_patches, species_photos
-from prom3e_geo.demo.world import LANDCOVER, RANGE_THRESHOLD, DemoWorld, sample_observations
+from prom3e_geo.plugins.demo.render import satellite_patches, species_photos
+from prom3e_geo.plugins.demo.world import LANDCOVER, RANGE_THRESHOLD, DemoWorld, sample_observations
 
 PLACES = {  # lon, lat
     "Miami": (-80.2, 25.8),
@@ -120,7 +120,7 @@ def test_rendering_shapes_determinism_and_clouds(world):
 
 
 def test_the_demo_recipe_reaches_the_stage2_trainer():
-    from prom3e_geo.demo.build import DemoRecipe, stage2_recipe
+    from prom3e_geo.plugins.demo.build import DemoRecipe, stage2_recipe
 
     r = stage2_recipe(DemoRecipe(stage2_masking="miam", stage2_lambda_kl=0.5, stage2_epochs=7))
     assert r.masking == {"strategy": "miam"} and r.loss.lambda_kl == 0.5
@@ -129,7 +129,7 @@ def test_the_demo_recipe_reaches_the_stage2_trainer():
 
 @pytest.mark.slow
 def test_test_size_build_runs_the_whole_pipeline(tmp_path):
-    from prom3e_geo.demo.build import DemoRecipe, build_demo, load_demo
+    from prom3e_geo.plugins.demo.build import DemoRecipe, build_demo, load_demo
 
     recipe = DemoRecipe(
         train_observations=1500,

@@ -143,9 +143,9 @@ def test_fetch_fills_a_cache_and_refuses_other_settings(tmp_path, run_cli):
     assert "0 already done" in r.out and "800 cells ok" in r.out  # 20 x 40 cells, all inside
     arrays = _cache_arrays(cache)
     assert arrays["patches"].shape == (20, 40, 16, 16, 3) and (arrays["status"] == 1).all()
-    from prom3e_geo.demo.render import satellite_patches
-    from prom3e_geo.demo.world import DemoWorld
     from prom3e_geo.grid import build_grid
+    from prom3e_geo.plugins.demo.render import satellite_patches
+    from prom3e_geo.plugins.demo.world import DemoWorld
 
     grid = build_grid(aoi="-100,33,-90,38", resolution=0.25)
     expected = satellite_patches(DemoWorld(0), grid.x[[5]], grid.y[[3]], 16)[0]
@@ -292,7 +292,7 @@ def test_cache_reads_equal_zarr_reads_in_any_order_and_thread_count(tmp_path, ru
     is invalid, with the reason, and the others are unaffected."""
     import json
 
-    from prom3e_geo.imagery.cached import CacheSource
+    from prom3e_geo.stores.patch_reader import CacheSource
 
     grid = ["--aoi", "-100,33,-96,36", "--resolution", "0.25"]
     cache = tmp_path / "patches.zarr"

@@ -16,7 +16,8 @@ import xarray as xr
 import zarr
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.store import open_store, read_manifest
+from prom3e_geo.stores.embeddings import open_store
+from prom3e_geo.stores.grid_store import read_manifest
 
 EXE = Path(sys.executable).with_name("prom3e-geo")
 ROOT = Path(__file__).resolve().parents[1]

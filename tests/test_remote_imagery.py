@@ -80,8 +80,8 @@ def test_tile_batching_cuts_the_same_patches_as_per_cell_requests(sh_env):
         single = open_source(sh_spec(fake, tile_px=1))
         b = single.fetch(LON, LAT)
     np.testing.assert_array_equal(a.patches, b.patches)
-    assert single.requests_sent == LON.size
-    assert batched.requests_sent == 3  # one per cluster
+    assert single.traffic["requests"] == LON.size
+    assert batched.traffic["requests"] == 3  # one per cluster
 
 
 def test_faults_are_survived_and_the_rest_reported(sh_env):
@@ -106,7 +106,7 @@ def test_exhausted_retries_are_recorded_not_fatal(sh_env):
         source = open_source(sh_spec(fake, tile_px=1, attempts=2, rounds=1))
         batch = source.fetch(LON[:2], LAT[:2])
     assert not batch.valid.any() and {m["error"] for m in batch.meta} == {"HTTP 500"}
-    assert source.requests_sent == 4  # 2 tiles x (first round + 1 retry round)
+    assert source.traffic["requests"] == 4  # 2 tiles x (first round + 1 retry round)
 
 
 def test_credentials_come_from_a_profile_and_never_leak(sh_env, tmp_path, run_cli, caplog):
@@ -275,7 +275,7 @@ def test_stac_takes_the_least_cloudy_scene_with_data_and_removes_the_offset(stac
         np.testing.assert_allclose(batch.patches[i], expected_patch(32614, left, top), atol=1e-6)
     assert "no scene below 20% cloud" in batch.meta[3]["error"]
     # request tiles (24.68 km lattice): {0}, {1, 2, 3}, {4}; A is opened in the first two, B once
-    assert source.searches == 3 and source.assets_opened == 3 * 3
+    assert source.traffic["searches"] == 3 and source.traffic["asset opens"] == 3 * 3
 
 
 def test_stac_search_faults_are_retried(stac):

@@ -388,3 +388,24 @@ class TextEncoder(Encoder):
 def _features(output) -> torch.Tensor:
     """transformers 5 returns a model output from get_*_features; 4.x returned the tensor."""
     return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def load_image_encoder(path: str | Path, device: str = "cpu") -> ImageEncoder:
+    """The image tower of a CLIP folder or open_clip weights (see `load_clip_model`)."""
+    return ImageEncoder(load_clip_model(path), device)
+
+
+def load_text_encoder(path: str | Path, device: str = "cpu") -> TextEncoder:
+    """The text tower of a CLIP folder or open_clip weights, with the CLIP BPE tokenizer files
+    (vocab.json + merges.txt) found beside the weights."""
+    from transformers import CLIPTokenizer
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, TypeError):
+        raise InputError(
+            f"no CLIP tokenizer (vocab.json + merges.txt) in {folder}; put them beside the weights"
+        ) from None
+    return TextEncoder(load_clip_model(path), tokenizer, device)

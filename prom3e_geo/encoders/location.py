@@ -135,3 +135,10 @@ class LocationEncoder(Encoder):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.module(batch)
+
+
+def geoclip_encoder(modality: str, device: str = "cpu") -> LocationEncoder:
+    """The registered encoder `geoclip`: GeoCLIP's location weights from the installed wheel."""
+    if modality != "loc":
+        raise InputError(f"geoclip is a location encoder, not a {modality} encoder")
+    return LocationEncoder.load(None, device)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import WeightsError
 from prom3e_geo.model.checkpoint import read_tensor_file
 
 
@@ -16,7 +16,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a weights file (safetensors, or torch with weights_only=True)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"weights file {path} does not exist")
+        raise WeightsError(f"weights file {path} does not exist")
     return read_tensor_file(path)
 
 
@@ -32,7 +32,7 @@ def select_prefix(
             return {k: state[prefix + k] for k in expected}
     have = sorted(state)
     missing = [k for k in expected if not any(h.endswith(k) for h in have)]
-    raise InputError(
+    raise WeightsError(
         f"weights {path} do not match the architecture: missing {', '.join(missing[:4]) or 'none'}"
         f"{' ...' if len(missing) > 4 else ''}; found {', '.join(have[:4])}{' ...' if len(have) > 4 else ''}"
     )

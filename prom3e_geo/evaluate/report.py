@@ -1,10 +1,9 @@
 """The evaluation report: a recipe of measurements on one set of paired embeddings.
 
-Data are either new demo-world observations (`demo_evaluation_set`: a random stream of their
-own, never seen in training, with photo, patch, location, environment and species-name
-embeddings, the species as labels, the true temperature and elevation as continuous targets and
-the photos for image grids) or paired embeddings in a training format with optional label and
-target files. `evaluate` runs what the recipe (`prom3e_geo.recipes.EvaluationRecipe`) asks:
+Data are an `EvaluationSet`: a registered evaluation dataset (the `EVALUATION_DATA` registry,
+entry point group `prom3e_geo.evaluation_data`; the demo plug-in adds `demo`, new demo-world
+observations) or paired embeddings in a training format with optional label and target files
+(read by `prom3e_geo.workflows.evaluate`). `evaluate` runs what the recipe (`prom3e_geo.recipes.EvaluationRecipe`) asks:
 retrieval (baseline / reconstruction / hybrid, delta chosen on the validation split), zero-shot
 classification, linear probes, modality gaps and ||sigma||_1 per visible set; `write_report`
 renders Markdown or HTML with its figures in a `<name>_files` folder beside it.
@@ -33,8 +32,7 @@ from prom3e_geo.evaluate.latent import extreme_sigma, gap_change, sigma_values
 from prom3e_geo.evaluate.retrieval import RetrievalResult, cross_modal_retrieval, reconstruct
 from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.recipes import EvaluationRecipe
-
-EVAL_SEED = 515151  # the evaluation observations' own random stream
+from prom3e_geo.registry import Registry
 
 
 @dataclass
@@ -45,6 +43,10 @@ class EvaluationSet:
     labels: np.ndarray | None = None  # [N] class ids
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # continuous targets
     images: np.ndarray | None = None  # [N, h, w, 3] uint8 ground images, for image grids
+
+
+# name -> function(n) building an evaluation set of n samples
+EVALUATION_DATA: Registry = Registry("prom3e_geo.evaluation_data", "evaluation dataset")
 
 
 @dataclass
@@ -72,90 +74,6 @@ def modality_set(text: str, present: list[int] | None = None) -> list[int]:
         missing = [MODALITIES[m] for m in out if m not in present]
         raise InputError(f"{text!r} needs {', '.join(missing)}, which the data lacks")
     return out
-
-
-def demo_evaluation_set(demo, n: int = 2000, seed: int = EVAL_SEED) -> EvaluationSet:
-    from prom3e_geo.demo.render import species_photos
-    from prom3e_geo.demo.world import sample_observations
-
-    rng = np.random.default_rng(seed)
-    lon, lat, species = sample_observations(demo.world, n, rng)
-    x, _ = demo.context().embed(lon, lat, ("sat", "loc", "env"))
-    photos = species_photos(demo.world, species, rng, 64)
-    x[:, 0] = demo.encoders["image"].embed(list(photos))
-    names = [demo.world.species[s].common for s in species]
-    x[:, 4] = torch.nn.functional.normalize(demo.encoders["text"].embed(names), dim=-1)
-    fields = demo.world.fields(lon, lat)
-    return EvaluationSet(
-        x.float(),
-        [0, 1, 2, 3, 4],
-        f"demo world, {n:,} new observations",
-        species,
-        {"temperature": fields["temperature"], "elevation": fields["elevation"]},
-        photos,
-    )
-
-
-def file_evaluation_set(recipe: EvaluationRecipe) -> EvaluationSet:
-    from prom3e_geo.train.data import load_embeddings
-
-    data = load_embeddings(recipe.data)
-    n = len(data)
-    labels = None if recipe.labels is None else _read_column(recipe.labels, n)
-    if labels is not None:
-        labels = np.unique(labels, return_inverse=True)[1]
-    targets = {k: _read_column(v, n).astype(float) for k, v in recipe.targets.items()}
-    return EvaluationSet(
-        torch.from_numpy(data.values), data.present, f"{data.name}, {n:,} samples", labels, targets
-    )
-
-
-def _read_column(path: str, n: int) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p} does not exist")
-    try:
-        if p.suffix == ".npy":
-            values = np.load(p, allow_pickle=False)
-        else:
-            values = np.loadtxt(p, dtype=str, delimiter=",", ndmin=1)
-    except ValueError as exc:
-        raise InputError(f"{p} cannot be read as one column: {exc}") from None
-    values = np.ravel(values)
-    if values.size != n:
-        raise InputError(f"{p} has {values.size} values for {n} samples")
-    if values.dtype.kind in "US":
-        try:
-            return values.astype(float)
-        except ValueError:
-            return values
-    return values
-
-
-def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet]:
-    """The model and the data a recipe names."""
-    demo = None
-    if recipe.model == "demo" or recipe.data == "demo":
-        from prom3e_geo.demo.build import load_demo
-
-        demo = load_demo()
-    if recipe.model == "demo":
-        model = demo.prom3e
-    else:
-        from prom3e_geo.model.checkpoint import load_prom3e
-
-        model = load_prom3e(recipe.model, "cpu").model.float()
-    data = (
-        demo_evaluation_set(demo, recipe.n)
-        if recipe.data == "demo"
-        else file_evaluation_set(recipe)
-    )
-    if data.values.shape[-1] != model.config.input_dim:
-        raise InputError(
-            f"the data's embeddings are {data.values.shape[-1]}-d; the model expects "
-            f"{model.config.input_dim}"
-        )
-    return model.eval(), data
 
 
 def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation:
@@ -279,14 +197,12 @@ def report_markdown(result: Evaluation, data: EvaluationSet, figures: dict[str, 
 
 def write_figures(result: Evaluation, data: EvaluationSet, folder: Path) -> dict[str, str]:
     """PNG figures (sigma distributions, most/least uncertain images); title -> relative path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     folder.mkdir(exist_ok=True)
     figures = {}
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
     for name, values in result.sigma.items():
         ax.hist(values, bins=40, histtype="step", label=name, density=True)
     ax.set_xlabel("||sigma||_1")
@@ -294,11 +210,11 @@ def write_figures(result: Evaluation, data: EvaluationSet, folder: Path) -> dict
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(folder / "sigma.png", dpi=110)
-    plt.close(fig)
     figures["||sigma||_1 by visible modalities"] = f"{folder.name}/sigma.png"
     if result.extremes is not None and data.images is not None:
         least, most = result.extremes
-        fig, axes = plt.subplots(2, len(least), figsize=(1.2 * len(least), 2.8), squeeze=False)
+        fig = Figure(figsize=(1.2 * len(least), 2.8))
+        axes = fig.subplots(2, len(least), squeeze=False)
         for row, (label, index) in enumerate(
             (("least uncertain", least), ("most uncertain", most))
         ):
@@ -309,7 +225,6 @@ def write_figures(result: Evaluation, data: EvaluationSet, folder: Path) -> dict
             axes[row][0].set_ylabel(label, fontsize=7)
         fig.tight_layout()
         fig.savefig(folder / "extremes.png", dpi=110)
-        plt.close(fig)
         figures["Least (top) and most (bottom) uncertain images, image visible"] = (
             f"{folder.name}/extremes.png"
         )

@@ -3,21 +3,30 @@
 A source turns cell centres (lon/lat degrees) into a `PatchBatch`: surface-reflectance patches
 [N, H, W, B] (float32, digital numbers / 10000; a patch cache hands out the float16 it stores),
 a per-patch validity flag and per-patch metadata (scene id, date, cloud fraction, or the reason a
-cell failed). Bands are `RGB_BANDS` (B04, B03, B02: what the encoders see) or, with the source
+cell failed). The grid engine calls `fetch` from several prefetch threads at once, so a source
+must be thread-safe: shared counters go through `TrafficCounter`, clients must allow concurrent
+calls. `close` releases what the source holds (thread pools, sessions). Bands are `RGB_BANDS` (B04, B03, B02: what the encoders see) or, with the source
 option `bands=all`, `ALL_BANDS`: the twelve L2A spectral bands at 10 m, RGB first so that
-`patches[..., :3]` is always RGB. Sources are chosen by spec: `demo` (the demo world), `local:PATH`
-(local rasters), `sentinelhub` (the Sentinel Hub Process API), `stac` (a STAC API with COG assets,
-Earth Search by default) and `cache:PATH` (a patch cache filled by `prom3e-geo fetch`).
+`patches[..., :3]` is always RGB.
+
+Sources are chosen by spec `NAME[:ARGUMENT][?key=value&...]` from the `SOURCES` registry (entry
+point group `prom3e_geo.sources`): built in are `local:PATH` (local rasters), `sentinelhub`
+(the Sentinel Hub Process API), `stac` (a STAC API with COG assets, Earth Search by default) and
+`cache:PATH` (a patch cache filled by `prom3e-geo fetch`); the demo plug-in adds `demo`. A source
+class is constructed as `Source(ARGUMENT, **options)` (no ARGUMENT when the spec has none).
 """
 
 from __future__ import annotations
 
+import inspect
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import InputError, SourceError
+from prom3e_geo.registry import Registry
 
 DEFAULT_TIME = "2023-06-01/2023-08-31"  # summer: leaves on, least snow
 RGB_BANDS = ("B04", "B03", "B02")
@@ -53,12 +62,38 @@ class PatchSource(Protocol):
 
     name: str
     bands: tuple[str, ...]
+    size: int  # patch edge in pixels
 
     def describe(self) -> dict:
         """A JSON-serialisable description for manifests (no credentials)."""
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
-        """Patches centred on the given points."""
+        """Patches centred on the given points (called from several threads at once)."""
+
+    def close(self) -> None:
+        """Release threads, sessions and files."""
+
+
+SOURCES: Registry[type] = Registry("prom3e_geo.sources", "imagery source")
+
+
+class TrafficCounter:
+    """Request and byte counts of a source, safe to update from the prefetch threads."""
+
+    def __init__(self, *names: str) -> None:
+        self._counts = dict.fromkeys(names, 0)
+        self._lock = threading.Lock()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def __getitem__(self, name: str) -> int:
+        return self._counts[name]
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -84,36 +119,24 @@ def _number_or_text(value: str) -> int | float | str:
 
 
 def open_source(spec: str, **options) -> PatchSource:
-    """A patch source from its spec: `demo`, `local:PATH`, `cache:PATH` (a patch cache made by
-    `fetch`), `sentinelhub[:PROFILE|cdse]`,
-    `stac[:URL]`, each optionally followed by `?key=value&...` source options (for example
-    `stac?time=2023-06-01/2023-08-31&max_cloud=0.2`)."""
+    """A patch source from its spec (see the module docstring), for example
+    `stac?time=2023-06-01/2023-08-31&max_cloud=0.2`; `options` are defaults that the spec's own
+    options override. Options the source does not take are an input error naming them."""
     name, argument, spec_options = parse_spec(spec)
+    cls = SOURCES.get(name)
     options = {**options, **spec_options}
+    args = (argument,) if argument else ()
     try:
-        if name == "demo":
-            from prom3e_geo.imagery.demo import DemoSource
-
-            return DemoSource(**options)
-        if name == "local":
-            from prom3e_geo.imagery.local import LocalSource
-
-            return LocalSource(argument, **options)
-        if name == "cache":
-            from prom3e_geo.imagery.cached import CacheSource
-
-            return CacheSource(argument, **options)
-        if name == "sentinelhub":
-            from prom3e_geo.imagery.sentinelhub import SentinelHubSource
-
-            return SentinelHubSource(argument or None, **options)
-        if name == "stac":
-            from prom3e_geo.imagery.stac import StacSource
-
-            return StacSource(argument or None, **options)
-    except TypeError as exc:
-        raise InputError(f"imagery source {spec!r}: {exc}") from None
-    raise InputError(
-        f"unknown imagery source {spec!r} "
-        "(available: demo, local:PATH, cache:PATH, sentinelhub, stac)"
-    )
+        inspect.signature(cls).bind(*args, **options)
+    except TypeError:
+        params = list(inspect.signature(cls).parameters.values())
+        positional = [
+            p.name for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD
+        ]
+        keywords = [p.name for p in params if p.default is not p.empty]
+        usage = f"{name}:{positional[0].upper()}" if positional else name
+        raise SourceError(
+            f"imagery source {spec!r}: the {name} source is written {usage!r} and takes the "
+            f"options {', '.join(keywords) or 'none'}"
+        ) from None
+    return cls(*args, **options)

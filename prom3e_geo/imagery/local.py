@@ -94,6 +94,9 @@ class LocalSource:
             "bands": list(self.bands),
         }
 
+    def close(self) -> None:
+        """Nothing to release: each fetch opens and closes the rasters it reads."""
+
     def _raster_for(self, lon: float, lat: float) -> Path | None:
         for path, (minx, miny, maxx, maxy) in self.rasters:
             if minx <= lon <= maxx and miny <= lat <= maxy:

@@ -36,7 +36,13 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.imagery.base import DEFAULT_TIME, PatchBatch, band_names, check_window
+from prom3e_geo.imagery.base import (
+    DEFAULT_TIME,
+    PatchBatch,
+    TrafficCounter,
+    band_names,
+    check_window,
+)
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles
 
 CDSE = {
@@ -156,8 +162,7 @@ class SentinelHubSource:
         self.max_nodata = float(max_nodata)
         self.tile_px, self.threads, self.rounds = int(tile_px), int(threads), int(rounds)
         self.retry_wait = float(retry_wait)
-        self.requests_sent = 0
-        self.bytes_received = 0
+        self.traffic = TrafficCounter("requests", "bytes")
 
     def describe(self) -> dict:
         return {
@@ -173,7 +178,10 @@ class SentinelHubSource:
         }
 
     def stats(self) -> dict:
-        return {"requests": self.requests_sent, "bytes": self.bytes_received}
+        return self.traffic.snapshot()
+
+    def close(self) -> None:
+        """Nothing to release: each download round opens and closes its own client."""
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         placement = PatchPlacement.snapped(lon, lat, self.size, self.resolution)
@@ -247,7 +255,7 @@ class SentinelHubSource:
             ).download_list[0]
             for tile in tiles
         ]
-        self.requests_sent += len(requests)
+        self.traffic.add("requests", len(requests))
         with warnings.catch_warnings():  # each 429 warns; they are retried and counted per tile
             warnings.simplefilter("ignore", SHRateLimitWarning)
             results = Client(config=self.config).download(
@@ -265,7 +273,7 @@ class SentinelHubSource:
         """The tile's [bands + 2, H, W] uint16 array, checked against what was asked for."""
         if isinstance(result, Exception):
             raise _failure(result)
-        self.bytes_received += len(result.content)
+        self.traffic.add("bytes", len(result.content))
         try:
             with MemoryFile(result.content) as memory, memory.open() as ds:
                 data = ds.read()

@@ -25,7 +25,13 @@ import rasterio
 from shapely.geometry import Point, shape
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.imagery.base import DEFAULT_TIME, PatchBatch, band_names, check_window
+from prom3e_geo.imagery.base import (
+    DEFAULT_TIME,
+    PatchBatch,
+    TrafficCounter,
+    band_names,
+    check_window,
+)
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles, warp_patch
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
@@ -121,8 +127,7 @@ class StacSource:
             raise InputError(
                 f"cannot open the STAC API at {self.url}: {type(exc).__name__}"
             ) from None
-        self.searches = 0
-        self.assets_opened = 0
+        self.traffic = TrafficCounter("searches", "asset opens")
 
     def describe(self) -> dict:
         return {
@@ -138,7 +143,10 @@ class StacSource:
         }
 
     def stats(self) -> dict:
-        return {"searches": self.searches, "asset opens": self.assets_opened}
+        return self.traffic.snapshot()
+
+    def close(self) -> None:
+        """Nothing to release: each search and asset read opens and closes its own session."""
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         lon, lat = np.ravel(lon).astype(float), np.ravel(lat).astype(float)
@@ -169,7 +177,7 @@ class StacSource:
 
     def _search(self, tile: RequestTile) -> list:
         """Items over the tile in the time window, least cloudy first."""
-        self.searches += 1
+        self.traffic.add("searches")
         search = self.client.search(
             collections=[self.collection],
             bbox=tile.lonlat_bounds(),
@@ -194,7 +202,7 @@ class StacSource:
                 datasets = [
                     stack.enter_context(rasterio.open(item.assets[a].href)) for a in self.assets
                 ]
-                self.assets_opened += len(datasets)
+                self.traffic.add("asset opens", len(datasets))
                 for i in cells:
                     out = warp_patch(
                         [(ds, 1) for ds in datasets],

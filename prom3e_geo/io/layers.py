@@ -9,8 +9,11 @@ import numpy as np
 
 from prom3e_geo.grid import Grid
 from prom3e_geo.io.geotiff import write_cog
+from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel, write_quicklook
+from prom3e_geo.io.provenance import manifest_tags, provenance
 from prom3e_geo.io.zarr import layer_dataset, write_zarr
+from prom3e_geo.layers.base import LayerSet
 
 
 def write_layer_outputs(
@@ -57,3 +60,32 @@ def write_layer_outputs(
             write_quicklook(png_path, png_panels, grid, suptitle=png_title, overwrite=overwrite)
         )
     return written
+
+
+def write_layer_set(
+    layers: LayerSet, output: OutputSpec, command: str, title: str, cmap: str = "viridis"
+) -> list[Path]:
+    """A layer set to its outputs with provenance tags (the command, the grid, the layer's
+    parameters, the store's manifest); the PNG shows the first three bands, or with
+    `cmap="rgb"` the first three as one composite."""
+    tags = provenance(command, layers.grid, params=layers.params)
+    if layers.manifest:
+        tags |= manifest_tags(layers.manifest)
+    first = list(layers.bands.items())[:3]
+    if cmap == "rgb":
+        panels = [Panel(np.dstack([v for _, v in first]), "")]
+    else:
+        panels = [Panel(v, name, "", cmap) for name, v in first]
+    return write_layer_outputs(
+        layers.bands,
+        layers.grid,
+        tags,
+        layers.docs,
+        output.out,
+        zarr_path=output.zarr,
+        zarr_format=output.zarr_format,
+        png_path=output.png,
+        png_panels=panels,
+        png_title=title,
+        overwrite=output.overwrite,
+    )

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from prom3e_geo.errors import InputError
+from prom3e_geo.stores.grid_store import is_zarr_store
 
 
 def check_output(path: str | Path, overwrite: bool = False) -> Path:
@@ -36,6 +38,27 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class OutputSpec:
+    """A layer command's outputs: a COG, and optionally its Zarr twin and a PNG quicklook."""
+
+    out: Path
+    zarr: Path | None = None
+    zarr_format: int = 2
+    png: Path | None = None
+    overwrite: bool = False
+
+    def paths(self) -> list[Path]:
+        return [p for p in (self.out, self.zarr, self.png) if p is not None]
+
+    def check(self, inputs: Sequence[Path | None] = ()) -> None:
+        """Refuse, before any work, outputs that exist (without overwrite), sit in a missing
+        folder, repeat each other or name an input."""
+        for path in self.paths():
+            check_output(path, self.overwrite)
+        check_distinct(self.paths(), list(inputs))
+
+
 def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> None:
     """Refuse an output path that repeats another output or names an input."""
     seen: set[Path] = set()
@@ -49,11 +72,6 @@ def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> Non
         if r in seen:
             raise InputError(f"output {p} is named twice")
         seen.add(r)
-
-
-def is_zarr_store(path: Path) -> bool:
-    """True for a folder holding Zarr v2 or v3 group metadata."""
-    return any((path / name).is_file() for name in (".zgroup", "zarr.json"))
 
 
 def _remove(path: Path) -> None:

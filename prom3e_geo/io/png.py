@@ -1,4 +1,8 @@
-"""PNG quicklooks: one or more map panels with the CONUS outline and a colour bar."""
+"""PNG quicklooks: map panels with the AOI outline and a colour bar, and the comparison plot.
+
+Figures are built with matplotlib's object API (`Figure`), so the library never chooses a
+backend or touches global pyplot state.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from prom3e_geo.grid import WGS84, Grid, conus_boundary, reproject_geometry
+from prom3e_geo.grid import Grid
 from prom3e_geo.io.outputs import atomic_output
+from prom3e_geo.layers.compare import Comparison, bin_means
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,7 @@ def write_quicklook(
 ) -> Path:
     """Render panels side by side to a PNG."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     minx, miny, maxx, maxy = grid.bounds
     aspect = 1.0
@@ -46,10 +49,9 @@ def write_quicklook(
         aspect = 1.0 / max(math.cos(math.radians((miny + maxy) / 2)), 0.1)
     panel_w = 6.0
     panel_h = panel_w * (maxy - miny) / (maxx - minx) * aspect + 0.9
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(panel_w * len(panels), panel_h), squeeze=False
-    )
-    outline = reproject_geometry(conus_boundary(), WGS84, grid.crs)
+    fig = Figure(figsize=(panel_w * len(panels), panel_h))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    outline = aoi_outline(grid)
     for ax, panel in zip(axes[0], panels, strict=True):
         where = dict(extent=(minx, maxx, miny, maxy), origin="upper", interpolation="nearest")
         if panel.values.ndim == 3:  # an RGB composite in 0-1, transparent where NaN
@@ -59,7 +61,7 @@ def write_quicklook(
             ax.imshow(rgba, aspect=aspect, **where)
         else:
             values = np.where(grid.mask, panel.values, np.nan)
-            cmap = plt.get_cmap(panel.cmap).with_extremes(bad=(0, 0, 0, 0))
+            cmap = matplotlib.colormaps[panel.cmap].with_extremes(bad=(0, 0, 0, 0))
             image = ax.imshow(
                 np.ma.masked_invalid(values),
                 cmap=cmap,
@@ -68,10 +70,8 @@ def write_quicklook(
                 aspect=aspect,
                 **where,
             )
-        for part in getattr(outline, "geoms", [outline]):
-            if part.geom_type == "Polygon":
-                xs, ys = part.exterior.xy
-                ax.plot(xs, ys, color="0.25", linewidth=0.4)
+        for line in outline:
+            ax.plot(line[:, 0], line[:, 1], color="0.25", linewidth=0.4)
         ax.set_xlim(minx, maxx)
         ax.set_ylim(miny, maxy)
         ax.set_title(panel.title, fontsize=10)
@@ -83,5 +83,39 @@ def write_quicklook(
     fig.tight_layout()
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
+    return Path(path)
+
+
+def aoi_outline(grid: Grid) -> list[np.ndarray]:
+    """The outline of the grid's AOI as polylines [n, 2] in grid CRS coordinates: the 0.5
+    contour of the AOI mask through the cell centres, so any AOI (CONUS, a vector file, a bbox,
+    a store's grid) is drawn as the cells show it. Where the AOI fills the grid, nothing."""
+    import contourpy
+
+    if grid.mask.all():
+        return []
+    padded = np.pad(grid.mask.astype(np.float64), 1)  # close outlines along the grid edge
+    dx, dy = grid.res
+    x = np.concatenate([[grid.x[0] - dx], grid.x, [grid.x[-1] + dx]])
+    y = np.concatenate([[grid.y[0] + dy], grid.y, [grid.y[-1] - dy]])
+    return list(contourpy.contour_generator(x, y, padded).lines(0.5))
+
+
+def write_comparison_plot(result: Comparison, path: str | Path, overwrite: bool = False) -> Path:
+    """The bin-mean plot of a comparison: mean of the first layer per quantile bin of the second."""
+    from matplotlib.figure import Figure
+
+    cx, my, se = bin_means(result.y, result.x)
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    ax.errorbar(cx, my, yerr=se, marker="o", capsize=3)
+    ax.set_xlabel(f"{result.y_name} (bin mean)")
+    ax.set_ylabel(f"mean {result.x_name}")
+    ax.set_title(
+        f"Spearman {result.spearman:.3f}, Pearson {result.pearson:.3f} (n = {result.n:,})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     return Path(path)

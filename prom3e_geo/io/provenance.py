@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from prom3e_geo import __version__
 from prom3e_geo.grid import Grid
+from prom3e_geo.hashing import file_sha256
 
-
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    """SHA-256 of a file, streamed (folders hash their sorted file list and contents)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            digest.update(str(f.relative_to(path)).encode())
-        with open(f, "rb") as fh:
-            while chunk := fh.read(block):
-                digest.update(chunk)
-    return digest.hexdigest()
+SYNTHETIC_TAG = (
+    "SYNTHETIC: made from the prom3e-geo demo world (synthetic imagery, photos and species ranges)"
+)
 
 
 def provenance(
@@ -42,4 +33,19 @@ def provenance(
         tags[f"{name}_sha256"] = file_sha256(path)
     for key, value in (params or {}).items():
         tags[key] = str(value)
+    return tags
+
+
+def manifest_tags(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Provenance tags from a store's manifest (model id and hash, source, context); outputs
+    of synthetic data say so."""
+    source = manifest.get("source") or {}
+    tags = {
+        "model": str(manifest.get("model")),
+        "model_sha256": str(manifest.get("model_sha256")),
+        "source": json.dumps(source),
+        "context": "+".join(manifest.get("context", [])),
+    }
+    if manifest.get("synthetic") or source.get("synthetic"):
+        tags["demo_world"] = SYNTHETIC_TAG
     return tags

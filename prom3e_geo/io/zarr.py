@@ -15,22 +15,8 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from prom3e_geo.grid import Grid
+from prom3e_geo.grid import Grid, grid_coords
 from prom3e_geo.io.outputs import atomic_output
-
-
-def grid_coords(grid: Grid) -> dict[str, xr.DataArray]:
-    """Cell-centre `y`/`x` coordinates with CF attributes for the grid's CRS."""
-    if grid.crs.is_geographic:
-        xattrs = {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
-        yattrs = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
-    else:
-        xattrs = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
-        yattrs = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
-    return {
-        "y": xr.DataArray(grid.y, dims="y", attrs=yattrs),
-        "x": xr.DataArray(grid.x, dims="x", attrs=xattrs),
-    }
 
 
 def layer_dataset(

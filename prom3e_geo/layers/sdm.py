@@ -12,11 +12,12 @@ names. Two scores per cell (both in [-1, 1]):
 
 `rescale` maps each band linearly to [0, 1] over the AOI (min -> 0, max -> 1) and records the
 original range; `threshold` adds a presence band (score >= T, after rescaling when asked).
-Cells are processed in blocks of rows, so memory stays bounded.
+Cells are processed in blocks of rows, so memory stays bounded. `sdm_layers` puts it together.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,11 @@ import torch.nn.functional as F
 import xarray as xr
 
 from prom3e_geo.errors import InputError
+from prom3e_geo.grid import Grid
+from prom3e_geo.hashing import file_sha256
+from prom3e_geo.layers.base import LayerSet
+from prom3e_geo.layers.stored import ROW_BLOCK
 from prom3e_geo.model.prom3e import MODALITIES, ProM3E, visibility
-
-ROW_BLOCK = 64
 
 
 @dataclass
@@ -133,3 +136,47 @@ def rescale(scores: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
         out[i] = (band - lo) / (hi - lo) if hi > lo else np.zeros_like(band)
         ranges.append((lo, hi))
     return out, ranges
+
+
+def sdm_layers(
+    store: xr.Dataset,
+    grid: Grid,
+    queries: list[Query],
+    model: ProM3E | None = None,
+    mode: str = "recon",
+    delta: float = 0.5,
+    target: str = "loc",
+    rescale_01: bool = False,
+    threshold: float | None = None,
+) -> LayerSet:
+    """Similarity bands (one per query) and, with a threshold, presence bands."""
+    if threshold is not None and not math.isfinite(threshold):
+        raise InputError(f"--threshold must be a finite number, got {threshold}")
+    scores = similarity(store, queries, mode, delta, target, model)
+    params: dict[str, object] = {"layer": "sdm", "mode": mode}
+    if mode == "hybrid":
+        params |= {"delta": delta, "hybrid_target": target}
+    if rescale_01:
+        scores, ranges = rescale(scores)
+        params["rescaled"] = "linear to [0, 1] over the AOI; original ranges " + "; ".join(
+            f"{q.name}: {lo:.4f}..{hi:.4f}" for q, (lo, hi) in zip(queries, ranges, strict=True)
+        )
+    bands, docs = {}, {}
+    for q, band in zip(queries, scores, strict=True):
+        bands[q.name] = band
+        docs[q.name] = (
+            f"similarity to {q.source} ({mode}{', rescaled to 0-1' if rescale_01 else ''})"
+        )
+    if threshold is not None:
+        params["threshold"] = threshold
+        for q, band in zip(queries, scores, strict=True):
+            name = "presence" if len(queries) == 1 else f"presence_{q.name}"
+            bands[name] = np.where(
+                np.isfinite(band), (band >= threshold).astype(np.float32), np.nan
+            )
+            docs[name] = f"1 where the similarity to {q.source} is >= {threshold}"
+    params["queries"] = ", ".join(q.source for q in queries)
+    for q in queries:
+        if Path(q.source).is_file():
+            params[f"query_{q.name}_sha256"] = file_sha256(q.source)
+    return LayerSet(bands, docs, params, grid)

@@ -26,8 +26,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from prom3e_geo.errors import InputError
-from prom3e_geo.io.provenance import file_sha256
+from prom3e_geo.errors import WeightsError
+from prom3e_geo.hashing import file_sha256
 from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
 
 FORMAT_TAG = "prom3e-geo/prom3e"
@@ -58,7 +58,7 @@ def load_prom3e(path: str | Path, map_location: str | torch.device = "cpu") -> L
     """Load a ProM3E from any supported layout (see the module docstring)."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"model {path} does not exist")
+        raise WeightsError(f"model {path} does not exist")
     if path.is_dir():
         return _load_hf_folder(path, map_location)
     if path.suffix == ".safetensors":
@@ -70,7 +70,7 @@ def load_prom3e(path: str | Path, map_location: str | torch.device = "cpu") -> L
         state, hparams, source = _unwrap(obj, path)
         config = ProM3EConfig.from_dict({**_infer_config(state, path).to_dict(), **hparams})
         return _build(config, state, source, path, map_location)
-    raise InputError(
+    raise WeightsError(
         f"model {path}: unknown checkpoint type "
         f"(expected a folder, .safetensors or {', '.join(TORCH_SUFFIXES)})"
     )
@@ -85,24 +85,24 @@ def read_tensor_file(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise InputError(f"weights {path} hold a {type(obj).__name__}, not a state dict")
+        raise WeightsError(f"weights {path} hold a {type(obj).__name__}, not a state dict")
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
 def _load_hf_folder(path: Path, map_location) -> LoadedModel:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise InputError(f"model folder {path} has no config.json")
+        raise WeightsError(f"model folder {path} has no config.json")
     try:
         config_data = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"{config_file} is not valid JSON: {exc}") from None
+        raise WeightsError(f"{config_file} is not valid JSON: {exc}") from None
     for name in HF_WEIGHT_FILES:
         weights = path / name
         if weights.is_file():
             break
     else:
-        raise InputError(f"model folder {path} has none of {', '.join(HF_WEIGHT_FILES)}")
+        raise WeightsError(f"model folder {path} has none of {', '.join(HF_WEIGHT_FILES)}")
     if weights.suffix == ".safetensors":
         state, _ = _read_safetensors(weights)
     else:
@@ -117,7 +117,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             metadata = fh.metadata() or {}
         return load_file(path), metadata
     except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"model {path} is not a valid safetensors file: {exc}") from None
+        raise WeightsError(f"model {path} is not a valid safetensors file: {exc}") from None
 
 
 def _torch_load(path: Path) -> object:
@@ -126,20 +126,20 @@ def _torch_load(path: Path) -> object:
     except pickle.UnpicklingError as exc:
         found = re.search(r"unsupported GLOBAL ([\w.]+)", str(exc))
         if found:
-            raise InputError(
+            raise WeightsError(
                 f"model {path} is a pickle that needs code execution to load ({found.group(1)}); "
                 "refusing it. Convert it to safetensors on a trusted machine."
             ) from None
-        raise InputError(f"model {path} cannot be read as a torch checkpoint") from None
+        raise WeightsError(f"model {path} cannot be read as a torch checkpoint") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"model {path} cannot be read as a torch checkpoint: {reason}") from None
+        raise WeightsError(f"model {path} cannot be read as a torch checkpoint: {reason}") from None
 
 
 def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict, str]:
     """(state_dict without the Lightning `model.` prefix, hyper-parameters, layout name)."""
     if not isinstance(obj, dict):
-        raise InputError(f"model {path} holds a {type(obj).__name__}, not a state dict")
+        raise WeightsError(f"model {path} holds a {type(obj).__name__}, not a state dict")
     hparams: dict = {}
     source = "state_dict"
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -149,7 +149,7 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict, str
     state = {}
     for key, value in obj.items():
         if not isinstance(value, torch.Tensor):
-            raise InputError(f"model {path}: entry {key!r} is not a tensor")
+            raise WeightsError(f"model {path}: entry {key!r} is not a tensor")
         state[key.removeprefix("model.")] = value
     return state, hparams, source
 
@@ -161,7 +161,7 @@ def _config_from(config_data: str | dict | None, state: dict, path: Path) -> Pro
     try:
         return ProM3EConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"model {path}: bad config: {exc}") from None
+        raise WeightsError(f"model {path}: bad config: {exc}") from None
 
 
 def _infer_config(state: dict[str, torch.Tensor], path: Path) -> ProM3EConfig:
@@ -172,7 +172,7 @@ def _infer_config(state: dict[str, torch.Tensor], path: Path) -> ProM3EConfig:
         registers = state["register_tokens"].shape[0]
         mlp_dim = state["encoder.0.mlp.net.1.weight"].shape[0]
     except KeyError as exc:
-        raise InputError(
+        raise WeightsError(
             f"model {path} is not a ProM3E checkpoint: no {exc.args[0]!r} "
             f"(found {', '.join(sorted(state)[:6])}{', ...' if len(state) > 6 else ''})"
         ) from None
@@ -194,12 +194,12 @@ def _build(config: ProM3EConfig, state: dict, source: str, path: Path, map_locat
     try:
         model = ProM3E(config)
     except (ValueError, AssertionError) as exc:
-        raise InputError(f"model {path}: invalid architecture {config}: {exc}") from None
+        raise WeightsError(f"model {path}: invalid architecture {config}: {exc}") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise InputError(
+        raise WeightsError(
             f"model {path} does not match the ProM3E architecture: "
             f"missing keys {_some(missing)}; unexpected keys {_some(unexpected)}"
         )
@@ -209,7 +209,7 @@ def _build(config: ProM3EConfig, state: dict, source: str, path: Path, map_locat
         if state[k].shape != v.shape
     ]
     if wrong:
-        raise InputError(f"model {path}: tensor shapes differ from the config: {_some(wrong)}")
+        raise WeightsError(f"model {path}: tensor shapes differ from the config: {_some(wrong)}")
     model.load_state_dict(state, strict=True)
     model.to(map_location).eval()
     return LoadedModel(model, source, path, file_sha256(path))

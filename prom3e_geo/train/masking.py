@@ -36,6 +36,7 @@ one present modality chosen uniformly at random is made visible.
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from prom3e_geo.errors import InputError
+from prom3e_geo.registry import Registry
 
 
 class MaskingStrategy(ABC):
@@ -290,35 +292,20 @@ def _geometric_mean(values: np.ndarray) -> float:
     return math.exp(float(np.mean(np.log(values))))
 
 
-STRATEGIES: dict[str, type[MaskingStrategy]] = {
-    cls.name: cls
-    for cls in (
-        ProM3EMasking,
-        ConstantMasking,
-        UniformMasking,
-        DirichletMasking,
-        DropoutMasking,
-        OpmMasking,
-        UniformHypercubeMasking,
-        BetaHypercubeMasking,
-        MiamMasking,
-    )
-}
+# built-in strategies are declared as entry points (group `prom3e_geo.masking`) by their `name`
+STRATEGIES: Registry[type[MaskingStrategy]] = Registry("prom3e_geo.masking", "masking strategy")
 
 
 def make_masking(
     name: str, num_modalities: int = 6, seed: int = 0, **params: Any
 ) -> MaskingStrategy:
     """Build a strategy by name; unknown names or parameters are input errors."""
+    cls = STRATEGIES.get(name)
     try:
-        cls = STRATEGIES[name]
-    except KeyError:
-        raise InputError(
-            f"unknown masking strategy {name!r} (choose from {', '.join(STRATEGIES)})"
-        ) from None
-    try:
-        return cls(num_modalities=num_modalities, seed=seed, **params)
+        inspect.signature(cls).bind(num_modalities=num_modalities, seed=seed, **params)
     except TypeError as exc:
         raise InputError(f"masking strategy {name!r}: {exc}") from None
+    try:
+        return cls(num_modalities=num_modalities, seed=seed, **params)
     except ValueError as exc:
         raise InputError(f"masking strategy {name!r}: {exc}") from None

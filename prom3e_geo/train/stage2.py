@@ -102,6 +102,10 @@ class Stage2Trainer:
         self.best_val = math.inf
 
     # -- public ---------------------------------------------------------------------------------
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
     def fit(self, epochs: int | None = None, resume: bool = False) -> list[dict]:
         """Train until `epochs` (default: the recipe's) are complete; returns per-epoch metrics."""
         state_path = self.out / STATE_FILE
@@ -295,13 +299,11 @@ def write_metrics(history: list[dict], path: Path) -> None:
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
     if "val_loss" in history[-1]:
         ax.plot(epochs, [h.get("val_loss", np.nan) for h in history], label="validation loss")
@@ -317,5 +319,4 @@ def plot_losses(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.partial")
     fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)

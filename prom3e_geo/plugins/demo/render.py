@@ -15,7 +15,7 @@ import hashlib
 
 import numpy as np
 
-from prom3e_geo.demo.world import LANDCOVER, DemoWorld, Species
+from prom3e_geo.plugins.demo.world import LANDCOVER, DemoWorld, Species
 
 # Mean surface reflectance (R, G, B) per land-cover class.
 REFLECTANCE = {

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from prom3e_geo.demo.render import satellite_patches
-from prom3e_geo.demo.world import DemoWorld
 from prom3e_geo.errors import InputError
 from prom3e_geo.imagery.base import RGB_BANDS, PatchBatch
+from prom3e_geo.plugins.demo.render import satellite_patches
+from prom3e_geo.plugins.demo.world import DemoWorld
 
 
 class DemoSource:
@@ -16,7 +16,7 @@ class DemoSource:
     name = "demo"
     bands = RGB_BANDS
 
-    def __init__(self, seed: int = 0, size: int = 32, bands: str = "rgb") -> None:
+    def __init__(self, *, seed: int = 0, size: int = 32, bands: str = "rgb") -> None:
         if bands != "rgb":
             raise InputError("the demo source renders RGB only (bands=rgb)")
         self.world = DemoWorld(seed)
@@ -24,6 +24,9 @@ class DemoSource:
 
     def describe(self) -> dict:
         return {"source": "demo", "seed": self.world.seed, "size_px": self.size, "synthetic": True}
+
+    def close(self) -> None:
+        """Nothing to release: patches are rendered in memory."""
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         patches = satellite_patches(self.world, lon, lat, self.size)

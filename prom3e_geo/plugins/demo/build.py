@@ -32,18 +32,18 @@ import torch.nn.functional as F
 import yaml
 
 from prom3e_geo import __version__
-from prom3e_geo.demo.models import (
+from prom3e_geo.encoders.clip import patches_to_pixels
+from prom3e_geo.encoders.location import LocationEncoder
+from prom3e_geo.errors import InputError
+from prom3e_geo.model.checkpoint import load_prom3e
+from prom3e_geo.plugins.demo.models import (
     DemoNetworks,
     demo_encoders,
     save_networks,
     uint8_photos_to_pixels,
 )
-from prom3e_geo.demo.render import satellite_patches, species_photos
-from prom3e_geo.demo.world import DemoWorld, sample_observations
-from prom3e_geo.encoders.clip import patches_to_pixels
-from prom3e_geo.encoders.location import LocationEncoder
-from prom3e_geo.errors import InputError
-from prom3e_geo.model.checkpoint import load_prom3e
+from prom3e_geo.plugins.demo.render import satellite_patches, species_photos
+from prom3e_geo.plugins.demo.world import DemoWorld, sample_observations
 from prom3e_geo.recipes import TrainRecipe, recipe_from_dict
 from prom3e_geo.train.data import PairedEmbeddings
 from prom3e_geo.train.stage1 import align_to_anchor, info_nce
@@ -91,11 +91,21 @@ class DemoRecipe:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"recipe {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(
+                f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}"
+            ) from None
+        if not isinstance(data, dict):
+            raise InputError(f"recipe {path} must be a YAML mapping")
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
             raise InputError(f"recipe {path}: unknown key(s) {unknown}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise InputError(f"recipe {path}: {exc}") from None
 
 
 def _log(progress: Callable[[str], None] | None, message: str) -> None:
@@ -364,7 +374,7 @@ def demo_dir() -> Path:
     return (
         Path(override)
         if override
-        else Path(str(resources.files("prom3e_geo.data").joinpath("demo")))
+        else Path(str(resources.files("prom3e_geo.plugins.demo").joinpath("data")))
     )
 
 
@@ -380,19 +390,19 @@ class DemoModels:
 
     def context(self):
         """A `CellContext` over the demo world: demo patches, real coordinates, world fields."""
-        from prom3e_geo.imagery.demo import DemoSource
-        from prom3e_geo.inference import CellContext
+        from prom3e_geo.engine.cells import CellContext
+        from prom3e_geo.plugins.demo.source import DemoSource
 
         world = self.world
         return CellContext(
             self.encoders,
-            DemoSource(world.seed),
+            DemoSource(seed=world.seed),
             lambda lon, lat: world.env_vector(world.fields(lon, lat)),
         )
 
 
 def load_demo(folder: str | Path | None = None, device: str = "cpu") -> DemoModels:
-    from prom3e_geo.demo.models import load_networks
+    from prom3e_geo.plugins.demo.models import load_networks
 
     folder = Path(folder) if folder else demo_dir()
     needed = [folder / n for n in ("encoders.safetensors", "prom3e.safetensors", "demo.json")]
@@ -415,7 +425,7 @@ def load_demo(folder: str | Path | None = None, device: str = "cpu") -> DemoMode
 
 def describe_demo(folder: str | Path | None = None) -> str:
     """A plain-text account of the demo world and its build record."""
-    from prom3e_geo.demo.world import ENV_FEATURES, LANDCOVER, RANGE_THRESHOLD, RANGES
+    from prom3e_geo.plugins.demo.world import ENV_FEATURES, LANDCOVER, RANGE_THRESHOLD, RANGES
 
     folder = Path(folder) if folder else demo_dir()
     path = folder / "demo.json"

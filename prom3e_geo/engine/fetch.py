@@ -1,14 +1,4 @@
-"""The patch cache: one fetched patch per grid cell, in a resumable Zarr store.
-
-`fetch_grid` asks a source for the patches of every cell inside the AOI, chunk by chunk, and
-writes them with a completion marker per grid chunk (`prom3e_geo.store.GridStore`). Re-running
-skips finished chunks; a cache whose manifest (source, patch size, grid) differs is refused.
-Each cell's patch is its own Zarr chunk, so reading one cell back reads one file.
-
-Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands), `status` (y, x)
-uint8: 0 not in the AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the
-reasons for invalid cells are counted in the returned summary.
-"""
+"""Fetching: one patch per grid cell from an imagery source into a resumable patch cache."""
 
 from __future__ import annotations
 
@@ -22,38 +12,8 @@ import numpy as np
 
 from prom3e_geo.grid import Grid
 from prom3e_geo.imagery.base import PatchSource
-from prom3e_geo.store import GridStore, scatter
-
-OK, INVALID = 1, 2
-
-
-class PatchCache(GridStore):
-    kind = "patch cache"
-
-    @staticmethod
-    def _declare(array, grid: Grid, size: int = 256, bands: tuple[str, ...] = ()) -> None:
-        h, w = grid.shape
-        ch, cw = grid.chunk_shape
-        array(
-            "patches",
-            (h, w, size, size, len(bands)),
-            (1, 1, size, size, len(bands)),
-            "float16",
-            np.nan,
-            ("y", "x", "py", "px", "band"),
-            long_name=f"surface reflectance ({', '.join(bands)})",
-            grid_mapping="spatial_ref",
-        )
-        array(
-            "status",
-            (h, w),
-            (ch, cw),
-            "uint8",
-            0,
-            ("y", "x"),
-            long_name="0 outside the AOI, 1 fetched, 2 invalid",
-            grid_mapping="spatial_ref",
-        )
+from prom3e_geo.stores.grid_store import scatter
+from prom3e_geo.stores.patches import INVALID, OK, PatchCache
 
 
 @dataclass
@@ -71,12 +31,13 @@ def fetch_grid(
     source: PatchSource,
     grid: Grid,
     cache: str | Path,
-    size: int,
     batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
 ) -> FetchSummary:
-    """Fill (or finish) the patch cache for every chunk of `grid`."""
+    """Fill (or finish) the patch cache for every chunk of `grid` with the source's patches
+    (`source.size` pixels square)."""
     started = time.perf_counter()
+    size = source.size
     manifest = {
         "source": source.describe(),
         "size_px": size,

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from prom3e_geo.demo.render import species_photos
-from prom3e_geo.demo.world import RANGE_THRESHOLD, sample_observations
+from prom3e_geo.engine.cells import infer_cells
 from prom3e_geo.evaluate.retrieval import recall_at_k, retrieval_ranks
 from prom3e_geo.grid import Grid
-from prom3e_geo.inference import infer_cells
 from prom3e_geo.model.prom3e import MODALITIES, visibility
+from prom3e_geo.plugins.demo.render import species_photos
+from prom3e_geo.plugins.demo.world import RANGE_THRESHOLD, sample_observations
 
 QUERY_SEED = 424242  # held-out photos come from their own random stream
 

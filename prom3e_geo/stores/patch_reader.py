@@ -4,7 +4,7 @@ Fetch once (resumably, with the network source's retries and quotas), then embed
 re-map from the cache as often as needed. A cell takes the cached patch of the cache-grid cell
 containing its centre; cells outside the cache's grid, not fetched when the cache was opened, or
 invalid at fetch time are invalid here, with that reason. `size` (if given) must match the
-cache; `resolution` is accepted, as every source takes it, and fixed by the cache.
+cache. It is the imagery source `cache:PATH` (registered in the `prom3e_geo.sources` group).
 
 Reads are the hot path of a grid run from a cache (on a GPU the models outpace them). Zarr's
 array API handles each chunk (one per cell) in Python on one event-loop thread, which holds a
@@ -27,8 +27,7 @@ import zarr
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.imagery.base import PatchBatch
-from prom3e_geo.io.outputs import is_zarr_store
-from prom3e_geo.store import grid_from_store, read_manifest
+from prom3e_geo.stores.grid_store import grid_from_store, is_zarr_store, read_manifest
 
 REASONS = {0: "not fetched into the cache", 2: "invalid when fetched"}
 
@@ -39,7 +38,7 @@ class CacheSource:
     name = "cache"
 
     def __init__(
-        self, path: str | Path, size: int | None = None, resolution=None, threads: int | None = None
+        self, path: str | Path, size: int | None = None, threads: int | None = None
     ) -> None:
         self.path = Path(path)
         if not (self.path.is_dir() and is_zarr_store(self.path)):
@@ -82,6 +81,10 @@ class CacheSource:
             "size_px": self.size,
             "bands": list(self.bands),
         }
+
+    def close(self) -> None:
+        """Stop the reader threads."""
+        self._pool.shutdown(wait=True)
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         index = self.grid.cell_index_lonlat(np.ravel(lon), np.ravel(lat))

@@ -1,0 +1,133 @@
+"""`grid`, `diversity` and `fetch`: grids, observation layers and imagery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from prom3e_geo_cli.options import (
+    SOURCE_HELP,
+    command_line,
+    grid_options,
+    grid_spec,
+    output_options,
+    output_spec,
+    overwrite_option,
+)
+from prom3e_geo_cli.progress import ByteProgress, CellProgress
+
+
+@click.command("grid")
+@grid_options
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output GeoTIFF (COG) of the AOI mask: 1 inside, nodata outside.",
+)
+@overwrite_option
+def grid_command(out, overwrite, **o) -> None:
+    """Build a grid and write its AOI mask.
+
+    \b
+    Example:
+      prom3e-geo grid --crs EPSG:5070 --resolution 5000 --out conus-5km.tif
+    """
+    from prom3e_geo.workflows.grid import grid_mask
+
+    grid = grid_mask(grid_spec(o), out, command_line(), overwrite)
+    click.echo(f"grid: {grid.describe()}")
+    click.echo(f"wrote {out}")
+
+
+@click.command("diversity")
+@click.option(
+    "--observations",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="iNaturalist CSV, GBIF CSV / Darwin Core Archive, or (Geo)Parquet.",
+)
+@click.option(
+    "--sigma",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Gaussian smoothing in cells (0 disables).",
+)
+@grid_options
+@output_options
+@click.option("--lat-col", default=None, help="Latitude column (default: auto-detect).")
+@click.option("--lon-col", default=None, help="Longitude column (default: auto-detect).")
+@click.option("--species-col", default=None, help="Species column (default: auto-detect).")
+@click.option("--research-grade", is_flag=True, help="Keep iNaturalist research-grade rows only.")
+@click.option("--since", default=None, help="Keep observations on or after YYYY-MM-DD.")
+@click.option("--until", default=None, help="Keep observations on or before YYYY-MM-DD.")
+def diversity_command(**o) -> None:
+    """Species richness and Shannon diversity maps from observations.
+
+    Bands: shannon, richness (Gaussian-smoothed), shannon_raw, richness_raw, n_obs.
+
+    \b
+    Example:
+      prom3e-geo diversity --observations inat.csv --out div.tif --png div.png
+    """
+    from prom3e_geo.workflows.diversity import DiversitySpec, diversity
+
+    grid, output = grid_spec(o), output_spec(o)
+    with ByteProgress("reading observations") as bar:
+        result = diversity(DiversitySpec(**o), grid, output, command_line(), bar.update_to)
+    layers = result.layers
+    click.echo(f"observations: {result.report.summary()}")
+    click.echo(
+        f"diversity: {layers.observations_used:,} observations of {result.species:,} "
+        f"species in {layers.cells_with_data:,} of {result.grid.n_inside:,} cells "
+        f"(outside the grid: {layers.outside_grid:,}, outside the AOI: {layers.outside_aoi:,})"
+    )
+    for path in result.written:
+        click.echo(f"wrote {path}")
+
+
+@click.command("fetch")
+@click.option("--source", required=True, help=SOURCE_HELP)
+@click.option(
+    "--cache", "cache", required=True, type=click.Path(path_type=Path), help="Patch cache (.zarr)."
+)
+@click.option(
+    "--size",
+    default=None,
+    type=click.IntRange(min=8),
+    help="Patch edge in pixels (default: the source's; 256 for Sentinel-2 sources, 32 for demo).",
+)
+@click.option(
+    "--patch-resolution",
+    "patch_resolution",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Patch pixel size in metres (default: the source's; 10 for Sentinel-2 sources).",
+)
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@grid_options
+def fetch_command(source, cache, size, patch_resolution, batch_size, **o) -> None:
+    """Fetch one Sentinel-2 patch per grid cell into a resumable patch cache.
+
+    Re-running resumes an interrupted fetch; a cache made with other settings is refused.
+
+    \b
+    Example:
+      prom3e-geo fetch --source local:mosaic.vrt --aoi -100,35,-95,40 --resolution 0.05 --cache patches.zarr
+      prom3e-geo fetch --source "stac?time=2023-06-01/2023-08-31&max_cloud=0.1" --cache conus.zarr
+      SH_CLIENT_ID=... SH_CLIENT_SECRET=... prom3e-geo fetch --source sentinelhub:cdse --cache conus.zarr
+    """
+    from prom3e_geo.workflows.fetch import FetchSpec, fetch
+
+    spec = FetchSpec(source, cache, size, patch_resolution, batch_size)
+    with CellProgress() as progress:
+        summary, stats = fetch(spec, grid_spec(o), progress.watching)
+    reasons = "; ".join(f"{k}: {v:,}" for k, v in summary.reasons.most_common()) or "none"
+    traffic = "".join(f"; {k} {v:,}" for k, v in stats.items())
+    click.echo(
+        f"fetch: {summary.chunks_total - summary.chunks_done_before} chunk(s) fetched, "
+        f"{summary.chunks_done_before} already done; {summary.cells_fetched:,} cells ok, "
+        f"{summary.cells_invalid:,} invalid (reasons: {reasons}){traffic}; {summary.seconds:.1f} s"
+    )
+    click.echo(f"wrote {cache}")

@@ -1,0 +1,157 @@
+"""`embed`, `sdm`, `uncertainty` and `ica`: per-cell embeddings and the maps made from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from prom3e_geo_cli.options import (
+    command_line,
+    grid_options,
+    map_inputs,
+    output_options,
+    output_spec,
+    pipeline_options,
+)
+from prom3e_geo_cli.progress import CellProgress
+
+embeddings_option = click.option(
+    "--embeddings", type=click.Path(path_type=Path), default=None, help="Reuse an embedding store."
+)
+
+
+@click.command("embed")
+@pipeline_options
+@grid_options
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Embedding store (.zarr)."
+)
+def embed_command(out, **o) -> None:
+    """Run the encoders and ProM3E over every grid cell into an embedding store.
+
+    Re-running resumes an interrupted store; a store made by another pipeline is refused.
+
+    \b
+    Example:
+      prom3e-geo embed --context sat,loc,env --out cube.zarr
+    """
+    from prom3e_geo.workflows.maps import embed
+
+    inputs = map_inputs(o)
+    with CellProgress() as progress:
+        summary = embed(inputs.pipeline, inputs.grid, out, inputs.run, progress)
+    click.echo(
+        f"embed: {summary.chunks_computed} chunk(s) computed, {summary.chunks_done_before} "
+        f"already done, {summary.chunks_total} in all; {summary.cells_valid:,} cells valid, "
+        f"{summary.cells_invalid:,} without all inputs; {summary.seconds:.1f} s"
+    )
+    click.echo(f"wrote {out}")
+
+
+@click.command("sdm")
+@click.option(
+    "--query",
+    "queries",
+    required=True,
+    multiple=True,
+    help="A photo (repeat for more), or a species name when the model has a text tower.",
+)
+@embeddings_option
+@click.option("--mode", type=click.Choice(["recon", "hybrid"]), default="recon", show_default=True)
+@click.option("--delta", default=0.5, show_default=True, type=float, help="Hybrid mixing weight.")
+@click.option(
+    "--target",
+    default="loc",
+    show_default=True,
+    type=click.Choice(["sat", "loc", "env"]),
+    help="Hybrid target modality.",
+)
+@click.option(
+    "--rescale", "rescale", is_flag=True, help="Rescale each band linearly to 0-1 over the AOI."
+)
+@click.option("--threshold", type=float, default=None, help="Add a presence band: similarity >= T.")
+@output_options
+@pipeline_options
+@grid_options
+def sdm_command(queries, embeddings, mode, delta, target, rescale, threshold, **o) -> None:
+    """Species-distribution similarity map for query photos (one band per query).
+
+    \b
+    Example:
+      prom3e-geo sdm --query examples/cardinal.jpg --out map.tif --png map.png
+    """
+    from prom3e_geo.workflows.maps import SdmSpec, sdm
+
+    spec = SdmSpec(tuple(queries), mode, delta, target, rescale, threshold)
+    output, inputs = output_spec(o), map_inputs(o, embeddings)
+    with CellProgress() as progress:
+        result = sdm(spec, inputs, output, command_line(), progress=progress)
+    for name, (lo, mean, hi) in result.layers.summaries().items():
+        click.echo(f"{name}: min {lo:.3f}, mean {mean:.3f}, max {hi:.3f}")
+    for path in result.written:
+        click.echo(f"wrote {path}")
+
+
+@click.command("uncertainty")
+@embeddings_option
+@click.option(
+    "--store-context",
+    default="sat,loc,env",
+    show_default=True,
+    help="Context of the store built when --embeddings is not given (--context: any subset of it).",
+)
+@output_options
+@pipeline_options
+@grid_options
+def uncertainty_command(embeddings, store_context, **o) -> None:
+    """||sigma||_1 per cell for the chosen --context (the paper's uncertainty map).
+
+    The sigma of any subset of a store's context comes from its stored embeddings, so the
+    uncertainty of location alone reuses the store that `sdm` built.
+
+    \b
+    Example:
+      prom3e-geo uncertainty --context loc --out sigma.tif --png sigma.png
+    """
+    from prom3e_geo.engine.spec import parse_context
+    from prom3e_geo.workflows.maps import uncertainty
+
+    context = parse_context(o.pop("context"))
+    output, inputs = output_spec(o), map_inputs({**o, "context": store_context}, embeddings)
+    with CellProgress() as progress:
+        result = uncertainty(context, inputs, output, command_line(), progress=progress)
+    for path in result.written:
+        click.echo(f"wrote {path}")
+
+
+@click.command("ica")
+@click.option(
+    "--embeddings",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Embedding store (from embed, sdm or uncertainty).",
+)
+@click.option(
+    "--token",
+    default="mu",
+    show_default=True,
+    help="Per-cell embedding: mu, recon_image, ctx_sat, ctx_loc, ctx_env, or register:K "
+    "(ProM3E's K-th register token, recomputed with the store's model).",
+)
+@click.option("--model", default=None, help="The store's model (default: read from the store).")
+@click.option("--seed", default=0, show_default=True, type=int, help="FastICA seed.")
+@output_options
+def ica_command(embeddings, token, model, seed, **o) -> None:
+    """Three independent components of a per-cell embedding as an RGB map (FastICA).
+
+    \b
+    Example:
+      prom3e-geo ica --embeddings cube.zarr --token mu --out ica.tif --png ica.png
+    """
+    from prom3e_geo.engine.spec import PipelineSpec
+    from prom3e_geo.workflows.maps import MapInputs, ica
+
+    inputs = MapInputs(embeddings, PipelineSpec(model=model))
+    result = ica(token, seed, inputs, output_spec(o), command_line())
+    for path in result.written:
+        click.echo(f"wrote {path}")

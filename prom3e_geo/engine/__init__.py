@@ -1,0 +1,1 @@
+"""Grid inference: pipeline assembly from a typed spec, cell gathering, the chunk runner, Dask."""

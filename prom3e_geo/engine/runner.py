@@ -1,0 +1,171 @@
+"""The chunk runner: a pipeline over a whole grid into an embedding store.
+
+`embed_grid` runs chunk by chunk, in fixed-size batches, with the inputs of the next `prefetch`
+batches (patch fetches are I/O) gathered on threads while the current one is encoded, so memory
+is bounded by the batch whatever the grid size. Finished chunks are skipped on a re-run; a store
+made by a different pipeline is refused. `workers` or `scheduler` run one Dask task per chunk
+instead, each writing its own region of the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prom3e_geo.engine.cells import infer_cells
+from prom3e_geo.engine.pipeline import Pipeline, load_pipeline
+from prom3e_geo.engine.spec import PipelineSpec
+from prom3e_geo.grid import Chunk, Grid
+from prom3e_geo.model.prom3e import MODALITIES
+from prom3e_geo.runtime import release_freed_memory
+from prom3e_geo.stores.embeddings import ChunkResult, EmbeddingStore
+
+
+def compute_chunk(pipeline: Pipeline, grid: Grid, chunk: Chunk) -> ChunkResult:
+    """All inside cells of one chunk, in batches, the inputs of the next `spec.prefetch` batches
+    gathered on threads while the current one is encoded."""
+    inside = np.flatnonzero(grid.mask[chunk.rows, chunk.cols].ravel())
+    lon, lat = (a.ravel()[inside] for a in grid.lonlat(chunk))
+    size, context, ahead = pipeline.spec.batch_size, pipeline.spec.context, pipeline.spec.prefetch
+    parts: dict[str, list] = {k: [] for k in ("mu", "sigma", "recon")}
+    ctx_parts: dict[str, list] = {m: [] for m in context}
+    valid_parts: dict[str, list] = {m: [] for m in context}
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        starts = iter(range(0, inside.size, size))
+
+        def submit(start: int):
+            part = slice(start, start + size)
+            return pool.submit(pipeline.cells.gather, lon[part], lat[part], context)
+
+        queue = deque(submit(start) for start in islice(starts, ahead))
+        while queue:
+            raw, valid = queue.popleft().result()
+            queue.extend(submit(start) for start in islice(starts, 1))
+            n = next(iter(valid.values())).size
+            x = pipeline.cells.encode(raw, n)
+            out = infer_cells(pipeline.model, x, context, pipeline.precision)
+            parts["mu"].append(out.mu.numpy())
+            parts["sigma"].append(out.sigma_l1.numpy())
+            parts["recon"].append(out.recon_image.numpy())
+            for m in context:
+                ctx_parts[m].append(x[:, MODALITIES.index(m)].numpy())
+                valid_parts[m].append(valid[m])
+    return ChunkResult(
+        chunk,
+        inside,
+        np.concatenate(parts["mu"]),
+        np.concatenate(parts["sigma"]),
+        np.concatenate(parts["recon"]),
+        {m: np.concatenate(v) for m, v in ctx_parts.items()},
+        {m: np.concatenate(v) for m, v in valid_parts.items()},
+    )
+
+
+@dataclass
+class EmbedSummary:
+    store: str
+    chunks_total: int
+    chunks_done_before: int
+    chunks_computed: int
+    cells_valid: int
+    cells_invalid: int
+    seconds: float
+
+
+def _dask_chunk(spec: PipelineSpec, grid: Grid, path: str, chunk, threads: int) -> tuple[int, int]:
+    """One Dask task: compute a chunk and write its region (idempotent: recomputing rewrites the
+    same values, so a lost worker's chunk can simply run again). It uses the submitting
+    process's intra-op thread count: float summation order follows the thread count, and equal
+    counts make the result bit-identical to a single-process run."""
+    torch.set_num_threads(threads)
+    return _compute_and_write(load_pipeline(spec), grid, EmbeddingStore(path, grid), chunk)
+
+
+def _compute_and_write(
+    pipeline: Pipeline, grid: Grid, store: EmbeddingStore, chunk: Chunk
+) -> tuple[int, int]:
+    """One chunk computed and written; returns its (valid, invalid) cell counts."""
+    result = compute_chunk(pipeline, grid, chunk)
+    store.write(result)
+    counts = int(result.valid.sum()), int((~result.valid).sum())
+    del result
+    release_freed_memory()
+    return counts
+
+
+def embed_grid(
+    spec: PipelineSpec,
+    grid: Grid,
+    out: str | Path,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EmbedSummary:
+    """Fill (or finish) the embedding store at `out` for every chunk of `grid`."""
+    started = time.perf_counter()
+    pipeline = load_pipeline(spec)
+    manifest = {**pipeline.manifest, "grid": grid.to_dict(), "chunk_shape": list(grid.chunk_shape)}
+    store = EmbeddingStore.open_or_create(
+        out,
+        grid,
+        manifest,
+        latent=pipeline.model.config.embed_dim,
+        embed=pipeline.model.config.input_dim,
+        context=list(spec.context),
+    )
+    pending = store.pending()
+    total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
+    done_before = total - len(pending)
+    if progress:
+        progress(done_before, total)
+    if pending and (workers or scheduler):
+        counts = _run_on_dask(spec, grid, out, pending, workers, scheduler)
+    else:
+        counts = (_compute_and_write(pipeline, grid, store, chunk) for chunk in pending)
+    valid_cells = invalid_cells = 0
+    for i, (ok, bad) in enumerate(counts, start=1):
+        valid_cells, invalid_cells = valid_cells + ok, invalid_cells + bad
+        if progress:
+            progress(done_before + i, total)
+    store.finish()
+    return EmbedSummary(
+        str(out),
+        total,
+        done_before,
+        len(pending),
+        valid_cells,
+        invalid_cells,
+        time.perf_counter() - started,
+    )
+
+
+def _run_on_dask(spec, grid, out, pending, workers, scheduler):
+    """Yield each chunk's (valid, invalid) counts as its Dask task finishes. A local cluster is
+    closed however the run ends (a failed task, an interrupt)."""
+    from contextlib import ExitStack
+
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    with ExitStack() as stack:
+        if scheduler is None:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                )
+            )
+        client = stack.enter_context(Client(scheduler or cluster))
+        threads = torch.get_num_threads()
+        futures = [
+            client.submit(_dask_chunk, spec, grid, str(out), c, threads, pure=False, retries=3)
+            for c in pending
+        ]
+        for future in as_completed(futures):
+            yield future.result()

@@ -1,0 +1,86 @@
+"""ICA views: three independent components of a per-cell embedding as an RGB composite."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.grid import Grid
+from prom3e_geo.layers.base import LayerSet
+from prom3e_geo.layers.stored import stored_inputs
+from prom3e_geo.model.prom3e import MODALITIES, ProM3E, visibility
+
+ICA_TOKENS = ("mu", "recon_image", "ctx_sat", "ctx_loc", "ctx_env")
+
+
+def ica_layers(
+    ds: xr.Dataset,
+    grid: Grid,
+    context: list[str],
+    token: str = "mu",
+    seed: int = 0,
+    max_fit: int = 50_000,
+    model: ProM3E | None = None,
+) -> LayerSet:
+    """Three independent components of a per-cell embedding (FastICA, fitted on at most
+    `max_fit` random valid cells), each stretched to 0-1 between its 2nd and 98th percentiles
+    and signed so that its long tail is positive: an RGB composite as in the supplement's maps.
+
+    `token` is a stored array (`mu`, `recon_image`, `ctx_<m>`) or `register:K`, ProM3E's K-th
+    register token (1-based), recomputed from the stored context embeddings (`context`) with
+    the store's `model`."""
+    from sklearn.decomposition import FastICA
+
+    available = [t for t in ICA_TOKENS if t in ds] + ["register:K"]
+    valid = np.asarray(ds["valid"].values, dtype=bool)
+    if valid.sum() < 10:
+        raise InputError(f"the store has {int(valid.sum())} valid cells; ICA needs at least 10")
+    if is_register_token(token):
+        if model is None:
+            raise InputError(f"{token} needs the store's model")
+        values = register_tokens(ds, context, valid, int(token.removeprefix("register:")), model)
+    elif token in available:
+        values = np.asarray(ds[token].values, dtype=np.float32)[valid]
+    else:
+        raise InputError(
+            f"the store has no {token!r} embeddings (available: {', '.join(available)})"
+        )
+    rng = np.random.default_rng(seed)
+    fit = values[rng.choice(len(values), min(max_fit, len(values)), replace=False)]
+    ica = FastICA(n_components=3, whiten="unit-variance", random_state=seed, max_iter=1000)
+    components = ica.fit(fit).transform(values)
+    bands, docs = {}, {}
+    for k in range(3):
+        c = components[:, k]
+        if np.mean((c - c.mean()) ** 3) < 0:
+            c = -c
+        lo, hi = np.percentile(c, [2, 98])
+        band = np.full(grid.shape, np.nan, dtype=np.float32)
+        band[valid] = np.clip((c - lo) / max(hi - lo, 1e-12), 0, 1)
+        name = ("red", "green", "blue")[k]
+        bands[f"ica_{k + 1}"] = band
+        docs[f"ica_{k + 1}"] = f"independent component {k + 1} of {token} ({name}), 2-98% stretch"
+    return LayerSet(bands, docs, {"layer": "ica", "ica_token": token, "ica_seed": seed}, grid)
+
+
+def is_register_token(token: str) -> bool:
+    return token.startswith("register:") and token.removeprefix("register:").isdigit()
+
+
+def register_tokens(
+    ds: xr.Dataset, context: list[str], valid: np.ndarray, k: int, model: ProM3E
+) -> np.ndarray:
+    """ProM3E's k-th register token for every valid cell, in row-major order."""
+    registers = model.config.num_register_tokens
+    if not 1 <= k <= registers:
+        raise InputError(f"register:{k}: the model has registers 1-{registers}")
+    visible = [MODALITIES.index(m) for m in context]
+    device = next(model.parameters()).device
+    blocks = []
+    with torch.no_grad():
+        for _, _, x in stored_inputs(ds, valid, context, model.config.input_dim):
+            hidden = model.encode(x.to(device), visibility(len(x), visible, device=device))[2]
+            blocks.append(hidden[:, 1 + k].float().cpu().numpy())  # after [mu], [logvar]
+    return np.concatenate(blocks)

@@ -1,0 +1,67 @@
+"""`prom3e-geo demo build|info`: the demo world's command group, registered in the
+`prom3e_geo.cli` entry point group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from prom3e_geo.errors import InputError
+
+
+@click.group("demo")
+def demo_group() -> None:
+    """The offline demo world: synthetic ecology over the real contiguous USA."""
+
+
+@demo_group.command("build")
+@click.option(
+    "--recipe",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Demo recipe YAML (default: the shipped recipes/demo-world.yaml settings).",
+)
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Folder for the models."
+)
+@click.option(
+    "--examples",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write query photos and observations.csv here.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace models already in --out.")
+def demo_build_command(recipe, out, examples, overwrite) -> None:
+    """Regenerate the demo world's models, observations and query photos.
+
+    \b
+    Example (refresh the shipped demo):
+      prom3e-geo demo build --recipe recipes/demo-world.yaml \\
+          --out prom3e_geo/plugins/demo/data --examples examples --overwrite
+    """
+    from prom3e_geo.plugins.demo.build import DemoRecipe, build_demo
+
+    spec = DemoRecipe.load(recipe) if recipe else DemoRecipe()
+    if (out / "prom3e.safetensors").exists() and not overwrite:
+        raise InputError(f"{out} already holds demo models (pass --overwrite to replace them)")
+    if not out.parent.exists():
+        raise InputError(f"output folder {out.parent} does not exist")
+    info = build_demo(spec, out, examples, progress=click.echo)
+    click.echo(f"wrote {out} ({info['timings_s']['total_s']:.0f} s)")
+
+
+@demo_group.command("info")
+@click.option(
+    "--models", type=click.Path(path_type=Path), default=None, help="A demo build folder."
+)
+def demo_info_command(models) -> None:
+    """Describe the demo world and how its models were made.
+
+    \b
+    Example:
+      prom3e-geo demo info
+    """
+    from prom3e_geo.plugins.demo.build import describe_demo
+
+    click.echo(describe_demo(models))

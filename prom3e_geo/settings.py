@@ -1,0 +1,32 @@
+"""Settings from the environment, read in one place.
+
+The CLI reads them once per command and hands them to the workflows; library callers may build
+their own `Settings` (for example another cache folder) or let a workflow read the environment.
+
+| variable            | meaning                                                          |
+| ------------------- | ---------------------------------------------------------------- |
+| `PROM3E_GEO_CACHE`  | cache folder (default `$XDG_CACHE_HOME/prom3e-geo`, else         |
+|                     | `~/.cache/prom3e-geo`): embedding stores built by `sdm`/`uncertainty` |
+| `PROM3E_GEO_DEBUG`  | `1`: the CLI shows the traceback of an internal error            |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    cache_dir: Path
+    debug: bool = False
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        root = env.get("PROM3E_GEO_CACHE") or (
+            Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prom3e-geo"
+        )
+        return cls(cache_dir=Path(root), debug=env.get("PROM3E_GEO_DEBUG", "") not in ("", "0"))

@@ -1,0 +1,49 @@
+"""The patch cache: one fetched patch per grid cell, in a resumable Zarr store.
+
+`prom3e_geo.engine.fetch.fetch_grid` fills it chunk by chunk, with a completion marker per grid
+chunk (`stores.grid_store.GridStore`); `stores.patch_reader.CacheSource` reads it back as an
+imagery source. A cache whose manifest (source, patch size, grid) differs is refused. Each
+cell's patch is its own Zarr chunk, so reading one cell back reads one file.
+
+Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands), `status` (y, x)
+uint8: 0 not in the AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the
+reasons for invalid cells are counted in the returned summary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prom3e_geo.grid import Grid
+from prom3e_geo.stores.grid_store import GridStore
+
+OK, INVALID = 1, 2
+
+
+class PatchCache(GridStore):
+    kind = "patch cache"
+
+    @staticmethod
+    def _declare(array, grid: Grid, size: int = 256, bands: tuple[str, ...] = ()) -> None:
+        h, w = grid.shape
+        ch, cw = grid.chunk_shape
+        array(
+            "patches",
+            (h, w, size, size, len(bands)),
+            (1, 1, size, size, len(bands)),
+            "float16",
+            np.nan,
+            ("y", "x", "py", "px", "band"),
+            long_name=f"surface reflectance ({', '.join(bands)})",
+            grid_mapping="spatial_ref",
+        )
+        array(
+            "status",
+            (h, w),
+            (ch, cw),
+            "uint8",
+            0,
+            ("y", "x"),
+            long_name="0 outside the AOI, 1 fetched, 2 invalid",
+            grid_mapping="spatial_ref",
+        )

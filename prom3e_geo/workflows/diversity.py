@@ -1,0 +1,102 @@
+"""`diversity`: Shannon diversity and species richness maps from observation files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.grid import Grid
+from prom3e_geo.io.layers import write_layer_outputs
+from prom3e_geo.io.outputs import OutputSpec
+from prom3e_geo.io.png import Panel
+from prom3e_geo.io.provenance import provenance
+from prom3e_geo.layers.diversity import BAND_DOCS, DiversityLayers, compute_diversity
+from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
+from prom3e_geo.workflows.specs import GridSpec
+
+
+@dataclass(frozen=True)
+class DiversitySpec:
+    observations: Path
+    sigma: float = 2.0  # Gaussian smoothing in cells
+    lat_col: str | None = None
+    lon_col: str | None = None
+    species_col: str | None = None
+    research_grade: bool = False
+    since: str | None = None  # YYYY-MM-DD
+    until: str | None = None
+
+
+@dataclass
+class DiversityResult:
+    grid: Grid
+    layers: DiversityLayers
+    report: ReadReport
+    species: int
+    written: list[Path]
+
+
+def diversity(
+    spec: DiversitySpec,
+    grid: GridSpec,
+    output: OutputSpec,
+    command: str,
+    read_progress: Callable[[int, int], None] | None = None,
+) -> DiversityResult:
+    """Count observations per cell and species, smooth, write the five bands."""
+    output.check([spec.observations])
+    date_range = (parse_date(spec.since), parse_date(spec.until))
+    built = grid.build()
+    reader = ObservationReader(
+        spec.observations,
+        lat_col=spec.lat_col,
+        lon_col=spec.lon_col,
+        species_col=spec.species_col,
+        research_grade=spec.research_grade,
+        date_range=date_range,
+        progress=read_progress,
+    )
+    layers = compute_diversity(reader, built, sigma=spec.sigma)
+    report = reader.report
+    if layers.observations_used == 0:
+        raise InputError(
+            f"no usable observation falls inside the AOI ({report.summary()}; "
+            f"outside the grid: {layers.outside_grid:,}, outside the AOI: {layers.outside_aoi:,})"
+        )
+    tags = provenance(
+        command,
+        built,
+        inputs={"observations": spec.observations},
+        params={
+            "layer": "diversity",
+            "sigma_cells": spec.sigma,
+            "species_column": reader.columns.species,
+            "research_grade_only": spec.research_grade,
+            "date_range": f"{spec.since or ''}/{spec.until or ''}",
+            "rows_read": report.rows_read,
+            "rows_kept": report.rows_kept,
+            "species": len(reader.species_names),
+        },
+    )
+    sigma = spec.sigma
+    panels = [
+        Panel(layers.shannon, f"Shannon diversity (sigma {sigma:g} cells)", "H (nats)", "magma"),
+        Panel(layers.richness, f"Species richness (sigma {sigma:g} cells)", "species", "viridis"),
+    ]
+    written = write_layer_outputs(
+        layers.bands(),
+        built,
+        tags,
+        BAND_DOCS,
+        output.out,
+        zarr_path=output.zarr,
+        zarr_format=output.zarr_format,
+        png_path=output.png,
+        png_panels=panels,
+        png_title=f"{spec.observations.name}: {built.aoi_name}, {built.crs_name()}, "
+        f"{built.height}x{built.width} cells",
+        overwrite=output.overwrite,
+    )
+    return DiversityResult(built, layers, report, len(reader.species_names), written)

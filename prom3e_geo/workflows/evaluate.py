@@ -1,0 +1,84 @@
+"""`evaluate`: measure a ProM3E model on paired embeddings, as one Markdown or HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prom3e_geo.engine.pipeline import PRESETS
+from prom3e_geo.errors import InputError
+from prom3e_geo.evaluate.report import EVALUATION_DATA, EvaluationSet, evaluate, write_report
+from prom3e_geo.io.outputs import atomic_output, check_output
+from prom3e_geo.recipes import EvaluationRecipe, load_evaluation_recipe
+from prom3e_geo.train.data import load_embeddings
+
+
+def evaluation(recipe_path: Path | None, out: Path, overwrite: bool = False) -> Path:
+    """Run the recipe's measurements (default: the demo model on new demo-world observations)
+    and write the report to `out` (figures in `<name>_files/` beside it)."""
+    check_output(out, overwrite)
+    if out.suffix.lower() not in (".md", ".html", ".htm"):
+        raise InputError(f"report {out}: use a .md or .html name")
+    recipe = load_evaluation_recipe(recipe_path)
+    model, data = load_evaluation(recipe)
+    result = evaluate(model, data, recipe)
+    with atomic_output(out, overwrite) as tmp:
+        write_report(result, data, tmp, final=Path(out))
+    return Path(out)
+
+
+def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet]:
+    """The model (a preset or weights) and the data (a registered dataset or files) a recipe
+    names."""
+    if recipe.model in PRESETS:
+        model = PRESETS.get(recipe.model)("cpu").model
+    else:
+        from prom3e_geo.model.checkpoint import load_prom3e
+
+        model = load_prom3e(recipe.model, "cpu").model
+    if recipe.data in EVALUATION_DATA:
+        data = EVALUATION_DATA.get(recipe.data)(n=recipe.n)
+    else:
+        data = file_evaluation_set(recipe)
+    if data.values.shape[-1] != model.config.input_dim:
+        raise InputError(
+            f"the data's embeddings are {data.values.shape[-1]}-d; the model expects "
+            f"{model.config.input_dim}"
+        )
+    return model.float().eval(), data
+
+
+def file_evaluation_set(recipe: EvaluationRecipe) -> EvaluationSet:
+    data = load_embeddings(recipe.data)
+    n = len(data)
+    labels = None if recipe.labels is None else _read_column(recipe.labels, n)
+    if labels is not None:
+        labels = np.unique(labels, return_inverse=True)[1]
+    targets = {k: _read_column(v, n).astype(float) for k, v in recipe.targets.items()}
+    return EvaluationSet(
+        torch.from_numpy(data.values), data.present, f"{data.name}, {n:,} samples", labels, targets
+    )
+
+
+def _read_column(path: str, n: int) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p} does not exist")
+    try:
+        if p.suffix == ".npy":
+            values = np.load(p, allow_pickle=False)
+        else:
+            values = np.loadtxt(p, dtype=str, delimiter=",", ndmin=1)
+    except ValueError as exc:
+        raise InputError(f"{p} cannot be read as one column: {exc}") from None
+    values = np.ravel(values)
+    if values.size != n:
+        raise InputError(f"{p} has {values.size} values for {n} samples")
+    if values.dtype.kind in "US":
+        try:
+            return values.astype(float)
+        except ValueError:
+            return values
+    return values

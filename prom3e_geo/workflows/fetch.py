@@ -1,0 +1,41 @@
+"""`fetch`: one Sentinel-2 patch per grid cell into a resumable patch cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from prom3e_geo.engine.fetch import FetchSummary, fetch_grid
+from prom3e_geo.imagery.base import PatchSource, open_source
+from prom3e_geo.workflows.specs import GridSpec, Progress
+
+
+@dataclass(frozen=True)
+class FetchSpec:
+    source: str
+    cache: Path
+    size: int | None = None  # patch edge in pixels (default: the source's own)
+    resolution: float | None = None  # patch pixel size in metres (default: the source's own)
+    batch_size: int = 256
+
+
+def fetch(
+    spec: FetchSpec,
+    grid: GridSpec,
+    progress: Callable[[PatchSource], Progress] | None = None,
+) -> tuple[FetchSummary, dict]:
+    """Fill (or finish) the cache; returns the summary and the source's traffic counts.
+    `progress` is given the opened source (whose `stats` a progress display may show) and
+    returns the chunk callback."""
+    options = {"size": spec.size, "resolution": spec.resolution}
+    source = open_source(spec.source, **{k: v for k, v in options.items() if v is not None})
+    try:
+        built = grid.build()
+        summary = fetch_grid(
+            source, built, spec.cache, spec.batch_size, progress(source) if progress else None
+        )
+        stats = source.stats() if hasattr(source, "stats") else {}
+    finally:
+        source.close()
+    return summary, stats

@@ -1,0 +1,22 @@
+"""`grid`: build a grid and write its AOI mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from prom3e_geo.grid import Grid
+from prom3e_geo.io.geotiff import write_cog
+from prom3e_geo.io.outputs import check_output
+from prom3e_geo.io.provenance import provenance
+from prom3e_geo.workflows.specs import GridSpec
+
+
+def grid_mask(grid: GridSpec, out: Path, command: str, overwrite: bool = False) -> Grid:
+    """Write the AOI mask (1 inside, nodata outside) of the grid as a COG; returns the grid."""
+    check_output(out, overwrite)
+    built = grid.build()
+    tags = provenance(command, built)
+    write_cog(out, {"aoi": np.ones(built.shape, np.float32)}, built, tags, overwrite=overwrite)
+    return built

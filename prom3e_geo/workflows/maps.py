@@ -1,0 +1,229 @@
+"""`embed`, `sdm`, `uncertainty` and `ica`: maps from per-cell embeddings.
+
+A map reads an embedding store: the one given (`--embeddings`), or one built for the pipeline and
+grid and cached under the settings' cache folder, keyed by the run's manifest and the grid, so
+the next map of the same area reuses it (and an interrupted build resumes). A store fixes the
+model: the pipeline that encodes queries, inverts them or recomputes sigma is rebuilt from the
+store's manifest, and a different model asked for is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import xarray as xr
+
+from prom3e_geo.engine.pipeline import Pipeline, load_pipeline, spec_from_manifest
+from prom3e_geo.engine.runner import EmbedSummary, embed_grid
+from prom3e_geo.engine.spec import PipelineSpec
+from prom3e_geo.errors import InputError, StoreMismatchError
+from prom3e_geo.grid import Grid
+from prom3e_geo.io.layers import write_layer_set
+from prom3e_geo.io.outputs import OutputSpec
+from prom3e_geo.layers.base import LayerSet
+from prom3e_geo.layers.ica import ica_layers, is_register_token
+from prom3e_geo.layers.sdm import encode_queries, sdm_layers
+from prom3e_geo.layers.uncertainty import uncertainty_layers
+from prom3e_geo.settings import Settings
+from prom3e_geo.stores.embeddings import open_store
+from prom3e_geo.stores.grid_store import grid_from_store, read_manifest
+from prom3e_geo.workflows.specs import GridSpec, Progress, RunSpec
+
+
+@dataclass(frozen=True)
+class MapInputs:
+    """Where a map's per-cell embeddings come from: the store `embeddings`, or else `pipeline`
+    over `grid` (run as `run` says). `pipeline.model` None means: the store's model, or the
+    default preset when a store is built."""
+
+    embeddings: Path | None = None
+    pipeline: PipelineSpec = PipelineSpec()
+    grid: GridSpec = GridSpec()
+    run: RunSpec = RunSpec()
+
+
+@dataclass
+class StoreView:
+    path: Path
+    ds: xr.Dataset
+    grid: Grid
+    manifest: dict
+
+
+# -- stores -----------------------------------------------------------------------------------
+def embed(
+    pipeline: PipelineSpec,
+    grid: GridSpec,
+    out: Path,
+    run: RunSpec,
+    progress: Progress | None = None,
+) -> EmbedSummary:
+    """Fill (or finish) the embedding store at `out`."""
+    return embed_grid(pipeline, grid.build(), out, run.workers, run.scheduler, progress)
+
+
+def cached_store(
+    spec: PipelineSpec,
+    grid: Grid,
+    settings: Settings,
+    progress: Progress | None = None,
+    run: RunSpec | None = None,
+) -> Path:
+    """The store for (pipeline, grid) in the cache, built or finished as needed. It is keyed by
+    the run's manifest (models, source, context, resolved precision, software version) and the
+    grid, so options that change only the speed (device, batch size, prefetch) share a store."""
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "manifest": load_pipeline(spec).manifest,
+                "grid": grid.to_dict(),
+                "chunk": grid.chunk_shape,
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:20]
+    path = settings.cache_dir / "stores" / f"{key}.zarr"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run = run or RunSpec()
+    embed_grid(spec, grid, path, run.workers, run.scheduler, progress)
+    return path
+
+
+def open_embeddings(
+    inputs: MapInputs,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    context: Sequence[str] | None = None,
+) -> StoreView:
+    """The given store, or the cached one for the pipeline (with `context`, if given) and grid."""
+    path = inputs.embeddings
+    if path is None:
+        spec = inputs.pipeline
+        if context is not None:
+            spec = dataclasses.replace(spec, context=tuple(context))
+        settings = settings or Settings.from_environment()
+        path = cached_store(spec, inputs.grid.build(), settings, progress, inputs.run)
+    ds = open_store(path)
+    return StoreView(Path(path), ds, grid_from_store(ds), read_manifest(path))
+
+
+def store_pipeline(store: StoreView, inputs: MapInputs) -> Pipeline:
+    """The pipeline the store was made with, on the requested device and batch size. A model or
+    encoder asked for that differs from the store's is refused; encoders of modalities the store
+    did not use (the query towers) may be added."""
+    manifest, asked = store.manifest, inputs.pipeline
+    if asked.model is not None and asked.model != manifest["model"]:
+        raise StoreMismatchError(
+            f"the store {store.path} was computed with model {manifest['model']}, not "
+            f"{asked.model}; leave out --model to use the store's"
+        )
+    spec = spec_from_manifest(
+        manifest,
+        device=asked.device,
+        batch_size=asked.batch_size,
+        precision=manifest.get("precision", "float32"),
+    )
+    stored = dict(spec.encoders)
+    for modality, encoder in asked.encoders:
+        if modality in stored and stored[modality] != encoder:
+            raise StoreMismatchError(
+                f"the store {store.path} was computed with the {modality} encoder "
+                f"{stored[modality]}, not {encoder}"
+            )
+        stored[modality] = encoder
+    pipeline = load_pipeline(dataclasses.replace(spec, encoders=tuple(stored.items())))
+    if pipeline.manifest["model_sha256"] != manifest.get("model_sha256"):
+        raise StoreMismatchError(
+            f"the weights of model {manifest['model']} changed since the store {store.path} was "
+            "computed; recompute the store"
+        )
+    return pipeline
+
+
+# -- layers -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SdmSpec:
+    queries: tuple[str, ...]
+    mode: str = "recon"  # recon or hybrid
+    delta: float = 0.5  # hybrid mixing weight
+    target: str = "loc"  # hybrid target modality
+    rescale: bool = False
+    threshold: float | None = None
+
+
+@dataclass
+class MapResult:
+    layers: LayerSet
+    written: list[Path]
+
+
+def sdm(
+    spec: SdmSpec,
+    inputs: MapInputs,
+    output: OutputSpec,
+    command: str,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+) -> MapResult:
+    """Species-distribution similarity map for query photos (or species names)."""
+    output.check([Path(q) for q in spec.queries])
+    store = open_embeddings(inputs, settings, progress)
+    pipeline = store_pipeline(store, inputs)
+    queries = encode_queries(spec.queries, pipeline.cells.encoders)
+    layers = sdm_layers(
+        store.ds,
+        store.grid,
+        queries,
+        pipeline.model,
+        spec.mode,
+        spec.delta,
+        spec.target,
+        spec.rescale,
+        spec.threshold,
+    )
+    layers.manifest = store.manifest
+    title = f"species distribution similarity ({spec.mode})"
+    return MapResult(layers, write_layer_set(layers, output, command, title, cmap="YlGn"))
+
+
+def uncertainty(
+    context: Sequence[str] | None,
+    inputs: MapInputs,
+    output: OutputSpec,
+    command: str,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+) -> MapResult:
+    """||sigma||_1 per cell for `context` (any subset of the store's; default the store's own)."""
+    output.check([])
+    store = open_embeddings(inputs, settings, progress, context=inputs.pipeline.context)
+    stored = list(store.manifest["context"])
+    model, precision = None, store.manifest.get("precision", "float32")
+    if context and set(context) != set(stored):
+        model = store_pipeline(store, inputs).model
+    layers = uncertainty_layers(
+        store.ds, store.grid, stored, context, model, precision, inputs.pipeline.batch_size
+    )
+    layers.manifest = store.manifest
+    written = write_layer_set(layers, output, command, "uncertainty ||sigma||_1", cmap="magma")
+    return MapResult(layers, written)
+
+
+def ica(token: str, seed: int, inputs: MapInputs, output: OutputSpec, command: str) -> MapResult:
+    """Three independent components of a per-cell embedding of a store, as an RGB map."""
+    if inputs.embeddings is None:
+        raise InputError("ica needs an embedding store (--embeddings)")
+    output.check([inputs.embeddings])
+    store = open_embeddings(inputs)
+    model = store_pipeline(store, inputs).model if is_register_token(token) else None
+    context = list(store.manifest["context"])
+    layers = ica_layers(store.ds, store.grid, context, token, seed, model=model)
+    layers.manifest = store.manifest
+    title = f"ICA of {token} (red, green, blue = components 1-3)"
+    return MapResult(layers, write_layer_set(layers, output, command, title, cmap="rgb"))

@@ -1,0 +1,36 @@
+"""Typed specs shared by the workflows: the grid and how a grid run is executed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prom3e_geo.grid import DEFAULT_CHUNK, Grid, build_grid
+
+Progress = Callable[[int, int], None]  # (done, total) chunks
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """GRID = [--aoi conus|FILE|minx,miny,maxx,maxy] [--crs EPSG] [--shape RxC | --resolution R],
+    with the grid chunk edge (cells) that stores are chunked by."""
+
+    aoi: str = "conus"
+    crs: str = "EPSG:4326"
+    shape: str | None = None
+    resolution: str | None = None
+    chunk: int = DEFAULT_CHUNK[0]
+
+    def build(self) -> Grid:
+        grid = build_grid(aoi=self.aoi, crs=self.crs, shape=self.shape, resolution=self.resolution)
+        return dataclasses.replace(grid, chunk_shape=(self.chunk, self.chunk))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Where chunks run: in this process, on a local Dask cluster of `workers`, or on the
+    dask.distributed `scheduler` at that address."""
+
+    workers: int | None = None
+    scheduler: str | None = None
