@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/prom3e-geo
 OUT    ?= demo-out
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-min lint bench clean
 
 install: $(VENV)/.installed
 
@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "torch>=2.3,<2.14"
+	$(PY) -m pip install --quiet "torch>=2.13,<2.14"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m pip install --quiet --no-deps geoclip==1.3.0  # location weights only; never imported
 	touch $@
@@ -32,8 +32,19 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# the suite on the lowest versions pyproject declares: proof that its floors are honest
+test-min:
+	$(PYTHON) -m venv .venv-min
+	.venv-min/bin/python -m pip install --quiet --upgrade pip
+	$(PYTHON) scripts/min_requirements.py > .venv-min/requirements-min.txt
+	.venv-min/bin/python -m pip install --quiet -r .venv-min/requirements-min.txt
+	.venv-min/bin/python -m pip install --quiet --no-deps -e . geoclip==1.3.0
+	! .venv-min/bin/python -m pip check | grep -v '^geoclip '  # geoclip: weights only, no deps
+	.venv-min/bin/python -m pytest -q
+
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) benchmarks/diversity.py
@@ -41,4 +52,4 @@ bench: install
 	$(PY) benchmarks/encoders.py
 
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) .venv-min $(OUT)

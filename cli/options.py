@@ -56,10 +56,9 @@ grid_options = with_options(
         ),
         click.option(
             "--chunk",
-            default=64,
-            show_default=True,
-            type=click.IntRange(min=8),
-            help="Grid chunk edge (cells): the unit of resume and of Dask tasks.",
+            default=None,
+            type=click.IntRange(min=1),
+            help="Grid chunk edge in cells, the unit of resume and of Dask tasks (default 64).",
         ),
     ]
 )

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 import xarray as xr
 
-from tests.helpers import write_inat_csv
+from tests.helpers import assert_png_shows_a_picture, write_inat_csv
 
 BBOX = "-100,38,-98,39"  # 10 x 20 cells of 0.1 degree with --shape 10x20
 
@@ -64,7 +64,7 @@ def test_diversity_writes_cog_zarr_png_with_contract_bands_and_tags(tmp_path, ob
     ds = xr.open_zarr(zarr, decode_coords="all")
     assert ds.rio.crs.to_epsg() == 4326
     np.testing.assert_array_equal(ds.n_obs.values, n_obs)
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert_png_shows_a_picture(png)
 
 
 def test_diversity_filters_and_smoothing(tmp_path, obs, run_cli):

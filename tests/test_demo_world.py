@@ -145,3 +145,15 @@ def test_test_size_build_runs_the_whole_pipeline(tmp_path):
     assert set(demo.encoders) == {"image", "sat", "env", "loc", "text"}
     assert (tmp_path / "examples" / "cardinal.jpg").exists()
     assert len((tmp_path / "examples" / "observations.csv").read_text().splitlines()) == 501
+
+
+def test_a_demo_recipe_that_is_not_yaml_exits_2(tmp_path, run_cli):
+    """Regression: a YAML error in a demo recipe was an internal error (exit 1)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1, 2\n")
+    r = run_cli("demo", "build", "--recipe", bad, "--out", tmp_path / "models")
+    assert r.code == 2 and "is not valid YAML" in r.err and "\n" not in r.err.strip()
+    bad.write_text("- seed\n- 1\n")
+    r = run_cli("demo", "build", "--recipe", bad, "--out", tmp_path / "models")
+    assert r.code == 2 and "must be a YAML mapping" in r.err
+    assert not (tmp_path / "models").exists()

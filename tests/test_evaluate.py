@@ -9,6 +9,7 @@ import torch
 from prom3e_geo.evaluate.classification import linear_probe, ridge_r2, topk_accuracy
 from prom3e_geo.evaluate.latent import modality_gap
 from prom3e_geo.evaluate.retrieval import hybrid_scores, ranks_from_scores
+from tests.helpers import assert_png_shows_a_picture
 
 
 def test_hybrid_scores_and_ranks_by_hand():
@@ -60,7 +61,8 @@ def test_ica_cli_writes_an_rgb_cog_and_refuses_unknown_tokens(tmp_path, run_cli)
     assert r.code == 0, r.err
     out, png = tmp_path / "ica.tif", tmp_path / "ica.png"
     r = run_cli("ica", "--embeddings", store, "--out", out, "--png", png)
-    assert r.code == 0, r.err and png.stat().st_size > 0
+    assert r.code == 0, r.err
+    assert_png_shows_a_picture(png)
     with rasterio.open(out) as ds:
         assert ds.descriptions == ("ica_1", "ica_2", "ica_3")
         assert ds.tags(1)["description"].startswith("independent component 1 of mu")

@@ -331,3 +331,22 @@ def test_cache_reads_equal_zarr_reads_in_any_order_and_thread_count(tmp_path, ru
     consolidated.write_text(json.dumps(meta))
     with pytest.raises(InputError, match="unknown layout"):
         CacheSource(cache)
+
+
+def test_closing_a_cache_source_stops_its_reader_threads(tmp_path, run_cli):
+    """Regression: the cache source's thread pool was never shut down."""
+    import threading
+
+    cache = tmp_path / "patches.zarr"
+    grid = ["--aoi", "-100,33,-99,34", "--resolution", "0.25"]
+    assert run_cli("fetch", "--source", "demo", *grid, "--cache", cache).code == 0
+
+    def readers() -> int:
+        return sum(t.name.startswith("prom3e-cache-read") for t in threading.enumerate())
+
+    before = readers()  # sources of pipelines other tests left open in this process
+    source = open_source(f"cache:{cache}?threads=3")
+    assert source.fetch(np.array([-99.6, -99.4]), np.array([33.4, 33.6])).valid.all()
+    assert readers() > before
+    source.close()
+    assert readers() == before

@@ -18,6 +18,7 @@ import zarr
 from prom3e_geo.errors import InputError
 from prom3e_geo.stores.embeddings import open_store
 from prom3e_geo.stores.grid_store import read_manifest
+from tests.helpers import assert_png_shows_a_picture
 
 EXE = Path(sys.executable).with_name("prom3e-geo")
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,7 +283,7 @@ def test_uncertainty_and_compare(reference_store, tmp_path, run_cli):
     )
     assert r.code == 0, r.err
     assert "sigma_l1 vs shannon" in r.out and "Spearman" in r.out
-    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+    assert_png_shows_a_picture(tmp_path / "cmp.png")
     r = run_cli("compare", "--uncertainty", tmp_path / "sigma.tif", "--diversity", CARDINAL)
     assert r.code == 2
 
@@ -313,3 +314,119 @@ def test_qgis_styles_are_valid_xml():
         renderer = ET.parse(path).getroot().find("pipe/rasterrenderer")
         assert renderer is not None and renderer.get("type") == "singlebandpseudocolor", path
         assert len(renderer.findall(".//colorrampshader/item")) >= 2
+
+
+def test_sdm_from_a_store_uses_the_stores_model_and_refuses_another(tmp_path, run_cli):
+    """Regression: `sdm --embeddings` inverted the queries with the CLI's --model (default demo)
+    whatever model made the store, and tagged the map with the store's model."""
+    import torch
+
+    from prom3e_geo.model.checkpoint import save_prom3e
+    from prom3e_geo.plugins.demo.build import load_demo
+
+    model = load_demo().prom3e
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other = save_prom3e(model, tmp_path / "other.safetensors")
+    grid = ["--aoi", "-100,33,-96,36", "--resolution", "0.25", "--context", "loc"]
+    encoders = ["--loc-encoder", "demo", "--image-encoder", "demo"]
+    store = tmp_path / "other.zarr"
+    r = run_cli("embed", *grid, "--model", other, *encoders, "--out", store)
+    assert r.code == 0, r.err
+    hybrid = ["sdm", "--query", CARDINAL, "--mode", "hybrid"]
+    assert run_cli(*hybrid, "--embeddings", store, "--out", tmp_path / "a.tif").code == 0
+    r = run_cli(*hybrid, *grid, "--model", other, *encoders, "--out", tmp_path / "b.tif")
+    assert r.code == 0, r.err
+    assert run_cli(*hybrid, *grid, "--out", tmp_path / "demo.tif").code == 0
+    with (
+        rasterio.open(tmp_path / "a.tif") as a,
+        rasterio.open(tmp_path / "b.tif") as b,
+        rasterio.open(tmp_path / "demo.tif") as d,
+    ):
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert np.nanmax(np.abs(a.read() - d.read())) > 1e-3  # the models' maps differ
+        assert a.tags()["model"] == str(other) and d.tags()["model"] == "demo"
+    r = run_cli(*hybrid, "--embeddings", store, "--model", "demo", "--out", tmp_path / "c.tif")
+    assert r.code == 2 and "computed with model" in r.err and not (tmp_path / "c.tif").exists()
+
+
+def test_a_failed_patch_invalidates_only_the_sat_input_of_its_cell(tmp_path, run_cli):
+    """Regression: the store's single `valid` mixed modalities, so a cell whose patch failed was
+    NaN in a location-only uncertainty map, which needs no patch."""
+    cache = tmp_path / "patches.zarr"
+    half = ["--aoi", "-100,33,-98,36", "--resolution", "0.25"]
+    assert run_cli("fetch", "--source", "demo", *half, "--cache", cache).code == 0
+    store = tmp_path / "cube.zarr"
+    grid = ["--aoi", "-100,33,-96,36", "--resolution", "0.25"]  # the eastern half has no patch
+    r = run_cli("embed", *grid, "--source", f"cache:{cache}", "--out", store)
+    assert r.code == 0, r.err
+    ds = xr.open_zarr(store)
+    x = ds["x"].values
+    sat_ok = ds["valid_sat"].values.astype(bool)
+    assert sat_ok[:, x < -98].all() and not sat_ok[:, x > -98].any()
+    assert ds["valid_loc"].values.all() and ds["valid_env"].values.all()
+    for context, name in (("loc", "loc.tif"), ("sat,loc,env", "all.tif")):
+        r = run_cli("uncertainty", "--embeddings", store, "--context", context, "--out",
+                    tmp_path / name)  # fmt: skip
+        assert r.code == 0, r.err
+    with rasterio.open(tmp_path / "loc.tif") as loc, rasterio.open(tmp_path / "all.tif") as full:
+        loc_sigma, full_sigma = loc.read(1), full.read(1)
+    assert np.isfinite(loc_sigma).all()  # every cell has a location
+    assert np.isfinite(full_sigma[:, x < -98]).all() and np.isnan(full_sigma[:, x > -98]).all()
+
+
+def test_a_failing_dask_task_closes_the_local_cluster(monkeypatch, small_grid, tmp_path):
+    """Regression: the LocalCluster was closed only after every task succeeded."""
+    import dask.distributed
+
+    from prom3e_geo.engine import runner
+    from prom3e_geo.engine.spec import PipelineSpec
+
+    events = []
+
+    class Cluster:
+        def __init__(self, **kwargs):
+            events.append("started")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("closed")
+
+    class Client:
+        def __init__(self, address):
+            assert isinstance(address, Cluster)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("client closed")
+
+        def submit(self, fn, *args, **kwargs):
+            return self
+
+        def result(self):
+            raise RuntimeError("a worker died")
+
+    monkeypatch.setattr(dask.distributed, "LocalCluster", Cluster)
+    monkeypatch.setattr(dask.distributed, "Client", Client)
+    monkeypatch.setattr(dask.distributed, "as_completed", iter)
+    spec = PipelineSpec(context=("loc",))
+    with pytest.raises(RuntimeError, match="a worker died"):
+        runner.embed_grid(spec, small_grid, tmp_path / "cube.zarr", workers=2)
+    assert events == ["started", "client closed", "closed"]
+
+
+def test_the_grid_chunk_default_is_one_number():
+    """Regression: Python grids were chunked 128 x 128 and CLI grids 64 x 64, so stores made by
+    each were never shared."""
+    from prom3e_geo.grid import DEFAULT_CHUNK, build_grid
+    from prom3e_geo.workflows.specs import GridSpec
+
+    assert build_grid(aoi="-100,38,-98,39").chunk_shape == DEFAULT_CHUNK
+    assert GridSpec(aoi="-100,38,-98,39").build().chunk_shape == DEFAULT_CHUNK
+    help_text = subprocess.run([EXE, "embed", "--help"], capture_output=True, text=True).stdout
+    assert f"(default {DEFAULT_CHUNK[0]})" in " ".join(help_text.split())

@@ -13,6 +13,7 @@ from prom3e_geo.io.geotiff import write_cog
 from prom3e_geo.io.outputs import atomic_output, check_output
 from prom3e_geo.io.png import Panel, write_quicklook
 from prom3e_geo.io.zarr import layer_dataset, write_zarr
+from tests.helpers import assert_png_shows_a_picture
 
 
 def _index_band(grid):
@@ -97,7 +98,7 @@ def test_zarr_v3_opens_in_xarray_with_crs(tmp_path):
 def test_png_quicklook(tmp_path):
     grid = build_grid(aoi="-100,38,-98,39", shape="10x20")
     path = write_quicklook(tmp_path / "q.png", [Panel(_index_band(grid), "t", "u")], grid)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_png_shows_a_picture(path)
 
 
 def test_atomic_output_leaves_nothing_behind_on_failure(tmp_path):
@@ -124,3 +125,27 @@ def test_existing_outputs_are_refused_or_replaced_safely(tmp_path):
         check_output(folder, overwrite=True)
     with pytest.raises(InputError, match="does not exist"):
         check_output(tmp_path / "missing" / "x.tif")
+
+
+def test_the_quicklook_outlines_the_grids_aoi_not_conus(tmp_path):
+    """Regression: every PNG drew the CONUS outline, whatever the AOI."""
+    import json
+
+    import shapely
+
+    from prom3e_geo.io.png import aoi_outline
+
+    triangle = shapely.Polygon([(-100, 35), (-96, 35), (-98, 38)])
+    path = tmp_path / "triangle.geojson"
+    path.write_text(json.dumps({"type": "Feature", "properties": {},
+                                "geometry": shapely.geometry.mapping(triangle)}))  # fmt: skip
+    grid = build_grid(aoi=str(path), resolution="0.05")
+    lines = aoi_outline(grid)
+    assert len(lines) == 1 and len(lines[0]) > 20
+    distance = shapely.distance(triangle.exterior, shapely.points(lines[0]))
+    assert distance.max() < 0.05 * 1.5  # within a cell and a half of the triangle's edges
+    box = build_grid(aoi="-100,38,-98,39", shape="10x20")  # the AOI fills the grid: no line
+    assert aoi_outline(box) == []
+    assert_png_shows_a_picture(
+        write_quicklook(tmp_path / "t.png", [Panel(grid.mask * 1.0, "t")], grid)
+    )

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from prom3e_geo.errors import InputError, SourceError
+from prom3e_geo.errors import SourceError
 from prom3e_geo.registry import Registry
 
 DEFAULT_TIME = "2023-06-01/2023-08-31"  # summer: leaves on, least snow
@@ -36,7 +36,7 @@ ALL_BANDS = (*RGB_BANDS, "B01", "B05", "B06", "B07", "B08", "B8A", "B09", "B11",
 def band_names(bands: str) -> tuple[str, ...]:
     """The `bands` source option (rgb or all) as band names."""
     if bands not in ("rgb", "all"):
-        raise InputError(f"bands={bands!r}: use rgb or all")
+        raise SourceError(f"bands={bands!r}: use rgb or all")
     return RGB_BANDS if bands == "rgb" else ALL_BANDS
 
 
@@ -44,9 +44,9 @@ def check_window(time: str, max_cloud: float) -> tuple[tuple[str, str], float]:
     """The time window START/END and the cloud limit (0-1), checked."""
     parts = str(time).split("/")
     if len(parts) != 2 or not all(parts):
-        raise InputError(f"time window {time!r} is not START/END")
+        raise SourceError(f"time window {time!r} is not START/END")
     if not 0 <= float(max_cloud) <= 1:
-        raise InputError(f"max_cloud {max_cloud} is not between 0 and 1")
+        raise SourceError(f"max_cloud {max_cloud} is not between 0 and 1")
     return (parts[0], parts[1]), float(max_cloud)
 
 
@@ -104,7 +104,7 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     for pair in filter(None, query.split("&")):
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise InputError(f"imagery source option {pair!r} in {spec!r} is not key=value")
+            raise SourceError(f"imagery source option {pair!r} in {spec!r} is not key=value")
         options[key.replace("-", "_")] = _number_or_text(value)
     return name, argument, options
 

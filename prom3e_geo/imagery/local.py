@@ -25,7 +25,7 @@ from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 
 from prom3e_geo.encoders.clip import REFLECTANCE_GAIN
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import PatchBatch, band_names
 from prom3e_geo.imagery.geometry import utm_crs, warp_patch
 
@@ -49,14 +49,14 @@ class LocalSource:
     ) -> None:
         self.path = Path(path)
         if not self.path.exists():
-            raise InputError(f"local imagery {self.path} does not exist")
+            raise SourceError(f"local imagery {self.path} does not exist")
         files = (
             sorted(p for p in self.path.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES)
             if self.path.is_dir()
             else [self.path]
         )
         if not files:
-            raise InputError(f"no GeoTIFF/VRT rasters under {self.path}")
+            raise SourceError(f"no GeoTIFF/VRT rasters under {self.path}")
         self.size, self.resolution, self.max_nodata, self.boa_offset = (
             size,
             resolution,
@@ -72,16 +72,16 @@ class LocalSource:
             try:
                 with rasterio.open(f) as ds:
                     if ds.crs is None:
-                        raise InputError(f"raster {f} has no CRS")
+                        raise SourceError(f"raster {f} has no CRS")
                     if ds.count < max(self.indexes):
-                        raise InputError(
+                        raise SourceError(
                             f"raster {f} has {ds.count} band(s); bands={bands} needs "
                             f"{max(self.indexes)}"
                         )
                     bounds = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
                     self.rasters.append((f, bounds))
             except rasterio.errors.RasterioIOError as exc:
-                raise InputError(f"raster {f} cannot be read: {exc}") from None
+                raise SourceError(f"raster {f} cannot be read: {exc}") from None
 
     def describe(self) -> dict:
         return {

@@ -35,7 +35,7 @@ import numpy as np
 import rasterio
 from rasterio.io import MemoryFile
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import CredentialsError, SourceError
 from prom3e_geo.imagery.base import (
     DEFAULT_TIME,
     PatchBatch,
@@ -85,11 +85,11 @@ def sentinelhub_config(profile: str | None = None, **overrides):
         try:
             config = SHConfig(profile, **overrides)
         except KeyError:
-            raise InputError(
+            raise SourceError(
                 f"no sentinelhub profile {profile!r} in the user's config.toml"
             ) from None
     elif profile:
-        raise InputError(
+        raise SourceError(
             f"no sentinelhub profile {profile!r}: the user's config.toml does not exist"
         )
     else:
@@ -97,7 +97,7 @@ def sentinelhub_config(profile: str | None = None, **overrides):
         config.sh_client_id = os.environ.get("SH_CLIENT_ID", "")
         config.sh_client_secret = os.environ.get("SH_CLIENT_SECRET", "")
     if not (config.sh_client_id and config.sh_client_secret):
-        raise InputError(
+        raise CredentialsError(
             "Sentinel Hub credentials missing: set SH_CLIENT_ID and SH_CLIENT_SECRET, or a "
             "sentinelhub profile with sh_client_id and sh_client_secret"
         )
@@ -150,7 +150,7 @@ class SentinelHubSource:
         self.time, self.max_cloud = check_window(time, max_cloud)
         self.bands = band_names(bands)
         if not 1 <= int(tile_px) <= 2500:
-            raise InputError(f"tile_px {tile_px} is outside 1-2500 (the Process API maximum)")
+            raise SourceError(f"tile_px {tile_px} is outside 1-2500 (the Process API maximum)")
         urls = {"sh_base_url": base_url, "sh_token_url": token_url}
         self.config = sentinelhub_config(profile, **{k: v for k, v in urls.items() if v})
         self.config.max_download_attempts = int(attempts)
@@ -263,7 +263,7 @@ class SentinelHubSource:
             )
         for result in results:
             if isinstance(result, OAuth2Error):
-                raise InputError(
+                raise CredentialsError(
                     f"Sentinel Hub rejected the credentials at {self.config.sh_token_url} "
                     f"({result.error})"
                 )

@@ -24,7 +24,7 @@ import numpy as np
 import rasterio
 from shapely.geometry import Point, shape
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import (
     DEFAULT_TIME,
     PatchBatch,
@@ -99,7 +99,7 @@ class StacSource:
         else:
             self.assets = [a.strip() for a in str(assets).split(",")]
         if len(self.assets) != len(self.bands):
-            raise InputError(
+            raise SourceError(
                 f"assets {assets!r}: name {len(self.bands)} asset keys, for {', '.join(self.bands)}"
             )
         self.gdal_env = {
@@ -124,7 +124,7 @@ class StacSource:
                 modifier=_signer(self.url),
             )
         except Exception as exc:
-            raise InputError(
+            raise SourceError(
                 f"cannot open the STAC API at {self.url}: {type(exc).__name__}"
             ) from None
         self.traffic = TrafficCounter("searches", "asset opens")
@@ -236,7 +236,7 @@ def _signer(url: str):
     try:
         import planetary_computer
     except ImportError:
-        raise InputError(
+        raise SourceError(
             "Planetary Computer assets must be signed: pip install planetary-computer"
         ) from None
     return planetary_computer.sign_inplace

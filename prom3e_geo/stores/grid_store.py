@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
 

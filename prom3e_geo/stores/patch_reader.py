@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import PatchBatch
 from prom3e_geo.stores.grid_store import grid_from_store, is_zarr_store, read_manifest
 
@@ -42,14 +42,14 @@ class CacheSource:
     ) -> None:
         self.path = Path(path)
         if not (self.path.is_dir() and is_zarr_store(self.path)):
-            raise InputError(f"patch cache {self.path} does not exist")
+            raise SourceError(f"patch cache {self.path} does not exist")
         self.manifest = read_manifest(self.path)
         if not {"size_px", "bands", "source"} <= set(self.manifest):
-            raise InputError(f"{self.path} is not a patch cache (run `prom3e-geo fetch`)")
+            raise SourceError(f"{self.path} is not a patch cache (run `prom3e-geo fetch`)")
         self.size = int(self.manifest["size_px"])
         self.bands = tuple(self.manifest["bands"])
         if size is not None and int(size) != self.size:
-            raise InputError(f"patch cache {self.path} holds {self.size} px patches, not {size}")
+            raise SourceError(f"patch cache {self.path} holds {self.size} px patches, not {size}")
         group = zarr.open_group(str(self.path), mode="r")
         self.grid = grid_from_store(xr.open_zarr(self.path, consolidated=False))
         self.status = np.asarray(group["status"][:]).ravel()
@@ -63,7 +63,7 @@ class CacheSource:
             or patches.compressor is None
             or np.dtype(patches.dtype.to_native_dtype()) != np.dtype("<f2")
         ):
-            raise InputError(
+            raise SourceError(
                 f"patch cache {self.path} has an unknown layout (one it did not write)"
             )
         self._chunk_key = patches.encode_chunk_key
@@ -71,7 +71,7 @@ class CacheSource:
         self._fill = patches.fill_value
         self._dir = self.path / "patches"
         self.threads = threads or min(16, 2 * (os.cpu_count() or 1))  # reads also wait on I/O
-        self._pool = ThreadPoolExecutor(self.threads)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="prom3e-cache-read")
 
     def describe(self) -> dict:
         return {

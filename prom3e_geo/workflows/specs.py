@@ -20,11 +20,12 @@ class GridSpec:
     crs: str = "EPSG:4326"
     shape: str | None = None
     resolution: str | None = None
-    chunk: int = DEFAULT_CHUNK[0]
+    chunk: int | None = None  # default: grid.DEFAULT_CHUNK
 
     def build(self) -> Grid:
         grid = build_grid(aoi=self.aoi, crs=self.crs, shape=self.shape, resolution=self.resolution)
-        return dataclasses.replace(grid, chunk_shape=(self.chunk, self.chunk))
+        chunk = (self.chunk, self.chunk) if self.chunk else DEFAULT_CHUNK
+        return dataclasses.replace(grid, chunk_shape=chunk)
 
 
 @dataclass(frozen=True)
