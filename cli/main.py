@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 
 import click
@@ -89,6 +90,8 @@ def release_pipelines() -> None:
 @handle_errors
 def main() -> int | None:
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    if not Settings.from_environment().debug:  # libraries' deprecation notes are not for users
+        warnings.simplefilter("ignore", DeprecationWarning)
     add_plugin_commands()
     return cli.main(prog_name=PROG, standalone_mode=False)
 

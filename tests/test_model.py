@@ -277,3 +277,26 @@ def test_pickles_that_execute_code_are_refused(tmp_path):
     torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _Payload()}, path)
     with pytest.raises(InputError, match="needs code execution"):
         load_prom3e(path)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("shared", [True, False])
+def test_readout_only_inference_equals_the_full_encoder(depth, shared):
+    """`readout` computes the last block for [mu] and [logvar] only; it must give what every
+    token through every block gives, for one visibility or one per sample."""
+    torch.manual_seed(depth)
+    model = ProM3E(ProM3EConfig(embed_dim=256, heads=4, mlp_dim=512, depth=depth)).eval()
+    for p in model.parameters():  # trained-looking weights, not the init's
+        p.data.add_(0.02 * torch.randn_like(p))
+    x = torch.nn.functional.normalize(torch.randn(64, 6, 512), dim=-1)
+    visible = visibility(64, [1, 2, 3])
+    if not shared:
+        visible = torch.rand(64, 6) < 0.5
+        visible[torch.arange(64), torch.randint(0, 6, (64,))] = True
+    with torch.no_grad():
+        mu, logvar, _ = model.encode(x, visible)
+        mu_r, logvar_r = model.readout(x, visible)
+        recon = model.decode(mu, [0])[:, 0]
+        recon_r = model.decode(mu_r, [0])[:, 0]
+    assert (logvar - logvar_r).abs().max() < 1e-5 * logvar.abs().max()
+    assert (mu - mu_r).abs().max() < 1e-5 and (recon - recon_r).abs().max() < 1e-5

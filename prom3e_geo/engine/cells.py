@@ -86,13 +86,14 @@ def infer_cells(
     model: ProM3E, x: torch.Tensor, context: Sequence[str], precision: str = "float32"
 ) -> CellOutputs:
     """ProM3E on cell inputs with the context modalities visible (one visibility for all, so masked
-    tokens are dropped), decoding only the image embedding, under `precision` (bf16 or float32)."""
+    tokens are dropped), readout rows only (`ProM3E.readout`), decoding only the image embedding,
+    under `precision` (bf16 or float32)."""
     device = next(model.parameters()).device
     visible = torch.zeros(x.shape[0], x.shape[1], dtype=torch.bool, device=device)
     visible[:, [MODALITIES.index(m) for m in context]] = True
     x = x.to(device, non_blocking=device.type == "cuda")
     with autocast(device, precision):
-        mu, logvar, _ = model.encode(x, visible)
+        mu, logvar = model.readout(x, visible)
         recon = model.decode(mu, [0])[:, 0]
     # unit vectors again in float32: normalised in bf16 their norms are off by up to 0.5%
     return CellOutputs(

@@ -30,6 +30,7 @@ from prom3e_geo.evaluate.classification import (
 )
 from prom3e_geo.evaluate.latent import extreme_sigma, gap_change, sigma_values
 from prom3e_geo.evaluate.retrieval import RetrievalResult, cross_modal_retrieval, reconstruct
+from prom3e_geo.evaluate.uncertainty import OodCase
 from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.recipes import EvaluationRecipe
 from prom3e_geo.registry import Registry
@@ -43,6 +44,7 @@ class EvaluationSet:
     labels: np.ndarray | None = None  # [N] class ids
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # continuous targets
     images: np.ndarray | None = None  # [N, h, w, 3] uint8 ground images, for image grids
+    ood: dict[str, OodCase] = field(default_factory=dict)  # out-of-distribution inputs, by name
 
 
 # name -> function(n) building an evaluation set of n samples

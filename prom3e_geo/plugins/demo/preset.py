@@ -11,6 +11,7 @@ from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.engine.pipeline import PipelineParts
 from prom3e_geo.errors import InputError
 from prom3e_geo.evaluate.report import EvaluationSet
+from prom3e_geo.evaluate.uncertainty import OodCase
 from prom3e_geo.hashing import file_sha256
 from prom3e_geo.plugins.demo.build import load_demo
 
@@ -64,4 +65,48 @@ def demo_evaluation_data(n: int = 2000, seed: int = EVAL_SEED) -> EvaluationSet:
         species,
         {"temperature": fields["temperature"], "elevation": fields["elevation"]},
         photos,
+        demo_ood_cases(demo, lon, lat, rng, max(n // 10, 50)),
     )
+
+
+OOD_PLACES = {  # lon/lat boxes outside the demo world: (min lon, min lat, max lon, max lat)
+    "places at sea": [(-72.0, 30.0, -60.0, 38.0), (-135.0, 30.0, -126.0, 42.0), (-94.0, 24.5, -84.0, 27.5)],
+    "places in Alaska": [(-160.0, 60.0, -142.0, 68.0)],
+    "places in Europe": [(0.0, 44.0, 20.0, 54.0)],
+}  # fmt: skip
+
+
+def demo_ood_cases(demo, lon, lat, rng: np.random.Generator, n: int) -> dict[str, OodCase]:
+    """Inputs the demo world never produces, each with the visible modalities it is judged
+    with: cloud-covered and empty (nodata) patches at real places (sat+loc+env), places outside
+    the world (loc+env, with the world's fields extrapolated there), and photos of no species
+    (noise, flat grey, a checkerboard; image only)."""
+    encoders = demo.encoders
+    at = rng.choice(len(lon), n, replace=False)
+    x, _ = demo.context().embed(lon[at], lat[at], ("sat", "loc", "env"))
+    cases = {}
+    for name, patches in (
+        ("cloud-covered patches", 0.55 + 0.03 * rng.standard_normal((n, 32, 32, 3))),
+        ("empty patches (nodata)", np.zeros((n, 32, 32, 3))),
+    ):
+        values = x.clone()
+        values[:, 1] = encoders["sat"].embed(patches.astype(np.float32))
+        cases[name] = OodCase(values, [1, 2, 3])
+    for name, boxes in OOD_PLACES.items():
+        box = np.array(boxes)[rng.integers(0, len(boxes), n)]
+        p_lon, p_lat = rng.uniform(box[:, 0], box[:, 2]), rng.uniform(box[:, 1], box[:, 3])
+        values, _ = demo.context().embed(p_lon, p_lat, ("loc", "env"))
+        cases[name] = OodCase(values, [2, 3])
+    third = n // 3
+    checker = (np.indices((64, 64)).sum(0) // 8 % 2 * 255)[..., None].repeat(3, -1)
+    photos = np.concatenate(
+        [
+            rng.integers(0, 256, (third, 64, 64, 3)),
+            np.full((third, 64, 64, 3), 128),
+            np.broadcast_to(checker, (n - 2 * third, 64, 64, 3)),
+        ]
+    ).astype(np.uint8)
+    values = torch.zeros_like(x)
+    values[:, 0] = encoders["image"].embed(list(photos))
+    cases["photos of no species"] = OodCase(values, [0])
+    return cases
