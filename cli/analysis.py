@@ -26,17 +26,27 @@ from prom3e_geo_cli.options import overwrite_option
 @click.option("--x-band", default=None, help="Band of the first raster (default: 1).")
 @click.option("--y-band", default="shannon", show_default=True, help="Band of the second raster.")
 @click.option("--png", "png_path", type=click.Path(path_type=Path), help="Bin-mean plot.")
+@click.option(
+    "--truth",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Presence (1) / absence (0) raster: compare with the second layer's error against it.",
+)
 @overwrite_option
-def compare_command(x_path, y_path, x_band, y_band, png_path, overwrite) -> None:
+def compare_command(x_path, y_path, x_band, y_band, png_path, truth, overwrite) -> None:
     """Spearman and Pearson correlation of two layers over their common valid cells.
+
+    With --truth, the second layer (a species map) is replaced by its error against the true
+    range: is the uncertainty high where the map is wrong?
 
     \b
     Example:
       prom3e-geo compare --uncertainty sigma.tif --diversity div.tif --png compare.png
+      prom3e-geo compare --uncertainty sigma.tif --diversity map.tif --y-band 1 --truth range.tif
     """
     from prom3e_geo.workflows.compare import compare
 
-    r = compare(x_path, y_path, x_band, y_band, png_path, overwrite)
+    r = compare(x_path, y_path, x_band, y_band, png_path, overwrite, truth)
     click.echo(
         f"{r.x_name} vs {r.y_name} over {r.n:,} cells: Spearman {r.spearman:.3f} "
         f"(p {r.spearman_p:.2g}), Pearson {r.pearson:.3f} (p {r.pearson_p:.2g})"

@@ -100,10 +100,17 @@ def sdm_command(queries, embeddings, mode, delta, target, rescale, threshold, **
     show_default=True,
     help="Context of the store built when --embeddings is not given (--context: any subset of it).",
 )
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An error calibration of the store's model (evaluate's save_calibration): adds the "
+    "expected_error band.",
+)
 @output_options
 @pipeline_options
 @grid_options
-def uncertainty_command(embeddings, store_context, **o) -> None:
+def uncertainty_command(embeddings, store_context, calibration, **o) -> None:
     """||sigma||_1 per cell for the chosen --context (the paper's uncertainty map).
 
     The sigma of any subset of a store's context comes from its stored embeddings, so the
@@ -119,7 +126,9 @@ def uncertainty_command(embeddings, store_context, **o) -> None:
     context = parse_context(o.pop("context"))
     output, inputs = output_spec(o), map_inputs({**o, "context": store_context}, embeddings)
     with CellProgress() as progress:
-        result = uncertainty(context, inputs, output, command_line(), progress=progress)
+        result = uncertainty(
+            context, inputs, output, command_line(), progress=progress, calibration=calibration
+        )
     for path in result.written:
         click.echo(f"wrote {path}")
 

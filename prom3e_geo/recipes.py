@@ -157,6 +157,8 @@ class EvaluationRecipe:
     gaps: tuple[str, ...] = ("image-sat+loc", "image-loc+env")  # "a-b+third"
     sigma_sets: tuple[str, ...] = ("image", "sat", "loc", "env", "sat+loc+env", "image+sat+loc+env")
     extremes: int = 8  # most/least uncertain samples shown (images of the demo data)
+    uncertainty_checks: bool = True  # does the uncertainty layer warn where the model errs?
+    save_calibration: str | None = None  # write the calibrated variant here (for `uncertainty`)
 
 
 def load_evaluation_recipe(path: str | Path | None) -> EvaluationRecipe:
@@ -176,6 +178,8 @@ def load_evaluation_recipe(path: str | Path | None) -> EvaluationRecipe:
         value = data.get(key)
         if value and (path.parent / value).exists():
             data[key] = str(path.parent / value)
+    if data.get("save_calibration"):  # an output: relative to the recipe
+        data["save_calibration"] = str(path.parent / data["save_calibration"])
     targets = data.get("targets") or {}
     if not isinstance(targets, dict):
         raise InputError(f"recipe {path}: 'targets' must map names to files")

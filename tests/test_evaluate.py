@@ -9,6 +9,7 @@ import torch
 from prom3e_geo.evaluate.classification import linear_probe, ridge_r2, topk_accuracy
 from prom3e_geo.evaluate.latent import modality_gap
 from prom3e_geo.evaluate.retrieval import hybrid_scores, ranks_from_scores
+from prom3e_geo.model.prom3e import visibility
 from tests.helpers import assert_png_shows_a_picture
 
 
@@ -176,8 +177,10 @@ def test_demo_evaluation_shows_hybrid_and_hidden_token_gains():
         gaps=(),
         sigma_sets=("loc",),
         extremes=0,
+        uncertainty_checks=False,
     )
-    result = evaluate(*load_evaluation(recipe), recipe)
+    model, data, _ = load_evaluation(recipe)
+    result = evaluate(model, data, recipe)
     mean = {
         (r.query, r.target): {m: np.mean(list(v.values())) for m, v in r.recall.items()}
         for r in result.retrieval
@@ -190,3 +193,67 @@ def test_demo_evaluation_shows_hybrid_and_hidden_token_gains():
     assert ("sat", "env") in wins  # delta chosen on validation beats both on test
     assert result.probes["hidden"]["temperature R2"] > result.probes["mu"]["temperature R2"]
     assert result.probes["hidden"]["elevation R2"] > result.probes["mu"]["elevation R2"]
+
+
+def test_class_ranks_and_the_uncertainty_checks_on_constructed_scores():
+    """Ranks by hand, and checks whose answers are known: a score equal to the error predicts
+    it perfectly, the same score with more modalities is not lower, an out-of-distribution case
+    built far above the in-distribution scores is all above its 95th percentile."""
+    from prom3e_geo.evaluate.uncertainty import OodCase, class_ranks, uncertainty_checks
+    from prom3e_geo.model import ProM3E, ProM3EConfig
+
+    images = torch.eye(3)  # three classes, one image each, orthogonal
+    recon = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.5, 0.0], [0.0, 0.2, 0.1]])
+    assert class_ranks(recon, images, np.array([0, 1, 2])).tolist() == [1, 2, 2]
+
+    torch.manual_seed(0)
+    model = ProM3E(ProM3EConfig(embed_dim=64, heads=4, mlp_dim=128)).eval()
+    values = torch.nn.functional.normalize(torch.randn(200, 6, 512), dim=-1)
+    labels = np.arange(200) % 4
+
+    def cosine_error(v, visible):  # the error itself: a perfect predictor
+        with torch.no_grad():
+            recon = model(v, visibility(len(v), list(visible))).recon[:, 0]
+        return (1 - torch.nn.functional.cosine_similarity(recon, v[:, 0])).numpy()
+
+    def offset(v, visible):  # far above every in-distribution sample for the OOD values
+        return np.where(v[:, 5, 0].numpy() > 5, 100.0, 0.0) + len(visible)
+
+    checks = uncertainty_checks(cosine_error, model, values, labels, {"sat": [1]}, [1, 2], {})
+    assert checks["error_prediction"]["sat"]["cosine"] == pytest.approx(1.0)
+    far = values[:20].clone()
+    far[:, 5, 0] = 10.0
+    checks = uncertainty_checks(offset, model, values, None, {}, [1, 2], {"far": OodCase(far, [1])})
+    assert checks["evidence"] == {"1": 0.0, "2": 0.0, "all": 0.0}  # two visible score higher
+    assert checks["ood"]["far"]["share_above"] == 1.0
+
+
+def test_the_report_measures_the_uncertainty_layer_and_saves_the_calibration(tmp_path, run_cli):
+    import rasterio
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "n: 600\nretrieval: [sat->env]\nzero_shot: []\nprobe_features: [mu]\ngaps: []\n"
+        "sigma_sets: [loc]\nextremes: 0\nsave_calibration: calibration.safetensors\n"
+    )
+    r = run_cli("evaluate", "--recipe", recipe, "--out", tmp_path / "report.md")
+    assert r.code == 0, r.err
+    text = (tmp_path / "report.md").read_text()
+    assert "Does the uncertainty layer warn where the model errs?" in text
+    assert "sigma_l1 (paper)" in text and "expected error (calibrated)" in text
+    assert "places in Alaska" in text and "photos of no species" in text
+    store = tmp_path / "cube.zarr"
+    grid = ["--aoi", "-100,33,-96,36", "--resolution", "0.5"]
+    assert run_cli("embed", *grid, "--out", store).code == 0
+    out = tmp_path / "u.tif"
+    r = run_cli("uncertainty", "--embeddings", store, "--calibration",
+                tmp_path / "calibration.safetensors", "--out", out)  # fmt: skip
+    assert r.code == 0, r.err
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("sigma_l1", "expected_error")
+        sigma, error = ds.read(1), ds.read(2)
+    assert np.isfinite(error).sum() == np.isfinite(sigma).sum() > 0
+    assert 0 < np.nanmedian(error) < 2  # a cosine error
+    r = run_cli("uncertainty", "--embeddings", store, "--calibration", recipe, "--out",
+                tmp_path / "v.tif")  # fmt: skip
+    assert r.code == 2 and "calibration" in r.err

@@ -430,3 +430,38 @@ def test_the_grid_chunk_default_is_one_number():
     assert GridSpec(aoi="-100,38,-98,39").build().chunk_shape == DEFAULT_CHUNK
     help_text = subprocess.run([EXE, "embed", "--help"], capture_output=True, text=True).stdout
     assert f"(default {DEFAULT_CHUNK[0]})" in " ".join(help_text.split())
+
+
+def test_compare_judges_uncertainty_by_the_maps_error_against_the_truth(tmp_path, run_cli):
+    from prom3e_geo.layers.compare import map_error
+
+    np.testing.assert_allclose(
+        map_error(np.array([2.0, 4.0, 6.0, np.nan]), np.array([0.0, 1.0, 1.0, 1.0])),
+        [0.0, 0.5, 0.0, np.nan],
+    )
+    grid = ["--aoi", "-100,33,-90,40", "--resolution", "0.5"]
+    for command in (
+        ["sdm", "--query", CARDINAL, *grid, "--out", tmp_path / "map.tif"],
+        ["uncertainty", *grid, "--out", tmp_path / "sigma.tif"],
+        ["demo", "truth", "--species", "northern cardinal", *grid, "--out", tmp_path / "t.tif"],
+    ):
+        r = run_cli(*command)
+        assert r.code == 0, r.err
+    r = run_cli("compare", "--uncertainty", tmp_path / "sigma.tif", "--diversity",
+                tmp_path / "map.tif", "--y-band", "1", "--truth", tmp_path / "t.tif")  # fmt: skip
+    assert r.code == 0, r.err
+    assert "sigma_l1 vs error of cardinal against in_range" in r.out
+    with (
+        rasterio.open(tmp_path / "sigma.tif") as s,
+        rasterio.open(tmp_path / "map.tif") as m,
+        rasterio.open(tmp_path / "t.tif") as t,
+    ):
+        sigma, error = s.read(1), map_error(m.read(1).astype(float), t.read(1))
+        assert t.tags()["demo_world"].startswith("SYNTHETIC")
+    ok = np.isfinite(sigma) & np.isfinite(error)
+    from scipy.stats import spearmanr
+
+    expected = spearmanr(sigma[ok], error[ok]).statistic
+    assert f"Spearman {expected:.3f}" in r.out
+    r = run_cli("demo", "truth", "--species", "dodo", *grid, "--out", tmp_path / "d.tif")
+    assert r.code == 2 and "no species 'dodo'" in r.err

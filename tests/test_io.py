@@ -149,3 +149,23 @@ def test_the_quicklook_outlines_the_grids_aoi_not_conus(tmp_path):
     assert_png_shows_a_picture(
         write_quicklook(tmp_path / "t.png", [Panel(grid.mask * 1.0, "t")], grid)
     )
+
+
+def test_a_style_sidecar_fits_its_ramp_to_the_2nd_98th_percentiles(tmp_path):
+    """QGIS loads NAME.qml beside NAME.tif; its ramp must cover the spread the file has (a
+    fixed 0-1 ramp left sigma_l1, 137-143, in one colour)."""
+    import xml.etree.ElementTree as ET
+
+    from prom3e_geo.io.qml import write_style
+
+    values = np.linspace(137.5, 143.2, 1000).reshape(20, 50).astype(np.float32)
+    values[0, :5] = np.nan
+    path = write_style(tmp_path / "sigma.tif", values, "magma", "sigma_l1")
+    assert path == tmp_path / "sigma.qml"
+    shader = ET.parse(path).getroot().find(".//colorrampshader")
+    lo, hi = np.nanpercentile(values, [2, 98])
+    assert float(shader.get("minimumValue")) == pytest.approx(lo, rel=1e-5)
+    assert float(shader.get("maximumValue")) == pytest.approx(hi, rel=1e-5)
+    stops = [float(item.get("value")) for item in shader.findall("item")]
+    assert stops[0] == pytest.approx(lo, rel=1e-5) and stops[-1] == pytest.approx(hi, rel=1e-5)
+    assert stops == sorted(stops) and len({item.get("color") for item in shader}) == len(stops)

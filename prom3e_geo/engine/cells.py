@@ -79,6 +79,7 @@ class CellOutputs:
     mu: torch.Tensor  # [N, E]
     sigma_l1: torch.Tensor  # [N]
     recon_image: torch.Tensor  # [N, 512], L2-normalised
+    logvar: torch.Tensor  # [N, E]
 
 
 @torch.inference_mode()
@@ -100,4 +101,5 @@ def infer_cells(
         F.normalize(mu.float(), dim=-1).cpu(),
         torch.exp(0.5 * logvar.float()).sum(-1).cpu(),
         F.normalize(recon.float(), dim=-1).cpu(),
+        logvar.float().cpu(),
     )

@@ -30,7 +30,12 @@ from prom3e_geo.evaluate.classification import (
 )
 from prom3e_geo.evaluate.latent import extreme_sigma, gap_change, sigma_values
 from prom3e_geo.evaluate.retrieval import RetrievalResult, cross_modal_retrieval, reconstruct
-from prom3e_geo.evaluate.uncertainty import OodCase
+from prom3e_geo.evaluate.uncertainty import (
+    ErrorCalibration,
+    OodCase,
+    sigma_score,
+    uncertainty_checks,
+)
 from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.recipes import EvaluationRecipe
 from prom3e_geo.registry import Registry
@@ -61,6 +66,8 @@ class Evaluation:
     extremes: tuple[np.ndarray, np.ndarray] | None  # (least, most) uncertain, image visible
     n: int
     probe_repeats: int
+    warning: dict[str, dict] = field(default_factory=dict)  # layer -> uncertainty_checks
+    calibration: ErrorCalibration | None = None  # the calibrated variant, fitted on validation
 
 
 def modality_set(text: str, present: list[int] | None = None) -> list[int]:
@@ -137,7 +144,32 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
     extremes = None
     if data.images is not None and recipe.extremes:
         extremes = extreme_sigma(model, data.values, [0], recipe.extremes)
-    return Evaluation(retrieval, zs, probes, gaps, sigma, extremes, n, recipe.probe_repeats)
+    warning, calibration = {}, None
+    context = [m for m in (1, 2, 3) if m in data.present]
+    if recipe.uncertainty_checks and 0 in data.present and len(context) >= 2:
+        warning, calibration = warning_checks(model, data, context, val, test)
+    return Evaluation(
+        retrieval, zs, probes, gaps, sigma, extremes, n, recipe.probe_repeats, warning, calibration
+    )
+
+
+def warning_checks(model, data: EvaluationSet, context: list[int], fit, test):
+    """`evaluate.uncertainty`'s measurements on the test split for ||sigma||_1 (the paper's
+    layer) and for the calibrated variant, fitted on the validation split."""
+    sets = {MODALITIES[m]: [m] for m in context} | {
+        "+".join(MODALITIES[m] for m in context): context
+    }
+    calibration = ErrorCalibration.fit(model, data.values[fit], list(sets.values()))
+    labels = None if data.labels is None else data.labels[test]
+    scores = {
+        "sigma_l1 (paper)": sigma_score(model),
+        "expected error (calibrated)": calibration.score(model),
+    }
+    warning = {
+        name: uncertainty_checks(score, model, data.values[test], labels, sets, context, data.ood)
+        for name, score in scores.items()
+    }
+    return warning, calibration
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -192,9 +224,42 @@ def report_markdown(result: Evaluation, data: EvaluationSet, figures: dict[str, 
     lines += ["| visible | mean | sd |", "| --- | ---: | ---: |"]
     for name, values in result.sigma.items():
         lines.append(f"| {name} | {values.mean():.2f} | {values.std():.2f} |")
+    if result.warning:
+        lines += warning_markdown(result.warning)
     for title, src in figures.items():
         lines += ["", f"![{title}]({src})"]
     return "\n".join(lines) + "\n"
+
+
+TARGETS = "targets: error prediction >= 0.3; evidence >= 90%; out of distribution >= 80%"
+
+
+def warning_markdown(warning: dict[str, dict]) -> list[str]:
+    """The uncertainty-as-a-warning tables: one column per layer."""
+    names = list(warning)
+    head = ["| measurement | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    first = warning[names[0]]
+    lines = ["", "## Does the uncertainty layer warn where the model errs?", "", TARGETS, ""]
+    lines += ["Error prediction: Spearman of the layer with the reconstruction error", ""] + head
+    for visible, row in first["error_prediction"].items():
+        for kind in row:
+            cells = [f"{warning[n]['error_prediction'][visible][kind]:+.3f}" for n in names]
+            lines.append(f"| {visible}, {kind} | " + " | ".join(cells) + " |")
+    lines += ["", "More evidence, less uncertainty: share of samples lower with every context", ""]
+    lines += head
+    for key in first["evidence"]:
+        label = "mean" if key == "all" else f"than {MODALITIES[int(key)]} alone"
+        cells = [f"{warning[n]['evidence'][key]:.0%}" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Out of distribution: share above the in-distribution 95th percentile", ""]
+    lines += head
+    for case in first["ood"]:
+        cells = [f"{warning[n]['ood'][case]['share_above']:.0%}" for n in names]
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    if first["ood"]:
+        means = [np.mean([c["share_above"] for c in warning[n]["ood"].values()]) for n in names]
+        lines.append("| mean | " + " | ".join(f"{m:.0%}" for m in means) + " |")
+    return lines
 
 
 def write_figures(result: Evaluation, data: EvaluationSet, folder: Path) -> dict[str, str]:

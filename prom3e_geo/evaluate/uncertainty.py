@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,45 +49,127 @@ def class_ranks(recon: torch.Tensor, images: torch.Tensor, labels: np.ndarray) -
     return (scores > own).sum(1).numpy() + 1
 
 
-def error_prediction(
-    model, values: torch.Tensor, labels: np.ndarray | None, visible_sets: Mapping[str, list[int]]
-) -> dict[str, dict[str, float]]:
-    """Spearman of ||sigma||_1 with the class rank (when labels exist) and the cosine error of
-    the reconstructed image embedding, per visible set (the image itself never visible)."""
+Score = Callable[[torch.Tensor, Sequence[int]], np.ndarray]  # (values, visible) -> per sample
+
+
+def sigma_score(model) -> Score:
+    """The paper's layer: ||sigma||_1."""
+    return lambda values, visible: _outputs(model, values, visible)[0]
+
+
+def uncertainty_checks(
+    score: Score,
+    model,
+    values: torch.Tensor,
+    labels: np.ndarray | None,
+    visible_sets: Mapping[str, list[int]],
+    context: Sequence[int],
+    cases: Mapping[str, OodCase],
+    quantile: float = 0.95,
+) -> dict[str, dict]:
+    """The three measurements of the module docstring for one uncertainty `score`:
+
+    `error_prediction`: visible set -> Spearman with the `cosine` error and the class `rank`;
+    `evidence`: context modality -> share of samples scored lower with all of `context` visible
+    than with that modality alone, and `all`, their mean; `ood`: case -> the in-distribution
+    `quantile` (`reference`), the case's `median` and its `share_above` the reference."""
     images = values[:, 0].float()
-    out = {}
+    prediction = {}
     for name, visible in visible_sets.items():
-        sigma, recon = _outputs(model, values, visible)
-        cosine_error = 1 - (F.normalize(recon.float(), dim=-1) * F.normalize(images, dim=-1)).sum(1)
-        row = {"cosine": float(spearmanr(sigma, cosine_error.numpy()).statistic)}
+        recon = _outputs(model, values, visible)[1]
+        scores = score(values, visible)
+        error = 1 - (F.normalize(recon.float(), dim=-1) * F.normalize(images, dim=-1)).sum(1)
+        row = {"cosine": float(spearmanr(scores, error.numpy()).statistic)}
         if labels is not None:
-            row["rank"] = float(spearmanr(sigma, class_ranks(recon, images, labels)).statistic)
-        out[name] = row
-    return out
-
-
-def evidence(model, values: torch.Tensor, context: Sequence[int]) -> dict[str, float]:
-    """Share of samples whose ||sigma||_1 with all of `context` visible is below their
-    ||sigma||_1 with each single context modality (keys: the modality index as text), and
-    `all`: the share over every (sample, single modality) pair."""
-    together, _ = _outputs(model, values, context)
-    shares = {str(m): float(np.mean(together < _outputs(model, values, [m])[0])) for m in context}
-    shares["all"] = float(np.mean(list(shares.values())))
-    return shares
-
-
-def ood_shares(
-    model, values: torch.Tensor, cases: Mapping[str, OodCase], quantile: float = 0.95
-) -> dict[str, dict[str, float]]:
-    """For each case: the in-distribution `quantile` of ||sigma||_1 with the case's visible
-    modalities, the case's median, and the share of its samples above that quantile."""
-    out = {}
+            row["rank"] = float(spearmanr(scores, class_ranks(recon, images, labels)).statistic)
+        prediction[name] = row
+    together = score(values, context)
+    evidence = {str(m): float(np.mean(together < score(values, [m]))) for m in context}
+    evidence["all"] = float(np.mean(list(evidence.values())))
+    ood = {}
     for name, case in cases.items():
-        reference = np.quantile(_outputs(model, values, case.visible)[0], quantile)
-        sigma = _outputs(model, case.values, case.visible)[0]
-        out[name] = {
-            "reference": float(reference),
-            "median": float(np.median(sigma)),
-            "share_above": float(np.mean(sigma > reference)),
+        reference = float(np.quantile(score(values, case.visible), quantile))
+        scores = score(case.values, case.visible)
+        ood[name] = {
+            "reference": reference,
+            "median": float(np.median(scores)),
+            "share_above": float(np.mean(scores > reference)),
         }
-    return out
+    return {"error_prediction": prediction, "evidence": evidence, "ood": ood}
+
+
+@dataclass
+class ErrorCalibration:
+    """The calibrated variant of the uncertainty layer: the expected cosine error of the
+    reconstructed image embedding, predicted from the latent's log-variance vector by a ridge
+    regression fitted on held-out samples over several visible sets.
+
+    Why a variant: trained with the contrastive reconstruction loss and the VIB term, ProM3E's
+    sigma measures how much latent noise a reconstruction tolerates, and the KL term pulls it up
+    where the decoder is insensitive, which is where one species dominates and the error is
+    low. ||sigma||_1 therefore falls where errors rise (negative error prediction on the demo
+    world). The direction of the log-variance vector still carries the information; a linear
+    read-out fitted to the error recovers it. It is stored beside the model (`save`, `load`)."""
+
+    weight: np.ndarray  # [E]
+    bias: float
+
+    @classmethod
+    def fit(
+        cls, model, values: torch.Tensor, visible_sets: Sequence[list[int]]
+    ) -> ErrorCalibration:
+        from sklearn.linear_model import RidgeCV
+
+        images = F.normalize(values[:, 0].float(), dim=-1)
+        features, errors = [], []
+        for visible in visible_sets:
+            with torch.no_grad():
+                out = model(values.float(), visibility(values.shape[0], visible, values.shape[1]))
+            features.append(out.logvar.float().numpy())
+            errors.append((1 - (out.recon[:, 0].float() * images).sum(1)).numpy())
+        ridge = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(
+            np.concatenate(features), np.concatenate(errors)
+        )
+        return cls(ridge.coef_.astype(np.float32), float(ridge.intercept_))
+
+    def predict(self, logvar: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Expected cosine error for [N, E] log-variances."""
+        return np.asarray(logvar, dtype=np.float32) @ self.weight + self.bias
+
+    def score(self, model) -> Score:
+        """The variant's layer: expected error of `model`'s reconstructions."""
+
+        def expected(values: torch.Tensor, visible: Sequence[int]) -> np.ndarray:
+            with torch.no_grad():
+                out = model(values.float(), visibility(values.shape[0], list(visible)))
+            return self.predict(out.logvar.float().numpy())
+
+        return expected
+
+    def save(self, path, model_sha256: str = "") -> None:
+        from safetensors.numpy import save_file
+
+        save_file(
+            {"weight": self.weight, "bias": np.array([self.bias], dtype=np.float32)},
+            str(path),
+            metadata={"kind": "prom3e-geo error calibration", "model_sha256": model_sha256},
+        )
+
+    @classmethod
+    def load(cls, path, model_sha256: str | None = None) -> ErrorCalibration:
+        """A saved calibration; with `model_sha256`, refused unless fitted for that model."""
+        from safetensors import SafetensorError, safe_open
+
+        from prom3e_geo.errors import WeightsError
+
+        try:
+            with safe_open(str(path), "np") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError) as exc:
+            raise WeightsError(f"calibration {path} cannot be read: {exc}") from None
+        if meta.get("kind") != "prom3e-geo error calibration" or set(tensors) != {"weight", "bias"}:
+            raise WeightsError(f"{path} is not a prom3e-geo error calibration")
+        if model_sha256 is not None and meta.get("model_sha256") != model_sha256:
+            raise WeightsError(f"calibration {path} was fitted for another model")
+        return cls(tensors["weight"], float(tensors["bias"][0]))

@@ -12,6 +12,7 @@ from prom3e_geo.io.geotiff import write_cog
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel, write_quicklook
 from prom3e_geo.io.provenance import manifest_tags, provenance
+from prom3e_geo.io.qml import stretch, write_style
 from prom3e_geo.io.zarr import layer_dataset, write_zarr
 from prom3e_geo.layers.base import LayerSet
 
@@ -28,12 +29,14 @@ def write_layer_outputs(
     png_path: str | Path | None = None,
     png_panels: Sequence[Panel] = (),
     png_title: str | None = None,
+    style_cmap: str | None = "viridis",
     overwrite: bool = False,
 ) -> list[Path]:
     """Write `bands` (name -> 2-D array on `grid`) with the same provenance everywhere.
 
     `band_docs` gives each band a one-line description (GeoTIFF band tag `description`, Zarr
-    `long_name`). Returns the paths written.
+    `long_name`). With `style_cmap`, the GeoTIFF gets a QGIS style sidecar for its first band
+    (`io.qml`). Returns the paths written.
     """
     written = [
         write_cog(
@@ -45,6 +48,10 @@ def write_layer_outputs(
             overwrite=overwrite,
         )
     ]
+    if style_cmap is not None:
+        first = next(iter(bands))
+        label = f"{first}: {band_docs.get(first, first)}"
+        written.append(write_style(out, bands[first], style_cmap, label, overwrite))
     if zarr_path is not None:
         ds = layer_dataset(
             bands,
@@ -74,8 +81,12 @@ def write_layer_set(
     first = list(layers.bands.items())[:3]
     if cmap == "rgb":
         panels = [Panel(np.dstack([v for _, v in first]), "")]
-    else:
-        panels = [Panel(v, name, "", cmap) for name, v in first]
+    else:  # each panel stretched over its 2nd-98th percentiles, the stretch in its legend
+        panels = []
+        for name, values in first:
+            lo, hi = stretch(values)
+            legend = f"{layers.units.get(name, '')} (2-98%: {lo:.4g}..{hi:.4g})".strip()
+            panels.append(Panel(values, name, legend, cmap, lo, hi))
     return write_layer_outputs(
         layers.bands,
         layers.grid,
@@ -87,5 +98,6 @@ def write_layer_set(
         png_path=output.png,
         png_panels=panels,
         png_title=title,
+        style_cmap=None if cmap == "rgb" else cmap,
         overwrite=output.overwrite,
     )

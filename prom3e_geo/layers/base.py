@@ -19,6 +19,7 @@ class LayerSet:
     params: dict[str, object]
     grid: Grid
     manifest: dict = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)  # band -> unit, for legends
 
     def summaries(self) -> dict[str, tuple[float, float, float]]:
         """(min, mean, max) of each band over its finite cells (NaN for an empty band)."""

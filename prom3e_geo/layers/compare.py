@@ -65,3 +65,14 @@ def bin_means(
             means.append(y[sel].mean())
             errors.append(y[sel].std(ddof=1) / np.sqrt(sel.sum()) if sel.sum() > 1 else 0.0)
     return np.array(centres), np.array(means), np.array(errors)
+
+
+def map_error(values: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """|values rescaled linearly to 0-1 over their finite cells - truth (1 present, 0 absent)|;
+    NaN where either is missing."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.full_like(values, np.nan)
+    lo, hi = float(finite.min()), float(finite.max())
+    scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    return np.abs(scaled - truth)

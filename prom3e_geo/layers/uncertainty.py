@@ -2,12 +2,14 @@
 
 For the store's own context the stored value is used; any subset of it is computed from the
 stored context embeddings by ProM3E alone, without re-encoding a cell, and is valid wherever the
-subset's inputs were (a cell whose patch failed still has a location-only sigma).
+subset's inputs were (a cell whose patch failed still has a location-only sigma). With an
+`expected_error` read-out (the calibrated variant, `prom3e_geo.evaluate.uncertainty`), a second
+band holds the expected reconstruction error predicted from each cell's latent log-variance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,9 +32,11 @@ def uncertainty_layers(
     model: ProM3E | None = None,
     precision: str = "float32",
     batch_size: int = 1024,
+    expected_error: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> LayerSet:
-    """||sigma||_1 for `context` (default: the store's own context `stored`); `model` (the
-    store's) is needed for a proper subset."""
+    """||sigma||_1 for `context` (default: the store's own context `stored`) and, with
+    `expected_error` ([N, E] log-variances -> [N] errors), the `expected_error` band; `model`
+    (the store's) is needed for either a proper subset or the expected error."""
     wanted = list(context) if context else list(stored)
     missing = [m for m in wanted if m not in stored]
     if missing:
@@ -40,26 +44,27 @@ def uncertainty_layers(
             f"the store has no {', '.join(missing)} embeddings (its context is {'+'.join(stored)})"
         )
     valid = valid_for(ds, wanted)
-    if set(wanted) == set(stored):
+    recompute = set(wanted) != set(stored) or expected_error is not None
+    if recompute and model is None:
+        raise InputError("the sigma of a context subset and the expected error need the model")
+    sigma = np.full(grid.shape, np.nan, dtype=np.float32)
+    error = np.full(grid.shape, np.nan, dtype=np.float32)
+    if not recompute:
         sigma = np.asarray(ds["sigma_l1"].values, dtype=np.float32)
-    else:
-        if model is None:
-            raise InputError("the sigma of a context subset needs the store's model")
-        sigma = np.full(grid.shape, np.nan, dtype=np.float32)
-        for rows, ok, x in stored_inputs(ds, valid, wanted, model.config.input_dim):
-            block = np.full(ok.shape, np.nan, dtype=np.float32)
-            block[ok] = torch.cat(
-                [
-                    infer_cells(model, part, wanted, precision).sigma_l1
-                    for part in x.split(batch_size)
-                ]
-            ).numpy()
-            sigma[rows] = block
-    sigma = np.where(valid, sigma, np.nan)
-    doc = f"||sigma||_1 = sum exp(logvar / 2), context {'+'.join(wanted)}"
-    return LayerSet(
-        {"sigma_l1": sigma},
-        {"sigma_l1": doc},
-        {"layer": "uncertainty", "sigma_context": "+".join(wanted)},
-        grid,
-    )
+    blocks = stored_inputs(ds, valid, wanted, model.config.input_dim) if recompute else ()
+    for rows, ok, x in blocks:
+        outs = [infer_cells(model, part, wanted, precision) for part in x.split(batch_size)]
+        sigma[rows][ok] = torch.cat([o.sigma_l1 for o in outs]).numpy()
+        if expected_error is not None:
+            error[rows][ok] = expected_error(torch.cat([o.logvar for o in outs]).numpy())
+    context_text = "+".join(wanted)
+    bands = {"sigma_l1": np.where(valid, sigma, np.nan)}
+    docs = {"sigma_l1": f"||sigma||_1 = sum exp(logvar / 2), context {context_text}"}
+    if expected_error is not None:
+        bands["expected_error"] = np.where(valid, error, np.nan)
+        docs["expected_error"] = (
+            f"expected cosine error of the reconstructed image embedding, context "
+            f"{context_text} (calibrated read-out of the latent log-variance)"
+        )
+    params = {"layer": "uncertainty", "sigma_context": context_text}
+    return LayerSet(bands, docs, params, grid, units={"sigma_l1": "||sigma||_1"})

@@ -97,6 +97,7 @@ def diversity(
         png_panels=panels,
         png_title=f"{spec.observations.name}: {built.aoi_name}, {built.crs_name()}, "
         f"{built.height}x{built.width} cells",
+        style_cmap="magma",
         overwrite=output.overwrite,
     )
     return DiversityResult(built, layers, report, len(reader.species_names), written)

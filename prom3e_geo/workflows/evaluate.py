@@ -22,22 +22,31 @@ def evaluation(recipe_path: Path | None, out: Path, overwrite: bool = False) -> 
     if out.suffix.lower() not in (".md", ".html", ".htm"):
         raise InputError(f"report {out}: use a .md or .html name")
     recipe = load_evaluation_recipe(recipe_path)
-    model, data = load_evaluation(recipe)
+    if recipe.save_calibration:
+        check_output(recipe.save_calibration, overwrite)
+    model, data, sha256 = load_evaluation(recipe)
     result = evaluate(model, data, recipe)
+    if recipe.save_calibration:
+        if result.calibration is None:
+            raise InputError("save_calibration needs the image and two context modalities")
+        with atomic_output(recipe.save_calibration, overwrite) as tmp:
+            result.calibration.save(tmp, model_sha256=sha256)
     with atomic_output(out, overwrite) as tmp:
         write_report(result, data, tmp, final=Path(out))
     return Path(out)
 
 
-def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet]:
-    """The model (a preset or weights) and the data (a registered dataset or files) a recipe
-    names."""
+def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet, str]:
+    """The model (a preset or weights), the data (a registered dataset or files) a recipe
+    names, and the model's weights hash."""
     if recipe.model in PRESETS:
-        model = PRESETS.get(recipe.model)("cpu").model
+        parts = PRESETS.get(recipe.model)("cpu")
+        model, sha256 = parts.model, parts.weights_sha256
     else:
         from prom3e_geo.model.checkpoint import load_prom3e
 
-        model = load_prom3e(recipe.model, "cpu").model
+        loaded = load_prom3e(recipe.model, "cpu")
+        model, sha256 = loaded.model, loaded.sha256
     if recipe.data in EVALUATION_DATA:
         data = EVALUATION_DATA.get(recipe.data)(n=recipe.n)
     else:
@@ -47,7 +56,7 @@ def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, Evaluati
             f"the data's embeddings are {data.values.shape[-1]}-d; the model expects "
             f"{model.config.input_dim}"
         )
-    return model.float().eval(), data
+    return model.float().eval(), data, sha256
 
 
 def file_evaluation_set(recipe: EvaluationRecipe) -> EvaluationSet:

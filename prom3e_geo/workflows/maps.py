@@ -22,6 +22,7 @@ from prom3e_geo.engine.pipeline import Pipeline, load_pipeline, spec_from_manife
 from prom3e_geo.engine.runner import EmbedSummary, embed_grid
 from prom3e_geo.engine.spec import PipelineSpec
 from prom3e_geo.errors import InputError, StoreMismatchError
+from prom3e_geo.evaluate.uncertainty import ErrorCalibration
 from prom3e_geo.grid import Grid
 from prom3e_geo.io.layers import write_layer_set
 from prom3e_geo.io.outputs import OutputSpec
@@ -199,16 +200,30 @@ def uncertainty(
     command: str,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    calibration: Path | None = None,
 ) -> MapResult:
-    """||sigma||_1 per cell for `context` (any subset of the store's; default the store's own)."""
-    output.check([])
+    """||sigma||_1 per cell for `context` (any subset of the store's; default the store's own)
+    and, with a `calibration` fitted for the store's model (`evaluate` with
+    `save_calibration`), the expected error band."""
+    output.check([calibration])
     store = open_embeddings(inputs, settings, progress, context=inputs.pipeline.context)
     stored = list(store.manifest["context"])
     model, precision = None, store.manifest.get("precision", "float32")
-    if context and set(context) != set(stored):
+    expected_error = None
+    if calibration is not None:
+        sha = store.manifest.get("model_sha256")
+        expected_error = ErrorCalibration.load(calibration, model_sha256=sha).predict
+    if (context and set(context) != set(stored)) or expected_error is not None:
         model = store_pipeline(store, inputs).model
     layers = uncertainty_layers(
-        store.ds, store.grid, stored, context, model, precision, inputs.pipeline.batch_size
+        store.ds,
+        store.grid,
+        stored,
+        context,
+        model,
+        precision,
+        inputs.pipeline.batch_size,
+        expected_error,
     )
     layers.manifest = store.manifest
     written = write_layer_set(layers, output, command, "uncertainty ||sigma||_1", cmap="magma")

@@ -65,3 +65,24 @@ def demo_info_command(models) -> None:
     from prom3e_geo.plugins.demo.build import describe_demo
 
     click.echo(describe_demo(models))
+
+
+@demo_group.command("truth")
+@click.option("--species", required=True, help="Common name, e.g. 'northern cardinal'.")
+@click.option("--aoi", default="conus", show_default=True, help="Area (as for every map).")
+@click.option("--crs", default="EPSG:4326", show_default=True, help="Grid CRS.")
+@click.option("--shape", default=None, help="Grid ROWSxCOLS (default 250x500).")
+@click.option("--resolution", default=None, help="Cell size in CRS units instead of --shape.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output COG.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+def demo_truth_command(species, aoi, crs, shape, resolution, out, overwrite) -> None:
+    """The true range of a demo-world species (1 in range, 0 outside), on a map's grid: the
+    truth that `compare --truth` judges maps and their uncertainty against.
+
+    \b
+    Example:
+      prom3e-geo demo truth --species "northern cardinal" --out range.tif
+    """
+    from prom3e_geo.plugins.demo.science import write_true_range
+
+    click.echo(f"wrote {write_true_range(species, aoi, crs, shape, resolution, out, overwrite)}")

@@ -96,3 +96,56 @@ def reconstruction_recall(
             retrieval_ranks(out.recon[:, 0], photos, labels if by_species else None), ks
         )
     return results
+
+
+def sigma_tracks_sdm_error(
+    demo,
+    grid: Grid,
+    species: Sequence[str],
+    context: Sequence[str] = ("sat", "loc", "env"),
+    expected_error=None,
+) -> dict[str, float]:
+    """Spearman over cells, per species, between the uncertainty of each cell and the error of
+    that species' similarity map against its true range (|map rescaled to 0-1 - in range|).
+    The uncertainty is ||sigma||_1, or with `expected_error` ([N, E] log-variances -> errors)
+    the calibrated variant's expected error."""
+    lon, lat, truth = cell_truth(demo, grid)
+    x, _ = demo.context().embed(lon, lat, context)
+    out = infer_cells(demo.prom3e, x, context)
+    uncertainty = (
+        out.sigma_l1.numpy() if expected_error is None else expected_error(out.logvar.numpy())
+    )
+    commons = [s.common for s in demo.world.species]
+    result = {}
+    for name in species:
+        j = commons.index(name)
+        similarity = (out.recon_image @ query_embedding(demo, j)).numpy()
+        scaled = (similarity - similarity.min()) / max(np.ptp(similarity), 1e-12)
+        error = np.abs(scaled - truth[:, j])
+        result[name] = float(spearmanr(uncertainty, error).statistic)
+    return result
+
+
+def write_true_range(
+    species: str, aoi: str, crs: str, shape, resolution, out, overwrite: bool = False
+):
+    """The true range of a demo species on a grid, as a COG (1 in range, 0 outside, nodata
+    outside the AOI), tagged as synthetic."""
+    from prom3e_geo.errors import InputError
+    from prom3e_geo.grid import build_grid
+    from prom3e_geo.io.geotiff import write_cog
+    from prom3e_geo.io.outputs import check_output
+    from prom3e_geo.io.provenance import SYNTHETIC_TAG
+    from prom3e_geo.plugins.demo.build import load_demo
+
+    check_output(out, overwrite)
+    demo = load_demo()
+    commons = [s.common for s in demo.world.species]
+    if species not in commons:
+        raise InputError(f"no species {species!r} in the demo world ({', '.join(commons)})")
+    grid = build_grid(aoi=aoi, crs=crs, shape=shape, resolution=resolution)
+    _, _, truth = cell_truth(demo, grid)
+    band = np.full(grid.shape, np.nan, dtype=np.float32)
+    band[grid.mask] = truth[:, commons.index(species)]
+    tags = {"layer": "true range", "species": species, "demo_world": SYNTHETIC_TAG}
+    return write_cog(out, {"in_range": band}, grid, tags, overwrite=overwrite)
