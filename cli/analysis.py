@@ -32,8 +32,14 @@ from prom3e_geo_cli.options import overwrite_option
     default=None,
     help="Presence (1) / absence (0) raster: compare with the second layer's error against it.",
 )
+@click.option(
+    "--min-obs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Diversity rasters: compare cells with at least N observations (default 1).",
+)
 @overwrite_option
-def compare_command(x_path, y_path, x_band, y_band, png_path, truth, overwrite) -> None:
+def compare_command(x_path, y_path, x_band, y_band, png_path, truth, min_obs, overwrite) -> None:
     """Spearman and Pearson correlation of two layers over their common valid cells.
 
     With --truth, the second layer (a species map) is replaced by its error against the true
@@ -46,9 +52,9 @@ def compare_command(x_path, y_path, x_band, y_band, png_path, truth, overwrite) 
     """
     from prom3e_geo.workflows.compare import compare
 
-    r = compare(x_path, y_path, x_band, y_band, png_path, overwrite, truth)
+    r, used = compare(x_path, y_path, x_band, y_band, png_path, overwrite, truth, min_obs)
     click.echo(
-        f"{r.x_name} vs {r.y_name} over {r.n:,} cells: Spearman {r.spearman:.3f} "
+        f"{r.x_name} vs {r.y_name} over {r.n:,} cells ({used}): Spearman {r.spearman:.3f} "
         f"(p {r.spearman_p:.2g}), Pearson {r.pearson:.3f} (p {r.pearson_p:.2g})"
     )
     if png_path is not None:

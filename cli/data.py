@@ -80,8 +80,9 @@ def diversity_command(**o) -> None:
     click.echo(f"observations: {result.report.summary()}")
     click.echo(
         f"diversity: {layers.observations_used:,} observations of {result.species:,} "
-        f"species in {layers.cells_with_data:,} of {result.grid.n_inside:,} cells "
-        f"(outside the grid: {layers.outside_grid:,}, outside the AOI: {layers.outside_aoi:,})"
+        f"species counted in the cells touching the AOI; {layers.cells_with_data:,} of "
+        f"{result.grid.n_inside:,} mapped cells observed (outside the grid: "
+        f"{layers.outside_grid:,}, in no cell touching the AOI: {layers.outside_aoi:,})"
     )
     for path in result.written:
         click.echo(f"wrote {path}")
@@ -106,8 +107,14 @@ def diversity_command(**o) -> None:
     help="Patch pixel size in metres (default: the source's; 10 for Sentinel-2 sources).",
 )
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--retry-failed/--no-retry-failed",
+    default=True,
+    show_default=True,
+    help="Fetch again the cells that failed in an earlier run of this cache.",
+)
 @grid_options
-def fetch_command(source, cache, size, patch_resolution, batch_size, **o) -> None:
+def fetch_command(source, cache, size, patch_resolution, batch_size, retry_failed, **o) -> None:
     """Fetch one Sentinel-2 patch per grid cell into a resumable patch cache.
 
     Re-running resumes an interrupted fetch; a cache made with other settings is refused.
@@ -120,14 +127,19 @@ def fetch_command(source, cache, size, patch_resolution, batch_size, **o) -> Non
     """
     from prom3e_geo.workflows.fetch import FetchSpec, fetch
 
-    spec = FetchSpec(source, cache, size, patch_resolution, batch_size)
+    spec = FetchSpec(source, cache, size, patch_resolution, batch_size, retry_failed)
     with CellProgress() as progress:
-        summary, stats = fetch(spec, grid_spec(o), progress.watching)
-    reasons = "; ".join(f"{k}: {v:,}" for k, v in summary.reasons.most_common()) or "none"
+        s, stats = fetch(spec, grid_spec(o), progress.watching)
+    reasons = "; ".join(f"{k}: {v:,}" for k, v in s.reasons.most_common()) or "none"
     traffic = "".join(f"; {k} {v:,}" for k, v in stats.items())
     click.echo(
-        f"fetch: {summary.chunks_total - summary.chunks_done_before} chunk(s) fetched, "
-        f"{summary.chunks_done_before} already done; {summary.cells_fetched:,} cells ok, "
-        f"{summary.cells_invalid:,} invalid (reasons: {reasons}){traffic}; {summary.seconds:.1f} s"
+        f"fetch: {s.chunks_total - s.chunks_done_before} chunk(s) fetched, "
+        f"{s.chunks_done_before} already done, {s.cells_retried:,} failed cells retried; "
+        f"{s.cells_fetched:,} cells ok, {s.cells_invalid:,} invalid (reasons: {reasons})"
+        f"{traffic}; {s.seconds:.1f} s"
+    )
+    click.echo(
+        f"cache: {s.cells_ok_in_cache:,} cells with a patch, {s.cells_failed_in_cache:,} failed"
+        + (" (re-run to retry them)" if s.cells_failed_in_cache else "")
     )
     click.echo(f"wrote {cache}")

@@ -20,7 +20,7 @@ from prom3e_geo_cli.maps import embed_command, ica_command, sdm_command, uncerta
 from prom3e_geo_cli.options import PROG
 
 from prom3e_geo import __version__
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import InputError, RunFailed
 from prom3e_geo.registry import Registry
 from prom3e_geo.settings import Settings
 
@@ -65,6 +65,8 @@ def handle_errors(fn: Callable[[], int | None]) -> Callable[[], None]:
             code = fn()
         except InputError as exc:
             _fail(str(exc), 2)
+        except RunFailed as exc:
+            _fail(str(exc), 1)
         except click.ClickException as exc:  # usage errors: exit 2, one line
             _fail(" ".join(exc.format_message().split()), exc.exit_code)
         except (KeyboardInterrupt, click.Abort):
@@ -89,7 +91,8 @@ def release_pipelines() -> None:
 
 @handle_errors
 def main() -> int | None:
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     if not Settings.from_environment().debug:  # libraries' deprecation notes are not for users
         warnings.simplefilter("ignore", DeprecationWarning)
     add_plugin_commands()

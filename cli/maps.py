@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from prom3e_geo_cli.options import (
+    STORE_FIXED,
     command_line,
     grid_options,
     map_inputs,
@@ -40,10 +41,15 @@ def embed_command(out, **o) -> None:
     inputs = map_inputs(o)
     with CellProgress() as progress:
         summary = embed(inputs.pipeline, inputs.grid, out, inputs.run, progress)
+    s = summary
     click.echo(
-        f"embed: {summary.chunks_computed} chunk(s) computed, {summary.chunks_done_before} "
-        f"already done, {summary.chunks_total} in all; {summary.cells_valid:,} cells valid, "
-        f"{summary.cells_invalid:,} without all inputs; {summary.seconds:.1f} s"
+        f"embed: {s.chunks_computed} chunk(s) computed ({s.chunks_retried} with failed cells "
+        f"retried), {s.chunks_done_before} already done, {s.chunks_total} in all; "
+        f"{s.cells_valid:,} cells valid, {s.cells_invalid:,} without all inputs; {s.seconds:.1f} s"
+    )
+    click.echo(
+        f"store: {s.cells_valid_in_store:,} cells valid, {s.cells_invalid_in_store:,} without all "
+        "inputs" + (" (re-run to retry them)" if s.cells_invalid_in_store else "")
     )
     click.echo(f"wrote {out}")
 
@@ -124,7 +130,9 @@ def uncertainty_command(embeddings, store_context, calibration, **o) -> None:
     from prom3e_geo.workflows.maps import uncertainty
 
     context = parse_context(o.pop("context"))
-    output, inputs = output_spec(o), map_inputs({**o, "context": store_context}, embeddings)
+    fixed = tuple(name for name in STORE_FIXED if name != "context")  # --context: the subset
+    output = output_spec(o)
+    inputs = map_inputs({**o, "context": store_context}, embeddings, fixed)
     with CellProgress() as progress:
         result = uncertainty(
             context, inputs, output, command_line(), progress=progress, calibration=calibration

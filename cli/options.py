@@ -166,6 +166,12 @@ pipeline_options = with_options(
         click.option(
             "--scheduler", default=None, help="Address of an existing dask.distributed scheduler."
         ),
+        click.option(
+            "--retry-failed/--no-retry-failed",
+            default=True,
+            show_default=True,
+            help="Compute again the finished chunks whose cells lacked an input (a failed patch).",
+        ),
     ]
 )
 
@@ -190,10 +196,22 @@ def pipeline_spec(o: dict):
     )
 
 
-def map_inputs(o: dict, embeddings: Path | None = None):
-    """MapInputs from the pipeline, grid and run options (removed from `o`)."""
+STORE_FIXED = ("aoi", "crs", "shape", "resolution", "chunk", "source", "context", "env_raster")
+
+
+def map_inputs(o: dict, embeddings: Path | None = None, store_fixed=STORE_FIXED):
+    """MapInputs from the pipeline, grid and run options (removed from `o`), with the names of
+    the options typed on the command line that an embedding store fixes."""
+    from click.core import ParameterSource
+
     from prom3e_geo.workflows.maps import MapInputs
     from prom3e_geo.workflows.specs import RunSpec
 
+    context = click.get_current_context()
+    typed = tuple(
+        name for name in store_fixed
+        if context.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    )  # fmt: skip
     pipeline, grid = pipeline_spec(o), grid_spec(o)
-    return MapInputs(embeddings, pipeline, grid, RunSpec(o.pop("workers"), o.pop("scheduler")))
+    run = RunSpec(o.pop("workers"), o.pop("scheduler"), o.pop("retry_failed"))
+    return MapInputs(embeddings, pipeline, grid, run, typed)

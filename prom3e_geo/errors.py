@@ -11,6 +11,11 @@ class Prom3eGeoError(Exception):
     """Base class of every error raised on purpose by prom3e-geo."""
 
 
+class RunFailed(Prom3eGeoError):
+    """A run that could do nothing useful (every cell failed: no network, no scene). The
+    message is a one-line summary with the reasons; the CLI exits 1 with it."""
+
+
 class InputError(Prom3eGeoError, ValueError):
     """Bad user input: the message is a complete, one-line explanation."""
 

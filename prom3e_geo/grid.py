@@ -83,6 +83,13 @@ class Grid:
     mask: np.ndarray = field(repr=False)
     aoi_name: str = "bbox"
     chunk_shape: tuple[int, int] = DEFAULT_CHUNK
+    touched: np.ndarray | None = field(default=None, repr=False)  # cells touching the AOI
+
+    @property
+    def counted(self) -> np.ndarray:
+        """Cells whose observations count: every cell touching the AOI (a coastal cell whose
+        centre is at sea still holds the observations on its land), else the mask."""
+        return self.mask if self.touched is None else (self.touched | self.mask)
 
     def __post_init__(self) -> None:
         if self.transform.b != 0 or self.transform.d != 0 or self.transform.e >= 0:
@@ -298,9 +305,12 @@ def reproject_geometry(geometry: shapely.Geometry, src: CRS, dst: CRS) -> shapel
 
 # -- grid construction --------------------------------------------------------------------------
 def parse_crs(spec: str) -> CRS:
+    """A CRS from EPSG:N, WKT or PROJ text; checked with pyproj first, which fails quietly
+    where GDAL would print its own error line before ours."""
     try:
+        pyproj.CRS.from_user_input(spec)
         return CRS.from_user_input(spec)
-    except (CRSError, ValueError):
+    except (pyproj.exceptions.CRSError, CRSError, ValueError):
         raise AoiError(f"unknown CRS {spec!r} (use e.g. EPSG:4326 or EPSG:5070)") from None
 
 
@@ -335,7 +345,9 @@ def build_grid(
     resolution: str | float | tuple[float, float] | None = None,
     chunk_shape: tuple[int, int] = DEFAULT_CHUNK,
 ) -> Grid:
-    """Build a grid over an AOI; with neither shape nor resolution, the paper's 250 x 500 shape."""
+    """Build a grid over an AOI. With neither shape nor resolution: the paper's 250 x 500 grid
+    for CONUS, and for another AOI in a geographic CRS the paper grid's cells (about 0.116 x
+    0.099 degrees) on the paper grid's lattice; in a projected CRS, 250 x 500 over the AOI."""
     if shape is not None and resolution is not None:
         raise AoiError("give either a grid shape or a resolution, not both")
     aoi = load_aoi(aoi) if isinstance(aoi, str) else aoi
@@ -345,7 +357,15 @@ def build_grid(
         raise AoiError(f"AOI {aoi.name} cannot be represented in {crs.to_string()}")
     minx, miny, maxx, maxy = geometry.bounds
 
-    if resolution is not None:
+    if shape is None and resolution is None and aoi.name != "conus" and crs.is_geographic:
+        # a sub-area of the paper grid: its cell size, on its lattice, so that the maps of a
+        # sub-area line up cell for cell with CONUS maps
+        x0, y0, x1, y1 = conus_boundary().bounds
+        rx, ry = (x1 - x0) / PAPER_SHAPE[1], (y1 - y0) / PAPER_SHAPE[0]
+        minx, maxx = x0 + math.floor((minx - x0) / rx) * rx, x0 + math.ceil((maxx - x0) / rx) * rx
+        maxy, miny = y1 - math.floor((y1 - maxy) / ry) * ry, y1 - math.ceil((y1 - miny) / ry) * ry
+        rows, cols = max(1, round((maxy - miny) / ry)), max(1, round((maxx - minx) / rx))
+    elif resolution is not None:
         rx, ry = resolution if isinstance(resolution, tuple) else parse_resolution(resolution)
         minx, maxx = math.floor(minx / rx) * rx, math.ceil(maxx / rx) * rx
         miny, maxy = math.floor(miny / ry) * ry, math.ceil(maxy / ry) * ry
@@ -360,7 +380,10 @@ def build_grid(
         )
     transform = Affine(rx, 0.0, minx, 0.0, -ry, maxy)
     mask = geometry_mask([geometry], out_shape=(rows, cols), transform=transform, invert=True)
-    grid = Grid(crs, transform, (rows, cols), mask, aoi.name, chunk_shape)
+    touched = geometry_mask(
+        [geometry], out_shape=(rows, cols), transform=transform, invert=True, all_touched=True
+    )
+    grid = Grid(crs, transform, (rows, cols), mask, aoi.name, chunk_shape, touched)
     if grid.n_inside == 0:
         raise AoiError(
             f"AOI {aoi.name} contains no cell centre of a {rows}x{cols} grid; "

@@ -18,6 +18,7 @@ Rows that cannot be used are dropped and counted by reason in `ReadReport`.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import zipfile
 from collections import Counter
@@ -122,6 +123,10 @@ class ObservationReader:
         progress: ProgressCallback | None = None,
     ) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(
+                f"observations {self.path} is a folder; give the file (CSV, zip, Parquet)"
+            )
         if not self.path.is_file():
             raise InputError(f"observations file {self.path} does not exist")
         self.research_grade = research_grade
@@ -222,8 +227,13 @@ class ObservationReader:
             column_types={n: pa.string() for n in names},
             strings_can_be_null=True,
         )
-        read = pacsv.ReadOptions(block_size=TEXT_BLOCK_BYTES)
         with self._open_text() as (source, size):
+            # no read-ahead thread: one left reading a closed stream after a parse error
+            # aborted the process at exit (exit 134), and on 2 cores it was slower anyway
+            read = pacsv.ReadOptions(
+                block_size=TEXT_BLOCK_BYTES, encoding=source.encoding, use_threads=False
+            )
+            reader = None
             try:
                 reader = pacsv.open_csv(source.stream, read, parse, convert)
                 for batch in reader:
@@ -233,7 +243,13 @@ class ObservationReader:
                     if self.progress:
                         self.progress(min(source.position(), size), size)
             except pa.ArrowInvalid as exc:
-                raise InputError(f"observations file {self.path} cannot be parsed: {exc}") from None
+                hint = " (not UTF-8: save it as UTF-8)" if "UTF8" in str(exc) else ""
+                raise InputError(
+                    f"observations file {self.path} cannot be parsed{hint}: {exc}"
+                ) from None
+            finally:
+                if reader is not None:
+                    reader.close()
         self._count_malformed(malformed)
 
     def _count_malformed(self, n: int) -> None:
@@ -328,6 +344,29 @@ class ObservationReader:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+SNIFF_BYTES = 4 << 20
+
+
+def sniff_encoding(path: Path, fmt: str) -> str:
+    """utf8, or latin-1 when the first 4 MiB of the text are not valid UTF-8 (older exports,
+    spreadsheets saved as "CSV (Windows)"): every byte string is valid Latin-1."""
+    if fmt == "dwca":
+        with zipfile.ZipFile(path) as archive, archive.open(_dwca_member(archive, path)) as f:
+            head = f.read(SNIFF_BYTES)
+    elif path.suffix.lower() == ".gz":
+        with gzip.open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    else:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not a character cut by the end of the sample
+            return "latin-1"
+    return "utf8"
+
+
 class _TextSource:
     """Context manager giving an Arrow input stream over a text file, `.gz`, or DwC-A zip member,
     plus the total size for progress (compressed bytes, or the member's size)."""
@@ -336,7 +375,10 @@ class _TextSource:
         self.path, self.format = path, fmt
         self._closers: list = []
 
+    encoding = "utf8"  # of the text; `sniff_encoding` may set latin-1
+
     def __enter__(self):
+        self.encoding = sniff_encoding(self.path, self.format)
         if self.format == "dwca":
             archive = zipfile.ZipFile(self.path)
             self._closers.append(archive)
@@ -344,15 +386,15 @@ class _TextSource:
             raw = archive.open(member)
             self._closers.append(raw)
             stream = pa.PythonFile(raw, mode="r")
-            return _Positioned(stream, lambda: raw.tell()), member.file_size
+            return _Positioned(stream, lambda: raw.tell(), self.encoding), member.file_size
         raw = pa.OSFile(str(self.path), "rb")
         self._closers.append(raw)
         size = self.path.stat().st_size
         if self.path.suffix.lower() == ".gz":
             stream = pa.CompressedInputStream(raw, "gzip")
             self._closers.append(stream)
-            return _Positioned(stream, raw.tell), size
-        return _Positioned(raw, raw.tell), size
+            return _Positioned(stream, raw.tell, self.encoding), size
+        return _Positioned(raw, raw.tell, self.encoding), size
 
     def __exit__(self, *exc) -> None:
         for closer in reversed(self._closers):
@@ -362,8 +404,8 @@ class _TextSource:
 class _Positioned:
     """An Arrow stream plus a function telling how far the underlying file has been read."""
 
-    def __init__(self, stream, position: Callable[[], int]) -> None:
-        self.stream, self.position = stream, position
+    def __init__(self, stream, position: Callable[[], int], encoding: str = "utf8") -> None:
+        self.stream, self.position, self.encoding = stream, position, encoding
 
 
 def _detect_format(path: Path) -> str:

@@ -88,7 +88,9 @@ def test_diversity_filters_and_smoothing(tmp_path, obs, run_cli):
         richness = ds.read(2)
         assert ds.tags()["research_grade_only"] == "True"
     assert n_obs[8, 18] == 1
-    assert 0 < richness[1, 2] < 2 and richness[0, 0] > 0  # smoothed with sigma 2
+    # smoothed with sigma 2 over the observed cells: (1, 2) has 2 species and (8, 18) 1, far
+    # apart: near (1, 2) the value is 2, and far from both cells it is nodata
+    assert richness[1, 2] == pytest.approx(2.0, abs=1e-3) and np.isnan(richness[5, 10])
 
 
 def test_grid_command_writes_the_mask(tmp_path, run_cli):
@@ -188,3 +190,59 @@ def test_console_script_help_and_exit_codes(tmp_path):
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr
+
+
+def test_leftovers_of_killed_runs_are_cleaned_by_the_next_run(tmp_path, obs, run_cli):
+    """Regression: `.NAME.partial-PID` files and folders (and GDAL's `.staging.tif` and
+    `.ovr.tmp` companions) left by a `kill -9` were never removed. The next run removes those of
+    processes that no longer run, and leaves a running process's alone."""
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a PID that has just ended
+    stale = [
+        tmp_path / f".div.tif.partial-{dead.pid}",
+        tmp_path / f".div.tif.partial-{dead.pid}.staging.tif",
+        tmp_path / f".div.tif.partial-{dead.pid}.ovr.tmp",
+        tmp_path / f".div.png.partial-{dead.pid}",
+    ]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    (tmp_path / f".div.zarr.partial-{dead.pid}").mkdir()
+    (tmp_path / f".div.zarr.partial-{dead.pid}" / ".zgroup").write_text("{}")
+    alive = tmp_path / f".div.tif.partial-{os.getppid()}"  # a running process's work
+    alive.write_bytes(b"in progress")
+    r = run_cli("diversity", "--observations", obs, "--aoi", BBOX, "--shape", "10x20", "--out",
+                tmp_path / "div.tif", "--zarr", tmp_path / "div.zarr", "--png",
+                tmp_path / "div.png")  # fmt: skip
+    assert r.code == 0, r.err
+    left = sorted(p.name for p in tmp_path.glob(".*"))
+    assert left == [alive.name], left
+
+
+def test_compare_uses_observed_cells_and_min_obs(tmp_path, run_cli):
+    """Regression: compare correlated over every cell, unobserved ones as H = 0."""
+    from scipy.stats import spearmanr
+
+    from prom3e_geo.grid import build_grid
+    from prom3e_geo.io.geotiff import write_cog
+
+    grid = build_grid(aoi=BBOX, shape="10x20")
+    rng = np.random.default_rng(0)
+    sigma = rng.normal(140, 1, grid.shape).astype(np.float32)
+    n_obs = rng.integers(0, 8, grid.shape).astype(np.float32)
+    shannon = np.where(n_obs > 0, rng.uniform(0, 2, grid.shape), np.nan).astype(np.float32)
+    write_cog(tmp_path / "s.tif", {"sigma_l1": sigma}, grid, {})
+    write_cog(tmp_path / "d.tif", {"shannon": shannon, "n_obs": n_obs}, grid, {})
+    for min_obs, args in ((1, []), (5, ["--min-obs", "5"])):
+        r = run_cli("compare", "--uncertainty", tmp_path / "s.tif", "--diversity",
+                    tmp_path / "d.tif", *args)  # fmt: skip
+        assert r.code == 0, r.err
+        used = n_obs >= min_obs
+        expected = spearmanr(sigma[used], shannon[used]).statistic
+        assert f"over {used.sum():,} cells" in r.out and f"Spearman {expected:.3f}" in r.out
+        assert f"at least {min_obs} observation(s)" in r.out
+    r = run_cli("compare", "--uncertainty", tmp_path / "s.tif", "--diversity", tmp_path / "s.tif",
+                "--y-band", "sigma_l1", "--min-obs", "2")  # fmt: skip
+    assert r.code == 2 and "needs a diversity raster" in r.err

@@ -48,7 +48,9 @@ def test_richness_shannon_and_counts_match_hand_values(small_grid):
     others = np.ones(small_grid.shape, bool)
     for cell in expected:
         others[cell] = False
-    assert (layers.n_obs[others] == 0).all() and (layers.richness_raw[others] == 0).all()
+    # unobserved is not zero: no diversity value where nothing was observed; n_obs counts 0
+    assert (layers.n_obs[others] == 0).all() and np.isnan(layers.richness_raw[others]).all()
+    assert np.isnan(layers.shannon_raw[others]).all()
     # sigma = 0: smoothed bands equal raw ones
     np.testing.assert_array_equal(layers.shannon, layers.shannon_raw)
     assert layers.cells_with_data == 3 and layers.observations_used == 11
@@ -115,15 +117,47 @@ def test_smoothing_does_not_leak_across_the_aoi_edge():
     assert np.isnan(got[:, 10:]).all()
 
 
-def test_smoothed_richness_spreads_within_the_aoi(small_grid):
+def test_smoothed_bands_are_the_gaussian_mean_of_observed_cells(small_grid):
+    """Reference formula, written out here with scipy: at every cell, sum_o w R / sum_o w over
+    the observed cells o (w the Gaussian weight), nodata where the observed cells hold under 2%
+    of the kernel's weight within the AOI. Unobserved zeros never pull the values down."""
+    from scipy import ndimage
+
     layers = compute_diversity([_chunk(_constructed_cells(small_grid))], small_grid, sigma=2.0)
-    assert layers.richness[1, 2] < 2 and layers.richness[1, 3] > 0
-    assert np.nansum(layers.richness) > 0
-    assert not np.isnan(layers.shannon[small_grid.mask]).any()
+    observed = layers.n_obs > 0
+    raw = np.where(observed, layers.richness_raw, 0.0)
+    gauss = lambda a: ndimage.gaussian_filter(a.astype(float), 2.0, mode="constant")  # noqa: E731
+    expected = gauss(raw) / gauss(observed)
+    expected[gauss(observed) / gauss(small_grid.mask) < 0.02] = np.nan
+    np.testing.assert_allclose(layers.richness, expected, rtol=1e-5, equal_nan=True)
+    assert layers.richness[1, 3] == pytest.approx(expected[1, 3]) and layers.richness[1, 3] > 1
+    assert np.isnan(layers.richness).any() and np.isfinite(layers.richness).sum() > 3
+    values = layers.richness[np.isfinite(layers.richness)]  # a mean of 1, 2 and 3 species
+    assert values.min() >= 1 - 1e-6 and values.max() <= 3 + 1e-6
 
 
 def test_no_observation_inside_gives_empty_layers(small_grid):
     """Regression: chunks whose points all fall outside used to crash the final reduction."""
     layers = compute_diversity([_chunk([(-120.0, 45.0, 0)])], small_grid, sigma=2.0)
     assert layers.observations_used == 0 and layers.outside_grid == 1
-    assert (layers.richness[small_grid.mask] == 0).all()
+    assert np.isnan(layers.richness).all() and (layers.n_obs[small_grid.mask] == 0).all()
+
+
+def test_observations_in_coastal_cells_count_though_the_cell_centre_is_outside(tmp_path):
+    """Regression: observations in cells whose centre is at sea were dropped (1,155 points of an
+    LA export inside CONUS, only 829 used). The AOI decides what is drawn, not what counts."""
+    import json
+
+    path = tmp_path / "coast.geojson"
+    land = [[-100, 38], [-99.07, 38], [-99.07, 39], [-100, 39], [-100, 38]]
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [land]}))
+    grid = build_grid(aoi=str(path), resolution="0.1")
+    assert grid.shape == (10, 10) and not grid.mask[:, 9].any() and grid.counted[:, 9].all()
+    # on land, in column 9 (-99.1..-99.0), whose centre -99.05 lies at sea
+    points = [(-99.09, 38.55, 0), (-99.08, 38.55, 1), (-99.55, 38.55, 2)]
+    layers = compute_diversity([_chunk(points)], grid, sigma=1.0)
+    assert layers.observations_used == 3 and layers.outside_aoi == 0
+    assert layers.species_counted == 3
+    assert np.isnan(layers.richness_raw[:, 9]).all()  # not drawn ...
+    row = 4  # ... but its two species reach the drawn neighbour through the smoothing
+    assert layers.richness[row, 8] > 1.0 and np.isfinite(layers.richness[row, 8])

@@ -350,3 +350,18 @@ def test_closing_a_cache_source_stops_its_reader_threads(tmp_path, run_cli):
     assert readers() > before
     source.close()
     assert readers() == before
+
+
+def test_a_cache_of_other_patches_than_the_pipelines_is_refused(tmp_path, run_cli):
+    """Regression: `fetch --source demo` made 256 px patches while the demo pipeline uses 32 px,
+    and `embed` from that cache gave other embeddings than a direct run (cosine down to 0.74)."""
+    grid = ["--aoi", "-100,33,-99,34", "--resolution", "0.25"]
+    assert run_cli("fetch", "--source", "demo", *grid, "--cache", tmp_path / "a.zarr").code == 0
+    import zarr
+
+    assert zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["patches"].shape[2] == 32
+    big = tmp_path / "b.zarr"
+    assert run_cli("fetch", "--source", "demo", "--size", "64", *grid, "--cache", big).code == 0
+    r = run_cli("embed", *grid, "--source", f"cache:{big}", "--out", tmp_path / "c.zarr")
+    assert r.code == 2 and "holds 64 px patches, not the 32 px this pipeline uses" in r.err
+    assert not (tmp_path / "c.zarr").exists()

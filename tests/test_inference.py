@@ -465,3 +465,43 @@ def test_compare_judges_uncertainty_by_the_maps_error_against_the_truth(tmp_path
     assert f"Spearman {expected:.3f}" in r.out
     r = run_cli("demo", "truth", "--species", "dodo", *grid, "--out", tmp_path / "d.tif")
     assert r.code == 2 and "no species 'dodo'" in r.err
+
+
+@pytest.mark.parametrize("moment", ["staging folder", "store folder"])
+def test_a_store_killed_as_its_folder_appears_is_resumed(tmp_path, moment):
+    """Regression: a store killed between creating its folder and writing its manifest was
+    broken for good ("not a prom3e-geo store (no manifest)"). Stores are now built under a
+    temporary name and renamed; a kill at either moment leaves a store the next run finishes,
+    and no leftover."""
+    out = tmp_path / "cube.zarr"
+    args = [EXE, "embed", *SMALL, "--context", "loc", "--out", out]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        staging = list(tmp_path.glob(".cube.zarr.partial-*"))
+        if staging if moment == "staging folder" else out.exists():
+            break
+        time.sleep(0.001)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rerun = subprocess.run(args, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert read_manifest(out)["context"] == ["loc"] and open_store(out)["valid"].values.any()
+    assert not list(tmp_path.glob(".*")), list(tmp_path.glob(".*"))
+
+
+def test_a_skeleton_without_a_manifest_from_an_older_run_is_replaced(tmp_path, run_cli):
+    """What the old creation order left after a kill: a Zarr group with no manifest and no
+    finished chunk. It is replaced, not refused; a Zarr group with data is never touched."""
+    out = tmp_path / "cube.zarr"
+    group = zarr.open_group(str(out), mode="w", zarr_format=2)
+    group.create_array("chunk_done", shape=(3, 6), dtype="uint8", fill_value=None)
+    r = run_cli("embed", *SMALL, "--context", "loc", "--out", out)
+    assert r.code == 0, r.err
+    assert read_manifest(out)["context"] == ["loc"]
+    other = tmp_path / "theirs.zarr"
+    zarr.open_group(str(other), mode="w", zarr_format=2).create_array(
+        "chunk_done", shape=(3, 6), dtype="uint8", fill_value=None
+    )[:] = 1
+    r = run_cli("embed", *SMALL, "--context", "loc", "--out", other)
+    assert r.code == 2 and "not a prom3e-geo store" in r.err

@@ -196,3 +196,39 @@ def test_missing_and_corrupt_binary_files(tmp_path):
         zf.writestr("readme.txt", "hi")
     with pytest.raises(InputError, match="no occurrence.txt"):
         ObservationReader(zip_without)
+
+
+def _latin1_csv(path, rows: int, latin_from: int):
+    lines = ["id,observed_on,latitude,longitude,scientific_name,quality_grade"]
+    for i in range(rows):
+        name = "Quercus alba" if i < latin_from or i % 100 else "Pl\xe1tano \xe9spa\xf1ol"
+        lines.append(
+            f"{i},2023-06-01,{38 + (i % 97) / 100:.5f},{-99 + (i % 89) / 100:.5f},{name},research"
+        )
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    return path
+
+
+def test_latin1_files_are_read_or_refused_cleanly_every_time(tmp_path):
+    """Regression: a CSV failing to parse mid-read aborted the process about half the time
+    (exit 134, `terminate called without an active exception`): the reader's read-ahead thread
+    outlived its stream. Latin-1 text within the first 4 MiB is now read as Latin-1; beyond
+    that it is a clean exit 2. Each file runs several times through the installed command."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("prom3e-geo")
+    early = _latin1_csv(tmp_path / "early.csv", 20_000, 0)
+    late = _latin1_csv(tmp_path / "late.csv", 200_000, 150_000)  # about 9 MB: past the sniff
+    assert late.stat().st_size > 5 << 20
+    for path, code in ((early, 0), (late, 2)):
+        for run in range(6):
+            out = tmp_path / f"{path.stem}{run}.tif"
+            r = subprocess.run([exe, "diversity", "--observations", path, "--aoi",
+                                "-100,37,-97,40", "--out", out], capture_output=True, text=True)  # fmt: skip
+            assert r.returncode == code, (run, r.returncode, r.stderr)
+            if code == 2:
+                assert r.stderr.count("\n") == 1 and "not UTF-8" in r.stderr and not out.exists()
+            else:
+                assert "of 2 species" in r.stdout

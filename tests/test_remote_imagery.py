@@ -358,3 +358,70 @@ def test_all_bands_come_rgb_first_from_every_source(sh_env, stac, tmp_path):
         open_source("demo?bands=all")
     with pytest.raises(InputError, match="use rgb or all"):
         open_source(sh_spec(fake, bands="nir"))
+
+
+def test_failed_cells_are_retried_and_an_all_failed_fetch_fails(sh_env, tmp_path, run_cli):
+    """Regression: a fetch whose every cell failed (no network, a 500 storm) exited 0, marked
+    its chunks done, and a re-run did nothing; now the failed cells stay retryable."""
+    import zarr
+
+    cache = tmp_path / "patches.zarr"
+    with FakeServices(faults=["500"] * 10_000) as fake:
+        args = ["fetch", "--source", sh_spec(fake, attempts=1, rounds=0),
+                "--aoi=-98.6,37,-98.2,37.2", "--resolution=0.1", "--cache", cache]  # fmt: skip
+        r = run_cli(*args)
+        assert r.code == 1 and "every one of the 8 cells failed" in r.err
+        assert "re-run to retry them" in r.err and r.err.count("\n") == 1
+        assert (zarr.open_group(str(cache), mode="r")["status"][:] == 2).sum() == 8
+        r = run_cli(*args, "--no-retry-failed")  # nothing fetched: the same failure, at once
+        assert r.code == 1 and "8 cells failed (as in the earlier run)" in r.err
+        store = tmp_path / "cube.zarr"
+        embed = ["embed", "--source", f"cache:{cache}", "--aoi=-98.6,37,-98.2,37.2",
+                 "--resolution=0.1", "--out", store]  # fmt: skip
+        r = run_cli(*embed)  # a store without one valid cell is a failed run, not a success
+        assert r.code == 1 and "none of the 8 cells" in r.err
+        fake.faults.clear()  # the network is back
+        r = run_cli(*args)
+        assert r.code == 0, r.err
+        assert (
+            "8 failed cells retried; 8 cells ok" in r.out
+            and "8 cells with a patch, 0 failed" in r.out
+        )
+        fresh = tmp_path / "fresh.zarr"
+        assert run_cli(*args[:-1], fresh).code == 0
+        r = run_cli(*embed)  # the failed chunks are computed again from the refreshed cache
+        assert r.code == 0 and "with failed cells retried" in r.out, r.err
+        assert "store: 8 cells valid, 0 without all inputs" in r.out
+    a, b = zarr.open_group(str(cache), mode="r"), zarr.open_group(str(fresh), mode="r")
+    for name in ("patches", "status", "chunk_done"):
+        np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)
+
+
+@pytest.mark.parametrize("where", ["a host that does not resolve", "a port that refuses"])
+def test_sentinelhub_without_network_fails_fast_with_one_line(sh_env, tmp_path, where):
+    """Regression: with credentials and no DNS, `fetch --source sentinelhub:cdse` ran 900 s
+    silently (the token host lookup retried with sleeps)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    if where == "a port that refuses":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again when we leave
+    else:
+        url = "http://sentinel-hub.invalid"
+    exe = Path(sys.executable).with_name("prom3e-geo")
+    started = time.perf_counter()
+    r = subprocess.run(
+        [exe, "fetch", "--source", f"sentinelhub?base_url={url}&token_url={url}/oauth/token",
+         "--aoi=-98.6,37,-98.2,37.2", "--resolution=0.1", "--cache", tmp_path / "p.zarr"],
+        capture_output=True, text=True, env=dict(os.environ),
+    )  # fmt: skip
+    assert time.perf_counter() - started < 30
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert ("cannot resolve" if "resolve" in where else "cannot connect") in r.stderr
+    assert not (tmp_path / "p.zarr").exists()

@@ -19,6 +19,7 @@ from prom3e_geo.model.prom3e import ProM3E
 from prom3e_geo.registry import Registry
 
 DEFAULT_ENCODERS = {"loc": "geoclip"}  # for a ProM3E weights path without a preset
+TAXABIND_PATCH = {"size": 256, "resolution": 10.0}  # TaxaBind's Sentinel-2 patches
 
 
 @dataclass
@@ -32,6 +33,8 @@ class PipelineParts:
     environment: Environment | None = None
     source: str | None = None  # default imagery source spec
     synthetic: bool = False  # outputs are tagged as made from synthetic data
+    coverage: tuple[float, float, float, float] | None = None  # lon/lat box the model knows
+    patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
 
 
 PRESETS: Registry[Callable[[str], PipelineParts]] = Registry("prom3e_geo.presets", "model preset")
@@ -44,6 +47,7 @@ class Pipeline:
     cells: CellContext
     manifest: dict
     precision: str  # resolved: bf16 or float32
+    coverage: tuple[float, float, float, float] | None = None
 
     def close(self) -> None:
         if self.cells.source is not None:
@@ -68,7 +72,9 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
     if "sat" in spec.context and (spec.source or parts.source):
         from prom3e_geo.imagery.base import open_source
 
-        source = open_source(spec.source or parts.source)
+        # the pipeline's patch size (and resolution) are the source's defaults, and a patch
+        # cache made with others is refused by the cache source
+        source = open_source(spec.source or parts.source, **(parts.patch or {}))
     cells = CellContext(parts.encoders, source, parts.environment)
     for encoder in cells.encoders.values():
         encoder.amp = precision
@@ -84,7 +90,7 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         "synthetic": parts.synthetic or bool(source and source.describe().get("synthetic")),
     }
     model = flush_subnormals_(parts.model.to(device).eval())
-    pipeline = Pipeline(spec, model, cells, manifest, precision)
+    pipeline = Pipeline(spec, model, cells, manifest, precision, parts.coverage)
     _PIPELINES[spec] = pipeline
     return pipeline
 
@@ -102,7 +108,7 @@ def _parts(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
 
         loaded = load_prom3e(model_id, device)
         overrides = {**DEFAULT_ENCODERS, **overrides}
-        parts = PipelineParts(loaded.model, loaded.sha256, {}, {})
+        parts = PipelineParts(loaded.model, loaded.sha256, {}, {}, patch=TAXABIND_PATCH)
     built = {m: build_encoder(m, s, device) for m, s in overrides.items()}
     environment = parts.environment
     if spec.env_raster:

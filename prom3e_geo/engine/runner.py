@@ -9,6 +9,7 @@ instead, each writing its own region of the store.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,10 +24,13 @@ import torch
 from prom3e_geo.engine.cells import infer_cells
 from prom3e_geo.engine.pipeline import Pipeline, load_pipeline
 from prom3e_geo.engine.spec import PipelineSpec
+from prom3e_geo.errors import InputError, RunFailed
 from prom3e_geo.grid import Chunk, Grid
 from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.runtime import release_freed_memory
 from prom3e_geo.stores.embeddings import ChunkResult, EmbeddingStore
+
+log = logging.getLogger(__name__)
 
 
 def compute_chunk(pipeline: Pipeline, grid: Grid, chunk: Chunk) -> ChunkResult:
@@ -74,10 +78,13 @@ class EmbedSummary:
     store: str
     chunks_total: int
     chunks_done_before: int
-    chunks_computed: int
-    cells_valid: int
+    chunks_computed: int  # in this run, retried chunks included
+    cells_valid: int  # in the chunks computed in this run
     cells_invalid: int
     seconds: float
+    chunks_retried: int = 0
+    cells_valid_in_store: int = 0  # after the run
+    cells_invalid_in_store: int = 0
 
 
 def _dask_chunk(spec: PipelineSpec, grid: Grid, path: str, chunk, threads: int) -> tuple[int, int]:
@@ -108,10 +115,14 @@ def embed_grid(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    retry_failed: bool = True,
 ) -> EmbedSummary:
-    """Fill (or finish) the embedding store at `out` for every chunk of `grid`."""
+    """Fill (or finish) the embedding store at `out` for every chunk of `grid`. Finished chunks
+    with cells that lacked an input (a patch that failed) are computed again unless
+    `retry_failed` is off; a store left without a single valid cell raises `RunFailed`."""
     started = time.perf_counter()
     pipeline = load_pipeline(spec)
+    warn_outside_coverage(pipeline, grid)
     manifest = {**pipeline.manifest, "grid": grid.to_dict(), "chunk_shape": list(grid.chunk_shape)}
     store = EmbeddingStore.open_or_create(
         out,
@@ -121,9 +132,11 @@ def embed_grid(
         embed=pipeline.model.config.input_dim,
         context=list(spec.context),
     )
-    pending = store.pending()
+    fresh = store.pending()
+    retried = store.chunks_with_failures() if retry_failed else []
+    pending = fresh + retried
     total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
-    done_before = total - len(pending)
+    done_before = total - len(fresh)
     if progress:
         progress(done_before, total)
     if pending and (workers or scheduler):
@@ -134,9 +147,10 @@ def embed_grid(
     for i, (ok, bad) in enumerate(counts, start=1):
         valid_cells, invalid_cells = valid_cells + ok, invalid_cells + bad
         if progress:
-            progress(done_before + i, total)
+            progress(min(done_before + i, total), total)
     store.finish()
-    return EmbedSummary(
+    valid = store.group["valid"][:].astype(bool)
+    summary = EmbedSummary(
         str(out),
         total,
         done_before,
@@ -144,7 +158,32 @@ def embed_grid(
         valid_cells,
         invalid_cells,
         time.perf_counter() - started,
+        len(retried),
+        int(valid.sum()),
+        int((grid.mask & ~valid).sum()),
     )
+    if summary.cells_valid_in_store == 0:
+        raise RunFailed(
+            f"embed: none of the {summary.cells_invalid_in_store:,} cells of {out} has all its "
+            "inputs (every patch failed?); fix the source and re-run to retry them"
+        )
+    return summary
+
+
+def warn_outside_coverage(pipeline: Pipeline, grid: Grid) -> None:
+    """Log a warning when grid cells lie outside the area the model preset covers (the demo
+    world is the contiguous USA): its maps there are extrapolations."""
+    if pipeline.coverage is None:
+        return
+    lon, lat = (a[grid.mask] for a in grid.lonlat())
+    minx, miny, maxx, maxy = pipeline.coverage
+    outside = float(np.mean((lon < minx) | (lon > maxx) | (lat < miny) | (lat > maxy)))
+    if outside > 0:
+        log.warning(
+            "%.0f%% of the grid's cells lie outside the area model %s covers (lon %g..%g, "
+            "lat %g..%g): its values there are extrapolations",
+            100 * outside, pipeline.manifest["model"], minx, maxx, miny, maxy,
+        )  # fmt: skip
 
 
 def _run_on_dask(spec, grid, out, pending, workers, scheduler):
@@ -161,7 +200,10 @@ def _run_on_dask(spec, grid, out, pending, workers, scheduler):
                     n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
                 )
             )
-        client = stack.enter_context(Client(scheduler or cluster))
+        try:
+            client = stack.enter_context(Client(scheduler or cluster, timeout="15s"))
+        except OSError as exc:  # includes connection timeouts
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         threads = torch.get_num_threads()
         futures = [
             client.submit(_dask_chunk, spec, grid, str(out), c, threads, pure=False, retries=3)

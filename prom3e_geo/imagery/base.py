@@ -45,9 +45,13 @@ def check_window(time: str, max_cloud: float) -> tuple[tuple[str, str], float]:
     parts = str(time).split("/")
     if len(parts) != 2 or not all(parts):
         raise SourceError(f"time window {time!r} is not START/END")
-    if not 0 <= float(max_cloud) <= 1:
+    try:
+        cloud = float(max_cloud)
+    except (TypeError, ValueError):
+        raise SourceError(f"max_cloud {max_cloud!r} is not a number between 0 and 1") from None
+    if not 0 <= cloud <= 1:
         raise SourceError(f"max_cloud {max_cloud} is not between 0 and 1")
-    return (parts[0], parts[1]), float(max_cloud)
+    return (parts[0], parts[1]), cloud
 
 
 @dataclass

@@ -27,9 +27,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import time as clock
 import warnings
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import numpy as np
 import rasterio
@@ -117,6 +119,25 @@ def s2_l2a_collection(base_url: str):
     return collection.define_from(name, service_url=base_url)
 
 
+def check_reachable(url: str, timeout: float = 5.0) -> None:
+    """Fail fast, with one line, when a service's host does not resolve or refuses connections
+    (no network, a typo): the client library would otherwise retry with sleeps for many
+    minutes. Slow answers, 429s and 5xx are left to the retries."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.gaierror:
+        raise SourceError(
+            f"cannot resolve {host} (from {url}): no network, or a wrong base_url/token_url"
+        ) from None
+    except (ConnectionRefusedError, OSError) as exc:
+        if isinstance(exc, TimeoutError):
+            return  # slow, not absent: the retries handle it
+        raise SourceError(f"cannot connect to {host}:{port} (from {url}): {exc}") from None
+
+
 @dataclass
 class TileFailure(Exception):
     reason: str
@@ -153,6 +174,8 @@ class SentinelHubSource:
             raise SourceError(f"tile_px {tile_px} is outside 1-2500 (the Process API maximum)")
         urls = {"sh_base_url": base_url, "sh_token_url": token_url}
         self.config = sentinelhub_config(profile, **{k: v for k, v in urls.items() if v})
+        for url in {self.config.sh_token_url, self.config.sh_base_url}:
+            check_reachable(url)
         self.config.max_download_attempts = int(attempts)
         self.config.download_sleep_time = float(retry_wait)
         self.config.max_retries = int(max_429)

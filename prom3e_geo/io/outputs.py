@@ -7,13 +7,14 @@ existing output is only replaced when the caller asked for it (`overwrite=True`)
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from prom3e_geo.errors import InputError
+from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 from prom3e_geo.stores.grid_store import is_zarr_store
 
 
@@ -25,8 +26,9 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
     user's unrelated folder is never deleted.
     """
     path = Path(path)
-    if not path.parent.exists():
+    if not path.parent.is_dir():
         raise InputError(f"output folder {path.parent} does not exist")
+    check_writable(path.parent)
     if not path.exists():
         return path
     if not overwrite:
@@ -59,6 +61,15 @@ class OutputSpec:
         check_distinct(self.paths(), list(inputs))
 
 
+def check_writable(folder: Path) -> None:
+    """Refuse a folder where no file can be created (read-only, /proc, a full disk)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".prom3e-geo-probe-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+
+
 def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> None:
     """Refuse an output path that repeats another output or names an input."""
     seen: set[Path] = set()
@@ -74,29 +85,23 @@ def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> Non
         seen.add(r)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 @contextmanager
 def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
     path = check_output(path, overwrite)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    _remove(tmp)
+    remove_stale_partials(path)
+    tmp = partial_path(path)
+    remove(tmp)
     try:
         yield tmp
     except BaseException:
-        _remove(tmp)
+        remove(tmp)
         raise
     if path.exists():  # overwrite: move the old output aside, then swap, then delete it
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        _remove(old)
+        remove(old)
         os.replace(path, old)
         os.replace(tmp, path)
-        _remove(old)
+        remove(old)
     else:
         os.replace(tmp, path)

@@ -9,9 +9,14 @@ Counting is sparse and vectorised: each observation becomes one int64 key (cell 
 keys are buffered and periodically reduced with a sort to (unique key, count) pairs, so memory is
 bounded by the number of distinct (cell, species) pairs, never by the number of rows.
 
-Smoothing (the "KDE" of the paper's Fig. 5, sigma = 2 cells) is a normalised convolution:
-G*(v m) / G*(m) with m the AOI mask, evaluated inside the AOI only. Cells outside the AOI neither
-receive nor leak values, and AOI edges are not darkened by the zeros beyond them.
+Unobserved is not zero: a cell without an observation has no diversity value, so the raw bands
+are nodata there (`n_obs` stays 0, a count). Smoothing (the "KDE" of the paper's Fig. 5, sigma =
+2 cells) is a normalised convolution over the observed cells of the AOI: G*(v o) / G*(o) with o
+the observed cells, so a cell's smoothed value is the Gaussian-weighted mean of the observed
+cells around it, and neither unobserved cells (zeros) nor cells outside the AOI pull it down.
+Where the observed cells hold less than `DENSITY_FLOOR` of the kernel's weight within the AOI,
+G*(o) / G*(m) < DENSITY_FLOOR with m the AOI mask, the smoothed bands are nodata: there is too
+little evidence nearby to say anything.
 """
 
 from __future__ import annotations
@@ -27,12 +32,16 @@ from prom3e_geo.observations import ObservationChunk
 
 BAND_NAMES = ("shannon", "richness", "shannon_raw", "richness_raw", "n_obs")
 BAND_DOCS = {
-    "shannon": "Shannon index H = -sum p ln p (nats), Gaussian-smoothed",
-    "richness": "species richness (distinct species), Gaussian-smoothed",
-    "shannon_raw": "Shannon index H = -sum p ln p (nats) per cell, unsmoothed",
-    "richness_raw": "species richness (distinct species) per cell, unsmoothed",
-    "n_obs": "number of observations per cell",
+    "shannon": "Shannon index H = -sum p ln p (nats), Gaussian-weighted mean of the observed "
+    "cells around; nodata where they hold < 2% of the kernel's weight",
+    "richness": "species richness (distinct species), Gaussian-weighted mean of the observed "
+    "cells around; nodata where they hold < 2% of the kernel's weight",
+    "shannon_raw": "Shannon index H = -sum p ln p (nats) per cell, unsmoothed; nodata unobserved",
+    "richness_raw": "species richness (distinct species) per cell, unsmoothed; nodata unobserved",
+    "n_obs": "number of observations per cell (0 where none)",
 }
+DENSITY_FLOOR = 0.02  # least share of the kernel's AOI weight on observed cells (a lone observed
+# cell holds 4% at its centre with sigma 2: its own smoothed value stays, the far field goes)
 _SPECIES_BITS = 32
 _REDUCE_EVERY = 8_000_000  # buffered keys before a reduction (64 MB of int64)
 
@@ -59,7 +68,9 @@ class DiversityLayers:
     n_obs: np.ndarray
     sigma: float
     outside_grid: int
-    outside_aoi: int
+    outside_aoi: int  # observations in cells that do not touch the AOI
+    observations_counted: int = 0  # in cells touching the AOI, drawn or at the coast
+    species_counted: int = 0  # distinct species among them
 
     def bands(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in BAND_NAMES}
@@ -70,7 +81,7 @@ class DiversityLayers:
 
     @property
     def observations_used(self) -> int:
-        return int(np.nansum(self.n_obs))
+        return self.observations_counted
 
 
 class _KeyCounter:
@@ -110,7 +121,7 @@ def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSp
     """Bin observations into grid cells and count them per (cell, species)."""
     counter = _KeyCounter()
     outside_grid = outside_aoi = 0
-    flat_mask = grid.mask.ravel()
+    flat_mask = grid.counted.ravel()
     for chunk in chunks:
         cell = grid.cell_index_lonlat(chunk.lon, chunk.lat)
         on_grid = cell >= 0
@@ -139,20 +150,35 @@ def diversity_indices(counts: CellSpeciesCounts, n_cells: int) -> tuple[np.ndarr
     return shannon, richness, n_obs
 
 
-def smooth_within(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+def smooth_within(
+    values: np.ndarray,
+    mask: np.ndarray,
+    sigma: float,
+    observed: np.ndarray | None = None,
+    floor: float = DENSITY_FLOOR,
+    support: np.ndarray | None = None,
+) -> np.ndarray:
     """Gaussian smoothing by normalised convolution inside `mask`; NaN outside it.
 
     Values outside the mask are ignored (they never leak in), and each inside cell is the
     Gaussian-weighted mean of the inside cells around it (so edges are not pulled towards 0).
+    With `observed`, only observed cells contribute (those of `support`, the cells that can
+    hold observations, default `mask`), and cells whose observed neighbours hold less than
+    `floor` of the kernel's weight within `support` are NaN.
     """
-    weights = mask.astype(np.float64)
-    data = np.where(mask, values, 0.0).astype(np.float64)
+    support = mask if support is None else support
+    sources = mask if observed is None else (observed & support)
+    data = np.where(sources, values, 0.0).astype(np.float64)
+    weights = sources.astype(np.float64)
+    area = support.astype(np.float64)
     if sigma > 0:
         data = ndimage.gaussian_filter(data, sigma, mode="constant", cval=0.0)
         weights = ndimage.gaussian_filter(weights, sigma, mode="constant", cval=0.0)
+        area = ndimage.gaussian_filter(area, sigma, mode="constant", cval=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = data / weights
-    return np.where(mask, out, np.nan)
+        enough = weights / area >= floor if observed is not None else np.ones_like(mask)
+    return np.where(mask & enough & (weights > 0), out, np.nan)
 
 
 def compute_diversity(
@@ -168,13 +194,21 @@ def compute_diversity(
         a.reshape(grid.shape) for a in diversity_indices(counts, grid.height * grid.width)
     )
     outside = ~grid.mask
+    counted = grid.counted
+    observed = counted & (n_obs > 0)
+
+    def smooth(values: np.ndarray) -> np.ndarray:
+        return smooth_within(values, grid.mask, sigma, observed, support=counted)
+
     return DiversityLayers(
-        shannon=smooth_within(shannon, grid.mask, sigma).astype(np.float32),
-        richness=smooth_within(richness, grid.mask, sigma).astype(np.float32),
-        shannon_raw=np.where(outside, np.nan, shannon).astype(np.float32),
-        richness_raw=np.where(outside, np.nan, richness).astype(np.float32),
+        shannon=smooth(shannon).astype(np.float32),
+        richness=smooth(richness).astype(np.float32),
+        shannon_raw=np.where(observed & grid.mask, shannon, np.nan).astype(np.float32),
+        richness_raw=np.where(observed & grid.mask, richness, np.nan).astype(np.float32),
         n_obs=np.where(outside, np.nan, n_obs).astype(np.float32),
         sigma=sigma,
         outside_grid=counts.outside_grid,
         outside_aoi=counts.outside_aoi,
+        observations_counted=int(counts.count.sum()),
+        species_counted=int(np.unique(counts.species).size),
     )

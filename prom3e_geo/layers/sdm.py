@@ -152,6 +152,8 @@ def sdm_layers(
     """Similarity bands (one per query) and, with a threshold, presence bands."""
     if threshold is not None and not math.isfinite(threshold):
         raise InputError(f"--threshold must be a finite number, got {threshold}")
+    if not 0 <= delta <= 1:  # refused in any mode: a typo should not pass silently
+        raise InputError(f"--delta must be in [0, 1], got {delta}")
     scores = similarity(store, queries, mode, delta, target, model)
     params: dict[str, object] = {"layer": "sdm", "mode": mode}
     if mode == "hybrid":

@@ -78,6 +78,18 @@ class EmbeddingStore(GridStore):
         for name in context:
             plane(f"valid_{name}", "uint8", 0, f"1 where the {name} input was available")
 
+    def chunks_with_failures(self) -> list[Chunk]:
+        """Finished chunks holding AOI cells computed without all their inputs."""
+        valid = self.group["valid"][:].astype(bool)
+        done = self.group["chunk_done"][:]
+        mask = self.grid.mask
+        return [
+            c
+            for c in self.grid.chunks()
+            if done[self.chunk_position(c)]
+            and (mask[c.rows, c.cols] & ~valid[c.rows, c.cols]).any()
+        ]
+
     def write(self, result: ChunkResult) -> None:
         """Write one chunk's outputs, then its completion marker."""
         c, cells, g = result.chunk, result.cells, self.group

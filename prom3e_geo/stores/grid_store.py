@@ -10,6 +10,7 @@ opening a store with a different manifest is refused rather than mixed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import zarr
 
 from prom3e_geo.errors import InputError, StoreMismatchError
 from prom3e_geo.grid import Chunk, Grid, grid_coords
+from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 
 MANIFEST_KEY = "prom3e_geo_manifest"
 
@@ -44,13 +46,20 @@ class GridStore:
 
     @classmethod
     def open_or_create(cls, path: str | Path, grid: Grid, manifest: dict, **layout):
-        """Create the store, or reopen it when its manifest matches (refuse otherwise)."""
+        """Create the store, or reopen it when its manifest matches (refuse otherwise).
+
+        The skeleton (coordinates, arrays, markers, manifest) is built under a temporary name
+        and renamed into place, so a store folder always has its manifest, however the run
+        ends; a skeleton without one, left by an interrupted creation, is replaced."""
         path = Path(path)
         chunks_with_cells = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
         manifest = json.loads(
             json.dumps({**manifest, "chunks_with_cells": chunks_with_cells})
         )  # normalise tuples
-        if path.exists():
+        if not path.parent.exists():
+            raise InputError(f"output folder {path.parent} does not exist")
+        remove_stale_partials(path)
+        if path.exists() and not _unfinished_skeleton(path):
             if not is_zarr_store(path):
                 raise InputError(f"{path} exists and is not a {cls.kind}")
             existing = read_manifest(path)
@@ -63,9 +72,15 @@ class GridStore:
                     "refusing to mix runs: choose another output or delete it"
                 )
             return cls(path, grid)
-        if not path.parent.exists():
-            raise InputError(f"output folder {path.parent} does not exist")
-        _create(path, grid, manifest, lambda array: cls._declare(array, grid, **layout))
+        staging = partial_path(path)
+        remove(staging)
+        try:
+            _create(staging, grid, manifest, lambda array: cls._declare(array, grid, **layout))
+            remove(path)  # an unfinished skeleton of an earlier run, if any
+            os.replace(staging, path)
+        except BaseException:
+            remove(staging)
+            raise
         return cls(path, grid)
 
     @staticmethod
@@ -99,6 +114,21 @@ def scatter(chunk: Chunk, cells: np.ndarray, values: np.ndarray, fill, dtype) ->
     out = np.full((h * w, *values.shape[1:]), fill, dtype=dtype)
     out[cells] = values
     return out.reshape(h, w, *values.shape[1:])
+
+
+def _unfinished_skeleton(path: Path) -> bool:
+    """A Zarr group with no manifest and no finished chunk: what an interrupted creation by an
+    earlier version left (it created the folder first and the manifest last)."""
+    if not (path.is_dir() and is_zarr_store(path)):
+        return False
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        if MANIFEST_KEY in group.attrs:
+            return False
+        done = group["chunk_done"][:] if "chunk_done" in group else np.zeros(1)
+    except Exception:  # unreadable metadata: not ours to judge
+        return False
+    return not np.asarray(done).any()
 
 
 def read_manifest(path: str | Path) -> dict:

@@ -3,8 +3,8 @@
 Fetch once (resumably, with the network source's retries and quotas), then embed, map and
 re-map from the cache as often as needed. A cell takes the cached patch of the cache-grid cell
 containing its centre; cells outside the cache's grid, not fetched when the cache was opened, or
-invalid at fetch time are invalid here, with that reason. `size` (if given) must match the
-cache. It is the imagery source `cache:PATH` (registered in the `prom3e_geo.sources` group).
+invalid at fetch time are invalid here, with that reason. `size` and `resolution` (if given:
+the pipeline's) must match the cache's. It is the imagery source `cache:PATH` (registered in the `prom3e_geo.sources` group).
 
 Reads are the hot path of a grid run from a cache (on a GPU the models outpace them). Zarr's
 array API handles each chunk (one per cell) in Python on one event-loop thread, which holds a
@@ -38,7 +38,11 @@ class CacheSource:
     name = "cache"
 
     def __init__(
-        self, path: str | Path, size: int | None = None, threads: int | None = None
+        self,
+        path: str | Path,
+        size: int | None = None,
+        resolution: float | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = Path(path)
         if not (self.path.is_dir() and is_zarr_store(self.path)):
@@ -49,7 +53,16 @@ class CacheSource:
         self.size = int(self.manifest["size_px"])
         self.bands = tuple(self.manifest["bands"])
         if size is not None and int(size) != self.size:
-            raise SourceError(f"patch cache {self.path} holds {self.size} px patches, not {size}")
+            raise SourceError(
+                f"patch cache {self.path} holds {self.size} px patches, not the {size} px this "
+                f"pipeline uses (fetch again with --size {size})"
+            )
+        held = self.manifest["source"].get("resolution_m")
+        if resolution is not None and held is not None and float(held) != float(resolution):
+            raise SourceError(
+                f"patch cache {self.path} holds patches at {held} m, not the {resolution} m this "
+                f"pipeline uses (fetch again with --patch-resolution {resolution})"
+            )
         group = zarr.open_group(str(self.path), mode="r")
         self.grid = grid_from_store(xr.open_zarr(self.path, consolidated=False))
         self.status = np.asarray(group["status"][:]).ravel()

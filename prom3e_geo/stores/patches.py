@@ -47,3 +47,13 @@ class PatchCache(GridStore):
             long_name="0 outside the AOI, 1 fetched, 2 invalid",
             grid_mapping="spatial_ref",
         )
+
+    def chunks_with_failures(self) -> list:
+        """Finished chunks holding cells whose fetch failed (status 2)."""
+        status = self.group["status"][:]
+        done = self.group["chunk_done"][:]
+        return [
+            c
+            for c in self.grid.chunks()
+            if done[self.chunk_position(c)] and (status[c.rows, c.cols] == INVALID).any()
+        ]

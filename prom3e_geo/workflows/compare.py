@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from prom3e_geo.errors import InputError
 from prom3e_geo.io.outputs import check_output
 from prom3e_geo.io.png import write_comparison_plot
@@ -19,12 +21,17 @@ def compare(
     png: Path | None = None,
     overwrite: bool = False,
     truth: Path | None = None,
-) -> Comparison:
+    min_obs: int | None = None,
+) -> tuple[Comparison, str]:
     """Spearman and Pearson correlation of one band of each raster over their common valid
     cells; with `png`, the bin-mean plot. With `truth` (a raster of 1 where the mapped species
     is present, 0 where absent), the second layer becomes its error against the truth: |the
     layer rescaled to 0-1 over its cells - truth|, so that an uncertainty layer can be judged
-    by whether it is high where the map is wrong."""
+    by whether it is high where the map is wrong.
+
+    When the second raster is a diversity map (it has an `n_obs` band), only cells with at
+    least `min_obs` observations are compared (default 1: the observed cells; unobserved cells
+    have no diversity to compare). Returns the comparison and a note of the cells used."""
     if png is not None:
         check_output(png, overwrite)
     x, tx, cx, x_name = read_band(x_path, x_band)
@@ -39,7 +46,25 @@ def compare(
             raise InputError(
                 f"{x_path} and {path} are not on the same grid (shape, transform or CRS differ)"
             )
+    used = "cells valid in both"
+    counts = _n_obs(y_path)
+    if min_obs is not None and counts is None:
+        raise InputError(
+            f"--min-obs needs a diversity raster with an n_obs band; {y_path} has none"
+        )
+    if counts is not None:
+        min_obs = 1 if min_obs is None else min_obs
+        y = np.where(counts >= min_obs, y, np.nan)
+        used = f"cells valid in both with at least {min_obs} observation(s)"
     result = compare_layers(x, y, x_name, y_name)
     if png is not None:
         write_comparison_plot(result, png, overwrite)
-    return result
+    return result, used
+
+
+def _n_obs(path: Path) -> np.ndarray | None:
+    """The `n_obs` band of a diversity raster, or None for another raster."""
+    try:
+        return read_band(path, "n_obs")[0]
+    except InputError:
+        return None

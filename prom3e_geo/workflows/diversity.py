@@ -77,7 +77,8 @@ def diversity(
             "date_range": f"{spec.since or ''}/{spec.until or ''}",
             "rows_read": report.rows_read,
             "rows_kept": report.rows_kept,
-            "species": len(reader.species_names),
+            "species": layers.species_counted,
+            "species_read": len(reader.species_names),
         },
     )
     sigma = spec.sigma
@@ -100,4 +101,4 @@ def diversity(
         style_cmap="magma",
         overwrite=output.overwrite,
     )
-    return DiversityResult(built, layers, report, len(reader.species_names), written)
+    return DiversityResult(built, layers, report, layers.species_counted, written)

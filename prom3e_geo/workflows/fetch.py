@@ -18,6 +18,7 @@ class FetchSpec:
     size: int | None = None  # patch edge in pixels (default: the source's own)
     resolution: float | None = None  # patch pixel size in metres (default: the source's own)
     batch_size: int = 256
+    retry_failed: bool = True  # fetch again the cells that failed in an earlier run
 
 
 def fetch(
@@ -33,7 +34,12 @@ def fetch(
     try:
         built = grid.build()
         summary = fetch_grid(
-            source, built, spec.cache, spec.batch_size, progress(source) if progress else None
+            source,
+            built,
+            spec.cache,
+            spec.batch_size,
+            progress(source) if progress else None,
+            spec.retry_failed,
         )
         stats = source.stats() if hasattr(source, "stats") else {}
     finally:

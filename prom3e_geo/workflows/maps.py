@@ -46,6 +46,7 @@ class MapInputs:
     pipeline: PipelineSpec = PipelineSpec()
     grid: GridSpec = GridSpec()
     run: RunSpec = RunSpec()
+    given: tuple[str, ...] = ()  # options the caller set that a given store fixes (refused)
 
 
 @dataclass
@@ -65,7 +66,9 @@ def embed(
     progress: Progress | None = None,
 ) -> EmbedSummary:
     """Fill (or finish) the embedding store at `out`."""
-    return embed_grid(pipeline, grid.build(), out, run.workers, run.scheduler, progress)
+    return embed_grid(
+        pipeline, grid.build(), out, run.workers, run.scheduler, progress, run.retry_failed
+    )
 
 
 def cached_store(
@@ -92,7 +95,7 @@ def cached_store(
     path = settings.cache_dir / "stores" / f"{key}.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)
     run = run or RunSpec()
-    embed_grid(spec, grid, path, run.workers, run.scheduler, progress)
+    embed_grid(spec, grid, path, run.workers, run.scheduler, progress, run.retry_failed)
     return path
 
 
@@ -102,8 +105,15 @@ def open_embeddings(
     progress: Progress | None = None,
     context: Sequence[str] | None = None,
 ) -> StoreView:
-    """The given store, or the cached one for the pipeline (with `context`, if given) and grid."""
+    """The given store, or the cached one for the pipeline (with `context`, if given) and grid.
+    With a given store, options that the store fixes are refused rather than ignored."""
     path = inputs.embeddings
+    if path is not None and inputs.given:
+        options = ", ".join(f"--{name.replace('_', '-')}" for name in inputs.given)
+        raise InputError(
+            f"{options}: the embedding store {path} fixes the grid, imagery and context it was "
+            "computed with; leave these options out (or leave out --embeddings)"
+        )
     if path is None:
         spec = inputs.pipeline
         if context is not None:

@@ -31,7 +31,9 @@ class GridSpec:
 @dataclass(frozen=True)
 class RunSpec:
     """Where chunks run: in this process, on a local Dask cluster of `workers`, or on the
-    dask.distributed `scheduler` at that address."""
+    dask.distributed `scheduler` at that address; and whether finished chunks with failed cells
+    are computed again."""
 
     workers: int | None = None
     scheduler: str | None = None
+    retry_failed: bool = True

@@ -15,6 +15,7 @@ from prom3e_geo.evaluate.uncertainty import OodCase
 from prom3e_geo.hashing import file_sha256
 from prom3e_geo.plugins.demo.build import load_demo
 
+CONUS_BOX = (-125.0, 24.4, -66.9, 49.4)  # the demo world: the contiguous USA
 EVAL_SEED = 515151  # the evaluation observations' own random stream
 
 
@@ -31,6 +32,8 @@ def demo_preset(device: str = "cpu") -> PipelineParts:
         environment=lambda lon, lat: world.env_vector(world.fields(lon, lat)),
         source="demo",
         synthetic=True,
+        coverage=CONUS_BOX,
+        patch={"size": 32},  # the demo's sat encoder was trained on 32 px rendered patches
     )
 
 
