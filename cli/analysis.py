@@ -85,7 +85,10 @@ def evaluate_command(recipe, out, overwrite) -> None:
     """
     from prom3e_geo.workflows.evaluate import evaluation
 
-    click.echo(f"wrote {evaluation(recipe, out, overwrite)}")
+    result = evaluation(recipe, out, overwrite)
+    for line in result.summary():
+        click.echo(line)
+    click.echo(f"wrote {out}")
 
 
 @click.command("train")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import click
 from prom3e_geo_cli.analysis import compare_command, evaluate_command, train_command
+from prom3e_geo_cli.cache import cache_group
 from prom3e_geo_cli.data import diversity_command, fetch_command, grid_command
 from prom3e_geo_cli.maps import embed_command, ica_command, sdm_command, uncertainty_command
 from prom3e_geo_cli.options import PROG
@@ -29,8 +30,15 @@ COMMAND_GROUPS: Registry[click.Command] = Registry("prom3e_geo.cli", "command gr
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name=PROG)
-def cli() -> None:
-    """Continental maps from the ProM3E multimodal ecological embedding model."""
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
+@click.option("-v", "--verbose", is_flag=True, help="Also the library's debug messages.")
+def cli(quiet: bool, verbose: bool) -> None:
+    """Continental maps from the ProM3E multimodal ecological embedding model.
+
+    Progress goes to stderr: bars on a terminal, a line every 10 s in a log.
+    """
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.getLogger("prom3e_geo").setLevel(level)
 
 
 for command in (
@@ -44,6 +52,7 @@ for command in (
     evaluate_command,
     compare_command,
     train_command,
+    cache_group,
 ):
     cli.add_command(command)
 
@@ -51,6 +60,14 @@ for command in (
 def add_plugin_commands() -> None:
     for name in COMMAND_GROUPS.names():
         cli.add_command(COMMAND_GROUPS.get(name), name)
+
+
+class _Formatter(logging.Formatter):
+    """`prom3e-geo: MESSAGE` for progress and information, `prom3e-geo: warning: MESSAGE`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"{PROG}: {level}{record.getMessage()}"
 
 
 def _fail(message: str, code: int) -> None:
@@ -91,8 +108,9 @@ def release_pipelines() -> None:
 
 @handle_errors
 def main() -> int | None:
-    logging.addLevelName(logging.WARNING, "warning")
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Formatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     if not Settings.from_environment().debug:  # libraries' deprecation notes are not for users
         warnings.simplefilter("ignore", DeprecationWarning)
     add_plugin_commands()

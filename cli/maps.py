@@ -137,6 +137,8 @@ def uncertainty_command(embeddings, store_context, calibration, **o) -> None:
         result = uncertainty(
             context, inputs, output, command_line(), progress=progress, calibration=calibration
         )
+    for name, (lo, mean, hi) in result.layers.summaries().items():
+        click.echo(f"{name}: min {lo:.4g}, mean {mean:.4g}, max {hi:.4g}")
     for path in result.written:
         click.echo(f"wrote {path}")
 

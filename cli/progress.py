@@ -1,41 +1,83 @@
-"""Progress bars for the terminal (silent when stderr is not a terminal)."""
+"""Progress for people: bars on a terminal, throttled lines in a log, nothing with --quiet.
+
+The library reports progress through `update_to(done, total)` / `(done, total)` callbacks;
+these classes turn them into a tqdm bar when stderr is a terminal, and otherwise into a plain
+line at most every `LOG_EVERY_S` seconds (done/total, rate, ETA), so a run whose output goes to
+a log file shows that it is alive.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
 
+import click
 from tqdm import tqdm
 
+LOG_EVERY_S = 10.0
 
-class ByteProgress:
-    """A byte-count bar driven by `update_to(done, total)` callbacks from the library."""
 
-    def __init__(self, description: str) -> None:
-        self._bar = tqdm(
+def _quiet() -> bool:
+    """--quiet of the running command line (False outside a click command)."""
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().params.get("quiet"))
+
+
+class _Progress:
+    def __init__(self, description: str, unit: str, scale: bool = False) -> None:
+        self.description, self.unit = description, unit
+        quiet = _quiet()
+        self.terminal = sys.stderr.isatty() and not quiet
+        self.logging = not sys.stderr.isatty() and not quiet
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.bar = tqdm(
             desc=description,
-            unit="B",
-            unit_scale=True,
+            unit=unit,
+            unit_scale=scale,
             unit_divisor=1024,
-            disable=None,
+            disable=not self.terminal,
             leave=False,
         )
 
-    def update_to(self, done: int, total: int) -> None:
-        self._bar.total = total
-        self._bar.update(done - self._bar.n)
+    def update(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        now = time.monotonic()
+        if self.logging and (now - self.last_line >= LOG_EVERY_S or done >= total > 0):
+            self.last_line = now
+            elapsed = now - self.started
+            rate = done / elapsed if elapsed > 0 else 0.0
+            eta = f", ETA {(total - done) / rate:,.0f} s" if rate > 0 and done < total else ""
+            click.echo(
+                f"{self.description}: {done:,}/{total:,} {self.unit}"
+                f" ({100 * done / max(total, 1):.0f}%), {elapsed:,.0f} s{eta}",
+                err=True,
+            )
 
-    def __enter__(self) -> ByteProgress:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        self._bar.close()
+        self.bar.close()
 
 
-class CellProgress:
-    """A grid-chunk counter bar, with optional live statistics (requests, bytes) as postfix."""
+class ByteProgress(_Progress):
+    """Bytes read of a file, driven by `update_to(done, total)`."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, "B", scale=True)
+
+    def update_to(self, done: int, total: int) -> None:
+        self.update(done, total)
+
+
+class CellProgress(_Progress):
+    """Grid chunks done, with live statistics of the source (requests, bytes) on a terminal."""
 
     def __init__(self, stats: Callable[[], dict] | None = None) -> None:
-        self.bar = tqdm(desc="grid chunks", unit="chunk", disable=None, leave=False)
+        super().__init__("grid chunks", "chunks")
         self.stats = stats
 
     def watching(self, source) -> CellProgress:
@@ -44,13 +86,6 @@ class CellProgress:
         return self
 
     def __call__(self, done: int, total: int) -> None:
-        self.bar.total = total
-        if self.stats:
+        if self.stats and self.terminal:
             self.bar.set_postfix(self.stats(), refresh=False)
-        self.bar.update(done - self.bar.n)
-
-    def __enter__(self) -> CellProgress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.close()
+        self.update(done, total)

@@ -246,3 +246,17 @@ def test_compare_uses_observed_cells_and_min_obs(tmp_path, run_cli):
     r = run_cli("compare", "--uncertainty", tmp_path / "s.tif", "--diversity", tmp_path / "s.tif",
                 "--y-band", "sigma_l1", "--min-obs", "2")  # fmt: skip
     assert r.code == 2 and "needs a diversity raster" in r.err
+
+
+def test_a_commands_outputs_appear_together_or_not_at_all(tmp_path, obs, run_cli, monkeypatch):
+    """Regression: the GeoTIFF appeared although the Zarr asked for with it failed."""
+    import prom3e_geo.io.layers
+
+    def broken_png(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(prom3e_geo.io.layers, "write_quicklook", broken_png)
+    r = run_cli("diversity", "--observations", obs, "--aoi", BBOX, "--shape", "10x20", "--out",
+                tmp_path / "d.tif", "--zarr", tmp_path / "d.zarr", "--png", tmp_path / "d.png")  # fmt: skip
+    assert r.code == 1 and "disk full" in r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obs.csv"]  # no tif, zarr, qml, partial

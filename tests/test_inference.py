@@ -505,3 +505,29 @@ def test_a_skeleton_without_a_manifest_from_an_older_run_is_replaced(tmp_path, r
     )[:] = 1
     r = run_cli("embed", *SMALL, "--context", "loc", "--out", other)
     assert r.code == 2 and "not a prom3e-geo store" in r.err
+
+
+def test_progress_lines_in_logs_and_quiet(tmp_path):
+    """Regression: with its output going to a log, a cold sdm printed nothing for minutes."""
+    args = [EXE, "sdm", "--query", CARDINAL, *SMALL, "--context", "loc"]
+    r = subprocess.run([*args, "--out", tmp_path / "a.tif"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "prom3e-geo: grid: aoi=bbox(-100,33,-88,39)" in r.stderr
+    assert "grid chunks: 18/18 chunks (100%)" in r.stderr  # the closing progress line
+    assert "cardinal: min" in r.stdout  # the summary
+    r = subprocess.run([EXE, "--quiet", *args[1:], "--out", tmp_path / "b.tif"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0 and r.stderr == "" and "cardinal: min" in r.stdout
+
+
+def test_cache_list_and_clean(tmp_path, run_cli):
+    grid = ["--aoi", "-100,35,-99,36", "--resolution", "0.5", "--context", "loc"]
+    assert run_cli("uncertainty", *grid, "--out", tmp_path / "s.tif").code == 0
+    r = run_cli("cache", "list")
+    assert r.code == 0 and "1 store(s)" in r.out and "demo  sat+loc+env  bbox(-100,35,-99,36)" in r.out
+    stores = list((tmp_path / "cache" / "stores").glob("*.zarr"))
+    assert len(stores) == 1
+    r = run_cli("cache", "clean", "--older-than", "1")  # used just now: kept
+    assert r.code == 0 and "removed 0 store(s)" in r.out and stores[0].exists()
+    r = run_cli("cache", "clean")
+    assert r.code == 0 and "removed 1 store(s)" in r.out and not stores[0].exists()

@@ -12,6 +12,7 @@ renders Markdown or HTML with its figures in a `<name>_files` folder beside it.
 from __future__ import annotations
 
 import html
+import logging
 import re
 from dataclasses import dataclass, field
 from itertools import permutations
@@ -52,6 +53,8 @@ class EvaluationSet:
     ood: dict[str, OodCase] = field(default_factory=dict)  # out-of-distribution inputs, by name
 
 
+log = logging.getLogger(__name__)
+
 # name -> function(n) building an evaluation set of n samples
 EVALUATION_DATA: Registry = Registry("prom3e_geo.evaluation_data", "evaluation dataset")
 
@@ -68,6 +71,20 @@ class Evaluation:
     probe_repeats: int
     warning: dict[str, dict] = field(default_factory=dict)  # layer -> uncertainty_checks
     calibration: ErrorCalibration | None = None  # the calibrated variant, fitted on validation
+
+    def summary(self) -> list[str]:
+        """A few lines for the end of a run: what was measured, the headline numbers."""
+        lines = [f"evaluated {self.n:,} samples: {len(self.retrieval)} retrieval pairs, "
+                 f"{len(self.zero_shot)} zero-shot sets, {len(self.probes)} probe features"]  # fmt: skip
+        for r in self.retrieval[:4]:
+            best = max(r.recall, key=lambda m: r.recall[m].get(1, 0.0))
+            lines.append(f"  {r.query}->{r.target}: best R@1 "
+                         f"{100 * r.recall[best][1]:.1f}% ({best})")  # fmt: skip
+        for name, checks in self.warning.items():
+            rhos = [row["cosine"] for row in checks["error_prediction"].values()]
+            lines.append(f"  {name}: error prediction Spearman {min(rhos):+.2f}..{max(rhos):+.2f}, "
+                         f"evidence {checks['evidence']['all']:.0%}")  # fmt: skip
+        return lines
 
 
 def modality_set(text: str, present: list[int] | None = None) -> list[int]:
@@ -100,6 +117,7 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
         ]
     else:
         pairs = list(permutations([m for m in (0, 1, 2, 3) if m in data.present], 2))
+    log.info("evaluate: retrieval for %d pairs on %s", len(pairs), data.name)
     recons = {q: reconstruct(model, data.values, [q]) for q in {q for q, _ in pairs}}
     retrieval = [
         cross_modal_retrieval(data.values, recons[q], q, t, val, test, recipe.deltas)
@@ -110,6 +128,7 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
         for name in recipe.zero_shot:
             visible = modality_set(name, data.present)
             zs[name] = zero_shot(model, data.values[test], visible, data.labels[test])
+    log.info("evaluate: zero-shot and linear probes")
     probes = {}
     context = modality_set(recipe.probe_visible, data.present)
     if data.labels is not None or data.targets:
@@ -144,6 +163,7 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
     extremes = None
     if data.images is not None and recipe.extremes:
         extremes = extreme_sigma(model, data.values, [0], recipe.extremes)
+    log.info("evaluate: modality gaps and the uncertainty layer")
     warning, calibration = {}, None
     context = [m for m in (1, 2, 3) if m in data.present]
     if recipe.uncertainty_checks and 0 in data.present and len(context) >= 2:

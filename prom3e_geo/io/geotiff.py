@@ -60,7 +60,10 @@ def write_cog(
                     data = np.where(grid.mask, array, NODATA).astype(np.float32, copy=False)
                     dst.write(data, i)
                     dst.set_band_description(i, name)
-                    dst.update_tags(i, **(band_tags or {}).get(name, {}))
+                    extra = (band_tags or {}).get(name, {})
+                    dst.update_tags(i, **extra)
+                    if "units" in extra:
+                        dst.set_band_unit(i, extra["units"])
             rasterio.shutil.copy(
                 staging,
                 tmp,

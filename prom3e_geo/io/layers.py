@@ -9,9 +9,9 @@ import numpy as np
 
 from prom3e_geo.grid import Grid
 from prom3e_geo.io.geotiff import write_cog
-from prom3e_geo.io.outputs import OutputSpec
+from prom3e_geo.io.outputs import OutputSpec, committed_together
 from prom3e_geo.io.png import Panel, write_quicklook
-from prom3e_geo.io.provenance import manifest_tags, provenance
+from prom3e_geo.io.provenance import SYNTHETIC_NOTE, manifest_tags, provenance
 from prom3e_geo.io.qml import stretch, write_style
 from prom3e_geo.io.zarr import layer_dataset, write_zarr
 from prom3e_geo.layers.base import LayerSet
@@ -31,20 +31,38 @@ def write_layer_outputs(
     png_title: str | None = None,
     style_cmap: str | None = "viridis",
     overwrite: bool = False,
+    units: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write `bands` (name -> 2-D array on `grid`) with the same provenance everywhere.
 
     `band_docs` gives each band a one-line description (GeoTIFF band tag `description`, Zarr
     `long_name`). With `style_cmap`, the GeoTIFF gets a QGIS style sidecar for its first band
-    (`io.qml`). Returns the paths written.
+    (`io.qml`). The outputs appear together, or none of them does. Returns the paths written.
     """
+    with committed_together():
+        return _write_all(
+            bands, grid, tags, band_docs, out, zarr_path, zarr_format, png_path, png_panels,
+            png_title, style_cmap, overwrite, dict(units or {}),
+        )  # fmt: skip
+
+
+def _write_all(
+    bands, grid, tags, band_docs, out, zarr_path, zarr_format, png_path, png_panels, png_title,
+    style_cmap, overwrite, units,
+) -> list[Path]:  # fmt: skip
     written = [
         write_cog(
             out,
             bands,
             grid,
             tags,
-            band_tags={n: {"description": band_docs.get(n, n)} for n in bands},
+            band_tags={
+                n: {
+                    "description": band_docs.get(n, n),
+                    **({"units": units[n]} if n in units else {}),
+                }
+                for n in bands
+            },
             overwrite=overwrite,
         )
     ]
@@ -57,14 +75,20 @@ def write_layer_outputs(
             bands,
             grid,
             attrs=tags,
-            var_attrs={n: {"long_name": band_docs.get(n, n)} for n in bands},
+            var_attrs={
+                n: {"long_name": band_docs.get(n, n), **({"units": units[n]} if n in units else {})}
+                for n in bands
+            },
         )
         written.append(
             write_zarr(zarr_path, ds, zarr_format, chunks=grid.chunk_shape, overwrite=overwrite)
         )
     if png_path is not None:
+        note = SYNTHETIC_NOTE if "demo_world" in tags else None
         written.append(
-            write_quicklook(png_path, png_panels, grid, suptitle=png_title, overwrite=overwrite)
+            write_quicklook(
+                png_path, png_panels, grid, suptitle=png_title, overwrite=overwrite, note=note
+            )
         )
     return written
 
@@ -78,12 +102,15 @@ def write_layer_set(
     tags = provenance(command, layers.grid, params=layers.params)
     if layers.manifest:
         tags |= manifest_tags(layers.manifest)
-    first = list(layers.bands.items())[:3]
+    items = list(layers.bands.items())
     if cmap == "rgb":
-        panels = [Panel(np.dstack([v for _, v in first]), "")]
-    else:  # each panel stretched over its 2nd-98th percentiles, the stretch in its legend
+        panels = [Panel(np.dstack([v for _, v in items[:3]]), "")]
+    else:  # every band; each stretched over its 2nd-98th percentiles, the stretch in its legend
         panels = []
-        for name, values in first:
+        for name, values in items:
+            if name in layers.classes:
+                panels.append(Panel(values, name, cmap=cmap, classes=layers.classes[name]))
+                continue
             lo, hi = stretch(values)
             legend = f"{layers.units.get(name, '')} (2-98%: {lo:.4g}..{hi:.4g})".strip()
             panels.append(Panel(values, name, legend, cmap, lo, hi))
@@ -100,4 +127,5 @@ def write_layer_set(
         png_title=title,
         style_cmap=None if cmap == "rgb" else cmap,
         overwrite=output.overwrite,
+        units=layers.units,
     )

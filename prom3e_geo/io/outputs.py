@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,9 +86,31 @@ def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> Non
         seen.add(r)
 
 
+_TOGETHER: ContextVar[list | None] = ContextVar("prom3e_geo_outputs_together", default=None)
+
+
+@contextmanager
+def committed_together() -> Iterator[None]:
+    """Outputs finished inside the block (by `atomic_output`) are renamed into place together
+    when the whole block succeeds; if any part fails, none of them appears."""
+    finished: list[tuple[Path, Path]] = []
+    token = _TOGETHER.set(finished)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in finished:
+            remove(tmp)
+        raise
+    finally:
+        _TOGETHER.reset(token)
+    for tmp, path in finished:
+        _commit(tmp, path)
+
+
 @contextmanager
 def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds
+    (inside `committed_together`: when every output of that block has succeeded)."""
     path = check_output(path, overwrite)
     remove_stale_partials(path)
     tmp = partial_path(path)
@@ -97,6 +120,15 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         remove(tmp)
         raise
+    together = _TOGETHER.get()
+    if together is not None:
+        together.append((tmp, path))
+    else:
+        _commit(tmp, path)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Move a finished temporary output into place (replacing an old one last)."""
     if path.exists():  # overwrite: move the old output aside, then swap, then delete it
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         remove(old)

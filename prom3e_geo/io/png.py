@@ -29,6 +29,7 @@ class Panel:
     cmap: str = "viridis"
     vmin: float | None = None
     vmax: float | None = None
+    classes: tuple[str, ...] = ()  # a class band (0, 1, ...): drawn with one colour per class
 
 
 def write_quicklook(
@@ -38,8 +39,10 @@ def write_quicklook(
     suptitle: str | None = None,
     overwrite: bool = False,
     dpi: int = 110,
+    note: str | None = None,
 ) -> Path:
-    """Render panels side by side to a PNG."""
+    """Render panels side by side to a PNG, with axis labels in the grid's units; `note` (for
+    example that the data are synthetic) is printed in red under the title."""
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -59,6 +62,16 @@ def write_quicklook(
             rgba = np.dstack([np.clip(np.nan_to_num(panel.values), 0, 1), shown])
             image = None
             ax.imshow(rgba, aspect=aspect, **where)
+        elif panel.classes:  # one colour per class, named in the colour bar
+            values = np.where(grid.mask, panel.values, np.nan)
+            n = len(panel.classes)
+            cmap = matplotlib.colors.ListedColormap(
+                matplotlib.colormaps[panel.cmap](np.linspace(0.15, 0.85, n))
+            ).with_extremes(bad=(0, 0, 0, 0))
+            image = ax.imshow(
+                np.ma.masked_invalid(values), cmap=cmap, vmin=-0.5, vmax=n - 0.5, aspect=aspect,
+                **where,
+            )  # fmt: skip
         else:
             values = np.where(grid.mask, panel.values, np.nan)
             cmap = matplotlib.colormaps[panel.cmap].with_extremes(bad=(0, 0, 0, 0))
@@ -76,10 +89,18 @@ def write_quicklook(
         ax.set_ylim(miny, maxy)
         ax.set_title(panel.title, fontsize=10)
         ax.tick_params(labelsize=7)
-        if image is not None:
+        geographic = grid.crs.is_geographic
+        ax.set_xlabel("longitude (degrees)" if geographic else "x (m)", fontsize=7)
+        ax.set_ylabel("latitude (degrees)" if geographic else "y (m)", fontsize=7)
+        if image is not None and panel.classes:
+            bar = fig.colorbar(image, ax=ax, shrink=0.7, ticks=range(len(panel.classes)))
+            bar.ax.set_yticklabels(panel.classes, fontsize=7)
+        elif image is not None:
             fig.colorbar(image, ax=ax, shrink=0.7, label=panel.label)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="firebrick")
     fig.tight_layout()
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)

@@ -11,6 +11,7 @@ from prom3e_geo import __version__
 from prom3e_geo.grid import Grid
 from prom3e_geo.hashing import file_sha256
 
+SYNTHETIC_NOTE = "SYNTHETIC (demo world): not a map of real species"
 SYNTHETIC_TAG = (
     "SYNTHETIC: made from the prom3e-geo demo world (synthetic imagery, photos and species ranges)"
 )

@@ -19,7 +19,10 @@ class LayerSet:
     params: dict[str, object]
     grid: Grid
     manifest: dict = field(default_factory=dict)
-    units: dict[str, str] = field(default_factory=dict)  # band -> unit, for legends
+    units: dict[str, str] = field(default_factory=dict)  # band -> unit (tags, legends)
+    classes: dict[str, tuple[str, ...]] = field(
+        default_factory=dict
+    )  # class bands: names of 0, 1..
 
     def summaries(self) -> dict[str, tuple[float, float, float]]:
         """(min, mean, max) of each band over its finite cells (NaN for an empty band)."""

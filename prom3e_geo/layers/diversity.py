@@ -40,6 +40,13 @@ BAND_DOCS = {
     "richness_raw": "species richness (distinct species) per cell, unsmoothed; nodata unobserved",
     "n_obs": "number of observations per cell (0 where none)",
 }
+BAND_UNITS = {
+    "shannon": "nats",
+    "richness": "species",
+    "shannon_raw": "nats",
+    "richness_raw": "species",
+    "n_obs": "observations",
+}
 DENSITY_FLOOR = 0.02  # least share of the kernel's AOI weight on observed cells (a lone observed
 # cell holds 4% at its centre with sigma 2: its own smoothed value stays, the far field goes)
 _SPECIES_BITS = 32

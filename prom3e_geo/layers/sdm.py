@@ -181,4 +181,8 @@ def sdm_layers(
     for q in queries:
         if Path(q.source).is_file():
             params[f"query_{q.name}_sha256"] = file_sha256(q.source)
-    return LayerSet(bands, docs, params, grid)
+    units = {
+        q.name: "cosine similarity" + (" (rescaled 0-1)" if rescale_01 else "") for q in queries
+    }
+    classes = {name: ("absent", "present") for name in bands if name.startswith("presence")}
+    return LayerSet(bands, docs, params, grid, units=units, classes=classes)

@@ -67,4 +67,5 @@ def uncertainty_layers(
             f"{context_text} (calibrated read-out of the latent log-variance)"
         )
     params = {"layer": "uncertainty", "sigma_context": context_text}
-    return LayerSet(bands, docs, params, grid, units={"sigma_l1": "||sigma||_1"})
+    units = {"sigma_l1": "||sigma||_1 (latent std. dev., summed)", "expected_error": "1 - cosine"}
+    return LayerSet(bands, docs, params, grid, units={k: units[k] for k in bands})

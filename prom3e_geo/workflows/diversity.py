@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,11 @@ from prom3e_geo.io.layers import write_layer_outputs
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel
 from prom3e_geo.io.provenance import provenance
-from prom3e_geo.layers.diversity import BAND_DOCS, DiversityLayers, compute_diversity
+from prom3e_geo.layers.diversity import BAND_DOCS, BAND_UNITS, DiversityLayers, compute_diversity
 from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
 from prom3e_geo.workflows.specs import GridSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ def diversity(
     output.check([spec.observations])
     date_range = (parse_date(spec.since), parse_date(spec.until))
     built = grid.build()
+    log.info("grid: %s", built.describe())
     reader = ObservationReader(
         spec.observations,
         lat_col=spec.lat_col,
@@ -100,5 +104,6 @@ def diversity(
         f"{built.height}x{built.width} cells",
         style_cmap="magma",
         overwrite=output.overwrite,
+        units=BAND_UNITS,
     )
     return DiversityResult(built, layers, report, layers.species_counted, written)

@@ -9,13 +9,19 @@ import torch
 
 from prom3e_geo.engine.pipeline import PRESETS
 from prom3e_geo.errors import InputError
-from prom3e_geo.evaluate.report import EVALUATION_DATA, EvaluationSet, evaluate, write_report
+from prom3e_geo.evaluate.report import (
+    EVALUATION_DATA,
+    Evaluation,
+    EvaluationSet,
+    evaluate,
+    write_report,
+)
 from prom3e_geo.io.outputs import atomic_output, check_output
 from prom3e_geo.recipes import EvaluationRecipe, load_evaluation_recipe
 from prom3e_geo.train.data import load_embeddings
 
 
-def evaluation(recipe_path: Path | None, out: Path, overwrite: bool = False) -> Path:
+def evaluation(recipe_path: Path | None, out: Path, overwrite: bool = False) -> Evaluation:
     """Run the recipe's measurements (default: the demo model on new demo-world observations)
     and write the report to `out` (figures in `<name>_files/` beside it)."""
     check_output(out, overwrite)
@@ -33,7 +39,7 @@ def evaluation(recipe_path: Path | None, out: Path, overwrite: bool = False) -> 
             result.calibration.save(tmp, model_sha256=sha256)
     with atomic_output(out, overwrite) as tmp:
         write_report(result, data, tmp, final=Path(out))
-    return Path(out)
+    return result
 
 
 def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet, str]:

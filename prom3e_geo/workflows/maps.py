@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from prom3e_geo.settings import Settings
 from prom3e_geo.stores.embeddings import open_store
 from prom3e_geo.stores.grid_store import grid_from_store, read_manifest
 from prom3e_geo.workflows.specs import GridSpec, Progress, RunSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,9 @@ def embed(
     progress: Progress | None = None,
 ) -> EmbedSummary:
     """Fill (or finish) the embedding store at `out`."""
-    return embed_grid(
-        pipeline, grid.build(), out, run.workers, run.scheduler, progress, run.retry_failed
-    )
+    built = grid.build()
+    log.info("grid: %s", built.describe())
+    return embed_grid(pipeline, built, out, run.workers, run.scheduler, progress, run.retry_failed)
 
 
 def cached_store(
@@ -119,7 +122,9 @@ def open_embeddings(
         if context is not None:
             spec = dataclasses.replace(spec, context=tuple(context))
         settings = settings or Settings.from_environment()
-        path = cached_store(spec, inputs.grid.build(), settings, progress, inputs.run)
+        grid = inputs.grid.build()
+        log.info("grid: %s", grid.describe())
+        path = cached_store(spec, grid, settings, progress, inputs.run)
     ds = open_store(path)
     return StoreView(Path(path), ds, grid_from_store(ds), read_manifest(path))
 
