@@ -18,9 +18,7 @@ Rows that cannot be used are dropped and counted by reason in `ReadReport`.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,12 +31,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from prom3e_geo.errors import InputError
+from prom3e_geo.observation_files import TextLayout, open_member, text_layout
 
 LAT_NAMES = ("latitude", "decimalLatitude", "lat")
 LON_NAMES = ("longitude", "decimalLongitude", "lon", "lng")
 SPECIES_NAMES = ("scientific_name", "species", "taxon_id", "speciesKey", "scientificName")
 QUALITY_NAMES = ("quality_grade",)
 DATE_NAMES = ("observed_on", "eventDate")
+SYNTHETIC_NAMES = ("synthetic",)  # true on rows made up (the demo world's observations)
 
 # Reasons a row is dropped, in the order they are checked (a row counts once, for the first).
 DROP_REASONS = {
@@ -94,13 +94,11 @@ class Columns:
     geometry: str | None = None
     quality: str | None = None
     date: str | None = None
+    synthetic: str | None = None
 
     def names(self) -> list[str]:
-        return [
-            c
-            for c in (self.lat, self.lon, self.geometry, self.species, self.quality, self.date)
-            if c
-        ]
+        wanted = (self.lat, self.lon, self.geometry, self.species, self.quality, self.date)
+        return [c for c in (*wanted, self.synthetic) if c]
 
 
 class ObservationReader:
@@ -133,6 +131,7 @@ class ObservationReader:
         self.date_range = date_range if date_range and any(date_range) else None
         self.progress = progress
         self.species_names: list[str] = []
+        self.synthetic = False  # some row says it is made up (a `synthetic` column)
         self._species_ids: dict[str, int] = {}
         self.report = ReadReport()
         self.format = _detect_format(self.path)
@@ -149,16 +148,18 @@ class ObservationReader:
                     f"observations file {self.path} is not valid Parquet: {exc}"
                 ) from None
             return list(schema.names), _geoparquet_crs(schema)
-        with self._open_text() as (source, _size):
-            first = source.stream.read(1 << 20).split(b"\n", 1)[0]
-        try:
-            header = first.decode("utf-8-sig").rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise InputError(f"observations file {self.path} is not UTF-8 text") from None
+        self.layout = text_layout(self.path)
+        if self.layout.names is not None:  # a Darwin Core Archive: columns from meta.xml
+            return list(self.layout.names), None
+        archive, raw = open_member(self.path, self.layout.member)
+        with raw:
+            first = raw.read(1 << 20).split(b"\n", 1)[0]
+        if archive is not None:
+            archive.close()
+        header = first.decode(self.layout.encoding).lstrip("\ufeff").rstrip("\r\n")
         if not header.strip():
             raise InputError(f"observations file {self.path} is empty (no header line)")
-        self._delimiter = "\t" if "\t" in header else ","
-        return [c.strip().strip('"') for c in header.split(self._delimiter)], None
+        return [c.strip().strip('"') for c in header.split(self.layout.delimiter)], None
 
     def _resolve_columns(
         self, available: list[str], lat: str | None, lon: str | None, species: str | None
@@ -193,7 +194,8 @@ class ObservationReader:
                 raise InputError(
                     f"a date filter needs an observed_on or eventDate column; {self.path} has none"
                 )
-        return Columns(lat, lon, species, geometry, quality, date)
+        synthetic = _pick(available, None, SYNTHETIC_NAMES, "synthetic", self.path, required=False)
+        return Columns(lat, lon, species, geometry, quality, date, synthetic)
 
     # -- reading --------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[ObservationChunk]:
@@ -204,10 +206,10 @@ class ObservationReader:
                 yield chunk
 
     def _open_text(self):
-        return _TextSource(self.path, self.format)
+        return _TextSource(self.path, self.layout)
 
     def _text_batches(self) -> Iterator[pa.RecordBatch]:
-        tab = self._delimiter == "\t"
+        layout = self.layout
         malformed = 0
 
         def on_invalid(_row) -> str:
@@ -216,9 +218,9 @@ class ObservationReader:
             return "skip"
 
         parse = pacsv.ParseOptions(
-            delimiter=self._delimiter,
-            quote_char=False if tab else '"',  # GBIF/DwC-A tab files are unquoted
-            newlines_in_values=not tab,  # iNaturalist descriptions may span lines
+            delimiter=layout.delimiter,
+            quote_char=layout.quote or False,  # GBIF/DwC-A tab files are mostly unquoted
+            newlines_in_values=layout.quote is not None,  # quoted descriptions may span lines
             invalid_row_handler=on_invalid,
         )
         names = self.columns.names()
@@ -231,7 +233,11 @@ class ObservationReader:
             # no read-ahead thread: one left reading a closed stream after a parse error
             # aborted the process at exit (exit 134), and on 2 cores it was slower anyway
             read = pacsv.ReadOptions(
-                block_size=TEXT_BLOCK_BYTES, encoding=source.encoding, use_threads=False
+                block_size=TEXT_BLOCK_BYTES,
+                encoding=layout.encoding,
+                use_threads=False,
+                column_names=list(layout.names) if layout.names else None,
+                skip_rows=layout.header_lines if layout.names else 0,
             )
             reader = None
             try:
@@ -304,6 +310,9 @@ class ObservationReader:
             drop("not_research_grade", ~_to_bool(pc.equal(grade, "research")))
         if cols.date:
             self._filter_dates(batch.column(cols.date), drop)
+        if cols.synthetic and not self.synthetic:
+            flags = pc.utf8_lower(pc.cast(batch.column(cols.synthetic), pa.string()))
+            self.synthetic = bool(pc.any(pc.is_in(flags, pa.array(["true", "1", "yes"]))).as_py())
 
         idx = np.flatnonzero(keep)
         self.report.rows_kept += idx.size
@@ -344,57 +353,29 @@ class ObservationReader:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-SNIFF_BYTES = 4 << 20
-
-
-def sniff_encoding(path: Path, fmt: str) -> str:
-    """utf8, or latin-1 when the first 4 MiB of the text are not valid UTF-8 (older exports,
-    spreadsheets saved as "CSV (Windows)"): every byte string is valid Latin-1."""
-    if fmt == "dwca":
-        with zipfile.ZipFile(path) as archive, archive.open(_dwca_member(archive, path)) as f:
-            head = f.read(SNIFF_BYTES)
-    elif path.suffix.lower() == ".gz":
-        with gzip.open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-    else:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not a character cut by the end of the sample
-            return "latin-1"
-    return "utf8"
-
-
 class _TextSource:
-    """Context manager giving an Arrow input stream over a text file, `.gz`, or DwC-A zip member,
-    plus the total size for progress (compressed bytes, or the member's size)."""
+    """Context manager giving an Arrow input stream over the rows of a text file, a `.gz`, or a
+    zip member, plus the total size for progress (compressed bytes, or the member's size)."""
 
-    def __init__(self, path: Path, fmt: str) -> None:
-        self.path, self.format = path, fmt
+    def __init__(self, path: Path, layout: TextLayout) -> None:
+        self.path, self.layout = path, layout
         self._closers: list = []
 
-    encoding = "utf8"  # of the text; `sniff_encoding` may set latin-1
-
     def __enter__(self):
-        self.encoding = sniff_encoding(self.path, self.format)
-        if self.format == "dwca":
-            archive = zipfile.ZipFile(self.path)
-            self._closers.append(archive)
-            member = _dwca_member(archive, self.path)
-            raw = archive.open(member)
-            self._closers.append(raw)
+        if self.layout.member is not None:
+            archive, raw = open_member(self.path, self.layout.member)
+            self._closers += [archive, raw]
             stream = pa.PythonFile(raw, mode="r")
-            return _Positioned(stream, lambda: raw.tell(), self.encoding), member.file_size
+            size = archive.getinfo(self.layout.member).file_size
+            return _Positioned(stream, raw.tell), size
         raw = pa.OSFile(str(self.path), "rb")
         self._closers.append(raw)
         size = self.path.stat().st_size
         if self.path.suffix.lower() == ".gz":
             stream = pa.CompressedInputStream(raw, "gzip")
             self._closers.append(stream)
-            return _Positioned(stream, raw.tell, self.encoding), size
-        return _Positioned(raw, raw.tell, self.encoding), size
+            return _Positioned(stream, raw.tell), size
+        return _Positioned(raw, raw.tell), size
 
     def __exit__(self, *exc) -> None:
         for closer in reversed(self._closers):
@@ -404,8 +385,8 @@ class _TextSource:
 class _Positioned:
     """An Arrow stream plus a function telling how far the underlying file has been read."""
 
-    def __init__(self, stream, position: Callable[[], int], encoding: str = "utf8") -> None:
-        self.stream, self.position, self.encoding = stream, position, encoding
+    def __init__(self, stream, position: Callable[[], int]) -> None:
+        self.stream, self.position = stream, position
 
 
 def _detect_format(path: Path) -> str:
@@ -414,18 +395,9 @@ def _detect_format(path: Path) -> str:
         return "parquet"
     with open(path, "rb") as fh:
         magic = fh.read(4)
-    if magic == b"PK\x03\x04":
-        return "dwca"
     if magic == b"PAR1":
         return "parquet"
-    return "text"
-
-
-def _dwca_member(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
-    for info in archive.infolist():
-        if Path(info.filename).name.lower() in ("occurrence.txt", "occurrence.csv"):
-            return info
-    raise InputError(f"archive {path} has no occurrence.txt (is it a Darwin Core Archive?)")
+    return "text"  # plain, .gz, or a zip (a Darwin Core Archive or one zipped CSV)
 
 
 def _pick(

@@ -260,3 +260,18 @@ def test_a_commands_outputs_appear_together_or_not_at_all(tmp_path, obs, run_cli
                 tmp_path / "d.tif", "--zarr", tmp_path / "d.zarr", "--png", tmp_path / "d.png")  # fmt: skip
     assert r.code == 1 and "disk full" in r.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obs.csv"]  # no tif, zarr, qml, partial
+
+
+def test_diversity_of_synthetic_observations_says_so(tmp_path, obs, run_cli):
+    """Regression: the diversity map of the synthetic example observations was the one demo
+    output without the SYNTHETIC tag."""
+    root = Path(__file__).resolve().parents[1]
+    grid = ["--aoi", "-100,35,-90,42", "--resolution", "0.5"]
+    r = run_cli("diversity", "--observations", root / "examples" / "observations.csv", *grid,
+                "--out", tmp_path / "demo.tif")  # fmt: skip
+    assert r.code == 0, r.err
+    r = run_cli("diversity", "--observations", obs, *grid, "--out", tmp_path / "real.tif")
+    assert r.code == 0, r.err
+    with rasterio.open(tmp_path / "demo.tif") as demo, rasterio.open(tmp_path / "real.tif") as real:
+        assert demo.tags()["demo_world"].startswith("SYNTHETIC")
+        assert "demo_world" not in real.tags()

@@ -524,7 +524,9 @@ def test_cache_list_and_clean(tmp_path, run_cli):
     grid = ["--aoi", "-100,35,-99,36", "--resolution", "0.5", "--context", "loc"]
     assert run_cli("uncertainty", *grid, "--out", tmp_path / "s.tif").code == 0
     r = run_cli("cache", "list")
-    assert r.code == 0 and "1 store(s)" in r.out and "demo  sat+loc+env  bbox(-100,35,-99,36)" in r.out
+    assert (
+        r.code == 0 and "1 store(s)" in r.out and "demo  sat+loc+env  bbox(-100,35,-99,36)" in r.out
+    )
     stores = list((tmp_path / "cache" / "stores").glob("*.zarr"))
     assert len(stores) == 1
     r = run_cli("cache", "clean", "--older-than", "1")  # used just now: kept

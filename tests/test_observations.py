@@ -35,6 +35,31 @@ GBIF = (
 )
 
 
+DWC = "http://rs.tdwg.org/dwc/terms/"
+
+
+def gbif_meta(columns, core="occurrence.txt", header=1, delimiter="\\t", quote="",
+              encoding="UTF-8", row_type="Occurrence") -> str:  # fmt: skip
+    """meta.xml as GBIF writes it: core attributes, the file, id and one field per column."""
+    fields = "\n".join(
+        f'    <field index="{i}" term="{DWC if c != "gbifID" else "http://rs.gbif.org/terms/1.0/"}{c}"/>'
+        for i, c in enumerate(columns)
+    )
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<archive xmlns="http://rs.tdwg.org/dwc/text/" metadata="metadata.xml">
+  <core encoding="{encoding}" fieldsTerminatedBy="{delimiter}" linesTerminatedBy="\\n"
+        fieldsEnclosedBy="{quote}" ignoreHeaderLines="{header}"
+        rowType="http://rs.tdwg.org/dwc/terms/{row_type}">
+    <files>
+      <location>{core}</location>
+    </files>
+    <id index="0" />
+{fields}
+  </core>
+</archive>
+"""
+
+
 def read_all(reader):
     chunks = list(reader)
     lon = np.concatenate([c.lon for c in chunks])
@@ -92,7 +117,8 @@ def test_gbif_tab_file_is_unquoted_and_uses_species(tmp_path):
 def test_darwin_core_archive_and_gzip(tmp_path, inat):
     archive = tmp_path / "dwca.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("meta.xml", "<archive/>")
+        zf.writestr("meta.xml", gbif_meta(["gbifID", "decimalLatitude", "decimalLongitude",
+                                           "species", "eventDate"]))  # fmt: skip
         zf.writestr("occurrence.txt", GBIF)
     assert read_all(ObservationReader(archive))[2] == [
         "Cardinalis cardinalis",
@@ -165,7 +191,7 @@ def test_explicit_columns(tmp_path):
     ("content", "kwargs", "message"),
     [
         (b"", {}, "empty"),
-        (b"\xff\xfe\x00garbage\x00\n", {}, "not UTF-8"),
+        (b"\xff\xfe\x00garbage\x00\n", {}, "no latitude column"),  # read as Latin-1
         (b"a,b,c\n1,2,3\n", {}, "no latitude column"),
         (b"latitude,longitude\n1,2\n", {}, "no species column"),
         (b"latitude,longitude,species\n1,2,a\n", {"research_grade": True}, "quality_grade"),
@@ -194,7 +220,12 @@ def test_missing_and_corrupt_binary_files(tmp_path):
     zip_without = tmp_path / "a.zip"
     with zipfile.ZipFile(zip_without, "w") as zf:
         zf.writestr("readme.txt", "hi")
-    with pytest.raises(InputError, match="no occurrence.txt"):
+    with pytest.raises(InputError, match="no latitude column"):  # one text file: read as CSV
+        ObservationReader(zip_without)
+    with zipfile.ZipFile(zip_without, "w") as zf:
+        zf.writestr("a.csv", "x")
+        zf.writestr("b.csv", "y")
+    with pytest.raises(InputError, match="no meta.xml and 2 text files"):
         ObservationReader(zip_without)
 
 
@@ -229,6 +260,63 @@ def test_latin1_files_are_read_or_refused_cleanly_every_time(tmp_path):
                                 "-100,37,-97,40", "--out", out], capture_output=True, text=True)  # fmt: skip
             assert r.returncode == code, (run, r.returncode, r.stderr)
             if code == 2:
-                assert r.stderr.count("\n") == 1 and "not UTF-8" in r.stderr and not out.exists()
+                errors = [line for line in r.stderr.splitlines() if "error:" in line]
+                assert len(errors) == 1 and "not UTF-8" in errors[0] and not out.exists()
             else:
                 assert "of 2 species" in r.stdout
+
+
+def _layout_rows():
+    """Five observations: (gbifID, lat, lon, species, date); one species name is Latin-1."""
+    return [
+        ("1", "40.0", "-100.0", "Cardinalis cardinalis", "2023-05-01"),
+        ("2", "40.5", "-100.5", "Quercus alba", "2023-05-02"),
+        ("3", "41.0", "-101.0", "Pl\xe1tano com\xfan", "2023-05-03"),
+        ("4", "41.5", "-101.5", "Quercus alba", "2023-05-04"),
+        ("5", "42.0", "-102.0", "Cardinalis cardinalis", "2023-05-05"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "GBIF Darwin Core Archive (tab, header line, occurrence.txt)",
+        "Darwin Core Archive without a header row, comma and quotes, records.csv, ISO-8859-1",
+        "iNaturalist export zip (observations-123.csv.zip)",
+        "GBIF simple CSV zip, older quoted form",
+    ],
+)
+def test_download_layouts_of_gbif_and_inaturalist(tmp_path, layout):
+    """Regression: iNaturalist export zips and GBIF simple CSV zips were refused ("has no
+    occurrence.txt"), a DwC-A defined by meta.xml alone lost its first row to a header, a core
+    not named occurrence.txt was refused, and an older quoted GBIF CSV broke the reader."""
+    rows = _layout_rows()
+    columns = ["gbifID", "decimalLatitude", "decimalLongitude", "species", "eventDate"]
+    path = tmp_path / "download.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        if layout.startswith("GBIF Darwin"):
+            text = "\t".join(columns) + "\n" + "".join("\t".join(r) + "\n" for r in rows)
+            zf.writestr("meta.xml", gbif_meta(columns))
+            zf.writestr("occurrence.txt", text.encode("utf-8"))
+            zf.writestr("verbatim.txt", "gbifID\n1\n")  # an extension file, not the core
+        elif layout.startswith("Darwin Core Archive without"):
+            text = "".join(",".join(f'"{v}"' for v in r) + "\r\n" for r in rows)
+            zf.writestr("meta.xml", gbif_meta(columns, "records.csv", 0, ",", "&quot;",
+                                              "ISO-8859-1"))  # fmt: skip
+            zf.writestr("records.csv", text.encode("latin-1"))
+        elif layout.startswith("iNaturalist"):
+            path = tmp_path / "observations-123.csv.zip"
+            zf.close()
+            header = "id,observed_on,latitude,longitude,scientific_name\n"
+            body = "".join(f"{r[0]},{r[4]},{r[1]},{r[2]},{r[3]}\n" for r in rows)
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as inat:
+                inat.writestr("observations-123.csv", (header + body).encode("utf-8"))
+        else:
+            quoted = ["\t".join(f'"{v}"' for v in r) for r in [columns, *rows]]
+            zf.writestr("0001234-230810091245214.csv", "\n".join(quoted).encode("utf-8"))
+    reader = ObservationReader(path)
+    lon, lat, names = read_all(reader)
+    assert lat.tolist() == [40.0, 40.5, 41.0, 41.5, 42.0]  # the first row is data, not a header
+    assert lon.tolist() == [-100.0, -100.5, -101.0, -101.5, -102.0]
+    assert names == [r[3] for r in rows]  # "Platano comun" decoded as its encoding says
+    assert reader.report.rows_read == 5 and reader.report.rows_kept == 5

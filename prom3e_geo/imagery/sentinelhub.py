@@ -138,6 +138,9 @@ def check_reachable(url: str, timeout: float = 5.0) -> None:
         raise SourceError(f"cannot connect to {host}:{port} (from {url}): {exc}") from None
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class TileFailure(Exception):
     reason: str
@@ -216,8 +219,13 @@ class SentinelHubSource:
         )
         pending = list(request_tiles(placement, self.tile_px))
         for round_ in range(self.rounds + 1):
-            if round_:
-                clock.sleep(self.retry_wait * 3 ** (round_ - 1))
+            if round_:  # the total wait is bounded: retry_wait * (1 + 3 + 9 ...) over the rounds
+                wait = self.retry_wait * 3 ** (round_ - 1)
+                log.info(
+                    "Sentinel Hub: %d request(s) failed (rate limit, 5xx or timeout); retrying "
+                    "in %.0f s (round %d of %d)", len(pending), wait, round_, self.rounds,
+                )  # fmt: skip
+                clock.sleep(wait)
             retry = []
             for tile, result in zip(pending, self._download(pending), strict=True):
                 try:

@@ -12,7 +12,7 @@ from prom3e_geo.grid import Grid
 from prom3e_geo.io.layers import write_layer_outputs
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel
-from prom3e_geo.io.provenance import provenance
+from prom3e_geo.io.provenance import SYNTHETIC_TAG, provenance
 from prom3e_geo.layers.diversity import BAND_DOCS, BAND_UNITS, DiversityLayers, compute_diversity
 from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
 from prom3e_geo.workflows.specs import GridSpec
@@ -85,6 +85,8 @@ def diversity(
             "species_read": len(reader.species_names),
         },
     )
+    if reader.synthetic:
+        tags["demo_world"] = SYNTHETIC_TAG
     sigma = spec.sigma
     panels = [
         Panel(layers.shannon, f"Shannon diversity (sigma {sigma:g} cells)", "H (nats)", "magma"),

@@ -360,6 +360,7 @@ def write_examples(world: DemoWorld, folder: Path, recipe: DemoRecipe) -> None:
             "scientific_name": [world.species[i].name for i in species],
             "common_name": [world.species[i].common for i in species],
             "quality_grade": np.where(rng.random(species.size) < 0.85, "research", "needs_id"),
+            "synthetic": np.full(species.size, "true"),  # outputs made from it say so
         }
     ).to_csv(folder / "observations.csv", index=False)
 
