@@ -396,7 +396,7 @@ def test_a_failing_dask_task_closes_the_local_cluster(monkeypatch, small_grid, t
             events.append("closed")
 
     class Client:
-        def __init__(self, address):
+        def __init__(self, address, **kwargs):
             assert isinstance(address, Cluster)
 
         def __enter__(self):
