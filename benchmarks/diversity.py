@@ -3,12 +3,16 @@
 Measured side by side in one run:
 
 1. end to end from an iNaturalist-style CSV to the five diversity bands, each approach in its own
-   child process so that its peak RSS is its own:
-   - prom3e-geo: streaming pyarrow reader + sparse sort-based counting + normalised smoothing;
-   - baseline: `pandas.read_csv` of the whole file, then `groupby` per (cell, species);
+   child process so that its peak RSS is its own, `--repeats` times in turn (pairwise):
+   - prom3e-geo: streaming pyarrow reader + validation with drop counts + sparse sort-based
+     counting + smoothing over the observed cells;
+   - pandas: `read_csv` of the whole file, then `groupby` per (cell, species);
+   - polars (optional, `pip install polars`): lazy `scan_csv` + `group_by`, streaming engine;
+   - DuckDB (optional, `pip install duckdb`): `read_csv` + `GROUP BY`;
+   every one ends with the same smoothing, and all must agree on the cells and the checksum;
 2. the counting core alone on in-memory arrays (same process): ours vs the pandas groupby.
 
-    python benchmarks/diversity.py [--rows 10000000] [--species 5000]
+    python benchmarks/diversity.py [--rows 10000000] [--species 5000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -72,10 +76,7 @@ def run_ours(path: Path) -> dict:
     grid = build_grid()
     reader = ObservationReader(path)
     layers = compute_diversity(reader, grid, sigma=2.0)
-    return {
-        "cells_with_data": layers.cells_with_data,
-        "checksum": float(np.nansum(layers.shannon_raw)),
-    }
+    return {"cells_with_data": layers.cells_with_data, "checksum": float(np.nansum(layers.shannon))}
 
 
 def pandas_indices(cell: np.ndarray, species: np.ndarray, n_cells: int):
@@ -94,22 +95,103 @@ def pandas_indices(cell: np.ndarray, species: np.ndarray, n_cells: int):
     return out
 
 
+def finish(grid, shannon: np.ndarray, richness: np.ndarray, n_obs: np.ndarray) -> dict:
+    """The layer's smoothing (observed cells of the cells touching the AOI) and the checksums
+    every approach must agree on."""
+    observed = grid.counted & (n_obs > 0)
+    smoothed = smooth_within(shannon, grid.mask, 2.0, observed, support=grid.counted)
+    smooth_within(richness, grid.mask, 2.0, observed, support=grid.counted)
+    return {
+        "cells_with_data": int((n_obs[grid.mask] > 0).sum()),
+        "checksum": float(np.nansum(smoothed)),
+    }
+
+
 def run_pandas(path: Path) -> dict:
     grid = build_grid()
     frame = pd.read_csv(path)
     frame = frame.dropna(subset=["latitude", "longitude", "scientific_name"])
     cell = grid.cell_index_lonlat(frame["longitude"].to_numpy(), frame["latitude"].to_numpy())
     inside = cell >= 0
-    inside[inside] = grid.mask.ravel()[cell[inside]]
+    inside[inside] = grid.counted.ravel()[cell[inside]]
     codes, _ = pd.factorize(frame["scientific_name"].to_numpy()[inside])
     out = pandas_indices(cell[inside], codes, grid.height * grid.width)
-    shannon = out["shannon"].reshape(grid.shape)
-    smooth_within(shannon, grid.mask, 2.0)
-    smooth_within(out["richness"].reshape(grid.shape), grid.mask, 2.0)
-    return {
-        "cells_with_data": int((out["n_obs"].reshape(grid.shape)[grid.mask] > 0).sum()),
-        "checksum": float(shannon[grid.mask].sum()),
-    }
+    return finish(grid, *(out[k].reshape(grid.shape) for k in ("shannon", "richness", "n_obs")))
+
+
+def _cell_expressions(grid):
+    """Row and column of a lon/lat point on the paper grid (EPSG:4326, north-up)."""
+    t = grid.transform
+    return t.c, t.a, t.f, -t.e, grid.height, grid.width
+
+
+def _scatter(grid, cells: np.ndarray, values: dict) -> tuple[np.ndarray, ...]:
+    """Per-cell results of an engine onto the grid, counted cells only (as ours)."""
+    n = grid.height * grid.width
+    keep = grid.counted.ravel()[cells]
+    out = []
+    for name in ("shannon", "richness", "n_obs"):
+        band = np.zeros(n)
+        band[cells[keep]] = values[name][keep]
+        out.append(band.reshape(grid.shape))
+    return tuple(out)
+
+
+def run_polars(path: Path) -> dict:
+    import polars as pl
+
+    grid = build_grid()
+    x0, rx, y0, ry, h, w = _cell_expressions(grid)
+    col = ((pl.col("longitude") - x0) / rx).floor().cast(pl.Int64)
+    row = ((y0 - pl.col("latitude")) / ry).floor().cast(pl.Int64)
+    counts = (
+        pl.scan_csv(path)
+        .select("latitude", "longitude", "scientific_name")
+        .drop_nulls()
+        .with_columns(col=col, row=row)
+        .filter(
+            (pl.col("col") >= 0) & (pl.col("col") < w) & (pl.col("row") >= 0) & (pl.col("row") < h)
+        )
+        .with_columns(cell=pl.col("row") * w + pl.col("col"))
+        .group_by("cell", "scientific_name")
+        .agg(n=pl.len())
+        .with_columns(p=pl.col("n") / pl.col("n").sum().over("cell"))
+        .group_by("cell")
+        .agg(
+            shannon=(-pl.col("p") * pl.col("p").log()).sum(),
+            richness=pl.len(),
+            n_obs=pl.col("n").sum(),
+        )
+        .collect(engine="streaming")
+    )
+    values = {k: counts[k].to_numpy().astype(float) for k in ("shannon", "richness", "n_obs")}
+    return finish(grid, *_scatter(grid, counts["cell"].to_numpy(), values))
+
+
+def run_duckdb(path: Path) -> dict:
+    import duckdb
+
+    grid = build_grid()
+    x0, rx, y0, ry, h, w = _cell_expressions(grid)
+    query = f"""
+        WITH points AS (
+            SELECT CAST(floor((longitude - {x0!r}) / {rx!r}) AS BIGINT) AS col,
+                   CAST(floor(({y0!r} - latitude) / {ry!r}) AS BIGINT) AS row, scientific_name
+            FROM read_csv('{path}')
+            WHERE latitude IS NOT NULL AND longitude IS NOT NULL AND scientific_name IS NOT NULL
+        ),
+        counts AS (
+            SELECT row * {w} + col AS cell, scientific_name, count(*) AS n FROM points
+            WHERE col >= 0 AND col < {w} AND row >= 0 AND row < {h}
+            GROUP BY ALL
+        ),
+        shares AS (SELECT cell, n, n / sum(n) OVER (PARTITION BY cell) AS p FROM counts)
+        SELECT cell, sum(-p * ln(p)) AS shannon, count(*) AS richness, sum(n) AS n_obs
+        FROM shares GROUP BY cell
+    """
+    frame = duckdb.connect().execute(query).fetchnumpy()
+    values = {k: np.asarray(frame[k], dtype=float) for k in ("shannon", "richness", "n_obs")}
+    return finish(grid, *_scatter(grid, np.asarray(frame["cell"], dtype=np.int64), values))
 
 
 def child(mode: str, path: Path) -> dict:
@@ -149,20 +231,34 @@ def core_comparison(rows: int, species: int) -> tuple[float, float]:
     return ours, theirs
 
 
+APPROACHES = {"ours": run_ours, "pandas": run_pandas, "polars": run_polars, "duckdb": run_duckdb}
+LABELS = {"ours": "prom3e-geo", "pandas": "pandas groupby", "polars": "polars lazy",
+          "duckdb": "DuckDB"}  # fmt: skip
+
+
+def available(name: str) -> bool:
+    import importlib.util
+
+    return name in ("ours", "pandas") or importlib.util.find_spec(name) is not None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--species", type=int, default=5_000)
-    parser.add_argument("--child", choices=["ours", "pandas"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", choices=list(APPROACHES))
     parser.add_argument("--csv", type=Path)
     args = parser.parse_args()
     if args.child:
-        result = run_ours(args.csv) if args.child == "ours" else run_pandas(args.csv)
+        result = APPROACHES[args.child](args.csv)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     print(f"machine: {platform.processor() or platform.machine()}, {platform.python_version()}")
+    names = [n for n in APPROACHES if available(n)]
+    runs: dict[str, list[dict]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "observations.csv"
         t = time.perf_counter()
@@ -171,21 +267,31 @@ def main() -> None:
         print(
             f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t:.1f} s"
         )
-        ours = child("ours", path)
-        base = child("pandas", path)
-    assert ours["cells_with_data"] == base["cells_with_data"]
-    assert abs(ours["checksum"] - base["checksum"]) < 1e-6 * max(1.0, abs(base["checksum"]))
-    print("end to end (CSV -> 5 bands, paper grid, sigma 2), each in its own process:")
-    for name, r in (("prom3e-geo", ours), ("pandas groupby", base)):
-        print(f"  {name:15s} {r['wall_s']:7.1f} s   peak RSS {r['peak_rss_mib']:7.0f} MiB")
-    print(
-        f"  ratio (pandas / prom3e-geo): time {base['wall_s'] / ours['wall_s']:.2f}x, "
-        f"peak RSS {base['peak_rss_mib'] / ours['peak_rss_mib']:.2f}x"
-    )
+        for _ in range(args.repeats):  # in turn, so that machine drift hits every approach
+            for name in names:
+                runs[name].append(child(name, path))
+    ref = runs["ours"][0]
+    for name in names:
+        r = runs[name][0]
+        assert r["cells_with_data"] == ref["cells_with_data"], (name, r, ref)
+        assert abs(r["checksum"] - ref["checksum"]) < 1e-6 * max(1.0, abs(ref["checksum"])), name
+    print(f"end to end (CSV -> 5 bands, paper grid, sigma 2), each in its own process, median of "
+          f"{args.repeats}; identical cells and checksums:")  # fmt: skip
+    ours_wall = np.median([r["wall_s"] for r in runs["ours"]])
+    ours_rss = np.median([r["peak_rss_mib"] for r in runs["ours"]])
+    for name in names:
+        wall = np.median([r["wall_s"] for r in runs[name]])
+        rss = np.median([r["peak_rss_mib"] for r in runs[name]])
+        pairwise = np.median(
+            [r["wall_s"] / o["wall_s"] for r, o in zip(runs[name], runs["ours"], strict=True)]
+        )
+        print(f"  {LABELS[name]:15s} {wall:7.2f} s  peak RSS {rss:6.0f} MiB  time/ours "
+              f"{pairwise:.2f}x (pairwise)  RSS/ours {rss / ours_rss:.2f}x")  # fmt: skip
     ours_core, pandas_core = core_comparison(args.rows, args.species)
     print(
         f"counting core on in-memory arrays: prom3e-geo {ours_core:.2f} s, pandas groupby "
-        f"{pandas_core:.2f} s, ratio {pandas_core / ours_core:.2f}x"
+        f"{pandas_core:.2f} s, ratio {pandas_core / ours_core:.2f}x; ours end to end "
+        f"{ours_wall:.2f} s"
     )
 
 

@@ -78,12 +78,13 @@ def demo_comparison(cells: int, cached: bool, device: str, precision: str, prefe
     compare(load_pipeline(spec), grid, chunk, cells, f"demo pipeline, {where}", naive_cells=64)
 
 
-def precision_agreement(device: str, precision: str) -> None:
-    """The demo pipeline's outputs on `device` at `precision` against float32 on the CPU, on one
-    chunk."""
-    grid, chunk = measured_chunk(64)
-    ref = compute_chunk(load_pipeline(PipelineSpec(device="cpu", precision="float32")), grid, chunk)
-    pipeline = load_pipeline(PipelineSpec(device=device, precision=precision))
+def precision_agreement(device: str, precision: str, make=None, label="demo pipeline") -> None:
+    """A pipeline's outputs on `device` at `precision` against float32 on the CPU, on one
+    chunk; `make(device, precision)` builds it (default: the demo pipeline)."""
+    make = make or (lambda d, p: load_pipeline(PipelineSpec(device=d, precision=p)))
+    grid, chunk = measured_chunk(16 if label != "demo pipeline" else 64)
+    ref = compute_chunk(make("cpu", "float32"), grid, chunk)
+    pipeline = make(device, precision)
     out = compute_chunk(pipeline, grid, chunk)
     cos = (ref.recon_image * out.recon_image).sum(-1) / (
         np.linalg.norm(ref.recon_image, axis=-1) * np.linalg.norm(out.recon_image, axis=-1)
@@ -92,11 +93,16 @@ def precision_agreement(device: str, precision: str) -> None:
     ctx = {m: (ref.context[m] * out.context[m]).sum(-1).min() for m in ref.context}
     where = next(pipeline.model.parameters()).device
     print(
-        f"demo pipeline, {pipeline.precision} on {where} vs float32 on the CPU, {ref.valid.size:,} cells:"
+        f"{label}, {pipeline.precision} on {where} vs float32 on the CPU, {ref.valid.size:,} cells:"
     )
     print(f"  recon_image cosine: min {cos.min():.4f}, mean {cos.mean():.5f}")
     print(f"  sigma_l1 relative difference: median {np.median(rel):.4f}, max {rel.max():.4f}")
     print("  context embeddings, min cosine: " + ", ".join(f"{m} {v:.4f}" for m, v in ctx.items()))
+
+
+def batch_cells(valid: dict) -> int:
+    """The number of cells in a gathered batch (its per-modality validity arrays)."""
+    return next(iter(valid.values())).size
 
 
 def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> None:
@@ -107,7 +113,9 @@ def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> 
     context, size = pipeline.spec.context, pipeline.spec.batch_size
     lon, lat = (a.ravel()[grid.mask[chunk.rows, chunk.cols].ravel()] for a in grid.lonlat(chunk))
     raw, valid = pipeline.cells.gather(lon[:size], lat[:size], context)  # warm-up, not timed
-    infer_cells(pipeline.model, pipeline.cells.encode(raw, valid.size), context, pipeline.precision)
+    infer_cells(
+        pipeline.model, pipeline.cells.encode(raw, batch_cells(valid)), context, pipeline.precision
+    )
 
     t = time.perf_counter()
     for _ in range(reps):
@@ -123,7 +131,10 @@ def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> 
     t = time.perf_counter()
     for raw, valid in gathered:
         infer_cells(
-            pipeline.model, pipeline.cells.encode(raw, valid.size), context, pipeline.precision
+            pipeline.model,
+            pipeline.cells.encode(raw, batch_cells(valid)),
+            context,
+            pipeline.precision,
         )
     model = time.perf_counter() - t
     serial = gather + model
@@ -155,6 +166,12 @@ def compare(pipeline, grid, chunk, cells: int, label: str, naive_cells: int) -> 
         f"  ratios: engine / serial {serial / n / per_cell_engine:.2f}x, engine / naive {naive / per_cell_engine:.0f}x, "
         f"engine time over encode+model time {per_cell_engine / (model / n):.2f}"
     )
+    if device.type == "cuda":
+        print(
+            f"  peak GPU memory               {torch.cuda.max_memory_allocated(device) / 2**30:8.2f} GiB"
+        )
+    for grid_name, grid_cells in (("paper grid", 71_381), ("1 km", 8_080_000)):  # CONUS land cells
+        print(f"  projected CONUS {grid_name:10s}  {grid_cells * per_cell_engine / 60:8,.1f} min")
 
 
 def peak_rss(resolution: float, aoi: str, context: str, device: str) -> tuple[int, float, float]:
@@ -224,38 +241,46 @@ def cache_read() -> None:
         print(f"  {name:<36} {rate:8,.0f} cells/s  ({rate / base:.2f}x)")
 
 
-def full_size(
-    cells: int, cached: bool, device: str, precision: str, batches: list[int], prefetch: int
-) -> None:
-    """The engine with full-size models: CLIP ViT-B/16 satellite tower on 256 px demo patches,
-    GeoCLIP and the 27.3 M ProM3E (random weights), context sat + loc, at each batch size."""
+def full_pipeline(device, precision: str, batch: int = 256, prefetch: int = 2, source=None):
+    """The full-size stack: CLIP ViT-B/16 satellite tower on 256 px patches, GeoCLIP's
+    architecture and the 27.3 M ProM3E, random weights (seeded), context sat + loc."""
     from prom3e_geo.encoders.clip import SatelliteEncoder
     from prom3e_geo.encoders.location import LocationEncoder, LocationNet
     from prom3e_geo.engine.cells import CellContext
     from prom3e_geo.engine.pipeline import Pipeline
     from prom3e_geo.model import ProM3E
     from prom3e_geo.plugins.demo.source import DemoSource
-    from prom3e_geo.stores.patch_reader import CacheSource
 
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
+    torch.manual_seed(0)
     encoders = {
         "sat": SatelliteEncoder(vit_b16_satellite_tower(), device),
         "loc": LocationEncoder(LocationNet(), device),
     }
     model = ProM3E().to(device).eval()
+    for encoder in encoders.values():
+        encoder.amp = precision
+    spec = PipelineSpec(model="full-size", context=("sat", "loc"), batch_size=batch,
+                        prefetch=prefetch)  # fmt: skip
+    cells = CellContext(encoders, source or DemoSource(size=256))
+    return Pipeline(spec, model, cells, {}, precision)
+
+
+def full_size(
+    cells: int, cached: bool, device: str, precision: str, batches: list[int], prefetch: int
+) -> None:
+    """The engine with the full-size stack (`full_pipeline`) at each batch size."""
+    from prom3e_geo.plugins.demo.source import DemoSource
+    from prom3e_geo.stores.patch_reader import CacheSource
+
     grid, chunk = measured_chunk(16 if cells <= 256 else 64)
     source = DemoSource(size=256)
     if cached:
         source = CacheSource(cache_of_chunk(source, grid, chunk))
     where = "patches read from a patch cache" if cached else "patches rendered by the demo source"
-    for encoder in encoders.values():
-        encoder.amp = precision
     for batch in batches:
-        spec = PipelineSpec(
-            model="full-size", context=("sat", "loc"), batch_size=batch, prefetch=prefetch
-        )
-        pipeline = Pipeline(spec, model, CellContext(encoders, source), {}, precision)
+        pipeline = full_pipeline(device, precision, batch, prefetch, source)
         label = f"full-size stack (ViT-B/16 + GeoCLIP + 27.3 M ProM3E), {where}"
         compare(pipeline, grid, chunk, cells, label, 8)
 
@@ -298,6 +323,11 @@ def main() -> None:
     if "cache-read" in parts:
         cache_read()
     batches = [int(b) for b in args.full_batch.split(",")]
+    if (
+        "full" in parts
+        and resolve_precision(args.precision, resolve_device(args.device)) != "float32"
+    ):
+        precision_agreement(args.device, args.precision, full_pipeline, "full-size stack")
     for part, cached in (("full", False), ("full-cache", True)):
         if part in parts:
             full_size(args.full_cells, cached, args.device, args.precision, batches, args.prefetch)

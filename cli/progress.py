@@ -2,8 +2,8 @@
 
 The library reports progress through `update_to(done, total)` / `(done, total)` callbacks;
 these classes turn them into a tqdm bar when stderr is a terminal, and otherwise into a plain
-line at most every `LOG_EVERY_S` seconds (done/total, rate, ETA), so a run whose output goes to
-a log file shows that it is alive.
+line every `PROM3E_GEO_PROGRESS_EVERY` seconds (default 10: done/total, elapsed, ETA), so a run
+whose output goes to a log file shows that it is alive; a run shorter than that prints none.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from collections.abc import Callable
 
 import click
 from tqdm import tqdm
-
-LOG_EVERY_S = 10.0
 
 
 def _quiet() -> bool:
@@ -30,8 +28,11 @@ class _Progress:
         quiet = _quiet()
         self.terminal = sys.stderr.isatty() and not quiet
         self.logging = not sys.stderr.isatty() and not quiet
-        self.started = time.monotonic()
-        self.last_line = 0.0
+        from prom3e_geo.settings import Settings
+
+        self.every = Settings.from_environment().progress_every_s
+        self.started = self.last_line = time.monotonic()
+        self.lines = 0
         self.bar = tqdm(
             desc=description,
             unit=unit,
@@ -45,8 +46,9 @@ class _Progress:
         self.bar.total = total
         self.bar.update(done - self.bar.n)
         now = time.monotonic()
-        if self.logging and (now - self.last_line >= LOG_EVERY_S or done >= total > 0):
-            self.last_line = now
+        finished = done >= total > 0 and (self.lines or not self.every)
+        if self.logging and (now - self.last_line >= self.every or finished):
+            self.last_line, self.lines = now, self.lines + 1
             elapsed = now - self.started
             rate = done / elapsed if elapsed > 0 else 0.0
             eta = f", ETA {(total - done) / rate:,.0f} s" if rate > 0 and done < total else ""

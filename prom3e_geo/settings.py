@@ -8,6 +8,7 @@ their own `Settings` (for example another cache folder) or let a workflow read t
 | `PROM3E_GEO_CACHE`  | cache folder (default `$XDG_CACHE_HOME/prom3e-geo`, else         |
 |                     | `~/.cache/prom3e-geo`): embedding stores built by `sdm`/`uncertainty` |
 | `PROM3E_GEO_DEBUG`  | `1`: the CLI shows the traceback of an internal error            |
+| `PROM3E_GEO_PROGRESS_EVERY` | seconds between progress lines in a log (default 10)     |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 class Settings:
     cache_dir: Path
     debug: bool = False
+    progress_every_s: float = 10.0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -29,4 +31,8 @@ class Settings:
         root = env.get("PROM3E_GEO_CACHE") or (
             Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prom3e-geo"
         )
-        return cls(cache_dir=Path(root), debug=env.get("PROM3E_GEO_DEBUG", "") not in ("", "0"))
+        return cls(
+            cache_dir=Path(root),
+            debug=env.get("PROM3E_GEO_DEBUG", "") not in ("", "0"),
+            progress_every_s=float(env.get("PROM3E_GEO_PROGRESS_EVERY") or 10.0),
+        )

@@ -115,7 +115,7 @@ def _assert_clean_failure(r, tmp_path, before):
     ("setup", "args", "message"),
     [
         (None, ["--observations", "missing.csv"], "does not exist"),
-        ("binary", ["--observations", "bad.csv"], "not UTF-8"),
+        ("binary", ["--observations", "bad.csv"], "no latitude column"),
         ("wrongcols", ["--observations", "bad.csv"], "no latitude column"),
         ("outofrange", ["--observations", "bad.csv"], "no usable observation"),
         ("obs", ["--observations", "obs.csv", "--aoi", "10,10,11,11"], "no usable observation"),

@@ -508,15 +508,24 @@ def test_a_skeleton_without_a_manifest_from_an_older_run_is_replaced(tmp_path, r
 
 
 def test_progress_lines_in_logs_and_quiet(tmp_path):
-    """Regression: with its output going to a log, a cold sdm printed nothing for minutes."""
+    """Regression: with its output going to a log, a cold sdm printed nothing for minutes. A
+    line every PROM3E_GEO_PROGRESS_EVERY seconds (0 here: every update), the grid before long
+    work, nothing with --quiet, and nothing for a run shorter than the interval."""
+    import os
+
     args = [EXE, "sdm", "--query", CARDINAL, *SMALL, "--context", "loc"]
-    r = subprocess.run([*args, "--out", tmp_path / "a.tif"], capture_output=True, text=True)
+    every = {**os.environ, "PROM3E_GEO_PROGRESS_EVERY": "0"}
+    r = subprocess.run([*args, "--out", tmp_path / "a.tif"], capture_output=True, text=True,
+                       env=every)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "prom3e-geo: grid: aoi=bbox(-100,33,-88,39)" in r.stderr
-    assert "grid chunks: 18/18 chunks (100%)" in r.stderr  # the closing progress line
+    assert "prom3e-geo: grid: aoi=bbox(-100,33,-88,39)" in r.stderr  # a store is built: long work
+    assert "18 of 18 chunks to compute" in r.stderr
+    assert "grid chunks: 9/18 chunks (50%)" in r.stderr and "grid chunks: 18/18" in r.stderr
     assert "cardinal: min" in r.stdout  # the summary
-    r = subprocess.run([EXE, "--quiet", *args[1:], "--out", tmp_path / "b.tif"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run([*args, "--out", tmp_path / "b.tif"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == ""  # store cached, shorter than 10 s: quiet
+    r = subprocess.run([EXE, "--quiet", *args[1:], "--out", tmp_path / "c.tif"],
+                       capture_output=True, text=True, env=every)  # fmt: skip
     assert r.returncode == 0 and r.stderr == "" and "cardinal: min" in r.stdout
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from prom3e_geo.grid import Grid
 from prom3e_geo.imagery.base import PatchSource
 from prom3e_geo.stores.grid_store import scatter
 from prom3e_geo.stores.patches import INVALID, OK, PatchCache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +61,8 @@ def fetch_grid(
     total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
     summary = FetchSummary(str(cache), total, total - len(pending))
     work = [(c, False) for c in pending] + [(c, True) for c in failed]
+    if work:
+        log.info("grid: %s; %d chunk(s) to fetch", grid.describe(), len(work))
     for i, (chunk, retry) in enumerate(work, start=1):
         inside = grid.mask[chunk.rows, chunk.cols].ravel()
         before = store.group["status"][chunk.rows, chunk.cols].ravel()

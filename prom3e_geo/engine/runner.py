@@ -137,6 +137,8 @@ def embed_grid(
     pending = fresh + retried
     total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
     done_before = total - len(fresh)
+    if pending:  # long work ahead: say on what
+        log.info("grid: %s; %d of %d chunks to compute", grid.describe(), len(pending), total)
     if progress:
         progress(done_before, total)
     if pending and (workers or scheduler):

@@ -138,6 +138,15 @@ def rescale(scores: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
     return out, ranges
 
 
+def check_sdm_options(delta: float, threshold: float | None) -> None:
+    """Refuse nonsense before any work: a threshold that is not finite, a delta outside [0, 1]
+    (in any mode: a typo should not pass silently)."""
+    if threshold is not None and not math.isfinite(threshold):
+        raise InputError(f"--threshold must be a finite number, got {threshold}")
+    if not 0 <= delta <= 1:
+        raise InputError(f"--delta must be in [0, 1], got {delta}")
+
+
 def sdm_layers(
     store: xr.Dataset,
     grid: Grid,
@@ -150,10 +159,7 @@ def sdm_layers(
     threshold: float | None = None,
 ) -> LayerSet:
     """Similarity bands (one per query) and, with a threshold, presence bands."""
-    if threshold is not None and not math.isfinite(threshold):
-        raise InputError(f"--threshold must be a finite number, got {threshold}")
-    if not 0 <= delta <= 1:  # refused in any mode: a typo should not pass silently
-        raise InputError(f"--delta must be in [0, 1], got {delta}")
+    check_sdm_options(delta, threshold)
     scores = similarity(store, queries, mode, delta, target, model)
     params: dict[str, object] = {"layer": "sdm", "mode": mode}
     if mode == "hybrid":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,6 @@ from prom3e_geo.io.provenance import SYNTHETIC_TAG, provenance
 from prom3e_geo.layers.diversity import BAND_DOCS, BAND_UNITS, DiversityLayers, compute_diversity
 from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
 from prom3e_geo.workflows.specs import GridSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,6 @@ def diversity(
     output.check([spec.observations])
     date_range = (parse_date(spec.since), parse_date(spec.until))
     built = grid.build()
-    log.info("grid: %s", built.describe())
     reader = ObservationReader(
         spec.observations,
         lat_col=spec.lat_col,

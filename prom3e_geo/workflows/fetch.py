@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +9,6 @@ from pathlib import Path
 from prom3e_geo.engine.fetch import FetchSummary, fetch_grid
 from prom3e_geo.imagery.base import PatchSource, open_source
 from prom3e_geo.workflows.specs import GridSpec, Progress
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,6 @@ def fetch(
     source = open_source(spec.source, **{k: v for k, v in options.items() if v is not None})
     try:
         built = grid.build()
-        log.info("grid: %s", built.describe())
         summary = fetch_grid(
             source,
             built,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +28,12 @@ from prom3e_geo.io.layers import write_layer_set
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.ica import ica_layers, is_register_token
-from prom3e_geo.layers.sdm import encode_queries, sdm_layers
+from prom3e_geo.layers.sdm import check_sdm_options, encode_queries, sdm_layers
 from prom3e_geo.layers.uncertainty import uncertainty_layers
 from prom3e_geo.settings import Settings
 from prom3e_geo.stores.embeddings import open_store
 from prom3e_geo.stores.grid_store import grid_from_store, read_manifest
 from prom3e_geo.workflows.specs import GridSpec, Progress, RunSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,9 +66,9 @@ def embed(
     progress: Progress | None = None,
 ) -> EmbedSummary:
     """Fill (or finish) the embedding store at `out`."""
-    built = grid.build()
-    log.info("grid: %s", built.describe())
-    return embed_grid(pipeline, built, out, run.workers, run.scheduler, progress, run.retry_failed)
+    return embed_grid(
+        pipeline, grid.build(), out, run.workers, run.scheduler, progress, run.retry_failed
+    )
 
 
 def cached_store(
@@ -122,9 +119,7 @@ def open_embeddings(
         if context is not None:
             spec = dataclasses.replace(spec, context=tuple(context))
         settings = settings or Settings.from_environment()
-        grid = inputs.grid.build()
-        log.info("grid: %s", grid.describe())
-        path = cached_store(spec, grid, settings, progress, inputs.run)
+        path = cached_store(spec, inputs.grid.build(), settings, progress, inputs.run)
     ds = open_store(path)
     return StoreView(Path(path), ds, grid_from_store(ds), read_manifest(path))
 
@@ -188,6 +183,7 @@ def sdm(
     progress: Progress | None = None,
 ) -> MapResult:
     """Species-distribution similarity map for query photos (or species names)."""
+    check_sdm_options(spec.delta, spec.threshold)
     output.check([Path(q) for q in spec.queries])
     store = open_embeddings(inputs, settings, progress)
     pipeline = store_pipeline(store, inputs)
