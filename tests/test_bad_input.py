@@ -128,6 +128,7 @@ def test_an_unreachable_scheduler_is_refused_quickly(tmp_path):
     r = run("embed", *SMALL, "--context", "loc", "--scheduler", "tcp://127.0.0.1:9", "--out",
             tmp_path / "cube.zarr")  # fmt: skip
     assert r.returncode == 2 and "cannot reach the Dask scheduler" in r.stderr
+    assert list(tmp_path.iterdir()) == []  # no store left behind
 
 
 def test_a_grid_outside_the_demo_world_is_mapped_with_a_warning(tmp_path):

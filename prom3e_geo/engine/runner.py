@@ -121,6 +121,8 @@ def embed_grid(
     with cells that lacked an input (a patch that failed) are computed again unless
     `retry_failed` is off; a store left without a single valid cell raises `RunFailed`."""
     started = time.perf_counter()
+    if scheduler is not None:  # before anything is created: an unreachable one leaves nothing
+        _check_scheduler(scheduler)
     pipeline = load_pipeline(spec)
     warn_outside_coverage(pipeline, grid)
     manifest = {**pipeline.manifest, "grid": grid.to_dict(), "chunk_shape": list(grid.chunk_shape)}
@@ -188,6 +190,15 @@ def warn_outside_coverage(pipeline: Pipeline, grid: Grid) -> None:
         )  # fmt: skip
 
 
+def _check_scheduler(address: str, timeout: str = "15s") -> None:
+    from dask.distributed import Client
+
+    try:
+        Client(address, timeout=timeout).close()
+    except OSError as exc:  # includes connection timeouts
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+
 def _run_on_dask(spec, grid, out, pending, workers, scheduler):
     """Yield each chunk's (valid, invalid) counts as its Dask task finishes. A local cluster is
     closed however the run ends (a failed task, an interrupt)."""
@@ -202,10 +213,7 @@ def _run_on_dask(spec, grid, out, pending, workers, scheduler):
                     n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
                 )
             )
-        try:
-            client = stack.enter_context(Client(scheduler or cluster, timeout="15s"))
-        except OSError as exc:  # includes connection timeouts
-            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        client = stack.enter_context(Client(scheduler or cluster, timeout="15s"))
         threads = torch.get_num_threads()
         futures = [
             client.submit(_dask_chunk, spec, grid, str(out), c, threads, pure=False, retries=3)
