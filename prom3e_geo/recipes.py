@@ -120,15 +120,24 @@ def recipe_from_dict(
     return recipe
 
 
-def load_recipe(path: str | Path) -> TrainRecipe:
+def read_yaml(path: str | Path) -> dict:
+    """A recipe file's mapping (`yaml.safe_load`); a missing file, bad YAML or another top-level
+    type is an input error in one line."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"recipe {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    return recipe_from_dict(data or {}, str(path), base=path.parent)
+    if not isinstance(data, dict):
+        raise InputError(f"recipe {path} must be a YAML mapping")
+    return data
+
+
+def load_recipe(path: str | Path) -> TrainRecipe:
+    path = Path(path)
+    return recipe_from_dict(read_yaml(path), str(path), base=path.parent)
 
 
 @dataclass(frozen=True)
@@ -165,14 +174,7 @@ def load_evaluation_recipe(path: str | Path | None) -> EvaluationRecipe:
     if path is None:
         return EvaluationRecipe()
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"recipe {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"recipe {path} must be a YAML mapping")
+    data = read_yaml(path)
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     for key in ("data", "labels", "model"):  # paths are relative to the recipe; names stay
         value = data.get(key)

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 from prom3e_geo import __version__
 from prom3e_geo.encoders.clip import patches_to_pixels
@@ -44,7 +43,7 @@ from prom3e_geo.plugins.demo.models import (
 )
 from prom3e_geo.plugins.demo.render import satellite_patches, species_photos
 from prom3e_geo.plugins.demo.world import DemoWorld, sample_observations
-from prom3e_geo.recipes import TrainRecipe, recipe_from_dict
+from prom3e_geo.recipes import TrainRecipe, read_yaml, recipe_from_dict
 from prom3e_geo.train.data import PairedEmbeddings
 from prom3e_geo.train.stage1 import align_to_anchor, info_nce
 from prom3e_geo.train.stage2 import Stage2Trainer
@@ -88,17 +87,7 @@ class DemoRecipe:
 
     @classmethod
     def load(cls, path: str | Path) -> DemoRecipe:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"recipe {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(
-                f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}"
-            ) from None
-        if not isinstance(data, dict):
-            raise InputError(f"recipe {path} must be a YAML mapping")
+        data = read_yaml(path)
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
             raise InputError(f"recipe {path}: unknown key(s) {unknown}")
