@@ -19,6 +19,7 @@ from prom3e_geo_cli.cache import cache_group
 from prom3e_geo_cli.data import diversity_command, fetch_command, grid_command
 from prom3e_geo_cli.maps import embed_command, ica_command, sdm_command, uncertainty_command
 from prom3e_geo_cli.options import PROG
+from prom3e_geo_cli.weights import env_group, weights_group
 
 from prom3e_geo import __version__
 from prom3e_geo.errors import InputError, RunFailed
@@ -53,6 +54,8 @@ for command in (
     compare_command,
     train_command,
     cache_group,
+    weights_group,
+    env_group,
 ):
     cli.add_command(command)
 

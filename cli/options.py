@@ -100,15 +100,22 @@ def output_spec(o: dict):
     return OutputSpec(out, zarr, int(fmt), png, overwrite)
 
 
-ENCODER_OPTIONS = ("sat", "loc", "env", "image", "text")
+ENCODER_OPTIONS = ("sat", "loc", "env", "image", "text", "audio")
 
 pipeline_options = with_options(
     [
         click.option(
+            "--weights",
+            default=None,
+            help="A weights preset: taxabind (the released ProM3E + TaxaBind encoders, "
+            "downloaded once), demo, or a preset recipe (.yaml). Default: the store's with "
+            "--embeddings, else demo. See `prom3e-geo weights list`.",
+        ),
+        click.option(
             "--model",
             default=None,
-            help="A model preset (demo) or ProM3E weights (.ckpt, .safetensors, HF folder). "
-            "Default: the store's model with --embeddings, else demo.",
+            help="ProM3E weights instead of a preset: a hub id (ORG/NAME[@REV]), a .ckpt, "
+            ".safetensors or HF folder; encoders come from the --*-encoder options.",
         ),
         click.option(
             "--source", default=None, help=SOURCE_HELP + " Default: the model preset's source."
@@ -125,10 +132,13 @@ pipeline_options = with_options(
         click.option(
             "--loc-encoder",
             default=None,
-            help="Location encoder: geoclip (the default for ProM3E weights) or a checkpoint.",
+            help="Location encoder: geoclip (the default for ProM3E weights), a checkpoint or "
+            "a hub id.",
         ),
         click.option(
-            "--env-encoder", default=None, help="Environment encoder checkpoint (SINR layout)."
+            "--env-encoder",
+            default=None,
+            help="Environment encoder (SINR checkpoint, folder or hub id).",
         ),
         click.option(
             "--env-raster", default=None, help="20-band WorldClim-style raster for the env context."
@@ -136,9 +146,18 @@ pipeline_options = with_options(
         click.option(
             "--image-encoder",
             default=None,
-            help="Image tower for photo queries (open_clip or HF folder).",
+            help="Image tower for photo queries (open_clip or HF folder, or hub id).",
         ),
-        click.option("--text-encoder", default=None, help="Text tower for species-name queries."),
+        click.option(
+            "--text-encoder",
+            default=None,
+            help="Text tower for species-name queries (open_clip or HF folder, or hub id).",
+        ),
+        click.option(
+            "--audio-encoder",
+            default=None,
+            help="Audio tower for recording queries (CLAP folder or hub id).",
+        ),
         click.option(
             "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
         ),
@@ -183,8 +202,11 @@ def pipeline_spec(o: dict):
     encoders = tuple(
         (m, spec) for m in ENCODER_OPTIONS if (spec := o.pop(f"{m}_encoder")) is not None
     )
+    weights, model = o.pop("weights"), o.pop("model")
+    if weights and model:
+        raise click.UsageError("give --weights (a preset) or --model (ProM3E weights), not both")
     return PipelineSpec(
-        model=o.pop("model"),
+        model=weights or model,
         source=o.pop("source"),
         context=tuple(parse_context(o.pop("context"))),
         encoders=encoders,

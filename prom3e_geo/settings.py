@@ -9,6 +9,11 @@ their own `Settings` (for example another cache folder) or let a workflow read t
 |                     | `~/.cache/prom3e-geo`): embedding stores built by `sdm`/`uncertainty` |
 | `PROM3E_GEO_DEBUG`  | `1`: the CLI shows the traceback of an internal error            |
 | `PROM3E_GEO_PROGRESS_EVERY` | seconds between progress lines in a log (default 10)     |
+| `PROM3E_GEO_WORLDCLIM_URL` | where WorldClim 2.1's archives are downloaded from          |
+|                     | (default: WorldClim's own server)                                |
+
+Hub weights follow `huggingface_hub`'s own variables (`HF_HOME`, `HF_ENDPOINT`,
+`HF_HUB_OFFLINE`, `HF_TOKEN`).
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+WORLDCLIM_URL = "https://geodata.ucdavis.edu/climate/worldclim/2_1/base"
+
 
 @dataclass(frozen=True)
 class Settings:
     cache_dir: Path
     debug: bool = False
     progress_every_s: float = 10.0
+    worldclim_url: str = WORLDCLIM_URL
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -35,4 +43,5 @@ class Settings:
             cache_dir=Path(root),
             debug=env.get("PROM3E_GEO_DEBUG", "") not in ("", "0"),
             progress_every_s=float(env.get("PROM3E_GEO_PROGRESS_EVERY") or 10.0),
+            worldclim_url=env.get("PROM3E_GEO_WORLDCLIM_URL") or WORLDCLIM_URL,
         )

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from prom3e_geo.grid import build_grid
+# Nothing the tests run may write to the real home folder or reach a real service: caches go to
+# a folder of this session, and the hub endpoint is a closed local port unless a test starts
+# the hub stand-in. Set before anything imports huggingface_hub (it reads them at import).
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="prom3e-geo-tests-"))
+os.environ.update(
+    {
+        "HF_HOME": str(SESSION_HOME / "hf"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "XDG_CACHE_HOME": str(SESSION_HOME / "cache"),
+        "PROM3E_GEO_CACHE": str(SESSION_HOME / "prom3e-geo"),
+    }
+)
+os.environ.pop("HF_TOKEN", None)
+os.environ.pop("HF_HUB_OFFLINE", None)
+
+from prom3e_geo.grid import build_grid  # noqa: E402 (after the environment above)
 
 
 @dataclass

@@ -30,6 +30,8 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import rasterio
+from affine import Affine
+from pyproj import Transformer
 from rasterio.io import MemoryFile
 from rasterio.transform import from_bounds
 
@@ -340,3 +342,52 @@ def write_cog(path: Path, data: np.ndarray, epsg: int, transform, nodata: int = 
     )
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(data, 1)
+
+
+def add_stac_scenes(services: FakeServices, tmp_path: Path) -> None:
+    """A fake STAC API with three scenes in UTM 14N (10 km squares of 10 m COG assets):
+    A (cloud 5 %, baseline 05.09, offset still in the data), B (cloud 2 %, baseline 04.00,
+    offset removed by the provider, nodata over its western half), C (cloud 50 %)."""
+    from shapely import transform as shapely_transform
+    from shapely.geometry import box, mapping
+
+    to_lonlat = Transformer.from_crs(32614, 4326, always_xy=True)
+
+    def scene(fake, name, left, top, cloud, baseline, applied, offset, nodata_west=False):
+        px = 1000
+        cols, rows = np.meshgrid(np.arange(px) + 0.5, np.arange(px) + 0.5)
+        b04, b03, b02, _ = pattern(32614, left + cols * 10, top - rows * 10)
+        assets = {}
+        for key, band in (("red", b04), ("green", b03), ("blue", b02)):
+            data = (band + offset).astype("uint16")
+            if nodata_west:
+                data[:, : px // 2] = 0
+            path = tmp_path / f"{name}_{key}.tif"
+            write_cog(path, data, 32614, Affine(10, 0, left, 0, -10, top))
+            assets[key] = {"href": f"{fake.url}/files/{path.name}", "type": "image/tiff"}
+        footprint = box(left, top - px * 10, left + px * 10, top).segmentize(500)
+        footprint = shapely_transform(footprint, lambda xy: np.c_[to_lonlat.transform(*xy.T)])
+        properties = {
+            "datetime": "2023-07-01T17:00:00Z",
+            "eo:cloud_cover": cloud,
+            "s2:processing_baseline": baseline,
+            "earthsearch:boa_offset_applied": applied,
+        }
+        fake.add_item(
+            {
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "id": name,
+                "collection": "sentinel-2-l2a",
+                "geometry": mapping(footprint),
+                "bbox": list(footprint.bounds),
+                "properties": properties,
+                "links": [],
+                "assets": assets,
+            }
+        )
+
+    fake = services
+    scene(fake, "A", 580_000, 4_100_000, 5.0, "05.09", False, 1000)
+    scene(fake, "B", 585_000, 4_095_000, 2.0, "04.00", True, 0, nodata_west=True)
+    scene(fake, "C", 570_000, 4_100_000, 50.0, "05.09", False, 1000)

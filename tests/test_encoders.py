@@ -522,7 +522,7 @@ def test_registry_errors(tmp_path, monkeypatch):
         build_encoder("smell", "x")
     with pytest.raises(InputError, match="do not exist"):
         build_encoder("env", str(tmp_path / "missing.pt"))
-    with pytest.raises(InputError, match="hub is unreachable"):
+    with pytest.raises(InputError, match="not in the hub cache"):
         build_encoder("sat", "some-org/some-satellite-model")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError):

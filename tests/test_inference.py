@@ -247,7 +247,7 @@ def test_species_name_queries_and_hybrid_mode(reference_store, tmp_path, run_cli
             lambda d: (
                 (d / "song.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ") and d / "song.wav"
             ),
-            "not an image",
+            "no audio encoder for recording queries",
         ),
         (lambda d: "unicorn", "no species 'unicorn'"),
     ],

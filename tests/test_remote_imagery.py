@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from fake_services import CLIENT_ID, CLIENT_SECRET, FakeServices, pattern, write_cog
+from fake_services import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    FakeServices,
+    add_stac_scenes,
+    pattern,
+)
 from pyproj import Transformer
 
 from prom3e_geo.errors import InputError
@@ -210,52 +216,9 @@ def test_killed_sentinelhub_fetch_resumes_to_an_identical_cache(sh_env, tmp_path
 
 @pytest.fixture
 def stac(tmp_path):
-    """A fake STAC API with three scenes in UTM 14N (10 km squares of 10 m COG assets):
-    A (cloud 5 %, baseline 05.09, offset still in the data), B (cloud 2 %, baseline 04.00,
-    offset removed by the provider, nodata over its western half), C (cloud 50 %)."""
-    from shapely import transform as shapely_transform
-    from shapely.geometry import box, mapping
-
-    to_lonlat = Transformer.from_crs(32614, 4326, always_xy=True)
-
-    def scene(fake, name, left, top, cloud, baseline, applied, offset, nodata_west=False):
-        px = 1000
-        cols, rows = np.meshgrid(np.arange(px) + 0.5, np.arange(px) + 0.5)
-        b04, b03, b02, _ = pattern(32614, left + cols * 10, top - rows * 10)
-        assets = {}
-        for key, band in (("red", b04), ("green", b03), ("blue", b02)):
-            data = (band + offset).astype("uint16")
-            if nodata_west:
-                data[:, : px // 2] = 0
-            path = tmp_path / f"{name}_{key}.tif"
-            write_cog(path, data, 32614, Affine(10, 0, left, 0, -10, top))
-            assets[key] = {"href": f"{fake.url}/files/{path.name}", "type": "image/tiff"}
-        footprint = box(left, top - px * 10, left + px * 10, top).segmentize(500)
-        footprint = shapely_transform(footprint, lambda xy: np.c_[to_lonlat.transform(*xy.T)])
-        properties = {
-            "datetime": "2023-07-01T17:00:00Z",
-            "eo:cloud_cover": cloud,
-            "s2:processing_baseline": baseline,
-            "earthsearch:boa_offset_applied": applied,
-        }
-        fake.add_item(
-            {
-                "type": "Feature",
-                "stac_version": "1.0.0",
-                "id": name,
-                "collection": "sentinel-2-l2a",
-                "geometry": mapping(footprint),
-                "bbox": list(footprint.bounds),
-                "properties": properties,
-                "links": [],
-                "assets": assets,
-            }
-        )
-
+    """The fake STAC API with its three scenes (`fake_services.add_stac_scenes`)."""
     with FakeServices(files=tmp_path) as fake:
-        scene(fake, "A", 580_000, 4_100_000, 5.0, "05.09", False, 1000)
-        scene(fake, "B", 585_000, 4_095_000, 2.0, "04.00", True, 0, nodata_west=True)
-        scene(fake, "C", 570_000, 4_100_000, 50.0, "05.09", False, 1000)
+        add_stac_scenes(fake, tmp_path)
         yield fake
 
 
@@ -287,9 +250,10 @@ def test_stac_search_faults_are_retried(stac):
     assert stac.counts["/stac/search"] == 3
 
 
-def test_unreachable_stac_api_is_an_input_error():
+def test_unreachable_stac_api_is_an_input_error_at_the_first_fetch():
+    source = open_source("stac:http://127.0.0.1:9/stac?retries=0&timeout=2")  # no request yet
     with pytest.raises(InputError, match="cannot open the STAC API"):
-        open_source("stac:http://127.0.0.1:9/stac?retries=0&timeout=2")
+        source.fetch(np.array([-98.0]), np.array([37.0]))
 
 
 def test_all_bands_come_rgb_first_from_every_source(sh_env, stac, tmp_path):

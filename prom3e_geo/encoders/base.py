@@ -27,6 +27,7 @@ class Encoder(ABC):
 
     modality: str = ""
     dim: int = 512
+    origin: str | None = None  # ORG/NAME@COMMIT when the weights came from the hub
 
     def __init__(
         self, module: torch.nn.Module, device: str | torch.device = "cpu", amp: str = "bf16"

@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 REFLECTANCE_GAIN = 2.5
 IMAGE_SIZE = 224
 MAX_IMAGE_PIXELS = 89_478_485  # PIL's default bomb threshold (about 0.25 GB of RGB)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize, centre-crop and normalise. `resize` None keeps the aspect ratio (the shorter side
+    to `crop`); a number squashes to `resize` x `resize` first, as TaxaBind's
+    `Resize((r, r))` does (its config's `image_resize` / `sat_resize`)."""
+
+    crop: int = IMAGE_SIZE
+    resize: int | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
 
 
 # -- preprocessing --------------------------------------------------------------------------------
@@ -68,24 +82,32 @@ def load_photo(path: str | Path):
         raise InputError(f"image {path} is truncated or corrupt: {exc}") from None
 
 
-def photo_tensor(image, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """Resize the shorter side to `size` (bicubic), centre-crop, ImageNet-normalise: [3, size, size]."""
+def photo_tensor(image, size: int = IMAGE_SIZE, prep: Preprocessing | None = None) -> torch.Tensor:
+    """[3, size, size]: the shorter side resized to `size` (bicubic) or, with `prep.resize`, the
+    photo squashed to resize x resize (bilinear); centre-cropped and normalised."""
     from PIL import Image
 
-    w, h = image.size
-    scale = size / min(w, h)
-    resized = image.resize(
-        (max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC
-    )
+    prep = prep or Preprocessing(crop=size)
+    size = prep.crop
+    if prep.resize:
+        resized = image.resize((prep.resize, prep.resize), Image.BILINEAR)
+    else:
+        w, h = image.size
+        scale = size / min(w, h)
+        resized = image.resize(
+            (max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC
+        )
     left, top = (resized.width - size) // 2, (resized.height - size) // 2
     crop = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
-    return normalize(torch.from_numpy(crop).permute(2, 0, 1))
+    return normalize(torch.from_numpy(crop).permute(2, 0, 1), prep.mean, prep.std)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return (x - mean) / std
+def normalize(
+    x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return (x - mean_t) / std_t
 
 
 def stack_patches(patches: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
@@ -103,21 +125,29 @@ def stack_patches(patches: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(batch))
 
 
-def patches_to_pixels(batch: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """[B, H, W, 3] reflectance (float) or display RGB (uint8) -> normalised [B, 3, size, size].
+def patches_to_pixels(
+    batch: torch.Tensor, size: int = IMAGE_SIZE, prep: Preprocessing | None = None
+) -> torch.Tensor:
+    """[B, H, W, 3] reflectance (float) or display RGB (uint8) -> normalised [B, 3, size, size]:
+    resized to `prep.resize` (default `size`), centre-cropped to `size`.
 
     Runs on whatever device the batch is on, so on a GPU the resizing costs the CPU nothing.
     """
+    prep = prep or Preprocessing(crop=size)
+    resize = prep.resize or prep.crop
     if batch.dtype == torch.uint8:
         rgb = batch.float() / 255.0
     else:  # reflectance; NaN (nodata) -> 0
         rgb = (torch.nan_to_num(batch.float()) * REFLECTANCE_GAIN).clamp_(0, 1)
     rgb = rgb.permute(0, 3, 1, 2)
-    if rgb.shape[-2:] != (size, size):
+    if rgb.shape[-2:] != (resize, resize):
         rgb = F.interpolate(
-            rgb, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            rgb, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False
         )
-    return normalize(rgb)
+    if resize != prep.crop:
+        top = (resize - prep.crop) // 2
+        rgb = rgb[..., top : top + prep.crop, top : top + prep.crop]
+    return normalize(rgb, prep.mean, prep.std)
 
 
 def patches_tensor(
@@ -268,9 +298,11 @@ def clip_config_from_open_clip(state: dict[str, torch.Tensor], model_cfg: dict |
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
-def load_clip_model(path: str | Path, device: str = "cpu"):
+@lru_cache(maxsize=2)
+def load_clip_model(path: str | Path):
     """A `transformers.CLIPModel` from a Hugging Face CLIP folder, an open_clip folder
-    (`open_clip_config.json` + weights), or a bare open_clip weights file."""
+    (`open_clip_config.json` + weights), or a bare open_clip weights file. Cached per path:
+    the image and text encoders of one checkpoint share one model."""
     import json
 
     from transformers import CLIPModel
@@ -328,6 +360,7 @@ class SatelliteEncoder(Encoder):
     def __init__(self, module, device: str = "cpu", amp: str = "bf16") -> None:
         super().__init__(module, device, amp)
         self.image_size = module.config.image_size
+        self.preprocessing = Preprocessing(crop=self.image_size)
         self.batch_size = 64
         if self.device.type == "cuda":
             self.module.to(memory_format=torch.channels_last)
@@ -337,7 +370,7 @@ class SatelliteEncoder(Encoder):
         return stack_patches(raw)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        pixels = patches_to_pixels(batch, self.image_size)
+        pixels = patches_to_pixels(batch, self.image_size, self.preprocessing)
         if self.device.type == "cuda":
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.module(pixel_values=pixels).image_embeds
@@ -351,11 +384,12 @@ class ImageEncoder(Encoder):
     def __init__(self, clip_model, device: str = "cpu", amp: str = "bf16") -> None:
         super().__init__(clip_model, device, amp)
         self.image_size = clip_model.config.vision_config.image_size
+        self.preprocessing = Preprocessing(crop=self.image_size)
         self.batch_size = 64
 
     def preprocess(self, raw: Sequence) -> torch.Tensor:
         images = [load_photo(r) if isinstance(r, (str, Path)) else r.convert("RGB") for r in raw]
-        return torch.stack([photo_tensor(img, self.image_size) for img in images])
+        return torch.stack([photo_tensor(img, prep=self.preprocessing) for img in images])
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return _features(self.module.get_image_features(pixel_values=batch))
@@ -390,22 +424,35 @@ def _features(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+# open_clip's tokenizer is the CLIP BPE (49,408 tokens, `bpe_simple_vocab_16e6`); an open_clip
+# repository need not hold it, and then the same vocabulary is taken from OpenAI's CLIP repository
+CLIP_TOKENIZER_REPO = "openai/clip-vit-base-patch16"
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
 def load_image_encoder(path: str | Path, device: str = "cpu") -> ImageEncoder:
     """The image tower of a CLIP folder or open_clip weights (see `load_clip_model`)."""
-    return ImageEncoder(load_clip_model(path), device)
+    return ImageEncoder(load_clip_model(Path(path)), device)
 
 
 def load_text_encoder(path: str | Path, device: str = "cpu") -> TextEncoder:
     """The text tower of a CLIP folder or open_clip weights, with the CLIP BPE tokenizer files
-    (vocab.json + merges.txt) found beside the weights."""
-    from transformers import CLIPTokenizer
-
+    (vocab.json + merges.txt) beside the weights, else those of `CLIP_TOKENIZER_REPO`."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
+    if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
+        from prom3e_geo.hub import HubRef, fetch
+
+        folder = fetch(HubRef(CLIP_TOKENIZER_REPO), TOKENIZER_FILES, "CLIP tokenizer").path
+    return TextEncoder(load_clip_model(path), _clip_tokenizer(folder), device)
+
+
+def _clip_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError):
         raise InputError(
-            f"no CLIP tokenizer (vocab.json + merges.txt) in {folder}; put them beside the weights"
+            f"no usable CLIP tokenizer (vocab.json + merges.txt) in {folder}"
         ) from None
-    return TextEncoder(load_clip_model(path), tokenizer, device)

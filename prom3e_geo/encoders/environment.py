@@ -8,8 +8,9 @@ SINR's species head (`class_emb`) is not part of the embedding and is ignored.
 The sampler reads a WorldClim-style multiband GeoTIFF (or VRT), any CRS, at points: nearest cell,
 nodata and NaN -> 0 after standardisation, as TaxaBind does. Raw WorldClim values are z-scored per
 band with the raster's own statistics (`standardize=True`, the default); a raster that is already
-z-scored (SINR's `bioclim_elevation_scaled`) is passed through with `standardize=False`. Only the
-window covering the requested points is read.
+z-scored (SINR's `bioclim_elevation_scaled`) is passed through with `standardize=False`; the
+default (None) decides from the raster's tags: `prepare_worldclim`'s output says it is z-scored.
+Only the window covering the requested points is read.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from rasterio.windows import Window
 from torch import nn
 
 from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.encoders.weights import load_state_dict, select_prefix
+from prom3e_geo.encoders.weights import load_state_dict, mixin_config, select_prefix
 from prom3e_geo.errors import InputError
-
-ENV_CHANNELS = ("elevation",) + tuple(f"bio{i}" for i in range(1, 20))
+from prom3e_geo.worldclim import ENV_CHANNELS, SCALING_TAG
 
 
 class ResLayer(nn.Module):
@@ -61,7 +61,17 @@ class EnvironmentEncoder(Encoder):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", depth: int = 4) -> EnvironmentEncoder:
-        net = EnvironmentNet(depth=depth)
+        """A SINR checkpoint, or a SINR hub folder (`config.json` with `num_inputs`,
+        `num_filts`, `depth`: the arguments of SINR's `ResidualFCNet`)."""
+        config = mixin_config(path) if Path(path).is_dir() else {}
+        try:
+            net = EnvironmentNet(
+                int(config.get("num_inputs", 20)),
+                int(config.get("num_filts", 512)),
+                int(config.get("depth", depth)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"environment encoder {path}: bad config.json: {exc}") from None
         state = select_prefix(load_state_dict(path), net.state_dict().keys(), path)
         net.load_state_dict(state, strict=True)
         return cls(net, device)
@@ -81,7 +91,7 @@ class EnvironmentSampler:
     """Nearest-cell values of a multiband raster at lon/lat points (see the module docstring)."""
 
     def __init__(
-        self, path: str | Path, standardize: bool = True, bands: int = len(ENV_CHANNELS)
+        self, path: str | Path, standardize: bool | None = None, bands: int = len(ENV_CHANNELS)
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -90,6 +100,8 @@ class EnvironmentSampler:
             with rasterio.open(self.path) as ds:
                 self.count, self.crs, self.transform = ds.count, ds.crs, ds.transform
                 self.shape = (ds.height, ds.width)
+                if standardize is None:
+                    standardize = SCALING_TAG not in ds.tags()
                 stats = ds.stats(approx=False) if standardize else None
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"environment raster {self.path} cannot be read: {exc}") from None

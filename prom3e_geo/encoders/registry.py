@@ -1,4 +1,5 @@
-"""Build an encoder from a spec: a registered encoder name, a local path, or an online hub id.
+"""Build an encoder from a spec: a registered encoder name, a local path, or a hub id
+(`ORG/NAME[@REV]`, `hf-hub:ORG/NAME[@REV]`: only the files its loader reads are downloaded).
 
 Two registries: `NAMED_ENCODERS` (entry point group `prom3e_geo.encoders`: `geoclip`, and the
 demo plug-in's `demo`) build an encoder from a name and a modality; `LOADERS` (group
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError, WeightsError
+from prom3e_geo.hub import fetch_weights, parse_hub_ref
 from prom3e_geo.registry import Registry
 
 MODALITIES = ("image", "sat", "loc", "env", "text", "audio")
@@ -22,27 +24,39 @@ LOADERS: Registry[Callable[[Path, str], Encoder]] = Registry(
 )
 
 
+# the files each modality's loader reads from a hub repository: configuration files, then the
+# weight-file choices in order of preference (only the first one the repository has is fetched)
+_MIXIN = (["config.json"], [["model.safetensors"], ["pytorch_model.bin"]])
+_CLIP = (
+    ["open_clip_config.json", "config.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+     "special_tokens_map.json"],
+    [["open_clip_model.safetensors"], ["open_clip_pytorch_model.bin"], ["model.safetensors"],
+     ["pytorch_model.bin"]],
+)  # fmt: skip
+HUB_FILES = {
+    "image": _CLIP,
+    "text": _CLIP,
+    "sat": _MIXIN,
+    "loc": _MIXIN,
+    "env": _MIXIN,
+    "audio": (["config.json", "preprocessor_config.json"], _MIXIN[1]),
+}
+
+
 def build_encoder(modality: str, spec: str, device: str = "cpu") -> Encoder:
     """An encoder for `modality` from `spec` (see the module docstring)."""
     if modality not in MODALITIES:
         raise InputError(f"unknown modality {modality!r} (one of {', '.join(MODALITIES)})")
     if spec in NAMED_ENCODERS:
         return NAMED_ENCODERS.get(spec)(modality, device)
-    return LOADERS.get(modality)(_resolve(spec, modality), device)
-
-
-def _resolve(spec: str, modality: str) -> Path:
-    """A local path for the spec, downloading a hub id when online."""
-    path = Path(spec).expanduser()
-    if path.exists():
-        return path
-    if "/" in spec and not spec.startswith((".", "/")):
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(spec))
-        except Exception as exc:  # offline, unknown id, no access
-            raise WeightsError(
-                f"{modality} encoder {spec!r}: not a local path and the hub is unreachable ({type(exc).__name__})"
-            ) from None
-    raise WeightsError(f"{modality} encoder weights {spec} do not exist")
+    ref = parse_hub_ref(spec)
+    if ref is None:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise WeightsError(f"{modality} encoder weights {spec} do not exist")
+        return LOADERS.get(modality)(path, device)
+    configs, choices = HUB_FILES[modality]
+    fetched = fetch_weights(ref, configs, choices, f"{modality} encoder")
+    encoder = LOADERS.get(modality)(fetched.path, device)
+    encoder.origin = fetched.origin
+    return encoder

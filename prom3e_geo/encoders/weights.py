@@ -1,8 +1,11 @@
 """Reading encoder weights from the files people have: safetensors or torch checkpoints whose
-tensors may sit under `state_dict` and behind a prefix (`model.`, `location_encoder.`, ...)."""
+tensors may sit under `state_dict` and behind a prefix (`model.`, `location_encoder.`, ...), and
+folders saved by `huggingface_hub`'s `PyTorchModelHubMixin` (`config.json` + `model.safetensors`
+or `pytorch_model.bin`, the layout of the GeoCLIP and SINR hub repositories)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,10 +14,18 @@ import torch
 from prom3e_geo.errors import WeightsError
 from prom3e_geo.model.checkpoint import read_tensor_file
 
+MIXIN_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a weights file (safetensors, or torch with weights_only=True)."""
+    """All tensors of a weights file (safetensors, or torch with weights_only=True), or of the
+    weights file of a hub-mixin folder."""
     path = Path(path)
+    if path.is_dir():
+        found = [path / name for name in MIXIN_WEIGHTS if (path / name).is_file()]
+        if not found:
+            raise WeightsError(f"weights folder {path} has none of {', '.join(MIXIN_WEIGHTS)}")
+        path = found[0]
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     return read_tensor_file(path)
@@ -36,3 +47,17 @@ def select_prefix(
         f"weights {path} do not match the architecture: missing {', '.join(missing[:4]) or 'none'}"
         f"{' ...' if len(missing) > 4 else ''}; found {', '.join(have[:4])}{' ...' if len(have) > 4 else ''}"
     )
+
+
+def mixin_config(path: str | Path) -> dict:
+    """The constructor arguments a hub-mixin folder records in `config.json` ({} otherwise)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return {}
+    try:
+        data = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{config} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{config} holds a {type(data).__name__}, not an object")
+    return data

@@ -1,16 +1,19 @@
 """Pipeline assembly: from a `PipelineSpec` to loaded models, encoders and an imagery source.
 
-A spec's `model` is either a model preset, looked up in the `PRESETS` registry (entry point group
-`prom3e_geo.presets`; the demo plug-in registers `demo`), or a ProM3E weights path. A preset is a
-function `(device) -> PipelineParts`: the model, its encoders, its environment and its default
-imagery source. The spec's own encoders, environment raster and source override the preset's.
-Pipelines are built once per process and spec (Dask workers rebuild them from the spec).
+A spec's `model` is a model preset, looked up in the `PRESETS` registry (entry point group
+`prom3e_geo.presets`: `taxabind` from `presets.py`, `demo` from the demo plug-in), a preset
+recipe (`.yaml`, see `presets.py`), or ProM3E weights (a path or a hub id). A preset is a
+function `(device) -> PipelineParts`: the model, its encoders (built, or specs built when first
+needed), its environment and its default imagery source. The spec's own encoders, environment
+raster and source override the preset's. Pipelines are built once per process and spec (Dask
+workers rebuild them from the spec).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.engine.cells import CellContext, Environment
@@ -28,13 +31,57 @@ class PipelineParts:
 
     model: ProM3E
     weights_sha256: str  # recorded in the manifest: a store is never finished by other weights
-    encoders: dict[str, Encoder]
+    encoders: dict[str, Encoder]  # built; the other `encoder_specs` are built when first needed
     encoder_specs: dict[str, str]  # modality -> the spec that rebuilds it, for the manifest
     environment: Environment | None = None
     source: str | None = None  # default imagery source spec
     synthetic: bool = False  # outputs are tagged as made from synthetic data
     coverage: tuple[float, float, float, float] | None = None  # lon/lat box the model knows
     patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
+    preprocessing: dict = field(default_factory=dict)  # modality -> encoders.clip.Preprocessing
+    origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
+
+
+class EncoderSet(Mapping):
+    """A pipeline's encoders by modality: those built already, and the others built from their
+    spec on first use (with the preset's preprocessing and the run's autocast)."""
+
+    def __init__(self, built, specs, device: str, preprocessing: dict) -> None:
+        self.built = dict(built)
+        self.specs = {m: s for m, s in specs.items() if m not in self.built}
+        self.device, self.preprocessing, self.amp = device, preprocessing, None
+
+    def __getitem__(self, modality: str) -> Encoder:
+        if modality not in self.built:
+            if modality not in self.specs:
+                raise KeyError(modality)
+            from prom3e_geo.encoders import build_encoder
+
+            encoder = build_encoder(modality, self.specs[modality], self.device)
+            if modality in self.preprocessing:
+                encoder.preprocessing = self.preprocessing[modality]
+            self.built[modality] = self._with_amp(encoder)
+        return self.built[modality]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.built, **self.specs})
+
+    def __len__(self) -> int:
+        return len({**self.built, **self.specs})
+
+    def set_amp(self, amp: str) -> None:
+        self.amp = amp
+        for encoder in self.built.values():
+            self._with_amp(encoder)
+
+    def _with_amp(self, encoder: Encoder) -> Encoder:
+        if self.amp is not None:
+            encoder.amp = self.amp
+        return encoder
+
+    def origins(self) -> dict[str, str]:
+        """modality -> ORG/NAME@COMMIT of the built encoders whose weights came from the hub."""
+        return {m: e.origin for m, e in self.built.items() if e.origin}
 
 
 PRESETS: Registry[Callable[[str], PipelineParts]] = Registry("prom3e_geo.presets", "model preset")
@@ -76,8 +123,10 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         # cache made with others is refused by the cache source
         source = open_source(spec.source or parts.source, **(parts.patch or {}))
     cells = CellContext(parts.encoders, source, parts.environment)
-    for encoder in cells.encoders.values():
-        encoder.amp = precision
+    parts.encoders.set_amp(precision)
+    for modality in spec.context:  # context encoders now: their origins go in the manifest
+        if modality in parts.encoders:
+            parts.encoders[modality]
     manifest = {
         "software": f"prom3e-geo {__version__}",
         "model": model_id,
@@ -88,6 +137,7 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         "env_raster": spec.env_raster,
         "precision": precision,
         "synthetic": parts.synthetic or bool(source and source.describe().get("synthetic")),
+        "origins": {**parts.origins, **parts.encoders.origins()},
     }
     model = flush_subnormals_(parts.model.to(device).eval())
     pipeline = Pipeline(spec, model, cells, manifest, precision, parts.coverage)
@@ -98,29 +148,33 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
 def _parts(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
     """The preset's parts (or a weights path's, with default encoders), with the spec's
     encoders and environment raster applied over them."""
-    from prom3e_geo.encoders import build_encoder
+    from prom3e_geo.engine.presets import is_recipe_path, read_weights_recipe, recipe_parts
 
     overrides = dict(spec.encoders)
     if model_id in PRESETS:
         parts = PRESETS.get(model_id)(device)
+    elif is_recipe_path(model_id):
+        parts = recipe_parts(read_weights_recipe(model_id), device)
     else:
         from prom3e_geo.model.checkpoint import load_prom3e
 
+        if "/" not in model_id and not Path(model_id).suffix and not Path(model_id).exists():
+            PRESETS.get(model_id)  # a bare name: an unknown preset, named as such
         loaded = load_prom3e(model_id, device)
         overrides = {**DEFAULT_ENCODERS, **overrides}
-        parts = PipelineParts(loaded.model, loaded.sha256, {}, {}, patch=TAXABIND_PATCH)
-    built = {m: build_encoder(m, s, device) for m, s in overrides.items()}
+        origins = {"model": loaded.origin} if loaded.origin else {}
+        parts = PipelineParts(
+            loaded.model, loaded.sha256, {}, {}, patch=TAXABIND_PATCH, origins=origins
+        )
+    built = {m: e for m, e in parts.encoders.items() if m not in overrides}
+    specs = {**parts.encoder_specs, **overrides}
+    encoders = EncoderSet(built, specs, device, parts.preprocessing)
     environment = parts.environment
     if spec.env_raster:
         from prom3e_geo.encoders.environment import EnvironmentSampler
 
         environment = EnvironmentSampler(spec.env_raster).sample
-    return replace(
-        parts,
-        encoders={**parts.encoders, **built},
-        encoder_specs={**parts.encoder_specs, **overrides},
-        environment=environment,
-    )
+    return replace(parts, encoders=encoders, encoder_specs=specs, environment=environment)
 
 
 def spec_from_manifest(manifest: dict, **speed) -> PipelineSpec:

@@ -19,6 +19,7 @@ for processing baseline 04.00 and later unless the provider already removed it
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 import rasterio
@@ -117,17 +118,28 @@ class StacSource:
             allowed_methods=None,
             respect_retry_after_header=True,
         )
-        try:
-            self.client = Client.open(
-                self.url,
-                stac_io=StacApiIO(max_retries=retry, timeout=float(timeout)),
-                modifier=_signer(self.url),
-            )
-        except Exception as exc:
-            raise SourceError(
-                f"cannot open the STAC API at {self.url}: {type(exc).__name__}"
-            ) from None
+        self._open = lambda: Client.open(
+            self.url,
+            stac_io=StacApiIO(max_retries=retry, timeout=float(timeout)),
+            modifier=_signer(self.url),
+        )
+        self._client = None
+        self._lock = threading.Lock()
         self.traffic = TrafficCounter("searches", "asset opens")
+
+    @property
+    def client(self):
+        """The API client, opened on first use: a pipeline whose cells are all stored already
+        (a finished store, an offline re-run) never contacts the catalogue."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = self._open()
+                except Exception as exc:
+                    raise SourceError(
+                        f"cannot open the STAC API at {self.url}: {type(exc).__name__}"
+                    ) from None
+            return self._client
 
     def describe(self) -> dict:
         return {
@@ -150,6 +162,7 @@ class StacSource:
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         lon, lat = np.ravel(lon).astype(float), np.ravel(lat).astype(float)
+        self.client  # noqa: B018 - an API that cannot be opened is an input error, not failed cells
         placement = PatchPlacement.snapped(lon, lat, self.size, self.resolution)
         n = lon.size
         batch = PatchBatch(

@@ -38,8 +38,9 @@ def provenance(
 
 
 def manifest_tags(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """Provenance tags from a store's manifest (model id and hash, source, context); outputs
-    of synthetic data say so."""
+    """Provenance tags from a store's manifest (model id and hash, source, context, and the
+    hub repository and commit of every part: `weights_model`, `weights_sat`, ...); outputs of
+    synthetic data say so."""
     source = manifest.get("source") or {}
     tags = {
         "model": str(manifest.get("model")),
@@ -47,6 +48,8 @@ def manifest_tags(manifest: Mapping[str, Any]) -> dict[str, str]:
         "source": json.dumps(source),
         "context": "+".join(manifest.get("context", [])),
     }
+    for part, origin in sorted((manifest.get("origins") or {}).items()):
+        tags[f"weights_{part}"] = str(origin)
     if manifest.get("synthetic") or source.get("synthetic"):
         tags["demo_world"] = SYNTHETIC_TAG
     return tags

@@ -40,16 +40,25 @@ class Query:
     name: str  # band description: the photo's file stem or the species name
     source: str  # path or name, for provenance
     embedding: torch.Tensor  # [512], L2-normalised
-    modality: str  # image or text
+    modality: str  # image, text or audio
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
-    """Photos (existing files) through the image tower; other strings as species names through
-    the text tower when there is one. A file that is not an image is an input error."""
+    """Photos (existing files) through the image tower, recordings (.wav, .flac, .ogg, .mp3)
+    through the audio tower; other strings as species names through the text tower when there
+    is one. A file that is not an image is an input error."""
     out = []
     for q in queries:
         path = Path(q)
-        if path.exists():
+        if path.exists() and path.suffix.lower() in AUDIO_SUFFIXES:
+            if "audio" not in encoders:
+                raise InputError("this pipeline has no audio encoder for recording queries")
+            emb = encoders["audio"].embed([path])[0]
+            out.append(Query(path.stem, str(path), emb, "audio"))
+        elif path.exists():
             if "image" not in encoders:
                 raise InputError("this pipeline has no image encoder for photo queries")
             emb = encoders["image"].embed([path])[0]

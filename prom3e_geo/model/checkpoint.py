@@ -3,8 +3,9 @@
 Layouts read:
 
 * **our format**: one `.safetensors` file whose metadata holds the JSON config;
-* **Hugging Face folder** (`MVRL/ProM3E` via PyTorchModelHubMixin): `config.json` plus
-  `model.safetensors` or `pytorch_model.bin`;
+* **Hugging Face folder** (`MVRL/ProM3E` via PyTorchModelHubMixin): `config.json` (flat, or
+  nested under `config` as rshf's class takes it) plus `model.safetensors` or
+  `pytorch_model.bin`; a hub id (`MVRL/ProM3E`, `hf-hub:ORG/NAME@REV`) is downloaded first;
 * **Lightning checkpoint** (`.ckpt`, the official training output): weights under `state_dict`
   with the `model.` prefix; the architecture comes from `hyper_parameters` when present,
   otherwise it is inferred from the tensor shapes;
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,11 +29,13 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from prom3e_geo.errors import WeightsError
 from prom3e_geo.hashing import file_sha256
+from prom3e_geo.hub import fetch_weights, parse_hub_ref
 from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
 
 FORMAT_TAG = "prom3e-geo/prom3e"
 TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HF_WEIGHT_CHOICES = [[name] for name in HF_WEIGHT_FILES]
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class LoadedModel:
     source: str  # "safetensors", "huggingface" or "lightning"/"state_dict"
     weights_path: Path
     sha256: str
+    origin: str | None = None  # ORG/NAME@COMMIT for weights from the hub
 
 
 def save_prom3e(model: ProM3E, path: str | Path, extra: dict[str, str] | None = None) -> Path:
@@ -55,7 +59,11 @@ def save_prom3e(model: ProM3E, path: str | Path, extra: dict[str, str] | None = 
 
 
 def load_prom3e(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
-    """Load a ProM3E from any supported layout (see the module docstring)."""
+    """Load a ProM3E from any supported layout or a hub id (see the module docstring)."""
+    ref = parse_hub_ref(str(path))
+    if ref is not None:
+        fetched = fetch_weights(ref, ["config.json"], HF_WEIGHT_CHOICES, "ProM3E weights")
+        return replace(_load_hf_folder(fetched.path, map_location), origin=fetched.origin)
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"model {path} does not exist")
@@ -158,6 +166,8 @@ def _config_from(config_data: str | dict | None, state: dict, path: Path) -> Pro
     if config_data is None:
         return _infer_config(state, path)
     data = json.loads(config_data) if isinstance(config_data, str) else config_data
+    if isinstance(data.get("config"), dict):  # rshf's ProM3E(config) saved by the hub mixin
+        data = data["config"]
     try:
         return ProM3EConfig.from_dict(data)
     except (TypeError, ValueError) as exc:

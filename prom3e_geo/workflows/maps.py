@@ -199,7 +199,8 @@ def sdm(
         spec.rescale,
         spec.threshold,
     )
-    layers.manifest = store.manifest
+    origins = {**store.manifest.get("origins", {}), **pipeline.cells.encoders.origins()}
+    layers.manifest = {**store.manifest, "origins": origins}  # with the query tower's
     title = f"species distribution similarity ({spec.mode})"
     return MapResult(layers, write_layer_set(layers, output, command, title, cmap="YlGn"))
 

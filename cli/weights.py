@@ -1,0 +1,113 @@
+"""`weights list|info|download` and `env prepare`: released weights and the WorldClim raster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from prom3e_geo_cli.options import overwrite_option
+
+
+@click.group("weights")
+def weights_group() -> None:
+    """Weights presets: what they are made of, what is cached, downloading ahead of time.
+
+    Hub files go to the Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub),
+    the WorldClim raster to $PROM3E_GEO_CACHE/worldclim.
+    """
+
+
+@weights_group.command("list")
+def weights_list_command() -> None:
+    """List the weights presets.
+
+    \b
+    Example:
+      prom3e-geo weights list
+    """
+    from prom3e_geo.workflows.weights import preset_names, preset_summary
+
+    for name in preset_names():
+        click.echo(f"{name:<10} {preset_summary(name)}")
+
+
+@weights_group.command("info")
+@click.argument("name")
+def weights_info_command(name) -> None:
+    """What preset NAME (or a preset recipe .yaml) consists of, and what of it is cached.
+
+    \b
+    Example:
+      prom3e-geo weights info taxabind
+    """
+    from prom3e_geo.hub import hub_cache
+    from prom3e_geo.workflows.weights import preset_info
+
+    info = preset_info(name)
+    click.echo(f"{info.name}: {info.description}")
+    for p in info.parts:
+        if p.repo is None:
+            state = "local or bundled"
+        elif p.cached is None:
+            state = "not downloaded"
+        else:
+            state = f"cached {', '.join(c[:12] for c in p.cached.commits)} ({p.cached.bytes / 2**20:,.1f} MiB)"
+        click.echo(f"  {p.part:<7} {p.spec:<40} {state}")
+    if info.env_raster:
+        ready = "prepared" if info.env_ready else "prepared on first use"
+        click.echo(f"  {'env':<7} {info.env_raster} ({ready})")
+    if info.source:
+        patch = ", ".join(f"{k} {v}" for k, v in (info.patch or {}).items())
+        click.echo(f"  imagery {info.source} ({patch})")
+    if info.parts:
+        click.echo(f"hub cache: {hub_cache()}")
+
+
+@weights_group.command("download")
+@click.argument("name")
+def weights_download_command(name) -> None:
+    """Download preset NAME's weights (and prepare its environment) ahead of time.
+
+    For an offline cluster: run this where there is internet, copy the hub cache folder
+    ($HF_HOME/hub) and $PROM3E_GEO_CACHE/worldclim there, and set HF_HUB_OFFLINE=1 on it.
+
+    \b
+    Example:
+      prom3e-geo weights download taxabind
+    """
+    from prom3e_geo.workflows.weights import download_preset
+
+    fetched = download_preset(name, report=lambda line: click.echo(line, err=True))
+    for f in fetched:
+        click.echo(f"{f.origin}  {f.path}")
+    click.echo(f"{name}: {len(fetched)} repositories in the cache")
+
+
+@click.group("env")
+def env_group() -> None:
+    """Environment rasters for the env context."""
+
+
+@env_group.command("prepare")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output COG.")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A folder with WorldClim's archives (wc2.1_5m_elev.zip, wc2.1_5m_bio.zip) or their "
+    "GeoTIFFs, instead of downloading them.",
+)
+@overwrite_option
+def env_prepare_command(out, source, overwrite) -> None:
+    """Prepare WorldClim 2.1 (5 arc-minutes) as the 20-band env raster (elevation, bio1-19,
+    each z-scored as SINR does). Downloads resume; $PROM3E_GEO_WORLDCLIM_URL sets the server.
+
+    \b
+    Example:
+      prom3e-geo env prepare --out env.tif
+    """
+    from prom3e_geo.workflows.weights import prepare_environment
+
+    prepare_environment(out, source, overwrite, report=lambda line: click.echo(line, err=True))
+    click.echo(f"wrote {out}")

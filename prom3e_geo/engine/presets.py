@@ -1,0 +1,223 @@
+"""Weights presets made of released parts: a ProM3E, its six encoders, the environment raster and
+the imagery the satellite tower was trained on.
+
+* `taxabind`: ProM3E from `MVRL/ProM3E` and the encoders that `MVRL/taxabind-config`'s
+  `config.json` names (`clip` for the photo and text towers, `sat_encoder`, `location_encoder`,
+  `sinr`, `audio_encoder`) with its preprocessing fields, read at run time; WorldClim prepared
+  into the cache; Sentinel-2 from the anonymous STAC catalogue.
+* a YAML recipe naming the same parts (`--weights my-preset.yaml`)::
+
+      model: MVRL/ProM3E                 # ProM3E weights: hub id or path
+      encoders:                          # modality -> hub id, path or registered name
+        sat: ORG/sat-tower
+        loc: geoclip
+      env_raster: worldclim              # or a 20-band raster path
+      source: stac                       # default imagery source
+      patch: {size: 256, resolution: 10}
+
+Parts are fetched when first needed: a map loads ProM3E and the context encoders, a query loads
+its tower; `weights download` fetches them all ahead of time (`hub_parts`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prom3e_geo.encoders.clip import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from prom3e_geo.encoders.registry import HUB_FILES, MODALITIES
+from prom3e_geo.engine.pipeline import TAXABIND_PATCH, PipelineParts
+from prom3e_geo.errors import InputError, WeightsError
+from prom3e_geo.hub import HubRef, fetch, parse_hub_ref
+from prom3e_geo.settings import Settings
+
+PROM3E_REPO = "MVRL/ProM3E"
+TAXABIND_CONFIG_REPO = "MVRL/taxabind-config"
+WORLDCLIM = "worldclim"  # env_raster: WorldClim 2.1 prepared once into the cache
+TAXABIND_FIELDS = {  # taxabind-config field -> the modalities whose weights it names
+    "clip": ("image", "text"),
+    "sat_encoder": ("sat",),
+    "location_encoder": ("loc",),
+    "sinr": ("env",),
+    "audio_encoder": ("audio",),
+}
+PROM3E_FILES = (["config.json"], [["model.safetensors"], ["pytorch_model.bin"]])
+
+
+@dataclass(frozen=True)
+class WeightsRecipe:
+    """The parts of a weights preset (see the module docstring)."""
+
+    name: str
+    model: str
+    encoders: dict[str, str]
+    env_raster: str | None = WORLDCLIM
+    source: str | None = "stac"
+    patch: dict = field(default_factory=lambda: dict(TAXABIND_PATCH))
+    preprocessing: dict[str, Preprocessing] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (configs)
+
+    def hub_parts(self) -> dict[str, tuple[HubRef, list[str], list[list[str]]]]:
+        """part -> (repository, configuration files, weight-file choices) of every hub part."""
+        parts = {}
+        model = parse_hub_ref(self.model)
+        if model is not None:
+            parts["model"] = (model, *PROM3E_FILES)
+        for modality, spec in self.encoders.items():
+            ref = parse_hub_ref(spec)
+            if ref is not None:
+                parts[modality] = (ref, *HUB_FILES[modality])
+        return parts
+
+
+def taxabind_recipe() -> WeightsRecipe:
+    """The `taxabind` preset, from `MVRL/taxabind-config`'s config.json as the hub has it now."""
+    fetched = fetch(HubRef(TAXABIND_CONFIG_REPO), ["config.json"], "TaxaBind configuration")
+    try:
+        config = json.loads((fetched.path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{TAXABIND_CONFIG_REPO}: config.json cannot be read: {exc}") from None
+    missing = [f for f in TAXABIND_FIELDS if not isinstance(config.get(f), str)]
+    if missing:
+        raise WeightsError(f"{TAXABIND_CONFIG_REPO}: config.json lacks {', '.join(missing)}")
+    encoders = {m: config[f] for f, ms in TAXABIND_FIELDS.items() for m in ms}
+    if parse_hub_ref(encoders["image"]) is None:
+        raise WeightsError(
+            f"{TAXABIND_CONFIG_REPO}: clip = {encoders['image']!r} names no hub repository"
+        )
+    mean = tuple(config.get("normalize_mean", IMAGENET_MEAN))
+    std = tuple(config.get("normalize_std", IMAGENET_STD))
+    photo = Preprocessing(int(config.get("image_crop", 224)), config.get("image_resize"), mean, std)
+    sat = Preprocessing(int(config.get("sat_crop", 224)), config.get("sat_resize"), mean, std)
+    return WeightsRecipe(
+        "taxabind",
+        PROM3E_REPO,
+        encoders,
+        preprocessing={"image": photo, "sat": sat},
+        origins={"config": fetched.origin},
+    )
+
+
+RECIPE_KEYS = ("model", "encoders", "env_raster", "source", "patch")
+
+
+def read_weights_recipe(path: str | Path) -> WeightsRecipe:
+    """A user's preset recipe (YAML); unknown keys and modalities are refused with a hint."""
+    from prom3e_geo.recipes import read_yaml
+
+    data = read_yaml(path)
+    for key in data:
+        if key not in RECIPE_KEYS:
+            raise InputError(f"preset {path}: unknown key {key!r}{_hint(key, RECIPE_KEYS)}")
+    if not isinstance(data.get("model"), str):
+        raise InputError(f"preset {path}: 'model' (ProM3E weights: hub id or path) is required")
+    encoders = data.get("encoders") or {}
+    if not isinstance(encoders, dict):
+        raise InputError(f"preset {path}: 'encoders' must map modalities to weights")
+    for modality in encoders:
+        if modality not in MODALITIES:
+            raise InputError(
+                f"preset {path}: unknown modality {modality!r}{_hint(modality, MODALITIES)}"
+            )
+    patch = data.get("patch", TAXABIND_PATCH)
+    if not isinstance(patch, dict) or set(patch) - {"size", "resolution"}:
+        raise InputError(f"preset {path}: 'patch' takes size and resolution")
+    return WeightsRecipe(
+        str(path),
+        data["model"],
+        {m: str(s) for m, s in encoders.items()},
+        data.get("env_raster", WORLDCLIM),
+        data.get("source", "stac"),
+        dict(patch),
+    )
+
+
+def _hint(name: str, known) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+
+
+RECIPE_PRESETS: dict[str, Callable[[], WeightsRecipe]] = {"taxabind": taxabind_recipe}
+
+
+def is_recipe_path(name: str) -> bool:
+    return str(name).lower().endswith((".yaml", ".yml"))
+
+
+def weights_recipe(name: str) -> WeightsRecipe | None:
+    """The recipe of a preset name or YAML path; None for presets that are not made of
+    released parts (the demo world ships its own)."""
+    if name in RECIPE_PRESETS:
+        return RECIPE_PRESETS[name]()
+    if is_recipe_path(name):
+        return read_weights_recipe(name)
+    return None
+
+
+def recipe_parts(recipe: WeightsRecipe, device: str = "cpu") -> PipelineParts:
+    """ProM3E loaded now; the encoders left to the pipeline, which builds them when needed."""
+    from prom3e_geo.model.checkpoint import load_prom3e
+
+    loaded = load_prom3e(recipe.model, device)
+    origins = dict(recipe.origins)
+    if loaded.origin:
+        origins["model"] = loaded.origin
+    environment = None
+    if recipe.env_raster == WORLDCLIM:
+        environment = WorldClimEnvironment(Settings.from_environment())
+    elif recipe.env_raster:
+        from prom3e_geo.encoders.environment import EnvironmentSampler
+
+        environment = EnvironmentSampler(recipe.env_raster).sample
+    return PipelineParts(
+        model=loaded.model,
+        weights_sha256=loaded.sha256,
+        encoders={},
+        encoder_specs=dict(recipe.encoders),
+        environment=environment,
+        source=recipe.source,
+        patch=recipe.patch,
+        preprocessing=dict(recipe.preprocessing),
+        origins=origins,
+    )
+
+
+def taxabind_preset(device: str = "cpu") -> PipelineParts:
+    """The registered preset `taxabind` (see the module docstring)."""
+    return recipe_parts(taxabind_recipe(), device)
+
+
+def worldclim_path(settings: Settings) -> Path:
+    """Where the cached WorldClim feature raster lives."""
+    return settings.cache_dir / "worldclim" / "wc2.1_5m_env20.tif"
+
+
+def worldclim_raster(settings: Settings) -> Path:
+    """WorldClim 2.1's 20 features in the cache, prepared (downloaded) the first time."""
+    from prom3e_geo.worldclim import prepare_worldclim
+
+    out = worldclim_path(settings)
+    folder = out.parent
+    if not out.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        prepare_worldclim(out, base_url=settings.worldclim_url, downloads=folder / "downloads")
+    return out
+
+
+class WorldClimEnvironment:
+    """The environment of the cached WorldClim raster, prepared on first use (a map whose
+    context has no `env` never downloads it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sample = None
+
+    def __call__(self, lon, lat):
+        if self._sample is None:
+            from prom3e_geo.encoders.environment import EnvironmentSampler
+
+            self._sample = EnvironmentSampler(worldclim_raster(self.settings)).sample
+        return self._sample(lon, lat)
