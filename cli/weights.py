@@ -55,7 +55,7 @@ def weights_info_command(name) -> None:
         click.echo(f"  {p.part:<7} {p.spec:<40} {state}")
     if info.env_raster:
         ready = "prepared" if info.env_ready else "prepared on first use"
-        click.echo(f"  {'env':<7} {info.env_raster} ({ready})")
+        click.echo(f"  {'raster':<7} {info.env_raster} ({ready})")
     if info.source:
         patch = ", ".join(f"{k} {v}" for k, v in (info.patch or {}).items())
         click.echo(f"  imagery {info.source} ({patch})")

@@ -186,7 +186,10 @@ def recipe_parts(recipe: WeightsRecipe, device: str = "cpu") -> PipelineParts:
 
 
 def taxabind_preset(device: str = "cpu") -> PipelineParts:
-    """The registered preset `taxabind` (see the module docstring)."""
+    """The released ProM3E (MVRL/ProM3E) with the TaxaBind encoders that MVRL/taxabind-config
+    names, WorldClim 2.1 and Sentinel-2 from STAC.
+
+    See the module docstring."""
     return recipe_parts(taxabind_recipe(), device)
 
 

@@ -45,9 +45,9 @@ def preset_names() -> list[str]:
 
 
 def preset_summary(name: str) -> str:
-    """The first line of a preset's docstring."""
-    doc = (PRESETS.get(name).__doc__ or "").strip().splitlines()
-    return doc[0] if doc else ""
+    """The first paragraph of a preset's docstring, on one line."""
+    doc = (PRESETS.get(name).__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(doc.split())
 
 
 def preset_info(name: str, settings: Settings | None = None) -> PresetInfo:
