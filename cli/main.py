@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -40,6 +41,8 @@ def cli(quiet: bool, verbose: bool) -> None:
     """
     level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     logging.getLogger("prom3e_geo").setLevel(level)
+    if quiet or not sys.stderr.isatty():  # the hub's download bars are for terminals
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 for command in (

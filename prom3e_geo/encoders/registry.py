@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError, WeightsError
-from prom3e_geo.hub import fetch_weights, parse_hub_ref
+from prom3e_geo.hub import Fetched, fetch_weights, parse_hub_ref
 from prom3e_geo.registry import Registry
 
 MODALITIES = ("image", "sat", "loc", "env", "text", "audio")
@@ -49,14 +49,22 @@ def build_encoder(modality: str, spec: str, device: str = "cpu") -> Encoder:
         raise InputError(f"unknown modality {modality!r} (one of {', '.join(MODALITIES)})")
     if spec in NAMED_ENCODERS:
         return NAMED_ENCODERS.get(spec)(modality, device)
-    ref = parse_hub_ref(spec)
-    if ref is None:
+    fetched = fetch_encoder(modality, spec)
+    if fetched is None:
         path = Path(spec).expanduser()
         if not path.exists():
             raise WeightsError(f"{modality} encoder weights {spec} do not exist")
         return LOADERS.get(modality)(path, device)
-    configs, choices = HUB_FILES[modality]
-    fetched = fetch_weights(ref, configs, choices, f"{modality} encoder")
     encoder = LOADERS.get(modality)(fetched.path, device)
     encoder.origin = fetched.origin
     return encoder
+
+
+def fetch_encoder(modality: str, spec: str) -> Fetched | None:
+    """The files of a hub encoder spec (downloaded, or from the cache) and the commit they are
+    at; None for a registered name or a local path."""
+    ref = None if spec in NAMED_ENCODERS else parse_hub_ref(spec)
+    if ref is None:
+        return None
+    configs, choices = HUB_FILES[modality]
+    return fetch_weights(ref, configs, choices, f"{modality} encoder")

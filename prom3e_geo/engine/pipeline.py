@@ -83,6 +83,18 @@ class EncoderSet(Mapping):
         """modality -> ORG/NAME@COMMIT of the built encoders whose weights came from the hub."""
         return {m: e.origin for m, e in self.built.items() if e.origin}
 
+    def origin(self, modality: str) -> str | None:
+        """ORG/NAME@COMMIT of a modality's hub weights, fetched but not loaded when not built
+        yet (a store records its context encoders without loading them twice)."""
+        if modality in self.built:
+            return self.built[modality].origin
+        if modality not in self.specs:
+            return None
+        from prom3e_geo.encoders.registry import fetch_encoder
+
+        fetched = fetch_encoder(modality, self.specs[modality])
+        return fetched.origin if fetched else None
+
 
 PRESETS: Registry[Callable[[str], PipelineParts]] = Registry("prom3e_geo.presets", "model preset")
 
@@ -124,9 +136,7 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         source = open_source(spec.source or parts.source, **(parts.patch or {}))
     cells = CellContext(parts.encoders, source, parts.environment)
     parts.encoders.set_amp(precision)
-    for modality in spec.context:  # context encoders now: their origins go in the manifest
-        if modality in parts.encoders:
-            parts.encoders[modality]
+    origins = {m: o for m in spec.context if (o := parts.encoders.origin(m))}
     manifest = {
         "software": f"prom3e-geo {__version__}",
         "model": model_id,
@@ -137,7 +147,7 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         "env_raster": spec.env_raster,
         "precision": precision,
         "synthetic": parts.synthetic or bool(source and source.describe().get("synthetic")),
-        "origins": {**parts.origins, **parts.encoders.origins()},
+        "origins": {**parts.origins, **origins},
     }
     model = flush_subnormals_(parts.model.to(device).eval())
     pipeline = Pipeline(spec, model, cells, manifest, precision, parts.coverage)
