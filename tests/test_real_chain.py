@@ -210,3 +210,38 @@ def test_bad_weights_are_one_line_errors_and_write_nothing(user_env, repos, tmp_
                 r.stderr,
             )
     assert not list(out.iterdir())
+
+
+def test_a_preset_recipe_names_its_parts_and_maps_with_them(user_env, repos, tmp_path):
+    bands = worldclim_bands()
+    loose = tmp_path / "worldclim"
+    loose.mkdir()
+    for name, values in bands.items():
+        (loose / name).write_bytes(worldclim_tif(values))
+    assert (
+        run(user_env, "env", "prepare", "--from", loose, "--out", tmp_path / "env.tif").returncode
+        == 0
+    )
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(
+        f"model: {REPOS['model']}\nencoders:\n  loc: geoclip\n  env: hf-hub:{REPOS['env']}\n"
+        f"env_raster: {tmp_path / 'env.tif'}\nsource: local:{tmp_path}\n"
+    )
+    with FakeHub() as hub:
+        commits = {r: hub.add_repo(r, repos[r]) for r in (REPOS["model"], REPOS["env"])}
+        env = user_env | {"HF_ENDPOINT": hub.url}
+        info = run(env, "weights", "info", recipe)
+        assert info.returncode == 0 and "geoclip" in info.stdout and REPOS["env"] in info.stdout
+        r = run(env, "embed", "--weights", recipe, "--context", "loc,env", "--aoi", AOI,
+                "--shape", "2x3", "--out", tmp_path / "store.zarr")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    # the stand-in is gone: the store's pipeline is rebuilt from the cache
+    r = run(user_env | {"HF_HUB_OFFLINE": "1"}, "uncertainty", "--embeddings", tmp_path / "store.zarr",
+            "--context", "loc", "--out", tmp_path / "sigma.tif")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(tmp_path / "sigma.tif") as ds:
+        tags = ds.tags()
+        assert np.isfinite(ds.read(1)).sum() == 6
+    assert tags["weights_model"] == f"{REPOS['model']}@{commits[REPOS['model']]}"
+    assert tags["weights_env"] == f"{REPOS['env']}@{commits[REPOS['env']]}"
+    assert "weights_loc" not in tags  # geoclip: the installed wheel, not the hub
