@@ -132,14 +132,15 @@ def tiny_clip():
     return CLIPModel(config).eval()
 
 
-def tokenizer_files(folder: Path) -> Path:
-    """A small CLIP BPE vocabulary (letters) in the layout of OpenAI's CLIP repository."""
+def tokenizer_files(folder: Path, vocab_size: int = VOCAB) -> Path:
+    """A small CLIP BPE vocabulary (letters; start and end of text are the last two ids) in the
+    layout of OpenAI's CLIP repository."""
     folder.mkdir(parents=True, exist_ok=True)
     letters = string.ascii_lowercase
     vocab = {c: i for i, c in enumerate(letters)} | {
         c + "</w>": 26 + i for i, c in enumerate(letters)
     }
-    vocab |= {"<|startoftext|>": VOCAB - 2, "<|endoftext|>": VOCAB - 1}
+    vocab |= {"<|startoftext|>": vocab_size - 2, "<|endoftext|>": vocab_size - 1}
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 16}))

@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import json
 import math
-import string
 import sys
 import types
 from pathlib import Path
@@ -19,6 +18,7 @@ import shapely
 import torch
 import torch.nn.functional as F
 from affine import Affine
+from hub_repos import tokenizer_files
 
 from prom3e_geo.encoders import build_encoder
 from prom3e_geo.encoders.clip import (
@@ -340,13 +340,7 @@ def open_clip_folder(tiny_clip, tmp_path_factory):
         },
     }
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
-    letters = string.ascii_lowercase
-    vocab = {c: i for i, c in enumerate(letters)} | {
-        c + "</w>": 26 + i for i, c in enumerate(letters)
-    }
-    vocab |= {"<|startoftext|>": VOCAB - 2, "<|endoftext|>": VOCAB - 1}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer_files(folder, VOCAB)
     return folder
 
 
