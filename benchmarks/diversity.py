@@ -10,9 +10,13 @@ Measured side by side in one run:
    - polars (optional, `pip install polars`): lazy `scan_csv` + `group_by`, streaming engine;
    - DuckDB (optional, `pip install duckdb`): `read_csv` + `GROUP BY`;
    every one ends with the same smoothing, and all must agree on the cells and the checksum;
-2. the counting core alone on in-memory arrays (same process): ours vs the pandas groupby.
+2. the counting core alone on in-memory arrays (same process): ours vs the pandas groupby;
+3. with `--parquet-rows N`, ours on an N-row GeoParquet file in the layout of GBIF's cloud
+   snapshot (lower-case Darwin Core columns, plus a WKB point `geometry` with GeoParquet
+   metadata), in its own process: wall time and peak RSS.
 
     python benchmarks/diversity.py [--rows 10000000] [--species 5000] [--repeats 3]
+                                   [--parquet-rows 100000000]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from prom3e_geo.grid import build_grid
 from prom3e_geo.layers.diversity import compute_diversity, smooth_within
@@ -68,6 +73,48 @@ def synthetic_csv(path: Path, rows: int, species: int, seed: int = 0) -> None:
                     "scientific_name": names.take(rng.choice(species, n, p=weights)),
                     "quality_grade": pa.array(["research"] * n),
                 }
+            )
+            writer.write_table(table)
+
+
+def gbif_parquet(path: Path, rows: int, species: int, seed: int = 0) -> None:
+    """GBIF-snapshot-style GeoParquet: 1 M-row row groups, Zipf-like species, points over the
+    CONUS bbox, a few empty species (GBIF rows identified above species rank)."""
+    rng = np.random.default_rng(seed)
+    block = 1_000_000
+    names = pa.array([f"Genus{i // 7} epithet{i}" for i in range(species)] + [None])
+    weights = 1.0 / np.arange(1, species + 2)
+    weights /= weights.sum()
+    geo = {"version": "1.0.0", "primary_column": "geometry",
+           "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Point"]}}}  # fmt: skip
+    schema = pa.schema(
+        [("gbifid", pa.int64()), ("species", pa.string()), ("countrycode", pa.string()),
+         ("decimallatitude", pa.float64()), ("decimallongitude", pa.float64()),
+         ("eventdate", pa.string()), ("basisofrecord", pa.string()), ("geometry", pa.binary())],
+        metadata={b"geo": json.dumps(geo).encode()},
+    )  # fmt: skip
+    wkb = np.dtype([("order", "u1"), ("kind", "<u4"), ("x", "<f8"), ("y", "<f8")])
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for start in range(0, rows, block):
+            n = min(block, rows - start)
+            lat, lon = rng.uniform(24.5, 49.4, n).round(5), rng.uniform(-124.8, -66.9, n).round(5)
+            points = np.empty(n, wkb)
+            points["order"], points["kind"], points["x"], points["y"] = 1, 1, lon, lat
+            geometry = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(21), n, [None, pa.py_buffer(points.tobytes())]
+            ).cast(pa.binary())
+            table = pa.table(
+                {
+                    "gbifid": np.arange(start, start + n),
+                    "species": names.take(rng.choice(species + 1, n, p=weights)),
+                    "countrycode": pa.array(["US"] * n),
+                    "decimallatitude": lat,
+                    "decimallongitude": lon,
+                    "eventdate": pa.array(["2023-06-01T00:00:00"] * n),
+                    "basisofrecord": pa.array(["HUMAN_OBSERVATION"] * n),
+                    "geometry": geometry,
+                },
+                schema=schema,
             )
             writer.write_table(table)
 
@@ -249,9 +296,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", choices=list(APPROACHES))
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--parquet-rows", type=int, default=0)
     args = parser.parse_args()
     if args.child:
-        result = APPROACHES[args.child](args.csv)
+        result = APPROACHES[args.child](args.csv)  # a CSV, or the GeoParquet for "ours"
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -293,6 +341,18 @@ def main() -> None:
         f"{pandas_core:.2f} s, ratio {pandas_core / ours_core:.2f}x; ours end to end "
         f"{ours_wall:.2f} s"
     )
+    if args.parquet_rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "occurrence.parquet"
+            t = time.perf_counter()
+            gbif_parquet(path, args.parquet_rows, args.species)
+            size_gb = path.stat().st_size / 1e9
+            print(f"generated {args.parquet_rows:,} GBIF-layout GeoParquet rows ({size_gb:.1f} GB) "
+                  f"in {time.perf_counter() - t:.0f} s")  # fmt: skip
+            r = child("ours", path)
+            print(f"  prom3e-geo {r['wall_s']:7.1f} s  peak RSS {r['peak_rss_mib']:6.0f} MiB  "
+                  f"{args.parquet_rows / r['wall_s'] / 1e6:.1f} M rows/s, "
+                  f"{r['cells_with_data']:,} cells with data")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ Supported inputs (auto-detected; column names can always be given explicitly):
 * GeoParquet (point geometry, any CRS) or plain Parquet with latitude/longitude columns.
 * `.gz` compression of the text formats.
 
-Files are read in record batches with pyarrow (a few MB of text at a time), validated with
-vectorised compute kernels, and handed out as `ObservationChunk`s of (lon, lat, species code).
-Rows that cannot be used are dropped and counted by reason in `ReadReport`.
+Files are read in record batches with pyarrow (8 MB of text, or 250,000 Parquet rows, at a
+time), validated with vectorised compute kernels on a thread of their own one batch ahead of
+the consumer, and handed out as `ObservationChunk`s of (lon, lat, species code). Parquet species
+names stay dictionary-encoded as stored. Rows that cannot be used are dropped and counted by
+reason in `ReadReport`.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ DROP_REASONS = {
     "outside_date_range": "outside the date range",
 }
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
-TEXT_BLOCK_BYTES = 16 << 20
-PARQUET_BATCH_ROWS = 1_000_000
+TEXT_BLOCK_BYTES = 1 << 20  # pyarrow reads about 37 blocks ahead: its memory is ~37 x this
+TEXT_BATCH_ROWS = 250_000  # parsed blocks are joined into batches of this many rows
+PARQUET_BATCH_ROWS = 250_000
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -199,11 +202,20 @@ class ObservationReader:
 
     # -- reading --------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[ObservationChunk]:
+        """Valid chunks, in a pipeline of threads (parsing and the compute kernels release the
+        GIL): batches are read on one, validated on another, and counted by the consumer, each
+        stage a batch ahead of the next."""
         batches = self._parquet_batches() if self.format == "parquet" else self._text_batches()
-        for batch in batches:
-            chunk = self._validate(batch)
-            if chunk is not None:
-                yield chunk
+        return read_ahead(self._chunks(read_ahead(batches)))
+
+    def _chunks(self, batches: Iterator[pa.RecordBatch]) -> Iterator[ObservationChunk]:
+        try:
+            for batch in batches:
+                chunk = self._validate(batch)
+                if chunk is not None:
+                    yield chunk
+        finally:
+            batches.close()  # stops the reading thread when the consumer stops early
 
     def _open_text(self):
         return _TextSource(self.path, self.layout)
@@ -242,7 +254,7 @@ class ObservationReader:
             reader = None
             try:
                 reader = pacsv.open_csv(source.stream, read, parse, convert)
-                for batch in reader:
+                for batch in _joined(reader, TEXT_BATCH_ROWS):
                     self._count_malformed(malformed)
                     malformed = 0
                     yield batch
@@ -265,7 +277,10 @@ class ObservationReader:
 
     def _parquet_batches(self) -> Iterator[pa.RecordBatch]:
         try:
-            pfile = pq.ParquetFile(self.path)
+            # species names stay dictionary-encoded as Parquet stores them (a fraction of the
+            # memory and time of decoding every name), and columns are read as needed
+            text = [c for c in (self.columns.species,) if _is_text(self.path, c)]
+            pfile = pq.ParquetFile(self.path, read_dictionary=text, pre_buffer=False)
             total = pfile.metadata.num_rows
             done = 0
             for batch in pfile.iter_batches(PARQUET_BATCH_ROWS, columns=self.columns.names()):
@@ -303,8 +318,17 @@ class ObservationReader:
             drop("latitude_out_of_range", ~((lat >= -90) & (lat <= 90)))
             drop("longitude_out_of_range", ~((lon >= -180) & (lon <= 180)))
 
-        species = pc.utf8_trim_whitespace(pc.cast(batch.column(cols.species), pa.string()))
-        drop("empty_species", _to_bool(pc.or_kleene(pc.is_null(species), pc.equal(species, ""))))
+        species = _trimmed_names(batch.column(cols.species))
+        if pa.types.is_dictionary(species.type):
+            entry = pc.fill_null(species.indices, -1).to_numpy(zero_copy_only=False)
+            blank = _to_bool(
+                pc.or_kleene(pc.is_null(species.dictionary), pc.equal(species.dictionary, ""))
+            )
+            drop("empty_species", (entry < 0) | blank[entry.clip(0)] if blank.size else entry < 0)
+        else:
+            drop(
+                "empty_species", _to_bool(pc.or_kleene(pc.is_null(species), pc.equal(species, "")))
+            )
         if cols.quality:
             grade = pc.utf8_lower(pc.cast(batch.column(cols.quality), pa.string()))
             drop("not_research_grade", ~_to_bool(pc.equal(grade, "research")))
@@ -314,12 +338,13 @@ class ObservationReader:
             flags = pc.utf8_lower(pc.cast(batch.column(cols.synthetic), pa.string()))
             self.synthetic = bool(pc.any(pc.is_in(flags, pa.array(["true", "1", "yes"]))).as_py())
 
-        idx = np.flatnonzero(keep)
-        self.report.rows_kept += idx.size
-        if idx.size == 0:
+        kept = int(keep.sum())
+        self.report.rows_kept += kept
+        if kept == 0:
             return None
-        codes = self._species_codes(species.take(pa.array(idx)))
-        return ObservationChunk(lon[idx], lat[idx], codes)
+        if kept == n:  # the usual case: no copies
+            return ObservationChunk(lon, lat, self._species_codes(species))
+        return ObservationChunk(lon[keep], lat[keep], self._species_codes(species, keep))
 
     def _filter_dates(self, column: pa.Array, drop: Callable[[str, np.ndarray], None]) -> None:
         text = pc.utf8_slice_codeunits(pc.cast(column, pa.string()), 0, 10)
@@ -336,20 +361,25 @@ class ObservationReader:
                 outside |= days > (end - epoch).days
         drop("outside_date_range", outside)
 
-    def _species_codes(self, species: pa.Array) -> np.ndarray:
-        encoded = (
-            pc.dictionary_encode(species).combine_chunks()
-            if isinstance(species, pa.ChunkedArray)
-            else pc.dictionary_encode(species)
-        )
-        local_to_global = np.empty(len(encoded.dictionary), dtype=np.int32)
-        for i, name in enumerate(encoded.dictionary.to_pylist()):
-            code = self._species_ids.get(name)
+    def _species_codes(self, species: pa.Array, keep: np.ndarray | None = None) -> np.ndarray:
+        """Global species codes of the kept rows; names enter `species_names` in the order
+        they first appear among kept rows."""
+        if isinstance(species, pa.ChunkedArray):
+            species = species.combine_chunks()
+        encoded = species if pa.types.is_dictionary(species.type) else pc.dictionary_encode(species)
+        local = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+        if keep is not None:
+            local = local[keep]
+        names = encoded.dictionary.to_pylist()
+        present = np.bincount(local, minlength=len(names)) > 0
+        local_to_global = np.zeros(len(names), dtype=np.int32)
+        for i in np.flatnonzero(present):
+            code = self._species_ids.get(names[i])
             if code is None:
-                code = self._species_ids[name] = len(self.species_names)
-                self.species_names.append(name)
+                code = self._species_ids[names[i]] = len(self.species_names)
+                self.species_names.append(names[i])
             local_to_global[i] = code
-        return local_to_global[encoded.indices.to_numpy(zero_copy_only=False)]
+        return local_to_global[local]
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -439,12 +469,25 @@ def _geoparquet_crs(schema: pa.Schema) -> tuple[str, object] | None:
 
 
 def _numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Float64 values plus (missing, non-numeric) masks from a string or numeric column."""
+    """Float64 values plus (missing, non-numeric) masks from a string or numeric column.
+
+    Clean text (every value a number or empty) takes one cast; a column with anything else
+    (words, padded numbers, hex...) is checked value by value against `_NUMBER`."""
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         missing = np.isnan(values)
         return values, missing, np.zeros_like(missing)
     text = pc.cast(column, pa.string())
+    try:
+        values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        pass
+    else:
+        missing = _to_bool(pc.is_null(text))
+        with np.errstate(invalid="ignore"):
+            odd = ~missing & ~np.isfinite(values)  # nan, inf: not numbers the regex accepts
+        if not odd.any():
+            return values, missing, odd
     missing = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_trim_whitespace(text), ""))
     numeric = pc.match_substring_regex(text, _NUMBER)
     clean = pc.if_else(numeric, pc.utf8_trim_whitespace(text), None)
@@ -472,6 +515,95 @@ def _points_from_geometry(
         if not (src.is_geographic and src.equals("OGC:CRS84", ignore_axis_order=True)):
             x, y = pyproj.Transformer.from_crs(src, "EPSG:4326", always_xy=True).transform(x, y)
     return np.asarray(x), np.asarray(y), missing
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """Iterate over `items` produced on a thread of their own, `depth` items ahead.
+
+    The producer runs the whole generator, its clean-up included, so a file it reads is closed
+    by the thread reading it. An exception in the producer is raised in the consumer; a consumer
+    that stops early (an error, a break) stops the producer and waits for it."""
+    import contextlib
+    import queue
+    import threading
+
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            slots.put((_DONE, exc))
+            return
+        finally:
+            if stop.is_set() and hasattr(items, "close"):
+                items.close()
+        slots.put((_DONE, None))
+
+    thread = threading.Thread(target=produce, name="observations-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # free a producer blocked on a full queue
+            with contextlib.suppress(queue.Empty):
+                slots.get(timeout=0.1)
+        thread.join()
+
+
+def _joined(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Small record batches joined into batches of at least `rows` rows (the last may be
+    shorter): few large batches keep the per-batch work of validation and counting small."""
+    group: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        group.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield _join(group)
+            group, count = [], 0
+    if group:
+        yield _join(group)
+
+
+def _join(group: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(group) == 1:
+        return group[0]
+    joined = pa.Table.from_batches(group).combine_chunks().to_batches()
+    return joined[0] if joined else group[0]
+
+
+def _trimmed_names(column: pa.Array) -> pa.Array:
+    """Species names as text without surrounding blanks; a dictionary column stays one (its
+    dictionary is trimmed, its indices kept)."""
+    if pa.types.is_dictionary(column.type):
+        names = pc.utf8_trim_whitespace(pc.cast(column.dictionary, pa.string()))
+        return pa.DictionaryArray.from_arrays(column.indices, names)
+    return pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+
+
+def _is_text(path: Path, column: str) -> bool:
+    field = pq.read_schema(path).field(column)
+    return pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
 
 
 def _to_bool(mask: pa.Array) -> np.ndarray:

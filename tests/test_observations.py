@@ -169,6 +169,7 @@ def test_streaming_in_small_blocks_gives_the_same_result(tmp_path, monkeypatch):
     path.write_text("\n".join(lines) + "\n")
     whole = read_all(ObservationReader(path))
     monkeypatch.setattr(observations, "TEXT_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(observations, "TEXT_BATCH_ROWS", 300)  # blocks of ~150 rows, joined
     seen = []
     reader = ObservationReader(path, progress=lambda done, total: seen.append((done, total)))
     assert len(list(ObservationReader(path))) > 10  # many chunks
@@ -320,3 +321,53 @@ def test_download_layouts_of_gbif_and_inaturalist(tmp_path, layout):
     assert lon.tolist() == [-100.0, -100.5, -101.0, -101.5, -102.0]
     assert names == [r[3] for r in rows]  # "Platano comun" decoded as its encoding says
     assert reader.report.rows_read == 5 and reader.report.rows_kept == 5
+
+
+def test_gbif_snapshot_parquet_keeps_species_dictionary_encoded(tmp_path, monkeypatch):
+    """GBIF's cloud snapshot: lower-case Darwin Core columns, species stored as a Parquet
+    dictionary; names are trimmed, blank or missing ones dropped, across several batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(observations, "PARQUET_BATCH_ROWS", 3)
+    species = [" Cardinalis cardinalis", "Cardinalis cardinalis", "", None, "Poecile atricapillus ",
+               "  ", "Cardinalis cardinalis", "Poecile atricapillus"]  # fmt: skip
+    n = len(species)
+    table = pa.table(
+        {
+            "gbifid": np.arange(n),
+            "species": pa.array(species, pa.string()),
+            "decimallatitude": np.linspace(30, 45, n),
+            "decimallongitude": np.r_[np.linspace(-120, -80, n - 1), 200.0],  # the last: invalid
+        }
+    )
+    pq.write_table(table, tmp_path / "occurrence.parquet", row_group_size=4)
+    reader = ObservationReader(tmp_path / "occurrence.parquet")
+    assert reader.columns.lat == "decimallatitude" and reader.columns.species == "species"
+    lon, _, names = read_all(reader)
+    assert names == ["Cardinalis cardinalis"] * 2 + [
+        "Poecile atricapillus",
+        "Cardinalis cardinalis",
+    ]
+    assert reader.species_names == ["Cardinalis cardinalis", "Poecile atricapillus"]
+    assert dict(reader.report.dropped) == {"empty_species": 3, "longitude_out_of_range": 1}
+    assert reader.report.rows_read == n and reader.report.rows_kept == 4
+    np.testing.assert_allclose(lon, np.linspace(-120, -80, n - 1)[[0, 1, 4, 6]])
+
+
+def test_read_ahead_hands_over_errors_and_stops_its_thread_early():
+    import threading
+
+    def items(fail_at=None):
+        for i in range(100):
+            if i == fail_at:
+                raise ValueError("broken at 5")
+            yield i
+
+    assert list(observations.read_ahead(items())) == list(range(100))
+    with pytest.raises(ValueError, match="broken at 5"):
+        list(observations.read_ahead(items(5)))
+    stream = observations.read_ahead(items(), depth=1)
+    assert next(stream) == 0
+    stream.close()  # a consumer that stops: the producer thread ends too
+    assert not [t for t in threading.enumerate() if t.name == "observations-reader"]

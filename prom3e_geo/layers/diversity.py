@@ -5,9 +5,11 @@ Per cell c with species counts n_{c,s} and N_c = sum_s n_{c,s}:
     richness_c = #{s : n_{c,s} > 0}
     shannon_c  = -sum_s p_{c,s} ln p_{c,s},   p_{c,s} = n_{c,s} / N_c     (nats; 0 for N_c = 0)
 
-Counting is sparse and vectorised: each observation becomes one int64 key (cell << 32 | species),
-keys are buffered and periodically reduced with a sort to (unique key, count) pairs, so memory is
-bounded by the number of distinct (cell, species) pairs, never by the number of rows.
+Counting is sparse and vectorised: each observation becomes one integer key (species * cells +
+cell), keys are buffered and periodically reduced with a sort to (unique key, count) pairs, so
+memory is bounded by the number of distinct (cell, species) pairs, never by the number of rows.
+A buffer whose keys fit in 32 bits (fewer than ~17,000 species on the paper grid) is sorted as
+int32, twice as fast as int64.
 
 Unobserved is not zero: a cell without an observation has no diversity value, so the raw bands
 are nodata there (`n_obs` stays 0, a count). Smoothing (the "KDE" of the paper's Fig. 5, sigma =
@@ -49,13 +51,12 @@ BAND_UNITS = {
 }
 DENSITY_FLOOR = 0.02  # least share of the kernel's AOI weight on observed cells (a lone observed
 # cell holds 4% at its centre with sigma 2: its own smoothed value stays, the far field goes)
-_SPECIES_BITS = 32
-_REDUCE_EVERY = 8_000_000  # buffered keys before a reduction (64 MB of int64)
+_REDUCE_EVERY = 4_000_000  # buffered keys before a reduction (64 MB of int64)
 
 
 @dataclass
 class CellSpeciesCounts:
-    """Sparse (cell, species) -> count table on a grid, sorted by cell then species."""
+    """Sparse (cell, species) -> count table on a grid, sorted by species then cell."""
 
     cell: np.ndarray  # int64 flat cell index
     species: np.ndarray  # int64 species code
@@ -111,13 +112,25 @@ class _KeyCounter:
         self._pending, self._pending_n = [], 0
         if new.size == 0:
             return
-        keys = np.concatenate([self.keys, new])
-        weights = np.concatenate([self.counts, np.ones(new.size, dtype=np.int64)])
-        order = np.argsort(keys, kind="stable")
-        keys, weights = keys[order], weights[order]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        self.keys = keys[starts]
-        self.counts = np.add.reduceat(weights, starts)
+        if new.max() < 2**31:
+            new = new.astype(np.int32)
+        new.sort()  # the raw keys: sorted in place, then counted by runs
+        starts = np.flatnonzero(np.r_[True, new[1:] != new[:-1]])
+        keys = new[starts].astype(np.int64)
+        counts = np.diff(np.r_[starts, new.size])
+        del new, starts
+        self._merge(keys, counts)
+
+    def _merge(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Add sorted distinct (keys, counts) into the table: known keys add their counts in
+        place, new ones are inserted at their sorted position (one copy, no full re-sort)."""
+        at = np.searchsorted(self.keys, keys)
+        known = at < self.keys.size
+        known[known] = self.keys[at[known]] == keys[known]
+        self.counts[at[known]] += counts[known]
+        fresh = ~known
+        self.keys = np.insert(self.keys, at[fresh], keys[fresh])
+        self.counts = np.insert(self.counts, at[fresh], counts[fresh])
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         self._reduce()
@@ -129,6 +142,7 @@ def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSp
     counter = _KeyCounter()
     outside_grid = outside_aoi = 0
     flat_mask = grid.counted.ravel()
+    n_cells = flat_mask.size
     for chunk in chunks:
         cell = grid.cell_index_lonlat(chunk.lon, chunk.lat)
         on_grid = cell >= 0
@@ -136,12 +150,12 @@ def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSp
         inside = on_grid.copy()
         inside[on_grid] = flat_mask[cell[on_grid]]
         outside_aoi += int(on_grid.sum() - inside.sum())
-        keys = (cell[inside] << _SPECIES_BITS) | chunk.species[inside].astype(np.int64)
+        keys = chunk.species[inside].astype(np.int64) * n_cells + cell[inside]
         counter.add(keys)
     keys, counts = counter.result()
     return CellSpeciesCounts(
-        keys >> _SPECIES_BITS,
-        keys & ((1 << _SPECIES_BITS) - 1),
+        keys % n_cells,
+        keys // n_cells,
         counts,
         outside_grid,
         outside_aoi,
