@@ -51,7 +51,7 @@ BAND_UNITS = {
 }
 DENSITY_FLOOR = 0.02  # least share of the kernel's AOI weight on observed cells (a lone observed
 # cell holds 4% at its centre with sigma 2: its own smoothed value stays, the far field goes)
-_REDUCE_EVERY = 4_000_000  # buffered keys before a reduction (64 MB of int64)
+_REDUCE_EVERY = 16_000_000  # buffered keys before a reduction (64 MB of int32 keys)
 
 
 @dataclass
@@ -112,7 +112,7 @@ class _KeyCounter:
         self._pending, self._pending_n = [], 0
         if new.size == 0:
             return
-        if new.max() < 2**31:
+        if new.dtype != np.int32 and new.max() < 2**31:
             new = new.astype(np.int32)
         new.sort()  # the raw keys: sorted in place, then counted by runs
         starts = np.flatnonzero(np.r_[True, new[1:] != new[:-1]])
@@ -123,14 +123,22 @@ class _KeyCounter:
 
     def _merge(self, keys: np.ndarray, counts: np.ndarray) -> None:
         """Add sorted distinct (keys, counts) into the table: known keys add their counts in
-        place, new ones are inserted at their sorted position (one copy, no full re-sort)."""
+        place, new ones go to their sorted position (one pass, no re-sort)."""
         at = np.searchsorted(self.keys, keys)
         known = at < self.keys.size
         known[known] = self.keys[at[known]] == keys[known]
         self.counts[at[known]] += counts[known]
         fresh = ~known
-        self.keys = np.insert(self.keys, at[fresh], keys[fresh])
-        self.counts = np.insert(self.counts, at[fresh], counts[fresh])
+        if not fresh.any():
+            return
+        slot = at[fresh] + np.arange(int(fresh.sum()))  # where each new key lands
+        size = self.keys.size + slot.size
+        old = np.ones(size, dtype=bool)
+        old[slot] = False
+        merged_keys, merged_counts = np.empty(size, np.int64), np.empty(size, np.int64)
+        merged_keys[slot], merged_counts[slot] = keys[fresh], counts[fresh]
+        merged_keys[old], merged_counts[old] = self.keys, self.counts
+        self.keys, self.counts = merged_keys, merged_counts
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         self._reduce()
@@ -150,7 +158,10 @@ def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSp
         inside = on_grid.copy()
         inside[on_grid] = flat_mask[cell[on_grid]]
         outside_aoi += int(on_grid.sum() - inside.sum())
-        keys = chunk.species[inside].astype(np.int64) * n_cells + cell[inside]
+        species = chunk.species[inside]
+        small = species.size == 0 or (int(species.max()) + 1) * n_cells < 2**31
+        kind = np.int32 if small else np.int64  # half the buffer and a faster sort when they fit
+        keys = species.astype(kind) * kind(n_cells) + cell[inside].astype(kind)
         counter.add(keys)
     keys, counts = counter.result()
     return CellSpeciesCounts(
