@@ -47,7 +47,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 bench: install
-	$(PY) benchmarks/diversity.py
+	$(PY) benchmarks/diversity.py --parquet-rows 100000000
 	$(PY) benchmarks/model.py
 	$(PY) benchmarks/encoders.py
 

@@ -60,7 +60,7 @@ class CellSpeciesCounts:
 
     cell: np.ndarray  # int64 flat cell index
     species: np.ndarray  # int64 species code
-    count: np.ndarray  # int64
+    count: np.ndarray  # int32
     outside_grid: int = 0
     outside_aoi: int = 0
 
@@ -97,7 +97,7 @@ class _KeyCounter:
 
     def __init__(self) -> None:
         self.keys = np.empty(0, dtype=np.int64)
-        self.counts = np.empty(0, dtype=np.int64)
+        self.counts = np.empty(0, dtype=np.int32)  # per (cell, species): far below 2**31
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
 
@@ -117,7 +117,7 @@ class _KeyCounter:
         new.sort()  # the raw keys: sorted in place, then counted by runs
         starts = np.flatnonzero(np.r_[True, new[1:] != new[:-1]])
         keys = new[starts].astype(np.int64)
-        counts = np.diff(np.r_[starts, new.size])
+        counts = np.diff(np.r_[starts, new.size]).astype(np.int32)
         del new, starts
         self._merge(keys, counts)
 
@@ -135,7 +135,7 @@ class _KeyCounter:
         size = self.keys.size + slot.size
         old = np.ones(size, dtype=bool)
         old[slot] = False
-        merged_keys, merged_counts = np.empty(size, np.int64), np.empty(size, np.int64)
+        merged_keys, merged_counts = np.empty(size, np.int64), np.empty(size, np.int32)
         merged_keys[slot], merged_counts[slot] = keys[fresh], counts[fresh]
         merged_keys[old], merged_counts[old] = self.keys, self.counts
         self.keys, self.counts = merged_keys, merged_counts
