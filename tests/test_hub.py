@@ -160,3 +160,23 @@ def test_missing_and_gated_repositories_are_one_line_errors(hub, repos):
     assert "\n" not in str(err.value)
     with pytest.raises(WeightsError, match="no revision 'v9'"):
         build_encoder("env", f"{REPOS['env']}@v9")
+
+
+def test_the_taxabind_recipe_is_read_from_its_configuration_on_the_hub(hub, repos):
+    from prom3e_geo.encoders.audio import AudioPreprocessing
+    from prom3e_geo.encoders.clip import Preprocessing
+    from prom3e_geo.engine.presets import taxabind_recipe
+
+    recipe = taxabind_recipe()
+    assert recipe.model == "MVRL/ProM3E"
+    assert recipe.encoders == {
+        "image": f"hf-hub:{REPOS['image']}", "text": f"hf-hub:{REPOS['image']}",
+        "sat": REPOS["sat"], "loc": REPOS["loc"], "env": REPOS["env"], "audio": REPOS["audio"],
+    }  # fmt: skip
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    assert recipe.preprocessing["image"] == Preprocessing(224, 224, mean, std)
+    assert recipe.preprocessing["audio"] == AudioPreprocessing(48_000, 10.0, "repeatpad", None)
+    assert recipe.origins == {
+        "config": f"MVRL/taxabind-config@{hub.commits['MVRL/taxabind-config']}"
+    }
+    assert set(recipe.hub_parts()) == {"model", "image", "text", "sat", "loc", "env", "audio"}

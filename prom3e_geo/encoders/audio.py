@@ -10,6 +10,7 @@ recording always gives the same embedding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
@@ -21,6 +22,17 @@ from prom3e_geo.errors import InputError
 
 SAMPLE_RATE = 48_000
 MAX_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class AudioPreprocessing:
+    """Resampling rate, clip length, padding of short clips and truncation of long ones (None:
+    the extractor's own, which follows the checkpoint); TaxaBind's config names all four."""
+
+    sample_rate: int = SAMPLE_RATE
+    max_seconds: float = MAX_SECONDS
+    padding: str = "repeatpad"
+    truncation: str | None = None
 
 
 def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -75,16 +87,29 @@ class AudioEncoder(Encoder):
     def __init__(self, module, extractor, device: str = "cpu", amp: str = "bf16") -> None:
         super().__init__(module, device, amp)
         self.extractor = extractor
+        self.preprocessing = AudioPreprocessing()
         self.batch_size = 16
 
     def preprocess(self, raw: Sequence[str | Path | np.ndarray]) -> dict[str, torch.Tensor]:
+        """Paths are decoded and resampled; arrays are taken as mono at the sample rate."""
+        prep = self.preprocessing
         waves = [
-            load_audio(r) if isinstance(r, (str, Path)) else np.asarray(r, np.float32) for r in raw
+            load_audio(r, prep.sample_rate)
+            if isinstance(r, (str, Path))
+            else np.asarray(r, np.float32)
+            for r in raw
         ]
         state = np.random.get_state()
         np.random.seed(0)  # the extractor crops long clips at random: make it repeatable
         try:
-            features = self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            features = self.extractor(
+                waves,
+                sampling_rate=prep.sample_rate,
+                max_length=int(prep.max_seconds * prep.sample_rate),
+                padding=prep.padding,
+                truncation=prep.truncation,
+                return_tensors="pt",
+            )
         finally:
             np.random.set_state(state)
         return {"input_features": features["input_features"], "is_longer": features["is_longer"]}

@@ -38,7 +38,7 @@ class PipelineParts:
     synthetic: bool = False  # outputs are tagged as made from synthetic data
     coverage: tuple[float, float, float, float] | None = None  # lon/lat box the model knows
     patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
-    preprocessing: dict = field(default_factory=dict)  # modality -> encoders.clip.Preprocessing
+    preprocessing: dict = field(default_factory=dict)  # modality -> the encoder's preprocessing
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
 
 

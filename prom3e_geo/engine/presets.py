@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prom3e_geo.encoders.audio import AudioPreprocessing
 from prom3e_geo.encoders.clip import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from prom3e_geo.encoders.registry import HUB_FILES, MODALITIES
 from prom3e_geo.engine.pipeline import TAXABIND_PATCH, PipelineParts
@@ -92,11 +93,18 @@ def taxabind_recipe() -> WeightsRecipe:
     std = tuple(config.get("normalize_std", IMAGENET_STD))
     photo = Preprocessing(int(config.get("image_crop", 224)), config.get("image_resize"), mean, std)
     sat = Preprocessing(int(config.get("sat_crop", 224)), config.get("sat_resize"), mean, std)
+    truncation = config.get("audio_truncation")
+    audio = AudioPreprocessing(
+        int(config.get("audio_sample_rate", 48_000)),
+        float(config.get("audio_max_length_s", 10)),
+        str(config.get("audio_padding", "repeatpad")),
+        truncation if isinstance(truncation, str) else None,  # `True`: the model's own
+    )
     return WeightsRecipe(
         "taxabind",
         PROM3E_REPO,
         encoders,
-        preprocessing={"image": photo, "sat": sat},
+        preprocessing={"image": photo, "sat": sat, "audio": audio},
         origins={"config": fetched.origin},
     )
 
