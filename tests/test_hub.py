@@ -31,18 +31,17 @@ def repos(tmp_path_factory):
 def hub(repos, tmp_path, monkeypatch):
     """The stand-in serving every repository, with huggingface_hub pointed at it and its cache
     in the test's folder."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants, file_download
 
     with FakeHub() as fake:
         fake.commits = {
             repo_id: fake.add_repo(repo_id, folder) for repo_id, folder in repos.items()
         }
+        template = fake.url + "/{repo_id}/resolve/{revision}/{filename}"
         monkeypatch.setattr(constants, "ENDPOINT", fake.url)
-        monkeypatch.setattr(
-            constants,
-            "HUGGINGFACE_CO_URL_TEMPLATE",
-            fake.url + "/{repo_id}/resolve/{revision}/{filename}",
-        )
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        # huggingface_hub < 1.0 keeps its own copy of the template
+        monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template, raising=False)
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
         monkeypatch.setattr(prom3e_geo.hub, "RETRY_WAIT_S", 0.01)
         yield fake
