@@ -506,6 +506,20 @@ def test_clap_audio_tower_from_a_hugging_face_folder(tmp_path):
     with pytest.raises(InputError, match="cannot be decoded"):
         enc.embed([tmp_path / "broken.wav"])
 
+    # a recording as an SDM query goes through the audio tower
+    from prom3e_geo.layers.sdm import encode_queries
+
+    (query,) = encode_queries([str(tmp_path / "call.wav")], {"audio": enc})
+    assert query.modality == "audio" and query.name == "call"
+    torch.testing.assert_close(query.embedding, first[0])
+
+    # clip length and padding follow the preprocessing (TaxaBind's config sets them)
+    from prom3e_geo.encoders.audio import AudioPreprocessing
+
+    assert not enc.preprocess([tmp_path / "call.wav"])["is_longer"].item()  # 2.5 s of 10
+    enc.preprocessing = AudioPreprocessing(max_seconds=2)
+    assert enc.preprocess([tmp_path / "call.wav"])["is_longer"].item()  # 2.5 s of 2
+
 
 # -- registry ---------------------------------------------------------------------------------------
 
