@@ -12,34 +12,18 @@ workers rebuild them from the spec).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.engine.cells import CellContext, Environment
+from prom3e_geo.engine.cells import CellContext
+from prom3e_geo.engine.parts import TAXABIND_PATCH, PipelineParts
+from prom3e_geo.engine.presets import is_recipe_path, read_weights_recipe, recipe_parts
 from prom3e_geo.engine.spec import DEFAULT_MODEL, PipelineSpec
 from prom3e_geo.model.prom3e import ProM3E
 from prom3e_geo.registry import Registry
 
 DEFAULT_ENCODERS = {"loc": "geoclip"}  # for a ProM3E weights path without a preset
-TAXABIND_PATCH = {"size": 256, "resolution": 10.0}  # TaxaBind's Sentinel-2 patches
-
-
-@dataclass
-class PipelineParts:
-    """What a model preset provides."""
-
-    model: ProM3E
-    weights_sha256: str  # recorded in the manifest: a store is never finished by other weights
-    encoders: dict[str, Encoder]  # built; the other `encoder_specs` are built when first needed
-    encoder_specs: dict[str, str]  # modality -> the spec that rebuilds it, for the manifest
-    environment: Environment | None = None
-    source: str | None = None  # default imagery source spec
-    synthetic: bool = False  # outputs are tagged as made from synthetic data
-    coverage: tuple[float, float, float, float] | None = None  # lon/lat box the model knows
-    patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
-    preprocessing: dict = field(default_factory=dict)  # modality -> the encoder's preprocessing
-    origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
 
 
 class EncoderSet(Mapping):
@@ -158,8 +142,6 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
 def _parts(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
     """The preset's parts (or a weights path's, with default encoders), with the spec's
     encoders and environment raster applied over them."""
-    from prom3e_geo.engine.presets import is_recipe_path, read_weights_recipe, recipe_parts
-
     overrides = dict(spec.encoders)
     if model_id in PRESETS:
         parts = PRESETS.get(model_id)(device)

@@ -30,7 +30,7 @@ from pathlib import Path
 from prom3e_geo.encoders.audio import AudioPreprocessing
 from prom3e_geo.encoders.clip import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from prom3e_geo.encoders.registry import HUB_FILES, MODALITIES
-from prom3e_geo.engine.pipeline import TAXABIND_PATCH, PipelineParts
+from prom3e_geo.engine.parts import TAXABIND_PATCH, PipelineParts
 from prom3e_geo.errors import InputError, WeightsError
 from prom3e_geo.hub import HubRef, fetch, parse_hub_ref
 from prom3e_geo.settings import Settings

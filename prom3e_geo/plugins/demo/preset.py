@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.engine.pipeline import PipelineParts
+from prom3e_geo.engine.parts import PipelineParts
 from prom3e_geo.errors import InputError
 from prom3e_geo.evaluate.report import EvaluationSet
 from prom3e_geo.evaluate.uncertainty import OodCase

@@ -1,0 +1,29 @@
+"""What a model preset provides: `PipelineParts` (the presets build them, the pipeline
+assembles them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prom3e_geo.encoders.base import Encoder
+from prom3e_geo.engine.cells import Environment
+from prom3e_geo.model.prom3e import ProM3E
+
+TAXABIND_PATCH = {"size": 256, "resolution": 10.0}  # TaxaBind's Sentinel-2 patches
+
+
+@dataclass
+class PipelineParts:
+    """What a model preset provides."""
+
+    model: ProM3E
+    weights_sha256: str  # recorded in the manifest: a store is never finished by other weights
+    encoders: dict[str, Encoder]  # built; the other `encoder_specs` are built when first needed
+    encoder_specs: dict[str, str]  # modality -> the spec that rebuilds it, for the manifest
+    environment: Environment | None = None
+    source: str | None = None  # default imagery source spec
+    synthetic: bool = False  # outputs are tagged as made from synthetic data
+    coverage: tuple[float, float, float, float] | None = None  # lon/lat box the model knows
+    patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
+    preprocessing: dict = field(default_factory=dict)  # modality -> the encoder's preprocessing
+    origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
