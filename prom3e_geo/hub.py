@@ -30,6 +30,10 @@ HUB_PREFIX = "hf-hub:"
 RETRIES = 3
 RETRY_WAIT_S = 0.5
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# the layout `PyTorchModelHubMixin.save_pretrained` (and transformers) writes: config.json plus
+# one weights file, safetensors preferred
+MIXIN_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+MIXIN_FILES = (["config.json"], [[name] for name in MIXIN_WEIGHTS])
 _LOCAL_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".yaml", ".yml", ".json")
 OFFLINE_HINT = (
     "run `prom3e-geo weights download` for the preset (or the same command) on a machine with "
@@ -93,12 +97,21 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+_FETCHED: dict[tuple, Fetched] = {}
+
+
 def fetch(
     ref: HubRef, patterns: Sequence[str], what: str = "weights", hint: str = OFFLINE_HINT
 ) -> Fetched:
-    """Download (or find in the cache) the files of `ref` that match `patterns`."""
-    from huggingface_hub import snapshot_download
+    """Download (or find in the cache) the files of `ref` that match `patterns`; once per
+    process (a pipeline asks for a part's commit, then for its files, and is built twice by a
+    map from a cached store: one round trip to the hub, not four)."""
+    from huggingface_hub import constants, snapshot_download
 
+    key = (constants.ENDPOINT, str(hub_cache()), ref, tuple(patterns))
+    known = _FETCHED.get(key)
+    if known is not None and known.path.is_dir():
+        return known
     for attempt in range(RETRIES + 1):
         started = time.time()
         try:
@@ -112,7 +125,8 @@ def fetch(
                 continue
             raise WeightsError(_explain(exc, ref, what, hint)) from None
     _verify_new_files(path, ref, what, started)
-    return Fetched(path, ref.repo_id, path.name)
+    _FETCHED[key] = Fetched(path, ref.repo_id, path.name)
+    return _FETCHED[key]
 
 
 def fetch_weights(

@@ -150,6 +150,7 @@ class ObservationReader:
                 raise InputError(
                     f"observations file {self.path} is not valid Parquet: {exc}"
                 ) from None
+            self._parquet_schema = schema  # kept: the reader chooses column encodings from it
             return list(schema.names), _geoparquet_crs(schema)
         self.layout = text_layout(self.path)
         if self.layout.names is not None:  # a Darwin Core Archive: columns from meta.xml
@@ -279,7 +280,12 @@ class ObservationReader:
         try:
             # species names stay dictionary-encoded as Parquet stores them (a fraction of the
             # memory and time of decoding every name), and columns are read as needed
-            text = [c for c in (self.columns.species,) if _is_text(self.path, c)]
+            species = self._parquet_schema.field(self.columns.species).type
+            text = (
+                [self.columns.species]
+                if pa.types.is_string(species) or pa.types.is_large_string(species)
+                else []
+            )
             pfile = pq.ParquetFile(self.path, read_dictionary=text, pre_buffer=False)
             total = pfile.metadata.num_rows
             done = 0
@@ -599,11 +605,6 @@ def _trimmed_names(column: pa.Array) -> pa.Array:
         names = pc.utf8_trim_whitespace(pc.cast(column.dictionary, pa.string()))
         return pa.DictionaryArray.from_arrays(column.indices, names)
     return pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
-
-
-def _is_text(path: Path, column: str) -> bool:
-    field = pq.read_schema(path).field(column)
-    return pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
 
 
 def _to_bool(mask: pa.Array) -> np.ndarray:

@@ -137,12 +137,14 @@ def _bands_in_folder(folder: Path) -> list[str]:
     """GDAL paths of the 20 GeoTIFFs, in channel order, from loose files or the archives."""
     if not folder.is_dir():
         raise InputError(f"WorldClim folder {folder} does not exist")
+    loose = {}
+    for path in sorted(folder.rglob("*.tif"), reverse=True):  # one walk; the first path wins
+        loose[path.name] = path
     paths = []
     for archive, names in ARCHIVES.items():
         for name in names:
-            loose = next(iter(sorted(folder.rglob(name))), None)
-            if loose is not None:
-                paths.append(str(loose))
+            if name in loose:
+                paths.append(str(loose[name]))
             elif (folder / archive).is_file():
                 paths.append(f"/vsizip/{folder / archive}/{name}")
             else:

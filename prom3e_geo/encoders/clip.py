@@ -440,11 +440,21 @@ def load_text_encoder(path: str | Path, device: str = "cpu") -> TextEncoder:
     (vocab.json + merges.txt) beside the weights, else those of `CLIP_TOKENIZER_REPO`."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
-    if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
-        from prom3e_geo.hub import HubRef, fetch
-
-        folder = fetch(HubRef(CLIP_TOKENIZER_REPO), TOKENIZER_FILES, "CLIP tokenizer").path
+    if not has_tokenizer(folder):
+        folder = fetch_clip_tokenizer().path
     return TextEncoder(load_clip_model(path), _clip_tokenizer(folder), device)
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """Whether a folder holds the CLIP BPE tokenizer files."""
+    return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+
+
+def fetch_clip_tokenizer():
+    """The standard CLIP BPE tokenizer files, from `CLIP_TOKENIZER_REPO` (or the hub cache)."""
+    from prom3e_geo.hub import HubRef, fetch
+
+    return fetch(HubRef(CLIP_TOKENIZER_REPO), TOKENIZER_FILES, "CLIP tokenizer")
 
 
 def _clip_tokenizer(folder: Path):

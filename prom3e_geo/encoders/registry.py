@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError, WeightsError
-from prom3e_geo.hub import Fetched, fetch_weights, parse_hub_ref
+from prom3e_geo.hub import MIXIN_FILES, Fetched, fetch_weights, parse_hub_ref
 from prom3e_geo.registry import Registry
 
 MODALITIES = ("image", "sat", "loc", "env", "text", "audio")
@@ -26,7 +26,6 @@ LOADERS: Registry[Callable[[Path, str], Encoder]] = Registry(
 
 # the files each modality's loader reads from a hub repository: configuration files, then the
 # weight-file choices in order of preference (only the first one the repository has is fetched)
-_MIXIN = (["config.json"], [["model.safetensors"], ["pytorch_model.bin"]])
 _CLIP = (
     ["open_clip_config.json", "config.json", "vocab.json", "merges.txt", "tokenizer_config.json",
      "special_tokens_map.json"],
@@ -36,10 +35,10 @@ _CLIP = (
 HUB_FILES = {
     "image": _CLIP,
     "text": _CLIP,
-    "sat": _MIXIN,
-    "loc": _MIXIN,
-    "env": _MIXIN,
-    "audio": (["config.json", "preprocessor_config.json"], _MIXIN[1]),
+    "sat": MIXIN_FILES,
+    "loc": MIXIN_FILES,
+    "env": MIXIN_FILES,
+    "audio": (["config.json", "preprocessor_config.json"], MIXIN_FILES[1]),
 }
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import torch
 
 from prom3e_geo.errors import WeightsError
+from prom3e_geo.hub import MIXIN_WEIGHTS
 from prom3e_geo.model.checkpoint import read_tensor_file
-
-MIXIN_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ from prom3e_geo.encoders.clip import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from prom3e_geo.encoders.registry import HUB_FILES, MODALITIES
 from prom3e_geo.engine.parts import TAXABIND_PATCH, PipelineParts
 from prom3e_geo.errors import InputError, WeightsError
-from prom3e_geo.hub import HubRef, fetch, parse_hub_ref
+from prom3e_geo.hub import MIXIN_FILES, HubRef, fetch, parse_hub_ref
 from prom3e_geo.settings import Settings
 
 PROM3E_REPO = "MVRL/ProM3E"
@@ -45,7 +45,6 @@ TAXABIND_FIELDS = {  # taxabind-config field -> the modalities whose weights it 
     "sinr": ("env",),
     "audio_encoder": ("audio",),
 }
-PROM3E_FILES = (["config.json"], [["model.safetensors"], ["pytorch_model.bin"]])
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class WeightsRecipe:
         parts = {}
         model = parse_hub_ref(self.model)
         if model is not None:
-            parts["model"] = (model, *PROM3E_FILES)
+            parts["model"] = (model, *MIXIN_FILES)
         for modality, spec in self.encoders.items():
             ref = parse_hub_ref(spec)
             if ref is not None:

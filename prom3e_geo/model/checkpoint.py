@@ -29,13 +29,11 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from prom3e_geo.errors import WeightsError
 from prom3e_geo.hashing import file_sha256
-from prom3e_geo.hub import fetch_weights, parse_hub_ref
+from prom3e_geo.hub import MIXIN_FILES, MIXIN_WEIGHTS, fetch_weights, parse_hub_ref
 from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
 
 FORMAT_TAG = "prom3e-geo/prom3e"
 TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-HF_WEIGHT_CHOICES = [[name] for name in HF_WEIGHT_FILES]
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def load_prom3e(path: str | Path, map_location: str | torch.device = "cpu") -> L
     """Load a ProM3E from any supported layout or a hub id (see the module docstring)."""
     ref = parse_hub_ref(str(path))
     if ref is not None:
-        fetched = fetch_weights(ref, ["config.json"], HF_WEIGHT_CHOICES, "ProM3E weights")
+        fetched = fetch_weights(ref, *MIXIN_FILES, "ProM3E weights")
         return replace(_load_hf_folder(fetched.path, map_location), origin=fetched.origin)
     path = Path(path)
     if not path.exists():
@@ -105,12 +103,12 @@ def _load_hf_folder(path: Path, map_location) -> LoadedModel:
         config_data = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
         raise WeightsError(f"{config_file} is not valid JSON: {exc}") from None
-    for name in HF_WEIGHT_FILES:
+    for name in MIXIN_WEIGHTS:
         weights = path / name
         if weights.is_file():
             break
     else:
-        raise WeightsError(f"model folder {path} has none of {', '.join(HF_WEIGHT_FILES)}")
+        raise WeightsError(f"model folder {path} has none of {', '.join(MIXIN_WEIGHTS)}")
     if weights.suffix == ".safetensors":
         state, _ = _read_safetensors(weights)
     else:

@@ -16,7 +16,7 @@ from prom3e_geo.engine.presets import (
     worldclim_raster,
 )
 from prom3e_geo.errors import UnknownNameError
-from prom3e_geo.hub import CachedRepo, Fetched, HubRef, cached_repos, fetch, fetch_weights
+from prom3e_geo.hub import CachedRepo, Fetched, HubRef, cached_repos, fetch_weights
 from prom3e_geo.io.outputs import check_output
 from prom3e_geo.settings import Settings
 
@@ -79,17 +79,15 @@ def download_preset(
     recipe = _recipe(name)
     if recipe is None:
         return []
+    from prom3e_geo.encoders.clip import CLIP_TOKENIZER_REPO, fetch_clip_tokenizer, has_tokenizer
+
     fetched = []
     for part, (ref, configs, choices) in recipe.hub_parts().items():
         report(f"{part}: {ref}")
         fetched.append(fetch_weights(ref, configs, choices, f"{part} weights"))
-    if "text" in recipe.encoders:
-        from prom3e_geo.encoders.clip import CLIP_TOKENIZER_REPO, TOKENIZER_FILES
-
-        text = next(f for f, p in zip(fetched, recipe.hub_parts(), strict=True) if p == "text")
-        if not (text.path / "vocab.json").is_file():
+        if part == "text" and not has_tokenizer(fetched[-1].path):
             report(f"text tokenizer: {CLIP_TOKENIZER_REPO}")
-            fetched.append(fetch(HubRef(CLIP_TOKENIZER_REPO), TOKENIZER_FILES, "CLIP tokenizer"))
+            fetched.append(fetch_clip_tokenizer())
     if recipe.env_raster == WORLDCLIM:
         report("environment: WorldClim 2.1 (5 arc-minutes)")
         worldclim_raster(settings)
