@@ -59,7 +59,9 @@ def weights_info_command(name) -> None:
     if info.source:
         patch = ", ".join(f"{k} {v}" for k, v in (info.patch or {}).items())
         click.echo(f"  imagery {info.source} ({patch})")
-    if info.parts:
+    if info.note:
+        click.echo(f"  note: {info.note}")
+    if any(p.repo for p in info.parts):
         click.echo(f"hub cache: {hub_cache()}")
 
 

@@ -12,8 +12,14 @@ class Prom3eGeoError(Exception):
 
 
 class RunFailed(Prom3eGeoError):
-    """A run that could do nothing useful (every cell failed: no network, no scene). The
-    message is a one-line summary with the reasons; the CLI exits 1 with it."""
+    """A run that could do nothing useful (every cell failed: no network, no scene), or a
+    failure of the world rather than of the input. The message is a one-line summary with the
+    reasons; the CLI exits 1 with it."""
+
+
+class DownloadError(RunFailed):
+    """A download that failed after its retries (server errors, refused connections, names that
+    do not resolve): not bad input, so exit 1."""
 
 
 class InputError(Prom3eGeoError, ValueError):

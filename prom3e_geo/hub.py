@@ -8,7 +8,10 @@ bars of `huggingface_hub` show the progress. On top of the library:
 * server errors (5xx) and dropped connections are retried (`RETRIES` times, with backoff);
 * every file downloaded in this call is checked against its ETag (sha256 for LFS files, the git
   blob id for the others); a file that does not match is removed and reported;
-* failures become one-line `WeightsError`s naming the repository and what to do.
+* failures become one-line errors naming the repository and what to do: `WeightsError` (exit 2)
+  for what the user can fix (no such repository or revision, gated, offline with nothing
+  cached), `DownloadError` (exit 1) for a failure of the world (server errors after the retries,
+  refused connections, names that do not resolve).
 
 A fetch returns the snapshot folder and the commit it resolved to, recorded in the provenance of
 every output made with it.
@@ -24,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from prom3e_geo.errors import WeightsError
+from prom3e_geo.errors import DownloadError, WeightsError
 
 HUB_PREFIX = "hf-hub:"
 RETRIES = 3
@@ -35,10 +38,16 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 MIXIN_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 MIXIN_FILES = (["config.json"], [[name] for name in MIXIN_WEIGHTS])
 _LOCAL_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".yaml", ".yml", ".json")
-OFFLINE_HINT = (
-    "run `prom3e-geo weights download` for the preset (or the same command) on a machine with "
-    "internet, then copy its hub cache folder ($HF_HOME/hub) to this machine"
-)
+
+
+def offline_hint(preset: str | None = None) -> str:
+    """What to do when weights are not in the hub cache and the hub cannot be used: download
+    them where there is internet and copy the cache here."""
+    if preset:
+        how = f"run `prom3e-geo weights download {preset}` on a machine with internet"
+    else:
+        how = "run the same command on a machine with internet (it downloads what it needs)"
+    return f"{how}, then copy its hub cache folder ($HF_HOME/hub) to this machine"
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ _FETCHED: dict[tuple, Fetched] = {}
 
 
 def fetch(
-    ref: HubRef, patterns: Sequence[str], what: str = "weights", hint: str = OFFLINE_HINT
+    ref: HubRef, patterns: Sequence[str], what: str = "weights", hint: str | None = None
 ) -> Fetched:
     """Download (or find in the cache) the files of `ref` that match `patterns`; once per
     process (a pipeline asks for a part's commit, then for its files, and is built twice by a
@@ -123,21 +132,25 @@ def fetch(
             if attempt < RETRIES and _transient(exc):
                 time.sleep(RETRY_WAIT_S * 2**attempt)
                 continue
-            raise WeightsError(_explain(exc, ref, what, hint)) from None
+            raise _classify(exc, ref, what, hint or offline_hint()) from None
     _verify_new_files(path, ref, what, started)
     _FETCHED[key] = Fetched(path, ref.repo_id, path.name)
     return _FETCHED[key]
 
 
 def fetch_weights(
-    ref: HubRef, configs: Sequence[str], choices: Sequence[Sequence[str]], what: str
+    ref: HubRef,
+    configs: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    what: str,
+    hint: str | None = None,
 ) -> Fetched:
     """The configuration files plus the first of the weight-file `choices` the repository has
     (so a repository holding both `.safetensors` and `.bin` costs one download, not two)."""
     fetched = None
     for choice in choices:
-        fetched = fetch(ref, [*configs, *choice], what)
-        if any((fetched.path / name).is_file() for name in choice):
+        fetched = fetch(ref, [*configs, *choice], what, hint)
+        if not choice or any((fetched.path / name).is_file() for name in choice):
             return fetched
     names = ", ".join(n for choice in choices for n in choice)
     raise WeightsError(f"{what} {ref}: the repository has none of {names}")
@@ -175,7 +188,8 @@ def _transient(exc: BaseException) -> bool:
     return False
 
 
-def _explain(exc: BaseException, ref: HubRef, what: str, hint: str) -> str:
+def _classify(exc: BaseException, ref: HubRef, what: str, hint: str) -> Exception:
+    """The one-line error a failed download becomes (see the module docstring)."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -186,23 +200,37 @@ def _explain(exc: BaseException, ref: HubRef, what: str, hint: str) -> str:
 
     endpoint = constants.ENDPOINT
     if isinstance(exc, GatedRepoError):
-        return (
+        return WeightsError(
             f"{what} {ref.repo_id} is gated: accept its conditions at {endpoint}/{ref.repo_id} "
             "and set HF_TOKEN to a token of that account"
         )
     if isinstance(exc, RevisionNotFoundError):
-        return f"{what} {ref.repo_id}: no revision {ref.revision!r} on {endpoint}"
+        return WeightsError(f"{what} {ref.repo_id}: no revision {ref.revision!r} on {endpoint}")
     if isinstance(exc, RepositoryNotFoundError) or _status(exc) == 401:
-        return (
+        return WeightsError(
             f"{what} {ref.repo_id}: no such repository on {endpoint} "
             "(if it is private, set HF_TOKEN)"
         )
-    if isinstance(exc, LocalEntryNotFoundError) or offline() or _network_error(exc):
-        reason = "HF_HUB_OFFLINE is set" if offline() else f"{endpoint} cannot be reached"
-        return f"{what} {ref} is not in the hub cache {hub_cache()} and {reason}: {hint}"
+    if offline():
+        return WeightsError(
+            f"{what} {ref} is not in the hub cache {hub_cache()} and HF_HUB_OFFLINE is set: {hint}"
+        )
+    status = next((st for e in (exc, exc.__cause__) if e and (st := _status(e))), None)
+    if status is not None and status >= 500:
+        return DownloadError(
+            f"{what} {ref}: {endpoint} kept failing (HTTP {status}) after {RETRIES} retries"
+        )
+    if isinstance(exc, LocalEntryNotFoundError) or _network_error(exc):
+        return DownloadError(
+            f"{what} {ref}: {endpoint} cannot be reached and {ref.repo_id} is not in the hub "
+            f"cache {hub_cache()}: {hint}"
+        )
     status = _status(exc)
     detail = f"HTTP {status}" if status else f"{type(exc).__name__}: {exc}"
-    return f"{what} {ref}: download failed ({' '.join(detail.split())[:200]})"
+    retried = f" after {RETRIES} retries" if _transient(exc) else ""
+    return DownloadError(
+        f"{what} {ref}: download failed{retried} ({' '.join(detail.split())[:200]})"
+    )
 
 
 # -- integrity ------------------------------------------------------------------------------------

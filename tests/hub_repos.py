@@ -1,10 +1,30 @@
 """Tiny repositories in the exact layout of the released ones, for the hub stand-in.
 
-The classes follow the public rshf structure (module names, hence state-dict keys; constructor
+Names, files and configuration keys copy MVRL's published repositories as their public hub pages
+show them (read 2026-12-03):
+
+* `MVRL/taxabind-config` @ 9b4982c: `config.json` (543 bytes), the fields of `TAXABIND_CONFIG`
+  (from the commit's diff page: `env_encoder`, `audio_truncation: "fusion"`, `image_resize` and
+  `sat_resize` 256, no `get_audio_processor`); `RSHF_CONFIG` is the same configuration in the
+  spelling rshf's `TaxaBindConfig` documents (`sinr`, `get_audio_processor`, `audio_truncation`
+  true), which a later revision may carry;
+* `MVRL/ecogeo`: rshf's `GeoCLIP(config)` through `PyTorchModelHubMixin`: `config.json` exactly as
+  published (136 bytes: dim 512, encoded_size 256, input_size 2, sigma [1, 16, 256],
+  transformers_version 4.45.2) + `model.safetensors`;
+* `MVRL/ecoclim`: SINR's `ResidualFCNet` through the mixin, `config.json` + `model.safetensors`
+  (the published weights have no species head; the 113-byte config's text is not public, so its
+  keys are the class's constructor arguments);
+* `MVRL/ecosat`: a transformers `CLIPVisionModelWithProjection` folder;
+* `MVRL/ecosound`: a transformers `ClapAudioModelWithProjection` folder, config.json +
+  model.safetensors and no `preprocessor_config.json`;
+* `MVRL/taxabind-vit-b-16`: open_clip's hub layout with `open_clip_config.json`,
+  `open_clip_model.safetensors`, `open_clip_pytorch_model.bin`, `vocab.json` and `merges.txt`;
+* `laion/clap-htsat-unfused`: its `preprocessor_config.json` (the processor rshf builds for the
+  audio tower; the values are those of `encoders.audio.LAION_UNFUSED`).
+
+The model classes follow rshf's structure (module names, hence state-dict keys; constructor
 arguments, hence `config.json` fields) and are saved with `huggingface_hub`'s own
-`PyTorchModelHubMixin.save_pretrained`; the CLIP towers are saved by `transformers` (satellite)
-and in open_clip's release layout (photo/text: `open_clip_config.json` +
-`open_clip_pytorch_model.bin`, no tokenizer files, as open_clip repositories often are).
+`PyTorchModelHubMixin.save_pretrained` or by `transformers`; only the sizes are tiny.
 """
 
 from __future__ import annotations
@@ -31,11 +51,42 @@ CONFIG_REPO = "MVRL/taxabind-config"
 REPOS = {
     "model": "MVRL/ProM3E",
     "image": "MVRL/taxabind-vit-b-16",
-    "sat": "MVRL/taxabind-sat",
-    "loc": "MVRL/taxabind-loc",
-    "env": "MVRL/taxabind-env",
-    "audio": "MVRL/taxabind-audio",
+    "sat": "MVRL/ecosat",
+    "loc": "MVRL/ecogeo",
+    "env": "MVRL/ecoclim",
+    "audio": "MVRL/ecosound",
 }
+AUDIO_PROCESSOR_REPO = "laion/clap-htsat-unfused"
+TAXABIND_CONFIG = {  # MVRL/taxabind-config @ 9b4982c, config.json
+    "audio_encoder": "MVRL/ecosound", "audio_max_length_s": 10, "audio_padding": "repeatpad",
+    "audio_sample_rate": 48000, "audio_truncation": "fusion",
+    "clip": "hf-hub:MVRL/taxabind-vit-b-16", "env_encoder": "MVRL/ecoclim", "image_crop": 224,
+    "image_resize": 256, "location_encoder": "MVRL/ecogeo",
+    "normalize_mean": [0.485, 0.456, 0.406], "normalize_std": [0.229, 0.224, 0.225],
+    "sat_crop": 224, "sat_encoder": "MVRL/ecosat", "sat_resize": 256,
+    "transformers_version": "4.45.2",
+}  # fmt: skip
+RSHF_CONFIG = {  # the same in rshf TaxaBindConfig's spelling
+    **{k: v for k, v in TAXABIND_CONFIG.items() if k != "env_encoder"},
+    "sinr": "MVRL/ecoclim", "get_audio_processor": AUDIO_PROCESSOR_REPO, "audio_truncation": True,
+}  # fmt: skip
+ECOGEO_CONFIG = {"dim": 512, "encoded_size": 256, "input_size": 2, "sigma": [1, 16, 256],
+                 "transformers_version": "4.45.2"}  # fmt: skip
+LAION_PREPROCESSOR = {  # laion/clap-htsat-unfused, preprocessor_config.json (541 bytes)
+    "chunk_length_s": 10, "feature_extractor_type": "ClapFeatureExtractor", "feature_size": 64,
+    "fft_window_size": 1024, "frequency_max": 14000, "frequency_min": 50, "hop_length": 480,
+    "max_length_s": 10, "n_fft": 1024, "nb_frequency_bins": 513, "nb_max_frames": 1000,
+    "nb_max_samples": 480000, "padding": "repeatpad", "padding_side": "right",
+    "padding_value": 0.0, "processor_class": "ClapProcessor", "return_attention_mask": False,
+    "sampling_rate": 48000, "top_db": None, "truncation": "rand_trunc",
+}  # fmt: skip
+
+
+def hub_json(data: dict) -> str:
+    """JSON as transformers writes a config: sorted keys, two-space indent, a final newline."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
 TOKENIZER_REPO = "openai/clip-vit-base-patch16"
 PROM3E_CONFIG = {  # rshf ProM3EConfig's fields
     "input_dim": DIM, "embed_dim": 32, "num_modalities": 6, "masked_only": False, "depth": 1,
@@ -75,18 +126,20 @@ class LocationEncoderCapsule(nn.Module):
 
 
 class LocationEncoder(nn.Module, PyTorchModelHubMixin):
-    """rshf's GeoCLIP `LocationEncoder()`: no constructor arguments."""
+    """rshf's GeoCLIP `LocationEncoder(config)`: one capsule per `sigma` (encoded size 256,
+    width 512 as in `ECOGEO_CONFIG`)."""
 
-    def __init__(self):
+    def __init__(self, config: dict):
         super().__init__()
-        for i, s in enumerate([2**0, 2**4, 2**8]):
+        self.sigma = list(config["sigma"])
+        for i, s in enumerate(self.sigma):
             self.add_module(f"LocEnc{i}", LocationEncoderCapsule(s))
 
     def forward(self, latlon):
         from prom3e_geo.encoders.location import equal_earth
 
         v = equal_earth(latlon)
-        return sum(self._modules[f"LocEnc{i}"](v) for i in range(3))
+        return sum(self._modules[f"LocEnc{i}"](v) for i in range(len(self.sigma)))
 
 
 class ResLayer(nn.Module):
@@ -150,8 +203,15 @@ def tokenizer_files(folder: Path, vocab_size: int = VOCAB) -> Path:
     return folder
 
 
-def build_repos(root: Path) -> dict[str, Path]:
-    """Folders for every repository of the `taxabind` preset (and the CLIP tokenizer)."""
+def rshf_config(folders: dict[str, Path]) -> Path:
+    """The folder of the configuration in rshf's spelling (served as `CONFIG_REPO` on demand)."""
+    return folders[CONFIG_REPO].parent / "taxabind-config-rshf"
+
+
+def build_repos(root: Path, fused_audio: bool = True) -> dict[str, Path]:
+    """Folders for every repository of the `taxabind` preset (see the module docstring), with the
+    published configuration; `rshf_config(folders)` holds `RSHF_CONFIG`'s variant."""
+    from safetensors.torch import save_file
     from transformers import (
         ClapAudioConfig,
         ClapAudioModelWithProjection,
@@ -160,9 +220,11 @@ def build_repos(root: Path) -> dict[str, Path]:
     )
 
     torch.manual_seed(0)
-    folders = {name: root / name.replace("/", "--") for name in [CONFIG_REPO, *REPOS.values()]}
+    names = [CONFIG_REPO, *REPOS.values(), AUDIO_PROCESSOR_REPO]
+    folders = {name: root / name.replace("/", "--") for name in names}
     HubProM3E(dict(PROM3E_CONFIG)).save_pretrained(folders[REPOS["model"]])
-    LocationEncoder().save_pretrained(folders[REPOS["loc"]])
+    LocationEncoder(dict(ECOGEO_CONFIG)).save_pretrained(folders[REPOS["loc"]])
+    (folders[REPOS["loc"]] / "config.json").write_text(hub_json(ECOGEO_CONFIG))
     ResidualFCNet(num_inputs=20, num_classes=10, num_filts=512, depth=4).save_pretrained(
         folders[REPOS["env"]]
     )
@@ -171,26 +233,29 @@ def build_repos(root: Path) -> dict[str, Path]:
     CLIPVisionModelWithProjection(sat).save_pretrained(folders[REPOS["sat"]])
     clip = folders[REPOS["image"]]
     clip.mkdir(parents=True)
-    torch.save(hf_to_open_clip(tiny_clip().state_dict()), clip / "open_clip_pytorch_model.bin")
+    state = hf_to_open_clip(tiny_clip().state_dict())
+    torch.save(state, clip / "open_clip_pytorch_model.bin")
+    save_file({k: v.contiguous() for k, v in state.items()}, clip / "open_clip_model.safetensors")
     model_cfg = {"embed_dim": DIM,
                  "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
                  "text_cfg": {"context_length": 16, "vocab_size": VOCAB, "width": 32, "heads": 2, "layers": 1}}  # fmt: skip
     (clip / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
+    vocab = tokenizer_files(root / "vocab")
+    for name in ("vocab.json", "merges.txt"):  # the repository's tokenizer files: these two only
+        (clip / name).write_bytes((vocab / name).read_bytes())
     audio = ClapAudioConfig(spec_size=256, window_size=8, num_mel_bins=64, patch_size=4,
                             patch_stride=(4, 4), depths=[1, 1], num_attention_heads=[1, 2],
                             patch_embeds_hidden_size=8, hidden_size=16, projection_dim=DIM,
-                            projection_hidden_size=32, enable_fusion=False)  # fmt: skip
+                            projection_hidden_size=32, enable_fusion=fused_audio)  # fmt: skip
     ClapAudioModelWithProjection(audio).save_pretrained(folders[REPOS["audio"]])
+    folders[AUDIO_PROCESSOR_REPO].mkdir(parents=True)
+    (folders[AUDIO_PROCESSOR_REPO] / "preprocessor_config.json").write_text(
+        hub_json(LAION_PREPROCESSOR)
+    )
     folders[CONFIG_REPO].mkdir(parents=True)
-    (folders[CONFIG_REPO] / "config.json").write_text(json.dumps({
-        "clip": f"hf-hub:{REPOS['image']}", "image_resize": 224, "image_crop": 224,
-        "normalize_mean": [0.485, 0.456, 0.406], "normalize_std": [0.229, 0.224, 0.225],
-        "audio_encoder": REPOS["audio"], "get_audio_processor": "laion/clap-htsat-unfused",
-        "audio_sample_rate": 48000, "audio_max_length_s": 10, "audio_padding": "repeatpad",
-        "audio_truncation": True, "location_encoder": REPOS["loc"], "sinr": REPOS["env"],
-        "sat_encoder": REPOS["sat"], "sat_resize": 224, "sat_crop": 224,
-        "transformers_version": "4.40.0",
-    }))  # fmt: skip
+    (folders[CONFIG_REPO] / "config.json").write_text(hub_json(TAXABIND_CONFIG))
+    rshf_config(folders).mkdir()
+    (rshf_config(folders) / "config.json").write_text(hub_json(RSHF_CONFIG))
     folders[TOKENIZER_REPO] = tokenizer_files(root / "openai--clip")
     return folders
 

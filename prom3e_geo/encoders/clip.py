@@ -7,14 +7,17 @@
   key by key into a `transformers.CLIPModel` (`open_clip_to_hf`; `hf_to_open_clip` goes back), so
   neither open_clip nor torchvision is needed.
 
-Preprocessing. Photos: EXIF orientation applied, converted to RGB, shorter side resized to 224
-(bicubic) and centre-cropped to 224, ImageNet mean/std (TaxaBind's statistics, not OpenAI CLIP's).
-Truncated files, non-images and decompression bombs are refused with a one-line error.
-Satellite patches arrive from the patch sources as [H, W, 3] float surface reflectance (red, green,
-blue = B04, B03, B02 of Sentinel-2 L2A, BOA reflectance = DN / 10000 after the processing-baseline
-offset). They are mapped to display RGB as in Sentinel Hub's true-colour script,
-RGB = clip(2.5 * reflectance, 0, 1), then resized to 224 x 224 and ImageNet-normalised. uint8 RGB
-patches (e.g. JPEG tiles) are taken as already display-scaled (value / 255).
+Preprocessing is TaxaBind's wherever a tower is loaded (`taxabind_preprocessing`): the input is
+squashed to 256 x 256 (bilinear, as torchvision's `Resize((256, 256))` on a PIL image), centre-
+cropped to 224 and normalised with the ImageNet mean/std (TaxaBind's statistics, not OpenAI
+CLIP's); a tower of another input size keeps the 256/224 ratio. A preset's configuration may set
+other sizes (`Preprocessing`), given to the tower when it is built. Photos: EXIF orientation
+applied, converted to RGB; truncated files, non-images and decompression bombs are refused with a
+one-line error. Satellite patches arrive from the patch sources as [H, W, 3]: uint8 display RGB
+(the JPEG tiles of Sentinel-2 cloudless, what TaxaBind's satellite tower was trained on) is taken
+as is (value / 255); float surface reflectance (Sentinel-2 L2A B04, B03, B02 = DN / 10000 after
+the processing-baseline offset) is first mapped to display RGB as in Sentinel Hub's true-colour
+script, RGB = clip(2.5 * reflectance, 0, 1).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 REFLECTANCE_GAIN = 2.5
 IMAGE_SIZE = 224
+TAXABIND_RESIZE = 256  # TaxaBind's transforms: Resize((256, 256)), then CenterCrop(224)
 MAX_IMAGE_PIXELS = 89_478_485  # PIL's default bomb threshold (about 0.25 GB of RGB)
 
 
@@ -50,6 +54,18 @@ class Preprocessing:
     resize: int | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+
+
+def taxabind_preprocessing(crop: int = IMAGE_SIZE) -> Preprocessing:
+    """TaxaBind's evaluation transform for a tower of input size `crop`: squash to 256 x 256,
+    centre-crop 224 (`mvrl/TaxaBind` SatBind/LocationBind dataloaders, and `MVRL/taxabind-config`'s
+    `image_resize`/`sat_resize` 256); other input sizes keep the 256/224 ratio."""
+    return Preprocessing(crop=crop, resize=round(crop * TAXABIND_RESIZE / IMAGE_SIZE))
+
+
+def _crop_start(size: int, crop: int) -> int:
+    """torchvision's `CenterCrop` offset: round((size - crop) / 2), halves to even."""
+    return int(round((size - crop) / 2.0))
 
 
 # -- preprocessing --------------------------------------------------------------------------------
@@ -83,11 +99,12 @@ def load_photo(path: str | Path):
 
 
 def photo_tensor(image, size: int = IMAGE_SIZE, prep: Preprocessing | None = None) -> torch.Tensor:
-    """[3, size, size]: the shorter side resized to `size` (bicubic) or, with `prep.resize`, the
-    photo squashed to resize x resize (bilinear); centre-cropped and normalised."""
+    """[3, crop, crop] by `prep` (default: TaxaBind's for a `size` px tower): the photo squashed to
+    resize x resize (bilinear) or, with `resize` None, its shorter side resized to the crop
+    (bicubic); centre-cropped and normalised."""
     from PIL import Image
 
-    prep = prep or Preprocessing(crop=size)
+    prep = prep or taxabind_preprocessing(size)
     size = prep.crop
     if prep.resize:
         resized = image.resize((prep.resize, prep.resize), Image.BILINEAR)
@@ -97,7 +114,7 @@ def photo_tensor(image, size: int = IMAGE_SIZE, prep: Preprocessing | None = Non
         resized = image.resize(
             (max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC
         )
-    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    left, top = _crop_start(resized.width, size), _crop_start(resized.height, size)
     crop = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
     return normalize(torch.from_numpy(crop).permute(2, 0, 1), prep.mean, prep.std)
 
@@ -128,12 +145,13 @@ def stack_patches(patches: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
 def patches_to_pixels(
     batch: torch.Tensor, size: int = IMAGE_SIZE, prep: Preprocessing | None = None
 ) -> torch.Tensor:
-    """[B, H, W, 3] reflectance (float) or display RGB (uint8) -> normalised [B, 3, size, size]:
-    resized to `prep.resize` (default `size`), centre-cropped to `size`.
+    """[B, H, W, 3] reflectance (float) or display RGB (uint8) -> normalised [B, 3, crop, crop]:
+    resized to `prep.resize` (no resize given: to the crop), centre-cropped to `prep.crop`; `prep`
+    defaults to TaxaBind's for a `size` px tower.
 
     Runs on whatever device the batch is on, so on a GPU the resizing costs the CPU nothing.
     """
-    prep = prep or Preprocessing(crop=size)
+    prep = prep or taxabind_preprocessing(size)
     resize = prep.resize or prep.crop
     if batch.dtype == torch.uint8:
         rgb = batch.float() / 255.0
@@ -145,7 +163,7 @@ def patches_to_pixels(
             rgb, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False
         )
     if resize != prep.crop:
-        top = (resize - prep.crop) // 2
+        top = _crop_start(resize, prep.crop)
         rgb = rgb[..., top : top + prep.crop, top : top + prep.crop]
     return normalize(rgb, prep.mean, prep.std)
 
@@ -352,15 +370,24 @@ class SatelliteEncoder(Encoder):
     modality = "sat"
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> SatelliteEncoder:
+    def load(
+        cls, path: str | Path, device: str = "cpu", preprocessing: Preprocessing | None = None
+    ) -> SatelliteEncoder:
         from transformers import CLIPVisionModelWithProjection
 
-        return cls(_from_pretrained(CLIPVisionModelWithProjection, Path(path)), device)
+        module = _from_pretrained(CLIPVisionModelWithProjection, Path(path))
+        return cls(module, device, preprocessing=preprocessing)
 
-    def __init__(self, module, device: str = "cpu", amp: str = "bf16") -> None:
+    def __init__(
+        self,
+        module,
+        device: str = "cpu",
+        amp: str = "bf16",
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
         super().__init__(module, device, amp)
         self.image_size = module.config.image_size
-        self.preprocessing = Preprocessing(crop=self.image_size)
+        self.preprocessing = _checked(preprocessing, self.image_size, "satellite")
         self.batch_size = 64
         if self.device.type == "cuda":
             self.module.to(memory_format=torch.channels_last)
@@ -381,10 +408,16 @@ class ImageEncoder(Encoder):
 
     modality = "image"
 
-    def __init__(self, clip_model, device: str = "cpu", amp: str = "bf16") -> None:
+    def __init__(
+        self,
+        clip_model,
+        device: str = "cpu",
+        amp: str = "bf16",
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
         super().__init__(clip_model, device, amp)
         self.image_size = clip_model.config.vision_config.image_size
-        self.preprocessing = Preprocessing(crop=self.image_size)
+        self.preprocessing = _checked(preprocessing, self.image_size, "photo")
         self.batch_size = 64
 
     def preprocess(self, raw: Sequence) -> torch.Tensor:
@@ -419,6 +452,17 @@ class TextEncoder(Encoder):
         return _features(self.module.get_text_features(**batch))
 
 
+def _checked(prep: Preprocessing | None, image_size: int, tower: str) -> Preprocessing:
+    """TaxaBind's preprocessing by default; a given one must crop to the tower's input size."""
+    if prep is None:
+        return taxabind_preprocessing(image_size)
+    if prep.crop != image_size:
+        raise InputError(
+            f"the {tower} tower takes {image_size} px inputs; its preprocessing crops to {prep.crop}"
+        )
+    return prep
+
+
 def _features(output) -> torch.Tensor:
     """transformers 5 returns a model output from get_*_features; 4.x returned the tensor."""
     return output if isinstance(output, torch.Tensor) else output.pooler_output
@@ -430,9 +474,11 @@ CLIP_TOKENIZER_REPO = "openai/clip-vit-base-patch16"
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def load_image_encoder(path: str | Path, device: str = "cpu") -> ImageEncoder:
+def load_image_encoder(
+    path: str | Path, device: str = "cpu", preprocessing: Preprocessing | None = None
+) -> ImageEncoder:
     """The image tower of a CLIP folder or open_clip weights (see `load_clip_model`)."""
-    return ImageEncoder(load_clip_model(Path(path)), device)
+    return ImageEncoder(load_clip_model(Path(path)), device, preprocessing=preprocessing)
 
 
 def load_text_encoder(path: str | Path, device: str = "cpu") -> TextEncoder:

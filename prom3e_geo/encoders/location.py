@@ -8,7 +8,10 @@ its released weights load strictly.
 
 Weights: the `geoclip` wheel ships `model/weights/location_encoder_weights.pth` (MIT licence);
 it is located without importing the package, whose import pulls in torchvision. A TaxaBind
-location checkpoint (any prefix, optionally under `state_dict`) loads the same way.
+location checkpoint (any prefix, optionally under `state_dict`) loads the same way. A hub folder
+(`MVRL/ecogeo`, saved by rshf's `GeoCLIP` through `PyTorchModelHubMixin`) has a `config.json` with
+the architecture (`sigma`, `input_size`, `encoded_size`, `dim`; published: sigma [1, 16, 256],
+2, 256, 512): it is read, and settings the architecture does not consume are refused.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import torch
 from torch import nn
 
 from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.encoders.weights import load_state_dict, select_prefix
-from prom3e_geo.errors import InputError
+from prom3e_geo.encoders.weights import load_state_dict, mixin_config, select_prefix
+from prom3e_geo.errors import InputError, WeightsError
 
 A1, A2, A3, A4 = 1.340264, -0.081106, 0.000893, 0.003796
 SF = 66.50336
@@ -46,6 +49,11 @@ def equal_earth(latlon: torch.Tensor) -> torch.Tensor:
     return (torch.stack((x, y), dim=1) * SF) / 180
 
 
+# rshf `GeoCLIPConfig` fields and what this architecture accepts for them
+CONFIG_KEYS = ("sigma", "input_size", "encoded_size", "dim")
+CONFIG_IGNORED = ("transformers_version",)  # written by the saver, no architecture
+
+
 class FourierFeatures(nn.Module):
     """[cos(2 pi v b^T), sin(2 pi v b^T)] with a fixed Gaussian matrix b (a buffer)."""
 
@@ -62,34 +70,69 @@ class FourierFeatures(nn.Module):
 
 
 class LocationCapsule(nn.Module):
-    def __init__(self, sigma: float) -> None:
+    def __init__(self, sigma: float, encoded_size: int = 256, dim: int = 512) -> None:
         super().__init__()
         self.capsule = nn.Sequential(
-            FourierFeatures(sigma),
-            nn.Linear(512, 1024),
+            FourierFeatures(sigma, features=encoded_size),
+            nn.Linear(2 * encoded_size, 2 * dim),
             nn.ReLU(),
-            nn.Linear(1024, 1024),
+            nn.Linear(2 * dim, 2 * dim),
             nn.ReLU(),
-            nn.Linear(1024, 1024),
+            nn.Linear(2 * dim, 2 * dim),
             nn.ReLU(),
         )
-        self.head = nn.Sequential(nn.Linear(1024, 512))
+        self.head = nn.Sequential(nn.Linear(2 * dim, dim))
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return self.head(self.capsule(v))
 
 
 class LocationNet(nn.Module):
-    """GeoCLIP's LocationEncoder: three capsules at sigma 2^0, 2^4, 2^8, outputs summed."""
+    """GeoCLIP's LocationEncoder: one capsule per sigma (2^0, 2^4, 2^8 by default), summed."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, sigmas: Sequence[float] = SIGMAS, encoded_size: int = 256, dim: int = 512
+    ) -> None:
         super().__init__()
-        for i, sigma in enumerate(SIGMAS):
-            self.add_module(f"LocEnc{i}", LocationCapsule(sigma))
+        self.count = len(sigmas)
+        for i, sigma in enumerate(sigmas):
+            self.add_module(f"LocEnc{i}", LocationCapsule(float(sigma), encoded_size, dim))
 
     def forward(self, latlon: torch.Tensor) -> torch.Tensor:
         v = equal_earth(latlon.float())
-        return sum(getattr(self, f"LocEnc{i}")(v) for i in range(len(SIGMAS)))
+        return sum(getattr(self, f"LocEnc{i}")(v) for i in range(self.count))
+
+
+def net_from_config(config: dict, path: Path) -> LocationNet:
+    """The architecture a GeoCLIP `config.json` describes; settings it cannot honour refused."""
+    config = config.get("config", config) if isinstance(config.get("config"), dict) else config
+    unknown = sorted(set(config) - set(CONFIG_KEYS) - set(CONFIG_IGNORED))
+    if unknown:
+        raise WeightsError(
+            f"location encoder {path}: config.json sets {', '.join(unknown)}, which the GeoCLIP "
+            f"architecture does not have (it takes {', '.join(CONFIG_KEYS)})"
+        )
+    sigmas = config.get("sigma", list(SIGMAS))
+    try:
+        sigmas = [float(s) for s in sigmas]
+        encoded, dim = int(config.get("encoded_size", 256)), int(config.get("dim", 512))
+        inputs = int(config.get("input_size", 2))
+    except (TypeError, ValueError):
+        raise WeightsError(
+            f"location encoder {path}: config.json has non-numeric settings"
+        ) from None
+    if not sigmas or min(sigmas) <= 0 or encoded <= 0:
+        raise WeightsError(
+            f"location encoder {path}: config.json needs positive sigma and encoded_size"
+        )
+    if inputs != 2:
+        raise WeightsError(
+            f"location encoder {path}: input_size {inputs}; the encoder takes 2 (the Equal Earth "
+            "projection of lat, lon)"
+        )
+    if dim != 512:
+        raise WeightsError(f"location encoder {path}: dim {dim}; ProM3E takes 512-d embeddings")
+    return LocationNet(sigmas, encoded, dim)
 
 
 def geoclip_weights_path() -> Path:
@@ -115,10 +158,18 @@ class LocationEncoder(Encoder):
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu") -> LocationEncoder:
-        """GeoCLIP weights from the wheel (path None) or a TaxaBind location checkpoint."""
+        """GeoCLIP weights from the wheel (path None), a TaxaBind location checkpoint, or a hub
+        folder whose `config.json` sets the architecture."""
         path = Path(path) if path is not None else geoclip_weights_path()
-        net = LocationNet()
-        state = select_prefix(load_state_dict(path), net.state_dict().keys(), path)
+        net = net_from_config(mixin_config(path), path) if path.is_dir() else LocationNet()
+        stored = load_state_dict(path)
+        if path.is_dir() and (extra := sorted(set(stored) - set(net.state_dict()))):
+            raise WeightsError(
+                f"location encoder {path}: the weights hold {', '.join(extra[:3])}"
+                f"{' ...' if len(extra) > 3 else ''}, which the architecture its config.json "
+                "describes does not consume"
+            )
+        state = select_prefix(stored, net.state_dict().keys(), path)
         net.load_state_dict(state, strict=True)
         return cls(net, device)
 

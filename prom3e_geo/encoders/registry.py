@@ -42,28 +42,52 @@ HUB_FILES = {
 }
 
 
-def build_encoder(modality: str, spec: str, device: str = "cpu") -> Encoder:
-    """An encoder for `modality` from `spec` (see the module docstring)."""
+def build_encoder(
+    modality: str,
+    spec: str,
+    device: str = "cpu",
+    preprocessing: object | None = None,
+    hint: str | None = None,
+) -> Encoder:
+    """An encoder for `modality` from `spec` (see the module docstring). `preprocessing` (a
+    preset's, for the image, sat and audio towers) is given to the tower as it is built; `hint`
+    says what to do when hub files are missing offline."""
     if modality not in MODALITIES:
         raise InputError(f"unknown modality {modality!r} (one of {', '.join(MODALITIES)})")
     if spec in NAMED_ENCODERS:
         return NAMED_ENCODERS.get(spec)(modality, device)
-    fetched = fetch_encoder(modality, spec)
+    options = {} if preprocessing is None else {"preprocessing": _fetched(preprocessing, hint)}
+    fetched = fetch_encoder(modality, spec, hint)
     if fetched is None:
         path = Path(spec).expanduser()
         if not path.exists():
             raise WeightsError(f"{modality} encoder weights {spec} do not exist")
-        return LOADERS.get(modality)(path, device)
-    encoder = LOADERS.get(modality)(fetched.path, device)
+        return LOADERS.get(modality)(path, device, **options)
+    encoder = LOADERS.get(modality)(fetched.path, device, **options)
     encoder.origin = fetched.origin
     return encoder
 
 
-def fetch_encoder(modality: str, spec: str) -> Fetched | None:
+def fetch_encoder(modality: str, spec: str, hint: str | None = None) -> Fetched | None:
     """The files of a hub encoder spec (downloaded, or from the cache) and the commit they are
     at; None for a registered name or a local path."""
     ref = None if spec in NAMED_ENCODERS else parse_hub_ref(spec)
     if ref is None:
         return None
     configs, choices = HUB_FILES[modality]
-    return fetch_weights(ref, configs, choices, f"{modality} encoder")
+    return fetch_weights(ref, configs, choices, f"{modality} encoder", hint)
+
+
+def _fetched(preprocessing, hint: str | None):
+    """Preprocessing whose ClapProcessor repository (`processor`, audio) is a hub id: fetched now,
+    with the preset's hint, and named by its folder."""
+    from dataclasses import replace
+
+    processor = getattr(preprocessing, "processor", None)
+    ref = parse_hub_ref(processor) if processor else None
+    if ref is None:
+        return preprocessing
+    from prom3e_geo.hub import fetch
+
+    folder = fetch(ref, ["preprocessor_config.json"], "audio processor", hint).path
+    return replace(preprocessing, processor=str(folder))

@@ -55,6 +55,8 @@ def fetch_grid(
         "grid": grid.to_dict(),
         "chunk_shape": list(grid.chunk_shape),
     }
+    if getattr(source, "radiometry", "reflectance") == "display":  # uint8 RGB, kept exactly
+        manifest["radiometry"] = "display"
     store = PatchCache.open_or_create(cache, grid, manifest, size=size, bands=source.bands)
     pending = store.pending()
     failed = store.chunks_with_failures() if retry_failed else []

@@ -9,7 +9,9 @@ from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.engine.cells import Environment
 from prom3e_geo.model.prom3e import ProM3E
 
-TAXABIND_PATCH = {"size": 256, "resolution": 10.0}  # TaxaBind's Sentinel-2 patches
+# the patches TaxaBind's satellite tower was trained on: 256 px over 1,024 m (iSatNat's
+# download script: +-512 m, 256 x 256; docs/s2cloudless.md)
+TAXABIND_PATCH = {"size": 256, "resolution": 4.0}
 
 
 @dataclass
@@ -27,3 +29,4 @@ class PipelineParts:
     patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
     preprocessing: dict = field(default_factory=dict)  # modality -> the encoder's preprocessing
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
+    hint: str | None = None  # what to do when its hub files are missing offline

@@ -30,10 +30,13 @@ class EncoderSet(Mapping):
     """A pipeline's encoders by modality: those built already, and the others built from their
     spec on first use (with the preset's preprocessing and the run's autocast)."""
 
-    def __init__(self, built, specs, device: str, preprocessing: dict) -> None:
+    def __init__(
+        self, built, specs, device: str, preprocessing: dict, hint: str | None = None
+    ) -> None:
         self.built = dict(built)
         self.specs = {m: s for m, s in specs.items() if m not in self.built}
         self.device, self.preprocessing, self.amp = device, preprocessing, None
+        self.hint = hint
 
     def __getitem__(self, modality: str) -> Encoder:
         if modality not in self.built:
@@ -41,9 +44,13 @@ class EncoderSet(Mapping):
                 raise KeyError(modality)
             from prom3e_geo.encoders import build_encoder
 
-            encoder = build_encoder(modality, self.specs[modality], self.device)
-            if modality in self.preprocessing:
-                encoder.preprocessing = self.preprocessing[modality]
+            encoder = build_encoder(
+                modality,
+                self.specs[modality],
+                self.device,
+                self.preprocessing.get(modality),
+                self.hint,
+            )
             self.built[modality] = self._with_amp(encoder)
         return self.built[modality]
 
@@ -76,7 +83,7 @@ class EncoderSet(Mapping):
             return None
         from prom3e_geo.encoders.registry import fetch_encoder
 
-        fetched = fetch_encoder(modality, self.specs[modality])
+        fetched = fetch_encoder(modality, self.specs[modality], self.hint)
         return fetched.origin if fetched else None
 
 
@@ -160,7 +167,7 @@ def _parts(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
         )
     built = {m: e for m, e in parts.encoders.items() if m not in overrides}
     specs = {**parts.encoder_specs, **overrides}
-    encoders = EncoderSet(built, specs, device, parts.preprocessing)
+    encoders = EncoderSet(built, specs, device, parts.preprocessing, parts.hint)
     environment = parts.environment
     if spec.env_raster:
         from prom3e_geo.encoders.environment import EnvironmentSampler

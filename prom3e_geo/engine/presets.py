@@ -3,8 +3,11 @@ the imagery the satellite tower was trained on.
 
 * `taxabind`: ProM3E from `MVRL/ProM3E` and the encoders that `MVRL/taxabind-config`'s
   `config.json` names (`clip` for the photo and text towers, `sat_encoder`, `location_encoder`,
-  `sinr`, `audio_encoder`) with its preprocessing fields, read at run time; WorldClim prepared
-  into the cache; Sentinel-2 from the anonymous STAC catalogue.
+  `env_encoder` -- spelt `sinr` in rshf's `TaxaBindConfig`, both are read -- and
+  `audio_encoder`, whose features follow `get_audio_processor` when named) with its
+  preprocessing fields, read at run time; WorldClim prepared into the cache; imagery from
+  Sentinel-2 cloudless 2020 (`s2cloudless`), the mosaic the satellite tower was trained on, as
+  256 px patches of 1,024 m (`docs/s2cloudless.md`).
 * a YAML recipe naming the same parts (`--weights my-preset.yaml`)::
 
       model: MVRL/ProM3E                 # ProM3E weights: hub id or path
@@ -12,8 +15,8 @@ the imagery the satellite tower was trained on.
         sat: ORG/sat-tower
         loc: geoclip
       env_raster: worldclim              # or a 20-band raster path
-      source: stac                       # default imagery source
-      patch: {size: 256, resolution: 10}
+      source: s2cloudless                # default imagery source
+      patch: {size: 256, resolution: 4}
 
 Parts are fetched when first needed: a map loads ProM3E and the context encoders, a query loads
 its tower; `weights download` fetches them all ahead of time (`hub_parts`).
@@ -32,19 +35,24 @@ from prom3e_geo.encoders.clip import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from prom3e_geo.encoders.registry import HUB_FILES, MODALITIES
 from prom3e_geo.engine.parts import TAXABIND_PATCH, PipelineParts
 from prom3e_geo.errors import InputError, WeightsError
-from prom3e_geo.hub import MIXIN_FILES, HubRef, fetch, parse_hub_ref
+from prom3e_geo.hub import MIXIN_FILES, HubRef, fetch, offline_hint, parse_hub_ref
 from prom3e_geo.settings import Settings
 
 PROM3E_REPO = "MVRL/ProM3E"
 TAXABIND_CONFIG_REPO = "MVRL/taxabind-config"
 WORLDCLIM = "worldclim"  # env_raster: WorldClim 2.1 prepared once into the cache
-TAXABIND_FIELDS = {  # taxabind-config field -> the modalities whose weights it names
-    "clip": ("image", "text"),
-    "sat_encoder": ("sat",),
-    "location_encoder": ("loc",),
-    "sinr": ("env",),
-    "audio_encoder": ("audio",),
+# the towers MVRL/taxabind-config names: every spelling MVRL has used for each (config.json at
+# 9b4982c writes `env_encoder`; rshf's TaxaBindConfig documents `sinr`) -> the modalities it
+# serves; the audio tower is optional (only a recording query needs it)
+TAXABIND_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("clip",): ("image", "text"),
+    ("sat_encoder",): ("sat",),
+    ("location_encoder",): ("loc",),
+    ("env_encoder", "sinr"): ("env",),
+    ("audio_encoder",): ("audio",),
 }
+OPTIONAL_FIELDS = {("audio_encoder",)}
+AUDIO_PROCESSOR_FIELD = "get_audio_processor"  # a ClapProcessor repository (rshf)
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class WeightsRecipe:
     model: str
     encoders: dict[str, str]
     env_raster: str | None = WORLDCLIM
-    source: str | None = "stac"
+    source: str | None = "s2cloudless"
     patch: dict = field(default_factory=lambda: dict(TAXABIND_PATCH))
     preprocessing: dict[str, Preprocessing] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (configs)
@@ -70,34 +78,47 @@ class WeightsRecipe:
             ref = parse_hub_ref(spec)
             if ref is not None:
                 parts[modality] = (ref, *HUB_FILES[modality])
+        audio = self.preprocessing.get("audio")
+        processor = getattr(audio, "processor", None)
+        ref = parse_hub_ref(processor) if processor else None
+        if ref is not None:
+            parts["audio processor"] = (ref, ["preprocessor_config.json"], [[]])
         return parts
 
 
 def taxabind_recipe() -> WeightsRecipe:
     """The `taxabind` preset, from `MVRL/taxabind-config`'s config.json as the hub has it now."""
-    fetched = fetch(HubRef(TAXABIND_CONFIG_REPO), ["config.json"], "TaxaBind configuration")
+    hint = offline_hint("taxabind")
+    fetched = fetch(HubRef(TAXABIND_CONFIG_REPO), ["config.json"], "TaxaBind configuration", hint)
+    where = f"{TAXABIND_CONFIG_REPO}@{fetched.commit[:7]}"
     try:
         config = json.loads((fetched.path / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"{TAXABIND_CONFIG_REPO}: config.json cannot be read: {exc}") from None
-    missing = [f for f in TAXABIND_FIELDS if not isinstance(config.get(f), str)]
-    if missing:
-        raise WeightsError(f"{TAXABIND_CONFIG_REPO}: config.json lacks {', '.join(missing)}")
-    encoders = {m: config[f] for f, ms in TAXABIND_FIELDS.items() for m in ms}
+        raise WeightsError(f"{where}: config.json cannot be read: {exc}") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{where}: config.json holds no object")
+    encoders = {}
+    for fields, modalities in TAXABIND_FIELDS.items():
+        value = next((config[f] for f in fields if isinstance(config.get(f), str)), None)
+        if value is None and fields not in OPTIONAL_FIELDS:
+            raise WeightsError(
+                f"{where}: config.json names no {modalities[0]} tower (field {' or '.join(fields)})"
+            )
+        if value is not None:
+            encoders.update(dict.fromkeys(modalities, value))
     if parse_hub_ref(encoders["image"]) is None:
-        raise WeightsError(
-            f"{TAXABIND_CONFIG_REPO}: clip = {encoders['image']!r} names no hub repository"
-        )
+        raise WeightsError(f"{where}: clip = {encoders['image']!r} names no hub repository")
     mean = tuple(config.get("normalize_mean", IMAGENET_MEAN))
     std = tuple(config.get("normalize_std", IMAGENET_STD))
     photo = Preprocessing(int(config.get("image_crop", 224)), config.get("image_resize"), mean, std)
     sat = Preprocessing(int(config.get("sat_crop", 224)), config.get("sat_resize"), mean, std)
-    truncation = config.get("audio_truncation")
+    processor = config.get(AUDIO_PROCESSOR_FIELD)
     audio = AudioPreprocessing(
         int(config.get("audio_sample_rate", 48_000)),
         float(config.get("audio_max_length_s", 10)),
         str(config.get("audio_padding", "repeatpad")),
-        truncation if isinstance(truncation, str) else None,  # `True`: the model's own
+        config.get("audio_truncation"),
+        processor if isinstance(processor, str) else None,
     )
     return WeightsRecipe(
         "taxabind",
@@ -106,6 +127,14 @@ def taxabind_recipe() -> WeightsRecipe:
         preprocessing={"image": photo, "sat": sat, "audio": audio},
         origins={"config": fetched.origin},
     )
+
+
+def known_parts(name: str) -> WeightsRecipe | None:
+    """What is known of a released preset without its configuration (offline, nothing cached):
+    its ProM3E and the repository that names its encoders."""
+    if name != "taxabind":
+        return None
+    return WeightsRecipe("taxabind", PROM3E_REPO, {}, origins={"config": TAXABIND_CONFIG_REPO})
 
 
 RECIPE_KEYS = ("model", "encoders", "env_raster", "source", "patch")
@@ -137,7 +166,7 @@ def read_weights_recipe(path: str | Path) -> WeightsRecipe:
         data["model"],
         {m: str(s) for m, s in encoders.items()},
         data.get("env_raster", WORLDCLIM),
-        data.get("source", "stac"),
+        data.get("source", "s2cloudless"),
         dict(patch),
     )
 
@@ -168,7 +197,8 @@ def recipe_parts(recipe: WeightsRecipe, device: str = "cpu") -> PipelineParts:
     """ProM3E loaded now; the encoders left to the pipeline, which builds them when needed."""
     from prom3e_geo.model.checkpoint import load_prom3e
 
-    loaded = load_prom3e(recipe.model, device)
+    hint = offline_hint(recipe.name)
+    loaded = load_prom3e(recipe.model, device, hint=hint)
     origins = dict(recipe.origins)
     if loaded.origin:
         origins["model"] = loaded.origin
@@ -189,6 +219,7 @@ def recipe_parts(recipe: WeightsRecipe, device: str = "cpu") -> PipelineParts:
         patch=recipe.patch,
         preprocessing=dict(recipe.preprocessing),
         origins=origins,
+        hint=hint,
     )
 
 

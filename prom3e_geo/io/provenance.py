@@ -50,6 +50,10 @@ def manifest_tags(manifest: Mapping[str, Any]) -> dict[str, str]:
     }
     for part, origin in sorted((manifest.get("origins") or {}).items()):
         tags[f"weights_{part}"] = str(origin)
+    imagery = source.get("fetched_from", source)  # a patch cache names where it came from
+    for key in ("attribution", "licence"):
+        if key in imagery:
+            tags[f"imagery_{key}"] = str(imagery[key])
     if manifest.get("synthetic") or source.get("synthetic"):
         tags["demo_world"] = SYNTHETIC_TAG
     return tags

@@ -56,11 +56,14 @@ def save_prom3e(model: ProM3E, path: str | Path, extra: dict[str, str] | None = 
     return path
 
 
-def load_prom3e(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
-    """Load a ProM3E from any supported layout or a hub id (see the module docstring)."""
+def load_prom3e(
+    path: str | Path, map_location: str | torch.device = "cpu", hint: str | None = None
+) -> LoadedModel:
+    """Load a ProM3E from any supported layout or a hub id (see the module docstring); `hint`
+    says what to do when hub weights are missing offline."""
     ref = parse_hub_ref(str(path))
     if ref is not None:
-        fetched = fetch_weights(ref, *MIXIN_FILES, "ProM3E weights")
+        fetched = fetch_weights(ref, *MIXIN_FILES, "ProM3E weights", hint)
         return replace(_load_hf_folder(fetched.path, map_location), origin=fetched.origin)
     path = Path(path)
     if not path.exists():

@@ -52,6 +52,8 @@ class CacheSource:
             raise SourceError(f"{self.path} is not a patch cache (run `prom3e-geo fetch`)")
         self.size = int(self.manifest["size_px"])
         self.bands = tuple(self.manifest["bands"])
+        # display RGB (uint8 values, held exactly in the float16 array) goes back out as uint8
+        self.radiometry = self.manifest.get("radiometry", "reflectance")
         if size is not None and int(size) != self.size:
             raise SourceError(
                 f"patch cache {self.path} holds {self.size} px patches, not the {size} px this "
@@ -124,6 +126,8 @@ class CacheSource:
             for i in read.result():
                 batch.valid[i] = False
                 batch.meta[i] = {"error": "unreadable in the cache (corrupt chunk file)"}
+        if self.radiometry == "display":
+            batch.patches = np.nan_to_num(batch.patches).astype(np.uint8)
         return batch
 
     def _read(

@@ -11,12 +11,21 @@ from prom3e_geo.engine.pipeline import PRESETS
 from prom3e_geo.engine.presets import (
     WORLDCLIM,
     WeightsRecipe,
+    known_parts,
     weights_recipe,
     worldclim_path,
     worldclim_raster,
 )
-from prom3e_geo.errors import UnknownNameError
-from prom3e_geo.hub import CachedRepo, Fetched, HubRef, cached_repos, fetch_weights
+from prom3e_geo.errors import DownloadError, UnknownNameError, WeightsError
+from prom3e_geo.hub import (
+    CachedRepo,
+    Fetched,
+    HubRef,
+    cached_repos,
+    fetch_weights,
+    offline,
+    offline_hint,
+)
 from prom3e_geo.io.outputs import check_output
 from prom3e_geo.settings import Settings
 
@@ -38,6 +47,7 @@ class PresetInfo:
     env_ready: bool
     source: str | None
     patch: dict | None
+    note: str | None = None  # why the list is incomplete (its configuration is not at hand)
 
 
 def preset_names() -> list[str]:
@@ -51,12 +61,21 @@ def preset_summary(name: str) -> str:
 
 
 def preset_info(name: str, settings: Settings | None = None) -> PresetInfo:
-    """A preset's parts and what of them is cached (reads the preset's configuration, from
-    the cache when offline)."""
+    """A preset's parts and what of them is cached (reads the preset's configuration, from the
+    cache when offline). A status: when the configuration cannot be had (offline with an empty
+    cache, or the hub unreachable), the parts known without it are listed, none cached."""
     settings = settings or Settings.from_environment()
-    recipe = _recipe(name)
+    note = None
+    try:
+        recipe = _recipe(name)
+    except (WeightsError, DownloadError) as exc:
+        recipe = known_parts(name)
+        if recipe is None or (isinstance(exc, WeightsError) and not offline()):
+            raise
+        config = recipe.origins["config"]
+        note = f"the encoders are named by {config}, not in the hub cache ({exc})"
     if recipe is None:
-        return PresetInfo(name, preset_summary(name), [], None, True, None, None)
+        return _own_parts(name)
     cached = cached_repos()
     parts = []
     for part, origin in recipe.origins.items():
@@ -66,9 +85,20 @@ def preset_info(name: str, settings: Settings | None = None) -> PresetInfo:
     for part, spec in {"model": recipe.model, **recipe.encoders}.items():
         ref = hub[part][0] if part in hub else None
         parts.append(PartInfo(part, spec, ref, cached.get(ref.repo_id) if ref else None))
+    if "audio processor" in hub:
+        ref = hub["audio processor"][0]
+        parts.append(PartInfo("audio processor", str(ref), ref, cached.get(ref.repo_id)))
     env, ready = _env(recipe, settings)
     description = preset_summary(name) if name in PRESETS else f"preset recipe {name}"
-    return PresetInfo(name, description, parts, env, ready, recipe.source, recipe.patch)
+    return PresetInfo(name, description, parts, env, ready, recipe.source, recipe.patch, note)
+
+
+def _own_parts(name: str) -> PresetInfo:
+    """A preset that ships its own parts (the demo world): built and listed."""
+    parts = PRESETS.get(name)("cpu")
+    listed = [PartInfo("model", f"ProM3E sha256 {parts.weights_sha256[:12]}", None, None)]
+    listed += [PartInfo(m, spec, None, None) for m, spec in parts.encoder_specs.items()]
+    return PresetInfo(name, preset_summary(name), listed, None, True, parts.source, parts.patch)
 
 
 def download_preset(
@@ -84,7 +114,7 @@ def download_preset(
     fetched = []
     for part, (ref, configs, choices) in recipe.hub_parts().items():
         report(f"{part}: {ref}")
-        fetched.append(fetch_weights(ref, configs, choices, f"{part} weights"))
+        fetched.append(fetch_weights(ref, configs, choices, f"{part} weights", offline_hint(name)))
         if part == "text" and not has_tokenizer(fetched[-1].path):
             report(f"text tokenizer: {CLIP_TOKENIZER_REPO}")
             fetched.append(fetch_clip_tokenizer())

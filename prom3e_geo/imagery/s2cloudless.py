@@ -1,0 +1,295 @@
+"""The `s2cloudless` source: Sentinel-2 cloudless, the imagery TaxaBind's satellite tower saw.
+
+iSatNat, the satellite half of TaxaBind's training data, credits "Sentinel-2 cloudless 2020 by
+EOX IT Services GmbH" (its dataset card): an annual cloud-free RGB mosaic, served by EOX as
+WMTS/XYZ tiles in Web Mercator (256 px JPEG, layer `s2cloudless-YEAR_3857`). Its patches were
+made by MVRL's MapProxy/WMS download script (`download_sentinel.py`, CVGlobal, as published in
+mvrl/geoclap): a square of +-`radius` metres on the local tangent plane centred on the point,
+returned as `size` x `size` px in EPSG:4326 with bilinear resampling (defaults radius 512 m and
+256 px, so 4 m/px). `docs/s2cloudless.md` holds the evidence and what is inferred.
+
+Each patch is made the same way from the XYZ tiles: the tiles at `zoom` (14: about 9.5 m/px at
+the equator, the mosaic's 10 m; EOX upsamples above it) that cover the square are fetched,
+decoded by GDAL (rasterio), mosaicked with their Web Mercator transform and reprojected
+bilinearly onto the patch's EPSG:4326 grid. Patches are uint8 display RGB (what the tower saw);
+the satellite tower takes uint8 as is.
+
+Spec: `s2cloudless[?year=2020&url=TEMPLATE&zoom=14&radius=512]`; `url` is a tile template with
+`{z}`, `{x}`, `{y}` (and optionally `{year}`), EOX's by default. Tiles are fetched by `workers`
+threads over one bounded connection pool, retried on 429 (honouring Retry-After) and 5xx; a
+missing tile (404) or a server that keeps failing invalidates only the cells that need it.
+Decoded tiles are kept in a small in-memory cache, so neighbouring cells share their reads.
+
+Licence: CC BY-NC-SA 4.0 (EOX); every output made from it carries the attribution.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from prom3e_geo.errors import SourceError
+from prom3e_geo.imagery.base import RGB_BANDS, PatchBatch, TrafficCounter
+
+EOX_TILES = "https://tiles.maps.eox.at/wmts/1.0.0/s2cloudless-{year}_3857/default/g/{z}/{y}/{x}.jpg"
+LICENCE = "CC BY-NC-SA 4.0"
+ATTRIBUTION = (
+    "Sentinel-2 cloudless - https://s2maps.eu by EOX IT Services GmbH "
+    "(Contains modified Copernicus Sentinel data {year})"
+)
+TILE = 256  # px, GoogleMapsCompatible tile matrix
+ORIGIN = 20037508.342789244  # Web Mercator half-extent (m)
+WGS84_A, WGS84_E2 = 6378137.0, 6.69437999014e-3
+
+
+def tangent_box(lon: np.ndarray, lat: np.ndarray, radius: float) -> np.ndarray:
+    """[N, 4] lon/lat bounds (west, south, east, north) of the +-radius m square on the local
+    tangent plane at each point (the meridian and prime-vertical radii of WGS84; the second-order
+    difference from an exact ENU-to-geodetic conversion is below a millimetre at 512 m)."""
+    phi = np.radians(lat)
+    w = 1 - WGS84_E2 * np.sin(phi) ** 2
+    meridian = WGS84_A * (1 - WGS84_E2) / w**1.5
+    normal = WGS84_A / np.sqrt(w)
+    dlat = np.degrees(radius / meridian)
+    dlon = np.degrees(radius / (normal * np.cos(phi)))
+    return np.stack([lon - dlon, lat - dlat, lon + dlon, lat + dlat], axis=1)
+
+
+def mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Web Mercator (EPSG:3857) metres of lon/lat degrees."""
+    x = np.radians(lon) * 6378137.0
+    y = np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * 6378137.0
+    return x, y
+
+
+class TileError(Exception):
+    """A tile that could not be had (the message is the reason a cell failed)."""
+
+
+class S2CloudlessSource:
+    """Patches from the Sentinel-2 cloudless XYZ tiles (see the module docstring)."""
+
+    name = "s2cloudless"
+    radiometry = "display"  # uint8 display RGB, not reflectance
+
+    def __init__(
+        self,
+        *,
+        size: int = 256,
+        resolution: float | None = None,
+        radius: float = 512.0,
+        year: int = 2020,
+        url: str | None = None,
+        zoom: int = 14,
+        workers: int = 16,
+        retries: int = 4,
+        retry_wait: float = 0.5,
+        timeout: float = 30.0,
+        cache_tiles: int = 512,
+    ) -> None:
+        self.size = int(size)
+        if self.size < 8:
+            raise SourceError(f"s2cloudless: size {size} px is too small")
+        # `resolution` (m/px) is how a pipeline states its patch scale: the square then spans
+        # size x resolution metres
+        self.radius = float(radius) if resolution is None else self.size * float(resolution) / 2
+        if not 0 < self.radius <= 50_000:
+            raise SourceError(f"s2cloudless: radius {self.radius:g} m is not in (0, 50000]")
+        self.year, self.zoom = int(year), int(zoom)
+        if not 0 <= self.zoom <= 20:
+            raise SourceError(f"s2cloudless: zoom {zoom} is not a tile level 0-20")
+        template = url or EOX_TILES
+        if not all(k in template for k in ("{z}", "{x}", "{y}")):
+            raise SourceError(f"s2cloudless: url {template!r} needs {{z}}, {{x}} and {{y}}")
+        self.template = template.replace("{year}", str(self.year))
+        self.bands = RGB_BANDS
+        self.workers, self.timeout = int(workers), float(timeout)
+        self.stats = TrafficCounter("requests", "bytes", "tiles_failed")
+        self._tiles: OrderedDict[tuple[int, int], np.ndarray | TileError] = OrderedDict()
+        self._capacity = int(cache_tiles)
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="prom3e-s2cloudless")
+        self._session = _session(self.workers, int(retries), float(retry_wait))
+
+    def describe(self) -> dict:
+        return {
+            "source": "s2cloudless",
+            "tiles": self.template.split("?")[0],
+            "year": self.year,
+            "zoom": self.zoom,
+            "size_px": self.size,
+            "radius_m": self.radius,
+            "resolution_m": 2 * self.radius / self.size,
+            "crs": "EPSG:4326",
+            "attribution": ATTRIBUTION.format(year=self.year),
+            "licence": LICENCE,
+        }
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._session.close()
+
+    # -- patches ------------------------------------------------------------------------------
+    def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
+        lon, lat = np.ravel(lon).astype(np.float64), np.ravel(lat).astype(np.float64)
+        boxes = tangent_box(lon, lat, self.radius)
+        spans = [self._tile_span(b) for b in boxes]
+        needed = sorted({t for span in spans if span for t in _tiles_of(span)})
+        tiles = dict(zip(needed, self._pool.map(self._tile, needed), strict=True))
+        patches = np.zeros((lon.size, self.size, self.size, 3), dtype=np.uint8)
+        valid = np.zeros(lon.size, dtype=bool)
+        meta: list[dict] = []
+        for i, (box, span) in enumerate(zip(boxes, spans, strict=True)):
+            if span is None:
+                meta.append({"error": "outside the Web Mercator tiles (|lat| > 85.05)"})
+                continue
+            failed = [tiles[t] for t in _tiles_of(span) if isinstance(tiles[t], TileError)]
+            if failed:
+                meta.append({"error": str(failed[0])})
+                continue
+            patches[i] = self._warp(box, span, tiles)
+            valid[i] = True
+            meta.append({"scene": f"s2cloudless {self.year} z{self.zoom}"})
+        return PatchBatch(patches, valid, meta)
+
+    def _tile_span(self, box: np.ndarray) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) inclusive tile indices covering a lon/lat box, None off the map."""
+        west, south, east, north = box
+        if max(abs(south), abs(north)) > 85.0511:
+            return None
+        n = 2**self.zoom
+        x0, y1 = _tile_xy(west, south, n)
+        x1, y0 = _tile_xy(east, north, n)
+        return x0, y0, x1, y1
+
+    def _warp(self, box: np.ndarray, span: tuple[int, int, int, int], tiles: dict) -> np.ndarray:
+        """The tiles of `span` mosaicked and reprojected bilinearly onto the patch grid."""
+        from rasterio.transform import from_bounds, from_origin
+        from rasterio.warp import Resampling, reproject
+
+        x0, y0, x1, y1 = span
+        mosaic = np.zeros((3, (y1 - y0 + 1) * TILE, (x1 - x0 + 1) * TILE), dtype=np.uint8)
+        for tx, ty in _tiles_of(span):
+            r, c = (ty - y0) * TILE, (tx - x0) * TILE
+            mosaic[:, r : r + TILE, c : c + TILE] = tiles[(tx, ty)]
+        pixel = 2 * ORIGIN / (TILE * 2**self.zoom)
+        src_transform = from_origin(
+            -ORIGIN + x0 * TILE * pixel, ORIGIN - y0 * TILE * pixel, pixel, pixel
+        )
+        out = np.zeros((3, self.size, self.size), dtype=np.uint8)
+        reproject(
+            mosaic,
+            out,
+            src_transform=src_transform,
+            src_crs="EPSG:3857",
+            dst_transform=from_bounds(*box, self.size, self.size),
+            dst_crs="EPSG:4326",
+            resampling=Resampling.bilinear,
+        )
+        return out.transpose(1, 2, 0)
+
+    # -- tiles --------------------------------------------------------------------------------
+    def _tile(self, key: tuple[int, int]) -> np.ndarray | TileError:
+        """[3, 256, 256] uint8 of tile (x, y) at the zoom, or the TileError it failed with
+        (remembered for this source's life, so a missing tile is asked for once)."""
+        with self._lock:
+            if key in self._tiles:
+                self._tiles.move_to_end(key)
+                return self._tiles[key]
+        tile = self._download(*key)
+        with self._lock:
+            self._tiles[key] = tile
+            while len(self._tiles) > self._capacity:
+                self._tiles.popitem(last=False)
+        return tile
+
+    def _download(self, x: int, y: int) -> np.ndarray | TileError:
+        import requests
+
+        url = self.template.format(z=self.zoom, x=x, y=y)
+        self.stats.add("requests")
+        try:
+            response = self._session.get(url, timeout=self.timeout)
+        except requests.exceptions.RetryError as exc:
+            self.stats.add("tiles_failed")
+            return TileError(f"tile z{self.zoom}/{x}/{y}: the server kept failing ({_reason(exc)})")
+        except requests.RequestException as exc:
+            self.stats.add("tiles_failed")
+            return TileError(f"tile z{self.zoom}/{x}/{y}: {_reason(exc)}")
+        self.stats.add("bytes", len(response.content))
+        if response.status_code != 200:
+            self.stats.add("tiles_failed")
+            what = "no such tile" if response.status_code == 404 else "server error"
+            return TileError(f"tile z{self.zoom}/{x}/{y}: {what} (HTTP {response.status_code})")
+        try:
+            return _decode(response.content)
+        except ValueError as exc:
+            self.stats.add("tiles_failed")
+            return TileError(f"tile z{self.zoom}/{x}/{y}: {exc}")
+
+
+def _tile_xy(lon: float, lat: float, n: int) -> tuple[int, int]:
+    """The XYZ tile holding a lon/lat point at a level of n x n tiles."""
+    x = (lon + 180.0) / 360.0 * n
+    phi = math.radians(lat)
+    y = (1.0 - math.log(math.tan(phi) + 1.0 / math.cos(phi)) / math.pi) / 2.0 * n
+    return min(max(int(x), 0), n - 1), min(max(int(y), 0), n - 1)
+
+
+def _tiles_of(span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+    x0, y0, x1, y1 = span
+    return [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+
+
+def _decode(data: bytes) -> np.ndarray:
+    """A tile's bytes (JPEG or PNG) as [3, 256, 256] uint8, decoded by GDAL."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.MemoryFile(data) as mem, mem.open() as ds:
+            bands = ds.read()
+    except RasterioIOError:
+        raise ValueError("not an image GDAL can decode") from None
+    if bands.shape[1:] != (TILE, TILE) or bands.dtype != np.uint8 or bands.shape[0] < 3:
+        raise ValueError(
+            f"a {bands.shape[0]}-band {bands.shape[2]} x {bands.shape[1]} tile, not 256 x 256 RGB"
+        )
+    return bands[:3]
+
+
+def _session(workers: int, retries: int, wait: float):
+    """One HTTP session: a pool of `workers` connections, retries on 429 and 5xx with
+    backoff, Retry-After honoured."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=retries,
+        backoff_factor=wait,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+        respect_retry_after_header=True,
+    )
+    adapter = HTTPAdapter(
+        pool_connections=1, pool_maxsize=workers, max_retries=retry, pool_block=True
+    )
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "prom3e-geo (s2cloudless source)"
+    return session
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "NameResolutionError" in text:
+        return "the tile server's name does not resolve"
+    return f"{type(exc).__name__}: {text[:160]}"
