@@ -10,7 +10,7 @@ returned as `size` x `size` px in EPSG:4326 with bilinear resampling (defaults r
 
 Each patch is made the same way from the XYZ tiles: the tiles at `zoom` (14: about 9.5 m/px at
 the equator, the mosaic's 10 m; EOX upsamples above it) that cover the square are fetched,
-decoded by GDAL (rasterio), mosaicked with their Web Mercator transform and reprojected
+decoded, mosaicked with their Web Mercator transform and reprojected
 bilinearly onto the patch's EPSG:4326 grid. Patches are uint8 display RGB (what the tower saw);
 the satellite tower takes uint8 as is.
 
@@ -25,6 +25,7 @@ Licence: CC BY-NC-SA 4.0 (EOX); every output made from it carries the attributio
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 from collections import OrderedDict
@@ -108,7 +109,7 @@ class S2CloudlessSource:
         self.template = template.replace("{year}", str(self.year))
         self.bands = RGB_BANDS
         self.workers, self.timeout = int(workers), float(timeout)
-        self.stats = TrafficCounter("requests", "bytes", "tiles_failed")
+        self.traffic = TrafficCounter("requests", "bytes", "tiles_failed")
         self._tiles: OrderedDict[tuple[int, int], np.ndarray | TileError] = OrderedDict()
         self._capacity = int(cache_tiles)
         self._lock = threading.Lock()
@@ -128,6 +129,10 @@ class S2CloudlessSource:
             "attribution": ATTRIBUTION.format(year=self.year),
             "licence": LICENCE,
         }
+
+    def stats(self) -> dict:
+        """Tile requests, bytes received and tiles that failed, so far."""
+        return self.traffic.snapshot()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -211,24 +216,24 @@ class S2CloudlessSource:
         import requests
 
         url = self.template.format(z=self.zoom, x=x, y=y)
-        self.stats.add("requests")
+        self.traffic.add("requests")
         try:
             response = self._session.get(url, timeout=self.timeout)
         except requests.exceptions.RetryError as exc:
-            self.stats.add("tiles_failed")
+            self.traffic.add("tiles_failed")
             return TileError(f"tile z{self.zoom}/{x}/{y}: the server kept failing ({_reason(exc)})")
         except requests.RequestException as exc:
-            self.stats.add("tiles_failed")
+            self.traffic.add("tiles_failed")
             return TileError(f"tile z{self.zoom}/{x}/{y}: {_reason(exc)}")
-        self.stats.add("bytes", len(response.content))
+        self.traffic.add("bytes", len(response.content))
         if response.status_code != 200:
-            self.stats.add("tiles_failed")
+            self.traffic.add("tiles_failed")
             what = "no such tile" if response.status_code == 404 else "server error"
             return TileError(f"tile z{self.zoom}/{x}/{y}: {what} (HTTP {response.status_code})")
         try:
             return _decode(response.content)
         except ValueError as exc:
-            self.stats.add("tiles_failed")
+            self.traffic.add("tiles_failed")
             return TileError(f"tile z{self.zoom}/{x}/{y}: {exc}")
 
 
@@ -246,20 +251,18 @@ def _tiles_of(span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
 
 
 def _decode(data: bytes) -> np.ndarray:
-    """A tile's bytes (JPEG or PNG) as [3, 256, 256] uint8, decoded by GDAL."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
+    """A tile's bytes (JPEG or PNG) as [3, 256, 256] uint8 (PIL: a tile carries no
+    georeference of its own, its place is its z/x/y)."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with rasterio.MemoryFile(data) as mem, mem.open() as ds:
-            bands = ds.read()
-    except RasterioIOError:
-        raise ValueError("not an image GDAL can decode") from None
-    if bands.shape[1:] != (TILE, TILE) or bands.dtype != np.uint8 or bands.shape[0] < 3:
-        raise ValueError(
-            f"a {bands.shape[0]}-band {bands.shape[2]} x {bands.shape[1]} tile, not 256 x 256 RGB"
-        )
-    return bands[:3]
+        with Image.open(io.BytesIO(data)) as img:
+            pixels = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError):
+        raise ValueError("not an image (JPEG or PNG) that can be decoded") from None
+    if pixels.shape[:2] != (TILE, TILE):
+        raise ValueError(f"a {pixels.shape[1]} x {pixels.shape[0]} tile, not 256 x 256")
+    return pixels.transpose(2, 0, 1)
 
 
 def _session(workers: int, retries: int, wait: float):
