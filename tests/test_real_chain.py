@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 from fake_hub import FakeHub, FakeWorldClim
-from fake_services import FakeServices, add_stac_scenes
+from fake_tiles import FakeTiles
 from hub_repos import (
     CONFIG_REPO,
     REPOS,
@@ -117,23 +117,40 @@ def test_env_prepare_downloads_resumes_and_scales_as_sinr(user_env, tmp_path):
 
 # -- the whole chain ----------------------------------------------------------------------------
 def test_taxabind_map_from_an_empty_cache_then_bit_identical_offline(user_env, repos, tmp_path):
-    stac_files = tmp_path / "stac"
-    stac_files.mkdir()
-    sdm = ["sdm", "--weights", "taxabind", "--query", CARDINAL, "--aoi", AOI, "--shape", "2x3"]
+    """The published layout end to end: status, photo, text and recording queries, a map
+    without imagery, tags naming every repository@commit, then the same map offline."""
+    import soundfile
+
+    recording = tmp_path / "song.wav"
+    t = np.arange(48_000 * 3) / 48_000
+    soundfile.write(recording, (0.3 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32), 48_000)
+    grid = ["--aoi", AOI, "--shape", "2x3"]
     with (
         FakeHub() as hub,
         FakeWorldClim(worldclim_archives(worldclim_bands())) as worldclim,
-        FakeServices(files=stac_files) as stac,
+        FakeTiles() as tiles,
     ):
-        add_stac_scenes(stac, stac_files)
         commits = {repo_id: hub.add_repo(repo_id, folder) for repo_id, folder in repos.items()}
         env = user_env | {"HF_ENDPOINT": hub.url, "PROM3E_GEO_WORLDCLIM_URL": worldclim.url}
         info = run(env, "weights", "info", "taxabind")
         assert info.returncode == 0, info.stderr
-        assert f"{REPOS['sat']}" in info.stdout and "not downloaded" in info.stdout
-        source = f"stac:{stac.url}/stac?retry_wait=0"
-        first = run(env, *sdm, "--source", source, "--out", tmp_path / "map.tif")
+        assert "MVRL/ecosat" in info.stdout and "not downloaded" in info.stdout
+        assert "imagery s2cloudless (size 256, resolution 4.0)" in info.stdout
+        source = f"s2cloudless?url={tiles.template()}"
+        sdm = ["sdm", "--weights", "taxabind", "--source", source, *grid]
+        first = run(env, *sdm, "--query", CARDINAL, "--out", tmp_path / "map.tif")
         assert first.returncode == 0, first.stderr
+        requests = sum(tiles.counts.values())
+        assert requests >= 6  # every cell's patch came from the tiles
+        text = run(env, *sdm, "--query", "Cardinalis cardinalis", "--out", tmp_path / "text.tif")
+        assert text.returncode == 0, text.stderr
+        sound = run(env, *sdm, "--query", recording, "--out", tmp_path / "song.tif")
+        assert sound.returncode == 0, sound.stderr
+        no_imagery = run(
+            env, *sdm, "--context", "loc,env", "--query", CARDINAL, "--out", tmp_path / "le.tif"
+        )
+        assert no_imagery.returncode == 0, no_imagery.stderr
+        assert sum(tiles.counts.values()) == requests  # loc+env asks for no imagery
         info = run(env, "weights", "info", "taxabind")
         assert commits[REPOS["model"]][:12] in info.stdout and "prepared" in info.stdout
     with rasterio.open(tmp_path / "map.tif") as ds:
@@ -142,14 +159,24 @@ def test_taxabind_map_from_an_empty_cache_then_bit_identical_offline(user_env, r
         repo_id = REPOS[part]
         assert tags[f"weights_{part}"] == f"{repo_id}@{commits[repo_id]}"
     assert tags["weights_config"] == f"{CONFIG_REPO}@{commits[CONFIG_REPO]}"
+    assert tags["imagery_licence"] == "CC BY-NC-SA 4.0" and "EOX" in tags["imagery_attribution"]
     assert np.isfinite(online).sum() == 6 and "demo_world" not in tags
+    for name, part in (("text.tif", "text"), ("song.tif", "audio")):
+        with rasterio.open(tmp_path / name) as ds:
+            assert (
+                ds.tags()[f"weights_{part}"]
+                == f"{REPOS['image' if part == 'text' else 'audio']}@{commits[REPOS['image' if part == 'text' else 'audio']]}"
+            )
+            assert np.isfinite(ds.read()).sum() == 6
+    with rasterio.open(tmp_path / "le.tif") as ds:
+        assert ds.tags()["context"] == "loc+env" and "weights_sat" not in ds.tags()
 
     # the stand-ins are gone; the same command, offline, from the caches
     offline = run(
         user_env | {"HF_HUB_OFFLINE": "1"},
         *sdm,
-        "--source",
-        source,
+        "--query",
+        CARDINAL,
         "--out",
         tmp_path / "again.tif",
     )
@@ -162,6 +189,32 @@ def test_taxabind_map_from_an_empty_cache_then_bit_identical_offline(user_env, r
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.safetensors"))
 
 
+def test_weights_info_is_a_status_even_offline_with_an_empty_cache(user_env):
+    r = run(user_env | {"HF_HUB_OFFLINE": "1"}, "weights", "info", "taxabind")
+    assert r.returncode == 0, r.stderr
+    assert "MVRL/ProM3E" in r.stdout and "MVRL/taxabind-config" in r.stdout
+    assert (
+        r.stdout.count("not downloaded") == 2 and "prom3e-geo weights download taxabind" in r.stdout
+    )
+    demo = run(user_env, "weights", "info", "demo")
+    assert demo.returncode == 0, demo.stderr
+    assert all(f"  {m} " in demo.stdout for m in ("model", "image", "sat", "loc", "env", "text"))
+
+
+def test_a_hub_that_keeps_failing_exits_1_naming_the_repository(user_env, repos, tmp_path):
+    with FakeHub() as hub:
+        hub.add_repo(REPOS["model"], repos[REPOS["model"]])
+        hub.api_500 = 1000
+        r = run(
+            user_env | {"HF_ENDPOINT": hub.url},
+            "sdm", "--model", REPOS["model"], "--query", CARDINAL, *["--aoi", AOI, "--shape", "2x3"],
+            "--out", tmp_path / "m.tif",
+        )  # fmt: skip
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "MVRL/ProM3E" in r.stderr and "HTTP 500" in r.stderr and "internal error" not in r.stderr
+    assert not (tmp_path / "m.tif").exists()
+
+
 def test_weights_download_fetches_every_part_then_works_offline(user_env, repos, tmp_path):
     with FakeHub() as hub, FakeWorldClim(worldclim_archives(worldclim_bands())) as worldclim:
         for repo_id, folder in repos.items():
@@ -169,7 +222,8 @@ def test_weights_download_fetches_every_part_then_works_offline(user_env, repos,
         env = user_env | {"HF_ENDPOINT": hub.url, "PROM3E_GEO_WORLDCLIM_URL": worldclim.url}
         r = run(env, "weights", "download", "taxabind")
         assert r.returncode == 0, r.stderr
-    assert all(repo_id in r.stdout for repo_id in [*REPOS.values(), "openai/clip-vit-base-patch16"])
+    assert all(repo_id in r.stdout for repo_id in REPOS.values())
+    assert "openai/clip-vit-base-patch16" not in r.stdout  # the release ships its tokenizer
     r = run(user_env | {"HF_HUB_OFFLINE": "1"}, "weights", "info", "taxabind")
     assert r.returncode == 0 and "not downloaded" not in r.stdout, r.stdout + r.stderr
 
@@ -187,7 +241,8 @@ def test_bad_weights_are_one_line_errors_and_write_nothing(user_env, repos, tmp_
             (online, ["sdm", "--weights", "nosuch"], "unknown model preset 'nosuch'"),
             (online, ["sdm", "--model", "MVRL/no-such-model"], "MVRL/no-such-model: no such repository"),
             (online, ["sdm", "--weights", typo], "unknown key 'encoder' (did you mean 'encoders'?)"),
-            (user_env | {"HF_HUB_OFFLINE": "1"}, ["sdm", "--weights", "taxabind"], "prom3e-geo weights download"),
+            (user_env | {"HF_HUB_OFFLINE": "1"}, ["sdm", "--weights", "taxabind"], "`prom3e-geo weights download taxabind`"),
+            (user_env | {"HF_HUB_OFFLINE": "1"}, ["sdm", "--model", "MVRL/ProM3E"], "run the same command on a machine with internet"),
             (user_env | {"HF_HUB_OFFLINE": "1"}, ["weights", "download", "taxabind"], "HF_HUB_OFFLINE is set"),
             (online, ["weights", "info", "nosuch"], "unknown weights preset 'nosuch'"),
         ]  # fmt: skip

@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-import rasterio
-from fake_tiles import FakeTiles, tile_pixels
+from fake_tiles import FakeTiles
 from PIL import Image
 from pyproj import Geod, Transformer
 from rasterio.transform import from_bounds
