@@ -525,7 +525,9 @@ def test_clap_audio_tower_from_a_hugging_face_folder(tmp_path):
 
 
 def test_registry_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 before import
     with pytest.raises(InputError, match="unknown modality"):
         build_encoder("smell", "x")
     with pytest.raises(InputError, match="do not exist"):
