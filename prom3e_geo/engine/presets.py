@@ -225,7 +225,7 @@ def recipe_parts(recipe: WeightsRecipe, device: str = "cpu") -> PipelineParts:
 
 def taxabind_preset(device: str = "cpu") -> PipelineParts:
     """The released ProM3E (MVRL/ProM3E) with the TaxaBind encoders that MVRL/taxabind-config
-    names, WorldClim 2.1 and Sentinel-2 from STAC.
+    names, WorldClim 2.1 and Sentinel-2 cloudless 2020 (the imagery its satellite tower saw).
 
     See the module docstring."""
     return recipe_parts(taxabind_recipe(), device)

@@ -172,30 +172,31 @@ class S2CloudlessSource:
         return x0, y0, x1, y1
 
     def _warp(self, box: np.ndarray, span: tuple[int, int, int, int], tiles: dict) -> np.ndarray:
-        """The tiles of `span` mosaicked and reprojected bilinearly onto the patch grid."""
-        from rasterio.transform import from_bounds, from_origin
-        from rasterio.warp import Resampling, reproject
-
+        """The tiles of `span` mosaicked and resampled bilinearly onto the patch's EPSG:4326
+        grid, sampling at pixel centres as GDAL's warper does. Lon/lat to Web Mercator is
+        separable (x from lon, y from lat), so each output row and column has its own pair of
+        source rows and columns and weights."""
         x0, y0, x1, y1 = span
-        mosaic = np.zeros((3, (y1 - y0 + 1) * TILE, (x1 - x0 + 1) * TILE), dtype=np.uint8)
+        mosaic = np.zeros(((y1 - y0 + 1) * TILE, (x1 - x0 + 1) * TILE, 3), dtype=np.uint8)
         for tx, ty in _tiles_of(span):
             r, c = (ty - y0) * TILE, (tx - x0) * TILE
-            mosaic[:, r : r + TILE, c : c + TILE] = tiles[(tx, ty)]
+            mosaic[r : r + TILE, c : c + TILE] = tiles[(tx, ty)].transpose(1, 2, 0)
+        west, south, east, north = box
+        centres = (np.arange(self.size) + 0.5) / self.size
+        x, _ = mercator(west + centres * (east - west), np.zeros(self.size))
+        _, y = mercator(np.zeros(self.size), north - centres * (north - south))
         pixel = 2 * ORIGIN / (TILE * 2**self.zoom)
-        src_transform = from_origin(
-            -ORIGIN + x0 * TILE * pixel, ORIGIN - y0 * TILE * pixel, pixel, pixel
+        c0, fx = _neighbours((x + ORIGIN) / pixel - x0 * TILE - 0.5, mosaic.shape[1])
+        r0, fy = _neighbours((ORIGIN - y) / pixel - y0 * TILE - 0.5, mosaic.shape[0])
+        top = (
+            mosaic[r0][:, c0] * (1 - fx)[None, :, None] + mosaic[r0][:, c0 + 1] * fx[None, :, None]
         )
-        out = np.zeros((3, self.size, self.size), dtype=np.uint8)
-        reproject(
-            mosaic,
-            out,
-            src_transform=src_transform,
-            src_crs="EPSG:3857",
-            dst_transform=from_bounds(*box, self.size, self.size),
-            dst_crs="EPSG:4326",
-            resampling=Resampling.bilinear,
+        low = (
+            mosaic[r0 + 1][:, c0] * (1 - fx)[None, :, None]
+            + mosaic[r0 + 1][:, c0 + 1] * fx[None, :, None]
         )
-        return out.transpose(1, 2, 0)
+        out = top * (1 - fy)[:, None, None] + low * fy[:, None, None]
+        return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 
     # -- tiles --------------------------------------------------------------------------------
     def _tile(self, key: tuple[int, int]) -> np.ndarray | TileError:
@@ -243,6 +244,14 @@ def _tile_xy(lon: float, lat: float, n: int) -> tuple[int, int]:
     phi = math.radians(lat)
     y = (1.0 - math.log(math.tan(phi) + 1.0 / math.cos(phi)) / math.pi) / 2.0 * n
     return min(max(int(x), 0), n - 1), min(max(int(y), 0), n - 1)
+
+
+def _neighbours(position: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """For fractional pixel positions (pixel centres at integers): the lower neighbour and the
+    weight of the upper one; the edge pixel is repeated beyond the ends."""
+    position = np.clip(position, 0, length - 1)
+    low = np.minimum(np.floor(position).astype(np.int64), length - 2)
+    return low, (position - low).astype(np.float32)
 
 
 def _tiles_of(span: tuple[int, int, int, int]) -> list[tuple[int, int]]:

@@ -73,7 +73,7 @@ def preset_info(name: str, settings: Settings | None = None) -> PresetInfo:
         if recipe is None or (isinstance(exc, WeightsError) and not offline()):
             raise
         config = recipe.origins["config"]
-        note = f"the encoders are named by {config}, not in the hub cache ({exc})"
+        note = f"the encoders are named by {config}'s config.json, which cannot be read now: {exc}"
     if recipe is None:
         return _own_parts(name)
     cached = cached_repos()
