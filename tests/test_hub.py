@@ -16,6 +16,7 @@ from hub_repos import (
     ECOGEO_CONFIG,
     LAION_PREPROCESSOR,
     REPOS,
+    TAXABIND_CONFIG,
     TOKENIZER_REPO,
     LocationEncoder,
     ResidualFCNet,
@@ -97,19 +98,28 @@ def test_released_layouts_load_and_compute_what_their_own_classes_compute(hub, r
 
     from transformers import CLIPVisionModelWithProjection
 
-    from prom3e_geo.encoders.clip import load_photo, patches_to_pixels, photo_tensor
+    from prom3e_geo.encoders.clip import (
+        load_photo,
+        patches_to_pixels,
+        photo_tensor,
+        taxabind_preprocessing,
+    )
+
+    taxabind = taxabind_preprocessing(224)
 
     sat = build_encoder("sat", REPOS["sat"])
     patches = np.random.default_rng(0).uniform(0, 0.3, (2, 64, 64, 3)).astype(np.float32)
     tower = CLIPVisionModelWithProjection.from_pretrained(repos[REPOS["sat"]]).eval()
     with torch.no_grad():
-        want = tower(pixel_values=patches_to_pixels(torch.from_numpy(patches), 224)).image_embeds
+        pixels = patches_to_pixels(torch.from_numpy(patches), 224, taxabind)
+        want = tower(pixel_values=pixels).image_embeds
     torch.testing.assert_close(sat.embed(patches), F.normalize(want, dim=-1), atol=1e-5, rtol=1e-4)
 
     clip = tiny_clip()  # the same seeded weights the open_clip release was written from
     image = build_encoder("image", f"hf-hub:{REPOS['image']}")
     with torch.no_grad():
-        want = clip.get_image_features(pixel_values=photo_tensor(load_photo(CARDINAL)).unsqueeze(0))
+        pixels = photo_tensor(load_photo(CARDINAL), prep=taxabind).unsqueeze(0)
+        want = clip.get_image_features(pixel_values=pixels)
     want = want if isinstance(want, torch.Tensor) else want.pooler_output
     torch.testing.assert_close(
         image.embed([CARDINAL]), F.normalize(want, dim=-1), atol=1e-5, rtol=1e-4
@@ -214,9 +224,7 @@ def test_a_configuration_without_a_tower_names_the_field_and_its_commit(hub, rep
     from prom3e_geo.engine.presets import taxabind_recipe
 
     (tmp_path / "config.json").write_text(
-        hub_json(
-            {k: v for k, v in __import__("hub_repos").TAXABIND_CONFIG.items() if k != "env_encoder"}
-        )
+        hub_json({k: v for k, v in TAXABIND_CONFIG.items() if k != "env_encoder"})
     )
     commit = hub.add_repo(CONFIG_REPO, tmp_path)
     with pytest.raises(WeightsError) as err:
@@ -231,7 +239,7 @@ def test_towers_get_taxabinds_preprocessing_from_the_preset_and_from_build_encod
     Resize((256, 256)) bilinear, CenterCrop(224), ToTensor, ImageNet Normalize."""
     from PIL import Image
 
-    from prom3e_geo.encoders.audio import AudioPreprocessing  # noqa: F401 - preset parity below
+    from prom3e_geo.encoders.clip import patches_to_pixels
     from prom3e_geo.engine.presets import taxabind_recipe
 
     def taxabind_transform(img: Image.Image) -> torch.Tensor:
@@ -253,9 +261,7 @@ def test_towers_get_taxabinds_preprocessing_from_the_preset_and_from_build_encod
         ),
     ):
         torch.testing.assert_close(image.preprocess([CARDINAL])[0], want, atol=1e-6, rtol=0)
-        pixels = __import__("prom3e_geo.encoders.clip", fromlist=["x"]).patches_to_pixels(
-            sat.preprocess(patches), 224, sat.preprocessing
-        )
+        pixels = patches_to_pixels(sat.preprocess(patches), 224, sat.preprocessing)
         torch.testing.assert_close(pixels, want_sat, atol=1e-6, rtol=0)
 
 

@@ -99,12 +99,12 @@ def load_photo(path: str | Path):
 
 
 def photo_tensor(image, size: int = IMAGE_SIZE, prep: Preprocessing | None = None) -> torch.Tensor:
-    """[3, crop, crop] by `prep` (default: TaxaBind's for a `size` px tower): the photo squashed to
+    """[3, crop, crop] by `prep` (default: the shorter side to `size`): the photo squashed to
     resize x resize (bilinear) or, with `resize` None, its shorter side resized to the crop
-    (bicubic); centre-cropped and normalised."""
+    (bicubic); centre-cropped and normalised. The towers pass TaxaBind's."""
     from PIL import Image
 
-    prep = prep or taxabind_preprocessing(size)
+    prep = prep or Preprocessing(crop=size)
     size = prep.crop
     if prep.resize:
         resized = image.resize((prep.resize, prep.resize), Image.BILINEAR)
@@ -147,11 +147,11 @@ def patches_to_pixels(
 ) -> torch.Tensor:
     """[B, H, W, 3] reflectance (float) or display RGB (uint8) -> normalised [B, 3, crop, crop]:
     resized to `prep.resize` (no resize given: to the crop), centre-cropped to `prep.crop`; `prep`
-    defaults to TaxaBind's for a `size` px tower.
+    defaults to a plain resize to `size` (the towers pass TaxaBind's).
 
     Runs on whatever device the batch is on, so on a GPU the resizing costs the CPU nothing.
     """
-    prep = prep or taxabind_preprocessing(size)
+    prep = prep or Preprocessing(crop=size)
     resize = prep.resize or prep.crop
     if batch.dtype == torch.uint8:
         rgb = batch.float() / 255.0
