@@ -167,7 +167,9 @@ def _parts(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
         )
     built = {m: e for m, e in parts.encoders.items() if m not in overrides}
     specs = {**parts.encoder_specs, **overrides}
-    encoders = EncoderSet(built, specs, device, parts.preprocessing, parts.hint)
+    # a preset's preprocessing belongs to its own towers, not to a tower the spec puts instead
+    preprocessing = {m: p for m, p in parts.preprocessing.items() if m not in overrides}
+    encoders = EncoderSet(built, specs, device, preprocessing, parts.hint)
     environment = parts.environment
     if spec.env_raster:
         from prom3e_geo.encoders.environment import EnvironmentSampler
