@@ -47,7 +47,7 @@ needs_gdalinfo = pytest.mark.skipif(
 )
 needs_qgis = pytest.mark.skipif(
     not _has_pyqgis(),
-    reason="QGIS not installed (apt-get install python3-qgis qgis-providers; see .ci/run)",
+    reason="QGIS not installed (apt-get install python3-qgis; see .ci/run)",
 )
 
 
