@@ -86,9 +86,14 @@ def run_folder(tmp_path_factory) -> Path:
         ["diversity", "--observations", ROOT / "examples" / "observations.csv", *RUN_GRID,
          "--out", "div.tif", "--zarr", "div.zarr"],
     ]  # fmt: skip
-    for step in steps:
-        r = cli(*step, cwd=folder)
-        assert r.returncode == 0, r.stderr
+    from prom3e_geo_cli.main import main
+
+    for step in steps:  # in one process: the model loads once
+        with pytest.MonkeyPatch.context() as mp, pytest.raises(SystemExit) as exc:
+            mp.chdir(folder)
+            mp.setattr(sys, "argv", ["prom3e-geo", *map(str, step)])
+            main()
+        assert not exc.value.code, step
     return folder
 
 
@@ -174,8 +179,10 @@ def test_project_opens_in_qgis_from_a_moved_copy(run_folder, tmp_path, suffix):
     try:
         run_folder.rename(run_folder.with_name("gone"))  # nothing may point at the original
         seen = qgis(
-            "--project", str(moved / project), "--raster", f'ZARR:"{moved}/div.zarr":/shannon'
-        )
+            "--project", str(moved / project),
+            "--raster", f'ZARR:"{moved}/div.zarr":/shannon',
+            "--raster", f'ZARR:"{moved}/cube.zarr":/sigma_l1',
+        )  # fmt: skip
     finally:
         run_folder.with_name("gone").rename(run_folder)
         (run_folder / project).unlink()
@@ -204,11 +211,12 @@ def test_project_opens_in_qgis_from_a_moved_copy(run_folder, tmp_path, suffix):
     assert aoi["renderer"] == {"type": "singleSymbol", "symbol": "SimpleFill", "fill_style": "no"}
     np.testing.assert_allclose(aoi["extent"], load_aoi("-100,33,-88,39").geometry.bounds)
     assert aoi["crs"] == "EPSG:4326" and aoi["rendered_colours"] > 1
-    (zarr,) = seen["rasters"]
-    assert zarr["valid"] and zarr["crs"] == "EPSG:5070"
-    with rasterio.open(moved / "div.tif") as src:
-        np.testing.assert_allclose(zarr["extent"], tuple(src.bounds))
-        assert zarr["size"] == [src.width, src.height]
+    assert len(seen["rasters"]) == 2
+    for zarr in seen["rasters"]:  # the layer store and the embedding store, opened alone
+        assert zarr["valid"] and zarr["crs"] == "EPSG:5070", zarr["uri"]
+        with rasterio.open(moved / "div.tif") as src:
+            np.testing.assert_allclose(zarr["extent"], tuple(src.bounds))
+            assert zarr["size"] == [src.width, src.height]
 
 
 # -- bad input: one line, exit 2, nothing written --------------------------------------------------
@@ -218,42 +226,47 @@ def test_project_opens_in_qgis_from_a_moved_copy(run_folder, tmp_path, suffix):
         (["run.txt", "div.tif"], "must end in .qgz or .qgs"),
         (["run.qgz", "missing.tif"], "layer missing.tif does not exist"),
         (["run.qgz", "div.qml"], "is not a raster GDAL can read"),
+        (["run.qgz", "div.zarr"], "is a folder: give GeoTIFFs"),
         (["run.qgz", "div.tif", "--aoi", "nowhere.gpkg"], "AOI file nowhere.gpkg does not exist"),
         (["run.qgz", "div.tif", "div.tif"], "have the same name 'div'"),
         (["run.qgz"], "Missing argument 'LAYERS...'"),
     ],
 )
-def test_bad_input_exits_2_in_one_line_before_writing(run_folder, args, message):
+def test_bad_input_exits_2_in_one_line_before_writing(run_folder, args, message, run_cli,
+                                                      monkeypatch):  # fmt: skip
+    monkeypatch.chdir(run_folder)
     before = sorted(p.name for p in run_folder.iterdir())
-    r = cli("qgis-project", *args, cwd=run_folder)
-    assert r.returncode == 2 and message in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("qgis-project", *args)
+    assert r.code == 2 and message in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
     assert sorted(p.name for p in run_folder.iterdir()) == before
 
 
-def test_existing_project_is_kept_without_overwrite(run_folder, tmp_path):
+def test_existing_project_is_kept_without_overwrite(run_folder, tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(run_folder)
     out = tmp_path / "run.qgz"
     out.write_text("mine")
-    r = cli("qgis-project", out, "div.tif", cwd=run_folder)
-    assert r.returncode == 2 and "already exists" in r.stderr
+    r = run_cli("qgis-project", out, "div.tif")
+    assert r.code == 2 and "already exists" in r.err
     assert out.read_text() == "mine" and not (tmp_path / "run_aoi.geojson").exists()
-    assert cli("qgis-project", out, "div.tif", "--overwrite", cwd=run_folder).returncode == 0
+    assert run_cli("qgis-project", out, "div.tif", "--overwrite").code == 0
     assert zipfile.is_zipfile(out)
 
 
-def test_aoi_read_from_a_file_must_be_given_again(run_folder, tmp_path):
+def test_aoi_read_from_a_file_must_be_given_again(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     aoi = tmp_path / "kansas.geojson"
     aoi.write_text(
         json.dumps({"type": "Feature", "properties": {},
                     "geometry": {"type": "Polygon", "coordinates": [
                         [[-100, 38], [-98, 38], [-98, 39], [-100, 39], [-100, 38]]]}})
     )  # fmt: skip
-    r = cli("diversity", "--observations", ROOT / "examples" / "observations.csv", "--aoi", aoi,
-            "--shape", "10x20", "--out", "k.tif", cwd=tmp_path)  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    r = cli("qgis-project", "k.qgz", "k.tif", cwd=tmp_path)
-    assert r.returncode == 2 and "pass it with --aoi FILE" in r.stderr
+    r = run_cli("diversity", "--observations", ROOT / "examples" / "observations.csv", "--aoi",
+                aoi, "--shape", "10x20", "--out", "k.tif")  # fmt: skip
+    assert r.code == 0, r.err
+    r = run_cli("qgis-project", "k.qgz", "k.tif")
+    assert r.code == 2 and "pass it with --aoi FILE" in r.err
     assert not (tmp_path / "k.qgz").exists()
-    assert cli("qgis-project", "k.qgz", "k.tif", "--aoi", aoi, cwd=tmp_path).returncode == 0
+    assert run_cli("qgis-project", "k.qgz", "k.tif", "--aoi", aoi).code == 0
     outline = json.loads((tmp_path / "k_aoi.geojson").read_text())["features"][0]
     assert outline["properties"]["aoi"] == "kansas"

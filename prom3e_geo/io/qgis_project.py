@@ -63,6 +63,11 @@ def read_raster_layer(path: str | Path, name: str | None = None) -> RasterLayer:
     """A GeoTIFF's CRS, extent, band names, provenance tags and sidecar style; refuses a file
     that is missing, unreadable or not georeferenced, and a sidecar QGIS could not read."""
     path = Path(path)
+    if path.is_dir():  # a Zarr store, most likely
+        raise InputError(
+            f"layer {path} is a folder: give GeoTIFFs (QGIS 3.22 resolves no relative path inside "
+            "a ZARR: source, so a Zarr layer would not survive moving the folder)"
+        )
     if not path.is_file():
         raise InputError(f"layer {path} does not exist")
     try:
