@@ -1,10 +1,10 @@
 """Zarr writer for layers: an xarray Dataset with CF georeferencing that GDAL and xarray read.
 
-Variables are (y, x) float32 on the grid, with `y`/`x` cell-centre coordinates and the CF
-`spatial_ref` grid mapping written by rioxarray, and GDAL's own `_CRS` attribute on each variable
-(which GDAL reads since 3.4, the CF grid mapping only in later versions). The default is Zarr v2 with consolidated
-metadata, which both GDAL (hence QGIS) and xarray open with the CRS; v3 on request for
-xarray-only workflows. Read it back with `xr.open_zarr(path, decode_coords="all")`.
+Variables are (y, x) float32 on the grid, with `y`/`x` cell-centre coordinates, the CF
+`spatial_ref` grid mapping written by rioxarray, and GDAL's own `_CRS` attribute on each
+variable (read by every GDAL with a Zarr driver; the CF grid mapping only by recent ones). The
+default is Zarr v2 with consolidated metadata, which both GDAL (hence QGIS) and xarray open with
+the CRS; v3 on request for xarray-only workflows. Read it back with `xr.open_zarr(path, decode_coords="all")`.
 """
 
 from __future__ import annotations

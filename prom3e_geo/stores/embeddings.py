@@ -14,7 +14,8 @@ Layout (Zarr v2, consolidated, readable by `xr.open_zarr(path, decode_coords="al
 | `chunk_done`   | (cy, cx)       | uint8   | completion marker of each grid chunk                 |
 
 plus `y`/`x` cell-centre coordinates, the AOI mask `aoi` and the CF `spatial_ref` grid mapping
-(every array on the grid also carries GDAL's `_CRS`; see `stores.grid_store` for chunking, markers and the manifest).
+(every array on the grid also carries GDAL's `_CRS`; see `stores.grid_store` for chunking,
+markers and the manifest).
 """
 
 from __future__ import annotations
