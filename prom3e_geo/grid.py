@@ -392,6 +392,18 @@ def build_grid(
     return grid
 
 
+def gdal_crs_attribute(crs: CRS) -> dict:
+    """GDAL's own CRS attribute of a Zarr array (`_CRS`): the CRS as WKT2:2019 and PROJJSON.
+
+    GDAL's Zarr driver (every version since 3.4) reads a `_CRS` dictionary on each array, with
+    `url`, `wkt` and/or `projjson` members ("SRS encoding", https://gdal.org/drivers/raster/zarr.html);
+    older GDALs, such as Debian 12's 3.6 under its QGIS 3.22, ignore the CF `grid_mapping`, so
+    arrays carry both.
+    """
+    proj = pyproj.CRS.from_wkt(crs.to_wkt())
+    return {"wkt": proj.to_wkt("WKT2_2019"), "projjson": proj.to_json_dict()}
+
+
 def grid_coords(grid: Grid) -> dict:
     """Cell-centre `y`/`x` coordinates with CF attributes for the grid's CRS (xarray)."""
     import xarray as xr

@@ -1,9 +1,10 @@
 """Zarr writer for layers: an xarray Dataset with CF georeferencing that GDAL and xarray read.
 
-Variables are (y, x) float32 on the grid, with `y`/`x` cell-centre coordinates and the CF
-`spatial_ref` grid mapping written by rioxarray. The default is Zarr v2 with consolidated
-metadata, which both GDAL (hence QGIS) and xarray open with the CRS; v3 on request for
-xarray-only workflows. Read it back with `xr.open_zarr(path, decode_coords="all")`.
+Variables are (y, x) float32 on the grid, with `y`/`x` cell-centre coordinates, the CF
+`spatial_ref` grid mapping written by rioxarray, and GDAL's own `_CRS` attribute on each
+variable (read by every GDAL with a Zarr driver; the CF grid mapping only by recent ones). The
+default is Zarr v2 with consolidated metadata, which both GDAL (hence QGIS) and xarray open with
+the CRS; v3 on request for xarray-only workflows. Read it back with `xr.open_zarr(path, decode_coords="all")`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from prom3e_geo.grid import Grid, grid_coords
+from prom3e_geo.grid import Grid, gdal_crs_attribute, grid_coords
 from prom3e_geo.io.outputs import atomic_output
 
 
@@ -25,13 +26,14 @@ def layer_dataset(
     attrs: Mapping[str, str] | None = None,
     var_attrs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> xr.Dataset:
-    """Layers as a georeferenced Dataset; cells outside the AOI are NaN."""
+    """Layers as a georeferenced Dataset; cells outside the AOI are NaN. Each variable carries
+    GDAL's `_CRS` beside the CF grid mapping (`grid.gdal_crs_attribute`)."""
     data_vars = {}
+    crs_attr = gdal_crs_attribute(grid.crs)
     for name, array in bands.items():
         values = np.where(grid.mask, array, np.nan).astype(np.float32)
-        data_vars[name] = xr.DataArray(
-            values, dims=("y", "x"), attrs=dict((var_attrs or {}).get(name, {}))
-        )
+        own = {**(var_attrs or {}).get(name, {}), "_CRS": crs_attr}
+        data_vars[name] = xr.DataArray(values, dims=("y", "x"), attrs=own)
     ds = xr.Dataset(data_vars, coords=grid_coords(grid), attrs=dict(attrs or {}))
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
     return ds.rio.write_coordinate_system()

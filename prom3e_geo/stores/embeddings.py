@@ -14,7 +14,8 @@ Layout (Zarr v2, consolidated, readable by `xr.open_zarr(path, decode_coords="al
 | `chunk_done`   | (cy, cx)       | uint8   | completion marker of each grid chunk                 |
 
 plus `y`/`x` cell-centre coordinates, the AOI mask `aoi` and the CF `spatial_ref` grid mapping
-(see `stores.grid_store` for chunking, markers and the manifest).
+(every array on the grid also carries GDAL's `_CRS`; see `stores.grid_store` for chunking,
+markers and the manifest).
 """
 
 from __future__ import annotations
@@ -60,14 +61,13 @@ class EmbeddingStore(GridStore):
     ) -> None:
         h, w = grid.shape
         ch, cw = grid.chunk_shape
-        spatial = {"grid_mapping": "spatial_ref"}
 
         def cube(name: str, depth: int, dim: str, long_name: str) -> None:
             array(name, (h, w, depth), (ch, cw, depth), "float16", np.nan, ("y", "x", dim),
-                  long_name=long_name, **spatial)  # fmt: skip
+                  long_name=long_name)  # fmt: skip
 
         def plane(name: str, dtype: str, fill, long_name: str) -> None:
-            array(name, (h, w), (ch, cw), dtype, fill, ("y", "x"), long_name=long_name, **spatial)
+            array(name, (h, w), (ch, cw), dtype, fill, ("y", "x"), long_name=long_name)
 
         cube("mu", latent, "latent", "ProM3E [mu] token (L2-normalised)")
         plane("sigma_l1", "float32", np.nan, "||sigma||_1 = sum exp(logvar / 2)")

@@ -19,7 +19,7 @@ import xarray as xr
 import zarr
 
 from prom3e_geo.errors import InputError, StoreMismatchError
-from prom3e_geo.grid import Chunk, Grid, grid_coords
+from prom3e_geo.grid import Chunk, Grid, gdal_crs_attribute, grid_coords
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 
 MANIFEST_KEY = "prom3e_geo_manifest"
@@ -141,7 +141,8 @@ def read_manifest(path: str | Path) -> dict:
 
 def _create(path: Path, grid: Grid, manifest: dict, declare) -> None:
     """Coordinates, CRS, the AOI mask, completion markers and the manifest; `declare` adds the
-    store's own arrays."""
+    store's own arrays. Arrays on the grid (dims starting `y`, `x`) get the CF `grid_mapping` and
+    GDAL's `_CRS` (`grid.gdal_crs_attribute`)."""
     coords = (
         xr.Dataset(coords=grid_coords(grid))
         .rio.write_crs(grid.crs)
@@ -152,11 +153,14 @@ def _create(path: Path, grid: Grid, manifest: dict, declare) -> None:
     ch, cw = grid.chunk_shape
     h, w = grid.shape
 
+    spatial = {"grid_mapping": "spatial_ref", "_CRS": gdal_crs_attribute(grid.crs)}
+
     def array(name, shape, chunks, dtype, fill, dims, **attrs):
         # integer markers get no fill value: xarray would otherwise decode their 0s as NaN
         fill = None if dtype == "uint8" else fill
         arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill)
-        arr.attrs.update({"_ARRAY_DIMENSIONS": list(dims), **attrs})
+        georef = spatial if tuple(dims[:2]) == ("y", "x") else {}  # CF and GDAL's own CRS
+        arr.attrs.update({"_ARRAY_DIMENSIONS": list(dims), **attrs, **georef})
         return arr
 
     declare(array)
@@ -177,7 +181,6 @@ def _create(path: Path, grid: Grid, manifest: dict, declare) -> None:
         0,
         ("y", "x"),
         long_name="1 inside the AOI",
-        grid_mapping="spatial_ref",
     )
     aoi[:] = grid.mask.astype(np.uint8)
     group.attrs[MANIFEST_KEY] = json.dumps(manifest)

@@ -35,7 +35,6 @@ class PatchCache(GridStore):
             np.nan,
             ("y", "x", "py", "px", "band"),
             long_name=f"surface reflectance ({', '.join(bands)})",
-            grid_mapping="spatial_ref",
         )
         array(
             "status",
@@ -45,7 +44,6 @@ class PatchCache(GridStore):
             0,
             ("y", "x"),
             long_name="0 outside the AOI, 1 fetched, 2 invalid",
-            grid_mapping="spatial_ref",
         )
 
     def chunks_with_failures(self) -> list:

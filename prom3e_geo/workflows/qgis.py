@@ -1,0 +1,81 @@
+"""`qgis-project`: one QGIS project holding the layers of a run, styled, with their provenance.
+
+A run's maps come from several commands (`sdm`, `uncertainty`, `diversity`, `ica`), each
+writing its own GeoTIFF and style sidecar, so the project is made afterwards from the files,
+not by one of the commands (see the README's QGIS section).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.grid import Aoi, load_aoi
+from prom3e_geo.io.outputs import check_distinct, check_output, committed_together
+from prom3e_geo.io.qgis_project import (
+    SUFFIXES,
+    RasterLayer,
+    aoi_path,
+    read_raster_layer,
+    write_qgis_project,
+)
+
+_AOI_TAG = re.compile(r"\baoi=(\S+)")
+
+
+def qgis_project(
+    out: str | Path,
+    layer_paths: Sequence[str | Path],
+    aoi: str | None = None,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> tuple[list[RasterLayer], list[Path]]:
+    """Write the QGIS project `out` (.qgz or .qgs) of the GeoTIFFs `layer_paths` and the AOI
+    outline beside it (`NAME_aoi.geojson`). The AOI is `aoi` (as `--aoi`: conus, a vector file
+    or a bbox) or else the one recorded in the layers' provenance. Every input is checked before
+    anything is written. Returns the layers and the paths written."""
+    out = Path(out)
+    if out.suffix.lower() not in SUFFIXES:
+        raise InputError(f"QGIS project {out} must end in .qgz or .qgs")
+    if not layer_paths:
+        raise InputError("give at least one layer (a GeoTIFF written by prom3e-geo)")
+    outputs = [out, aoi_path(out)]
+    for path in outputs:
+        check_output(path, overwrite)
+    check_distinct(outputs, [Path(p) for p in layer_paths])
+    layers = [read_raster_layer(p) for p in layer_paths]
+    _check_names(layers)
+    area = load_aoi(aoi) if aoi is not None else _recorded_aoi(layers)
+    with committed_together():
+        written = write_qgis_project(out, layers, area, title or out.stem, overwrite)
+    return layers, written
+
+
+def _check_names(layers: Sequence[RasterLayer]) -> None:
+    seen: dict[str, Path] = {}
+    for layer in layers:
+        if layer.name in seen:
+            raise InputError(
+                f"layers {seen[layer.name]} and {layer.path} have the same name {layer.name!r}; "
+                "rename one"
+            )
+        seen[layer.name] = layer.path
+
+
+def _recorded_aoi(layers: Sequence[RasterLayer]) -> Aoi:
+    """The AOI named in the layers' `grid` tags: `conus` or a bbox can be rebuilt; an AOI read
+    from a file is recorded by its name only, so that file must be given again."""
+    names = {m.group(1) for layer in layers if (m := _AOI_TAG.search(layer.tags.get("grid", "")))}
+    if not names:
+        raise InputError("no layer records its AOI (not made by prom3e-geo?); pass --aoi")
+    if len(names) > 1:
+        raise InputError(f"the layers were made over different AOIs ({', '.join(sorted(names))}); "
+                         "pass --aoi")  # fmt: skip
+    (name,) = names
+    if name == "conus":
+        return load_aoi("conus")
+    if name.startswith("bbox(") and name.endswith(")"):
+        return load_aoi(name[5:-1])
+    raise InputError(f"the layers were made over the AOI file {name!r}; pass it with --aoi FILE")
