@@ -28,6 +28,9 @@ from prom3e_geo.encoders.clip import (
     load_photo,
     open_clip_to_hf,
     patches_tensor,
+    patches_to_pixels,
+    stack_patches,
+    taxabind_preprocessing,
 )
 from prom3e_geo.encoders.environment import EnvironmentEncoder, EnvironmentNet, EnvironmentSampler
 from prom3e_geo.encoders.location import LocationEncoder, LocationNet, geoclip_weights_path
@@ -258,7 +261,8 @@ def test_satellite_tower_from_a_hugging_face_folder(sat_folder):
     assert got.shape == (3, 16)
     reference = CLIPVisionModelWithProjection.from_pretrained(sat_folder).eval()
     with torch.no_grad():
-        expected = reference(pixel_values=patches_tensor(reflectance, 32)).image_embeds
+        pixels = patches_to_pixels(stack_patches(reflectance), 32, taxabind_preprocessing(32))
+        expected = reference(pixel_values=pixels).image_embeds  # TaxaBind's resize and crop
     torch.testing.assert_close(got, F.normalize(expected, dim=-1), atol=1e-5, rtol=1e-5)
 
 
@@ -425,10 +429,10 @@ def test_image_and_text_encoders_from_an_open_clip_release(tiny_clip, open_clip_
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(
         photo
     )
-    from prom3e_geo.encoders.clip import photo_tensor
+    from prom3e_geo.encoders.clip import photo_tensor, taxabind_preprocessing
 
     with torch.no_grad():
-        pixels = photo_tensor(load_photo(photo), 32).unsqueeze(0)
+        pixels = photo_tensor(load_photo(photo), prep=taxabind_preprocessing(32)).unsqueeze(0)
         expected_image = _tensor(tiny_clip.get_image_features(pixel_values=pixels))
     torch.testing.assert_close(
         image_enc.embed([photo]), F.normalize(expected_image, dim=-1), atol=1e-5, rtol=1e-4
