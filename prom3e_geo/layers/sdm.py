@@ -41,6 +41,7 @@ class Query:
     source: str  # path or name, for provenance
     embedding: torch.Tensor  # [512], L2-normalised
     modality: str  # image, text or audio
+    sha256: str | None = None  # of the query file (provenance); None for a species name
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -53,19 +54,10 @@ def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
     out = []
     for q in queries:
         path = Path(q)
-        if path.exists() and path.suffix.lower() in AUDIO_SUFFIXES:
-            if "audio" not in encoders:
-                raise InputError("this pipeline has no audio encoder for recording queries")
-            emb = encoders["audio"].embed([path])[0]
-            out.append(Query(path.stem, str(path), emb, "audio"))
-        elif path.exists():
-            if "image" not in encoders:
-                raise InputError("this pipeline has no image encoder for photo queries")
-            emb = encoders["image"].embed([path])[0]
-            out.append(Query(path.stem, str(path), emb, "image"))
+        if path.exists():
+            out.append(file_query(path, encoders))
         elif "text" in encoders and not any(sep in q for sep in ("/", "\\")) and not path.suffix:
-            emb = encoders["text"].embed([q])[0]
-            out.append(Query(q.replace(" ", "_"), q, emb, "text"))
+            out.append(text_query(q, encoders))
         else:
             raise InputError(
                 f"query {q} does not exist (give a photo file{', or a species name' if 'text' in encoders else ''})"
@@ -74,6 +66,25 @@ def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
     if len(set(names)) != len(names):
         raise InputError(f"queries must have distinct names, got {names}")
     return out
+
+
+def file_query(path: Path, encoders: dict, source: str | None = None) -> Query:
+    """A photo, or a recording (by its suffix), through its tower; `source` names it in the
+    provenance (default: the path as given)."""
+    modality = "audio" if path.suffix.lower() in AUDIO_SUFFIXES else "image"
+    if modality not in encoders:
+        kind = "recording" if modality == "audio" else "photo"
+        raise InputError(f"this pipeline has no {modality} encoder for {kind} queries")
+    emb = encoders[modality].embed([path])[0]
+    return Query(path.stem, source or str(path), emb, modality, file_sha256(path))
+
+
+def text_query(name: str, encoders: dict) -> Query:
+    """A species name through the text tower (never looked up as a file)."""
+    if "text" not in encoders:
+        raise InputError("this pipeline has no text encoder for species-name queries")
+    emb = encoders["text"].embed([name])[0]
+    return Query(name.replace(" ", "_"), name, emb, "text")
 
 
 def similarity(
@@ -194,8 +205,8 @@ def sdm_layers(
             docs[name] = f"1 where the similarity to {q.source} is >= {threshold}"
     params["queries"] = ", ".join(q.source for q in queries)
     for q in queries:
-        if Path(q.source).is_file():
-            params[f"query_{q.name}_sha256"] = file_sha256(q.source)
+        if q.sha256 is not None:
+            params[f"query_{q.name}_sha256"] = q.sha256
     units = {
         q.name: "cosine similarity" + (" (rescaled 0-1)" if rescale_01 else "") for q in queries
     }
