@@ -9,8 +9,23 @@ from prom3e_geo_cli.maps import embeddings_option
 from prom3e_geo_cli.options import PROG, grid_options, map_inputs, pipeline_options
 from prom3e_geo_cli.progress import CellProgress
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 BASEMAPS = {"osm": "https://tile.openstreetmap.org/{z}/{x}/{y}.png"}
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when `host` is reachable from other machines (not a loopback address)."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"{PROG}: warning: listening on {host}: anyone who can reach this machine can use the "
+        "explorer and upload files to it"
+    )
 
 
 def basemap_url(value: str | None) -> str | None:
@@ -72,12 +87,8 @@ def serve_command(embeddings, layers, mode, host, port, basemap, max_upload_mb, 
     except OSError as exc:
         explorer.close()
         raise RunFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    if host not in LOOPBACK:
-        click.echo(
-            f"{PROG}: warning: listening on {host}: anyone who can reach this machine can use the "
-            "explorer and upload files to it",
-            err=True,
-        )
+    if warning := exposure_warning(host):
+        click.echo(warning, err=True)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     click.echo(f"serving {session.store.path} on http://{shown}:{bound_port}/ (Ctrl-C stops)")

@@ -147,6 +147,8 @@ class Explorer:
         path.write_bytes(upload.data)
         try:
             query = file_query(path, self.session.encoders, source=upload.filename)
+        except InputError as exc:  # the tower's reason, without the explorer's folder
+            raise InputError(str(exc).replace(str(path), upload.filename)) from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return self._add_query(query, mode)

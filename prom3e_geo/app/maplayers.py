@@ -146,7 +146,7 @@ def _transformer(src: CRS, dst: CRS) -> pyproj.Transformer:
 
 def _mercator_bounds(crs: CRS, transform: Affine, shape: tuple[int, int]) -> tuple:
     """(west, south, east, north) of the layer in Web Mercator metres (latitudes clipped)."""
-    (west, south), (east, north) = lonlat_bounds(crs, transform, shape)
+    (south, west), (north, east) = lonlat_bounds(crs, transform, shape)
     to_merc = _transformer(CRS.from_epsg(4326), WEB_MERCATOR)
     x0, y0 = to_merc.transform(west, south)
     x1, y1 = to_merc.transform(east, north)
