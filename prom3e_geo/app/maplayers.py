@@ -85,14 +85,14 @@ class MapLayer:
         lon/lat) and corners in lon/lat; None outside the layer."""
         to_crs = _transformer(CRS.from_epsg(4326), self.crs)
         x, y = to_crs.transform(lon, lat)
-        col, row = (np.floor(v) for v in ~self.transform * (x, y))
+        col, row = (np.floor(v) for v in ~self.transform @ (x, y))
         h, w = self.shape
         if not (np.isfinite(col) and np.isfinite(row) and 0 <= row < h and 0 <= col < w):
             return None
         row, col = int(row), int(col)
-        cx, cy = self.transform * (col + 0.5, row + 0.5)
+        cx, cy = self.transform @ (col + 0.5, row + 0.5)
         to_lonlat = _transformer(self.crs, CRS.from_epsg(4326))
-        corners = [self.transform * (col + dc, row + dr) for dc, dr in
+        corners = [self.transform @ (col + dc, row + dr) for dc, dr in
                    ((0, 0), (1, 0), (1, 1), (0, 1))]  # fmt: skip
         value = float(self.values[row, col])
         clon, clat = to_lonlat.transform(cx, cy)
