@@ -80,7 +80,7 @@ def serve_command(embeddings, layers, mode, host, port, basemap, max_upload_mb, 
     options = ExplorerOptions(mode, basemap_url(basemap), int(max_upload_mb * 2**20))
     inputs = map_inputs(o, embeddings)
     with CellProgress() as progress:
-        session = MapSession.open(inputs, progress=progress)
+        session = MapSession.open(inputs, progress=progress, keep_vectors=True)
     explorer = Explorer(session, layers, options)
     try:
         sock = bind(host, port)

@@ -87,6 +87,8 @@ class Explorer:
         self._folder = tempfile.TemporaryDirectory(prefix="prom3e-geo-serve-")
         self.workdir = Path(self._folder.name)
         self._add_uncertainty()
+        if session.keep_vectors:
+            session.cell_vectors("recon_image")  # read before the first photo arrives
         for path in files:
             self._add_file(Path(path))
 

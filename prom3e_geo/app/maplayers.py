@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from prom3e_geo.io.qml import stretch
 
 WEB_MERCATOR = CRS.from_epsg(3857)
 MAX_LAT = 85.0  # Web Mercator's edge; a grid reaching past it is clipped there
-IMAGE_MAX_PX = 2048  # longest side of a web image (cells are drawn at several pixels each)
+IMAGE_MAX_PX = 1024  # longest side of a web image (cells at 2 pixels or more each)
 COLOUR_STOPS = 11  # colour bar samples
 
 
@@ -54,6 +55,7 @@ class MapLayer:
     def shape(self) -> tuple[int, int]:
         return self.values.shape  # type: ignore[return-value]
 
+    @cached_property
     def range(self) -> tuple[float, float]:
         """The colour stretch: 2nd to 98th percentile of the finite values."""
         return stretch(self.values)
@@ -62,7 +64,7 @@ class MapLayer:
         """What the page needs to list, draw and explain the layer."""
         import matplotlib
 
-        lo, hi = self.range()
+        lo, hi = self.range
         colormap = matplotlib.colormaps[self.cmap]
         colours = [matplotlib.colors.to_hex(colormap(i / (COLOUR_STOPS - 1))) for i in
                    range(COLOUR_STOPS)]  # fmt: skip
@@ -131,7 +133,7 @@ class MapLayer:
             dst_nodata=np.nan,
             resampling=Resampling.nearest,
         )
-        lo, hi = self.range()
+        lo, hi = self.range
         scaled = np.clip((warped - lo) / (hi - lo), 0, 1)
         rgba = matplotlib.colormaps[self.cmap](np.nan_to_num(scaled), bytes=True)
         rgba[..., 3] = np.where(np.isfinite(warped), 255, 0)

@@ -18,8 +18,9 @@ Cells are processed in blocks of rows, so memory stays bounded. `sdm_layers` put
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,23 @@ def text_query(name: str, encoders: dict) -> Query:
     return Query(name.replace(" ", "_"), name, emb, "text")
 
 
+CellBlocks = Callable[[str], Iterable[tuple[slice, torch.Tensor, np.ndarray]]]
+
+
+def cell_blocks(
+    store: xr.Dataset, variable: str
+) -> Iterator[tuple[slice, torch.Tensor, np.ndarray]]:
+    """The store's per-cell vectors of `variable` in blocks of rows: (rows, L2-normalised float32
+    [rows, W, D], valid mask [rows, W]). Read block by block, so memory stays bounded; a caller
+    that maps many queries may keep the blocks (`MapSession` in the explorer)."""
+    h = store.sizes["y"]
+    for r0 in range(0, h, ROW_BLOCK):
+        rows = slice(r0, min(r0 + ROW_BLOCK, h))
+        block = torch.from_numpy(np.asarray(store[variable][rows].values, dtype=np.float32))
+        ok = np.asarray(store["valid"][rows].values, dtype=bool)
+        yield rows, F.normalize(torch.nan_to_num(block), dim=-1), ok
+
+
 def similarity(
     store: xr.Dataset,
     queries: list[Query],
@@ -94,8 +112,10 @@ def similarity(
     delta: float = 0.5,
     target: str = "loc",
     model: ProM3E | None = None,
+    blocks: CellBlocks | None = None,
 ) -> np.ndarray:
-    """[Q, H, W] float32 scores (NaN where the cell is outside the AOI or invalid)."""
+    """[Q, H, W] float32 scores (NaN where the cell is outside the AOI or invalid). `blocks`
+    gives the store's vectors of a variable (default: `cell_blocks`, read from the store)."""
     q = torch.stack([x.embedding for x in queries]).float()
     if mode == "recon":
         directions = [q]
@@ -117,16 +137,11 @@ def similarity(
         raise InputError(f"unknown mode {mode!r} (recon or hybrid)")
     h, w = store.sizes["y"], store.sizes["x"]
     out = np.full((len(queries), h, w), np.nan, dtype=np.float32)
-    valid = store["valid"]
-    for r0 in range(0, h, ROW_BLOCK):
-        rows = slice(r0, min(r0 + ROW_BLOCK, h))
-        block = torch.from_numpy(np.asarray(store[variable][rows].values, dtype=np.float32))
-        block = F.normalize(torch.nan_to_num(block), dim=-1)
+    for rows, block, ok in (blocks or partial(cell_blocks, store))(variable):
         score = sum(
             wt * torch.einsum("yxd,qd->qyx", block, d)
             for wt, d in zip(weights, directions, strict=True)
         )
-        ok = np.asarray(valid[rows].values, dtype=bool)
         out[:, rows] = np.where(ok, score.numpy(), np.nan)
     return out
 
@@ -177,10 +192,12 @@ def sdm_layers(
     target: str = "loc",
     rescale_01: bool = False,
     threshold: float | None = None,
+    blocks: CellBlocks | None = None,
 ) -> LayerSet:
-    """Similarity bands (one per query) and, with a threshold, presence bands."""
+    """Similarity bands (one per query) and, with a threshold, presence bands (`blocks`: see
+    `similarity`)."""
     check_sdm_options(delta, threshold)
-    scores = similarity(store, queries, mode, delta, target, model)
+    scores = similarity(store, queries, mode, delta, target, model, blocks)
     params: dict[str, object] = {"layer": "sdm", "mode": mode}
     if mode == "hybrid":
         params |= {"delta": delta, "hybrid_target": target}

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import xarray as xr
@@ -28,7 +29,13 @@ from prom3e_geo.io.layers import write_layer_set
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.ica import ica_layers, is_register_token
-from prom3e_geo.layers.sdm import Query, check_sdm_options, encode_queries, sdm_layers
+from prom3e_geo.layers.sdm import (
+    Query,
+    cell_blocks,
+    check_sdm_options,
+    encode_queries,
+    sdm_layers,
+)
 from prom3e_geo.layers.uncertainty import uncertainty_layers
 from prom3e_geo.settings import Settings
 from prom3e_geo.stores.embeddings import open_store
@@ -184,10 +191,15 @@ UNCERTAINTY_TITLE = "uncertainty ||sigma||_1"
 class MapSession:
     """An embedding store opened with the pipeline that made it, kept for many maps: each new
     query then costs one pass of its tower and a dot product per cell (the browser explorer
-    keeps one for its whole life; the `sdm` command makes one for its queries)."""
+    keeps one for its whole life; the `sdm` command makes one for its queries). With
+    `keep_vectors`, the normalised per-cell vectors a mode reads are kept in memory after the
+    first map (float32, 2 KiB per cell and variable): later maps skip reading the store."""
 
     store: StoreView
     pipeline: Pipeline
+    keep_vectors: bool = False
+    _kept: dict = field(default_factory=dict, repr=False)
+    _keeping: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(
@@ -195,9 +207,18 @@ class MapSession:
         inputs: MapInputs,
         settings: Settings | None = None,
         progress: Progress | None = None,
+        keep_vectors: bool = False,
     ) -> MapSession:
         store = open_embeddings(inputs, settings, progress)
-        return cls(store, store_pipeline(store, inputs))
+        return cls(store, store_pipeline(store, inputs), keep_vectors)
+
+    def cell_vectors(self, variable: str) -> list:
+        """The store's normalised vectors of `variable` by blocks of rows (`cell_blocks`),
+        read once and kept."""
+        with self._keeping:
+            if variable not in self._kept:
+                self._kept[variable] = list(cell_blocks(self.store.ds, variable))
+            return self._kept[variable]
 
     @property
     def encoders(self) -> dict:
@@ -221,6 +242,7 @@ class MapSession:
             spec.target,
             spec.rescale,
             spec.threshold,
+            self.cell_vectors if self.keep_vectors else None,
         )
         origins = {**store.manifest.get("origins", {}), **self.encoders.origins()}
         layers.manifest = {**store.manifest, "origins": origins}  # with the query tower's
