@@ -92,7 +92,8 @@ def test_drop_a_photo_see_its_map_download_the_cog_sdm_writes(server, browser, s
     browser.get(url)
     wait_for(browser, "body[data-ready='1']")
     titles = browser.find_element(By.ID, "layers").text
-    assert "sigma_l1" in titles and "sigma_loc.tif: sigma_l1" in titles  # store and --layer
+    assert "sigma_l1: uncertainty of sat+loc+env" in titles  # the store's
+    assert "sigma_loc.tif: sigma_l1" in titles  # a --layer file
     browser.find_element(By.ID, "file").send_keys(str(CARDINAL))
     shown = wait_for(browser, "#map[data-shown^='sdm-']")  # the overlay image has loaded
     layer_id = shown.get_attribute("data-shown")

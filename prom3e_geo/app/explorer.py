@@ -28,6 +28,7 @@ from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Grid
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel, write_quicklook
+from prom3e_geo.io.provenance import SYNTHETIC_NOTE, manifest_tags
 from prom3e_geo.io.qml import stretch
 from prom3e_geo.io.rasters import read_band
 from prom3e_geo.layers.base import LayerSet
@@ -105,6 +106,9 @@ class Explorer:
         return {
             "grid": grid_geojson(self.grid),
             "describe": self.grid.describe(),
+            "note": SYNTHETIC_NOTE
+            if "demo_world" in manifest_tags(self.session.store.manifest)
+            else "",
             "store": self.store_arg,
             "queries": [m for m in ("image", "audio", "text") if m in encoders],
             "modes": list(MODES),
@@ -224,6 +228,7 @@ class Explorer:
 
         for band in layers.bands:
             layer = self._layer_of(layers, band, "uncertainty", UNCERTAINTY_CMAP, command, write)
+            layer.title = f"{band}: uncertainty of {context.replace(',', '+')}"
             with self._lock:
                 self._layers[layer.id] = layer
 

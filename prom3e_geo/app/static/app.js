@@ -44,6 +44,7 @@ function showLayer(id) {
   state.overlay.on("load", () => { if (state.current === id) $("map").dataset.shown = id; });
   state.overlay.addTo(state.map);
   $("current").hidden = false;
+  $("downloads").hidden = false;
   $("current-title").textContent = layer.title;
   $("current-description").textContent = layer.description;
   $("ramp").style.background = `linear-gradient(to right, ${layer.colours.join(", ")})`;
@@ -106,6 +107,8 @@ function escape(text) {
 async function start() {
   const info = await api("api/info");
   $("grid-line").textContent = info.describe;
+  $("note").textContent = info.note;
+  $("note").hidden = !info.note;
   $("mode").value = info.mode;
   state.map = L.map("map", { zoomSnap: 0.25 });
   if (info.basemap) {
