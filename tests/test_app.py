@@ -36,7 +36,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def session(store):
-    return MapSession.open(MapInputs(store))
+    return MapSession.open(MapInputs(store), keep_vectors=True)  # as `serve` opens it
 
 
 @pytest.fixture
@@ -86,6 +86,7 @@ def test_species_name_in_hybrid_mode_is_the_cog_sdm_writes(client, tmp_path):
 
 def test_uncertainty_layer_is_the_cog_uncertainty_writes(client, tmp_path):
     info = client.get("/api/info").json()
+    assert info["note"].startswith("SYNTHETIC (demo world)")  # the demo store says so
     (sigma,) = [x for x in info["layers"] if x["kind"] == "uncertainty"]
     assert sigma["band"] == "sigma_l1" and "sigma" in sigma["units"]
     served = client.get(f"/api/layers/{sigma['id']}/download.tif").content
