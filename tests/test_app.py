@@ -229,3 +229,21 @@ def test_serve_command_reports_a_port_in_use(store, run_cli):
     finally:
         taken.close()
     assert r.code == 1 and "cannot listen on 127.0.0.1" in r.err
+
+
+def test_a_recording_goes_to_the_audio_tower_or_is_refused_with_the_reason(client):
+    """The demo store's pipeline has no audio tower: a checked WAV reaches the tower lookup and
+    is refused with that reason (a model with one maps it like a photo, `file_query`)."""
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(3200))
+    assert "audio" not in client.get("/api/info").json()["queries"]
+    r = client.post("/api/query?filename=song.wav", content=out.getvalue())
+    assert r.status_code == 400
+    assert r.json()["error"] == "this pipeline has no audio encoder for recording queries"
