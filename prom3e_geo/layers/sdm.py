@@ -18,8 +18,9 @@ Cells are processed in blocks of rows, so memory stays bounded. `sdm_layers` put
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ class Query:
     source: str  # path or name, for provenance
     embedding: torch.Tensor  # [512], L2-normalised
     modality: str  # image, text or audio
+    sha256: str | None = None  # of the query file (provenance); None for a species name
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -53,19 +55,10 @@ def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
     out = []
     for q in queries:
         path = Path(q)
-        if path.exists() and path.suffix.lower() in AUDIO_SUFFIXES:
-            if "audio" not in encoders:
-                raise InputError("this pipeline has no audio encoder for recording queries")
-            emb = encoders["audio"].embed([path])[0]
-            out.append(Query(path.stem, str(path), emb, "audio"))
-        elif path.exists():
-            if "image" not in encoders:
-                raise InputError("this pipeline has no image encoder for photo queries")
-            emb = encoders["image"].embed([path])[0]
-            out.append(Query(path.stem, str(path), emb, "image"))
+        if path.exists():
+            out.append(file_query(path, encoders))
         elif "text" in encoders and not any(sep in q for sep in ("/", "\\")) and not path.suffix:
-            emb = encoders["text"].embed([q])[0]
-            out.append(Query(q.replace(" ", "_"), q, emb, "text"))
+            out.append(text_query(q, encoders))
         else:
             raise InputError(
                 f"query {q} does not exist (give a photo file{', or a species name' if 'text' in encoders else ''})"
@@ -76,6 +69,42 @@ def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
     return out
 
 
+def file_query(path: Path, encoders: dict, source: str | None = None) -> Query:
+    """A photo, or a recording (by its suffix), through its tower; `source` names it in the
+    provenance (default: the path as given)."""
+    modality = "audio" if path.suffix.lower() in AUDIO_SUFFIXES else "image"
+    if modality not in encoders:
+        kind = "recording" if modality == "audio" else "photo"
+        raise InputError(f"this pipeline has no {modality} encoder for {kind} queries")
+    emb = encoders[modality].embed([path])[0]
+    return Query(path.stem, source or str(path), emb, modality, file_sha256(path))
+
+
+def text_query(name: str, encoders: dict) -> Query:
+    """A species name through the text tower (never looked up as a file)."""
+    if "text" not in encoders:
+        raise InputError("this pipeline has no text encoder for species-name queries")
+    emb = encoders["text"].embed([name])[0]
+    return Query(name.replace(" ", "_"), name, emb, "text")
+
+
+CellBlocks = Callable[[str], Iterable[tuple[slice, torch.Tensor, np.ndarray]]]
+
+
+def cell_blocks(
+    store: xr.Dataset, variable: str
+) -> Iterator[tuple[slice, torch.Tensor, np.ndarray]]:
+    """The store's per-cell vectors of `variable` in blocks of rows: (rows, L2-normalised float32
+    [rows, W, D], valid mask [rows, W]). Read block by block, so memory stays bounded; a caller
+    that maps many queries may keep the blocks (`MapSession` in the explorer)."""
+    h = store.sizes["y"]
+    for r0 in range(0, h, ROW_BLOCK):
+        rows = slice(r0, min(r0 + ROW_BLOCK, h))
+        block = torch.from_numpy(np.asarray(store[variable][rows].values, dtype=np.float32))
+        ok = np.asarray(store["valid"][rows].values, dtype=bool)
+        yield rows, F.normalize(torch.nan_to_num(block), dim=-1), ok
+
+
 def similarity(
     store: xr.Dataset,
     queries: list[Query],
@@ -83,8 +112,10 @@ def similarity(
     delta: float = 0.5,
     target: str = "loc",
     model: ProM3E | None = None,
+    blocks: CellBlocks | None = None,
 ) -> np.ndarray:
-    """[Q, H, W] float32 scores (NaN where the cell is outside the AOI or invalid)."""
+    """[Q, H, W] float32 scores (NaN where the cell is outside the AOI or invalid). `blocks`
+    gives the store's vectors of a variable (default: `cell_blocks`, read from the store)."""
     q = torch.stack([x.embedding for x in queries]).float()
     if mode == "recon":
         directions = [q]
@@ -106,16 +137,11 @@ def similarity(
         raise InputError(f"unknown mode {mode!r} (recon or hybrid)")
     h, w = store.sizes["y"], store.sizes["x"]
     out = np.full((len(queries), h, w), np.nan, dtype=np.float32)
-    valid = store["valid"]
-    for r0 in range(0, h, ROW_BLOCK):
-        rows = slice(r0, min(r0 + ROW_BLOCK, h))
-        block = torch.from_numpy(np.asarray(store[variable][rows].values, dtype=np.float32))
-        block = F.normalize(torch.nan_to_num(block), dim=-1)
+    for rows, block, ok in (blocks or partial(cell_blocks, store))(variable):
         score = sum(
             wt * torch.einsum("yxd,qd->qyx", block, d)
             for wt, d in zip(weights, directions, strict=True)
         )
-        ok = np.asarray(valid[rows].values, dtype=bool)
         out[:, rows] = np.where(ok, score.numpy(), np.nan)
     return out
 
@@ -166,10 +192,12 @@ def sdm_layers(
     target: str = "loc",
     rescale_01: bool = False,
     threshold: float | None = None,
+    blocks: CellBlocks | None = None,
 ) -> LayerSet:
-    """Similarity bands (one per query) and, with a threshold, presence bands."""
+    """Similarity bands (one per query) and, with a threshold, presence bands (`blocks`: see
+    `similarity`)."""
     check_sdm_options(delta, threshold)
-    scores = similarity(store, queries, mode, delta, target, model)
+    scores = similarity(store, queries, mode, delta, target, model, blocks)
     params: dict[str, object] = {"layer": "sdm", "mode": mode}
     if mode == "hybrid":
         params |= {"delta": delta, "hybrid_target": target}
@@ -194,8 +222,8 @@ def sdm_layers(
             docs[name] = f"1 where the similarity to {q.source} is >= {threshold}"
     params["queries"] = ", ".join(q.source for q in queries)
     for q in queries:
-        if Path(q.source).is_file():
-            params[f"query_{q.name}_sha256"] = file_sha256(q.source)
+        if q.sha256 is not None:
+            params[f"query_{q.name}_sha256"] = q.sha256
     units = {
         q.name: "cosine similarity" + (" (rescaled 0-1)" if rescale_01 else "") for q in queries
     }

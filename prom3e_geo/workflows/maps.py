@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import xarray as xr
@@ -28,7 +29,13 @@ from prom3e_geo.io.layers import write_layer_set
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.ica import ica_layers, is_register_token
-from prom3e_geo.layers.sdm import check_sdm_options, encode_queries, sdm_layers
+from prom3e_geo.layers.sdm import (
+    Query,
+    cell_blocks,
+    check_sdm_options,
+    encode_queries,
+    sdm_layers,
+)
 from prom3e_geo.layers.uncertainty import uncertainty_layers
 from prom3e_geo.settings import Settings
 from prom3e_geo.stores.embeddings import open_store
@@ -174,6 +181,92 @@ class MapResult:
     written: list[Path]
 
 
+# how every map of a kind is styled: the CLI's outputs and the explorer's downloads
+SDM_CMAP = "YlGn"
+UNCERTAINTY_CMAP = "magma"
+UNCERTAINTY_TITLE = "uncertainty ||sigma||_1"
+
+
+@dataclass
+class MapSession:
+    """An embedding store opened with the pipeline that made it, kept for many maps: each new
+    query then costs one pass of its tower and a dot product per cell (the browser explorer
+    keeps one for its whole life; the `sdm` command makes one for its queries). With
+    `keep_vectors`, the normalised per-cell vectors a mode reads are kept in memory after the
+    first map (float32, 2 KiB per cell and variable): later maps skip reading the store."""
+
+    store: StoreView
+    pipeline: Pipeline
+    keep_vectors: bool = False
+    _kept: dict = field(default_factory=dict, repr=False)
+    _keeping: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def open(
+        cls,
+        inputs: MapInputs,
+        settings: Settings | None = None,
+        progress: Progress | None = None,
+        keep_vectors: bool = False,
+    ) -> MapSession:
+        store = open_embeddings(inputs, settings, progress)
+        return cls(store, store_pipeline(store, inputs), keep_vectors)
+
+    def cell_vectors(self, variable: str) -> list:
+        """The store's normalised vectors of `variable` by blocks of rows (`cell_blocks`),
+        read once and kept."""
+        with self._keeping:
+            if variable not in self._kept:
+                self._kept[variable] = list(cell_blocks(self.store.ds, variable))
+            return self._kept[variable]
+
+    @property
+    def encoders(self) -> dict:
+        """The pipeline's towers by modality (image, text, audio, ... as the model has them)."""
+        return self.pipeline.cells.encoders
+
+    def sdm_layers(self, spec: SdmSpec, queries: Sequence[Query] | None = None) -> LayerSet:
+        """The similarity layers of `queries` (already encoded), or of `spec.queries` (paths or
+        species names) encoded here."""
+        check_sdm_options(spec.delta, spec.threshold)
+        if queries is None:
+            queries = encode_queries(spec.queries, self.encoders)
+        store, pipeline = self.store, self.pipeline
+        layers = sdm_layers(
+            store.ds,
+            store.grid,
+            list(queries),
+            pipeline.model,
+            spec.mode,
+            spec.delta,
+            spec.target,
+            spec.rescale,
+            spec.threshold,
+            self.cell_vectors if self.keep_vectors else None,
+        )
+        origins = {**store.manifest.get("origins", {}), **self.encoders.origins()}
+        layers.manifest = {**store.manifest, "origins": origins}  # with the query tower's
+        return layers
+
+    def stored_uncertainty(self) -> LayerSet:
+        """||sigma||_1 of the store's own context, as stored (no model pass)."""
+        store = self.store
+        layers = uncertainty_layers(store.ds, store.grid, list(store.manifest["context"]))
+        layers.manifest = store.manifest
+        return layers
+
+
+def write_sdm(layers: LayerSet, output: OutputSpec, command: str, mode: str) -> list[Path]:
+    """An SDM layer set to its outputs, styled and titled as every SDM map is."""
+    title = f"species distribution similarity ({mode})"
+    return write_layer_set(layers, output, command, title, cmap=SDM_CMAP)
+
+
+def write_uncertainty(layers: LayerSet, output: OutputSpec, command: str) -> list[Path]:
+    """An uncertainty layer set to its outputs, styled and titled as every sigma map is."""
+    return write_layer_set(layers, output, command, UNCERTAINTY_TITLE, cmap=UNCERTAINTY_CMAP)
+
+
 def sdm(
     spec: SdmSpec,
     inputs: MapInputs,
@@ -185,24 +278,8 @@ def sdm(
     """Species-distribution similarity map for query photos (or species names)."""
     check_sdm_options(spec.delta, spec.threshold)
     output.check([Path(q) for q in spec.queries])
-    store = open_embeddings(inputs, settings, progress)
-    pipeline = store_pipeline(store, inputs)
-    queries = encode_queries(spec.queries, pipeline.cells.encoders)
-    layers = sdm_layers(
-        store.ds,
-        store.grid,
-        queries,
-        pipeline.model,
-        spec.mode,
-        spec.delta,
-        spec.target,
-        spec.rescale,
-        spec.threshold,
-    )
-    origins = {**store.manifest.get("origins", {}), **pipeline.cells.encoders.origins()}
-    layers.manifest = {**store.manifest, "origins": origins}  # with the query tower's
-    title = f"species distribution similarity ({spec.mode})"
-    return MapResult(layers, write_layer_set(layers, output, command, title, cmap="YlGn"))
+    layers = MapSession.open(inputs, settings, progress).sdm_layers(spec)
+    return MapResult(layers, write_sdm(layers, output, command, spec.mode))
 
 
 def uncertainty(
@@ -238,8 +315,7 @@ def uncertainty(
         expected_error,
     )
     layers.manifest = store.manifest
-    written = write_layer_set(layers, output, command, "uncertainty ||sigma||_1", cmap="magma")
-    return MapResult(layers, written)
+    return MapResult(layers, write_uncertainty(layers, output, command))
 
 
 def ica(token: str, seed: int, inputs: MapInputs, output: OutputSpec, command: str) -> MapResult:

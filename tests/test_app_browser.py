@@ -1,0 +1,152 @@
+"""The explorer page in a real headless browser: Debian's Chromium driven by Selenium through
+/usr/bin/chromedriver (no driver download). `prom3e-geo serve` runs as a real process on
+127.0.0.1 with an ephemeral port. Skipped, with the reason, only where Chromium is absent
+(`.ci/run` installs it)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import requests
+
+EXE = Path(sys.executable).with_name("prom3e-geo")
+ROOT = Path(__file__).resolve().parents[1]
+CARDINAL = ROOT / "examples" / "cardinal.jpg"
+SMALL = ["--aoi", "-100,33,-88,39", "--resolution", "0.5", "--chunk", "6"]  # 12 x 24 cells
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1280,800"]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or not CHROMEDRIVER.exists(),
+    reason="Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
+)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("store") / "cube.zarr"
+    subprocess.run([EXE, "embed", *SMALL, "--out", out], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def server(store, tmp_path):
+    """`prom3e-geo serve` on 127.0.0.1:0 with a --layer file; yields (process, base URL)."""
+    sigma = tmp_path / "sigma_loc.tif"
+    subprocess.run([EXE, "uncertainty", "--embeddings", store, "--context", "loc",
+                    "--out", sigma], check=True, capture_output=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [EXE, "serve", "--embeddings", store, "--layer", sigma, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert " on http://127.0.0.1:" in line, line + proc.stderr.read()
+        yield proc, line.split(" on ")[1].split()[0]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, css: str, timeout: float = 60):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+def test_drop_a_photo_see_its_map_download_the_cog_sdm_writes(server, browser, store, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc, url = server
+    browser.get(url)
+    wait_for(browser, "body[data-ready='1']")
+    titles = browser.find_element(By.ID, "layers").text
+    assert "sigma_l1: uncertainty of sat+loc+env" in titles  # the store's
+    assert "sigma_loc.tif: sigma_l1" in titles  # a --layer file
+    browser.find_element(By.ID, "file").send_keys(str(CARDINAL))
+    shown = wait_for(browser, "#map[data-shown^='sdm-']")  # the overlay image has loaded
+    layer_id = shown.get_attribute("data-shown")
+    assert "cardinal.jpg (recon)" in browser.find_element(By.ID, "current-title").text
+    assert browser.find_element(By.ID, "ramp-units").text == "cosine similarity"
+    browser.save_screenshot(str(tmp_path / "explorer.png"))
+    assert (tmp_path / "explorer.png").stat().st_size > 10_000
+
+    # the COG behind the page's download link is the one `prom3e-geo sdm` writes, byte for byte
+    link = browser.find_element(By.ID, "download-tif").get_attribute("href")
+    assert link == f"{url}api/layers/{layer_id}/download.tif"
+    served = requests.get(link, timeout=60).content
+    command = browser.find_element(By.ID, "command").text
+    shutil.copy(CARDINAL, tmp_path / "cardinal.jpg")
+    args = shlex.split(command)
+    assert args[:3] == ["prom3e-geo", "sdm", "--query"] and str(store) in args
+    subprocess.run([EXE, *args[1:]], cwd=tmp_path, check=True, capture_output=True)
+    written = (tmp_path / "cardinal.tif").read_bytes()
+    assert served == written
+    with rasterio.MemoryFile(served) as f, f.open() as ds:
+        mine = ds.read(1)
+    with rasterio.open(tmp_path / "cardinal.tif") as ds:
+        theirs = ds.read(1)
+    assert mine[5, 10] == theirs[5, 10] and np.isfinite(theirs[5, 10])  # a known cell
+
+    # a click on that cell shows its value and coordinates
+    lon, lat = -100 + 10.5 * 0.5, 39 - 5.5 * 0.5
+    browser.execute_script(
+        "state.map.fire('click', {latlng: L.latLng(arguments[0], arguments[1])})", lat, lon
+    )
+    WebDriverWait(browser, 30).until(
+        lambda d: "row 5, column 10" in d.find_element(By.ID, "cell").text
+    )
+    cell = browser.find_element(By.ID, "cell").text
+    assert f"{theirs[5, 10]:.5g}" in cell and "36.2500° N, -94.7500° E" in cell
+
+
+def test_a_corrupt_upload_shows_an_error_and_the_server_goes_on(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc, url = server
+    browser.get(url)
+    wait_for(browser, "body[data-ready='1']")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(CARDINAL.read_bytes()[:2000])  # a JPEG cut short
+    browser.find_element(By.ID, "file").send_keys(str(broken))
+    error = browser.find_element(By.ID, "error")
+    WebDriverWait(browser, 60).until(lambda d: error.is_displayed())
+    assert "broken.jpg is truncated or corrupt" in error.text
+    browser.save_screenshot(str(tmp_path / "error.png"))
+    assert proc.poll() is None
+    assert requests.get(f"{url}api/info", timeout=30).status_code == 200
+    browser.find_element(By.ID, "file").send_keys(str(CARDINAL))  # and still maps photos
+    wait_for(browser, "#map[data-shown^='sdm-']")
+    assert not error.is_displayed()
