@@ -6,10 +6,11 @@ existing output is only replaced when the caller asked for it (`overwrite=True`)
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,22 +90,26 @@ def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> Non
 _TOGETHER: ContextVar[list | None] = ContextVar("prom3e_geo_outputs_together", default=None)
 
 
+class OutputAppeared(InputError):
+    """An output that did not exist when the run started appeared before it finished (another
+    run writing the same outputs): this run's outputs are dropped, the other's are kept."""
+
+
 @contextmanager
 def committed_together() -> Iterator[None]:
     """Outputs finished inside the block (by `atomic_output`) are renamed into place together
     when the whole block succeeds; if any part fails, none of them appears."""
-    finished: list[tuple[Path, Path]] = []
+    finished: list[tuple[Path, Path, bool]] = []
     token = _TOGETHER.set(finished)
     try:
         yield
     except BaseException:
-        for tmp, _ in finished:
+        for tmp, _, _ in finished:
             remove(tmp)
         raise
     finally:
         _TOGETHER.reset(token)
-    for tmp, path in finished:
-        _commit(tmp, path)
+    _commit(finished)
 
 
 @contextmanager
@@ -122,18 +127,51 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise
     together = _TOGETHER.get()
     if together is not None:
-        together.append((tmp, path))
+        together.append((tmp, path, overwrite))
     else:
-        _commit(tmp, path)
+        _commit([(tmp, path, overwrite)])
 
 
-def _commit(tmp: Path, path: Path) -> None:
-    """Move a finished temporary output into place (replacing an old one last)."""
-    if path.exists():  # overwrite: move the old output aside, then swap, then delete it
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        remove(old)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        remove(old)
-    else:
-        os.replace(tmp, path)
+def _commit(finished: list[tuple[Path, Path, bool]]) -> None:
+    """Move finished temporary outputs into place, all or none against a concurrent writer.
+
+    Every output's lock file (`.NAME.lock`, `flock`: released by the kernel if the process
+    dies) is held while the set is checked again and renamed, so of two runs writing the same
+    outputs exactly one wins the whole set; the other finds an output that appeared meanwhile,
+    removes its temporaries and raises `OutputAppeared` (unless it may overwrite). An old
+    output being replaced is moved aside first and deleted last."""
+    with ExitStack() as stack:
+        for path in sorted({path.resolve() for _, path, _ in finished}):
+            stack.enter_context(_locked(path))
+        appeared = [path for _, path, overwrite in finished if not overwrite and path.exists()]
+        if appeared:
+            for tmp, _, _ in finished:
+                remove(tmp)
+            raise OutputAppeared(
+                f"output {appeared[0]} appeared while this run was writing it (another run "
+                "writing the same outputs?); kept it, wrote nothing (pass --overwrite to replace it)"
+            )
+        for tmp, path, _ in finished:
+            if path.exists():  # overwrite: move the old output aside, then swap, then delete it
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                remove(old)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                remove(old)
+            else:
+                os.replace(tmp, path)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of output `path`. Its lock file is removed on the way out (no
+    leftovers beside the outputs): a writer that opened it before and gets the lock next, like
+    one that creates it anew, finds the set committed or refused, and checks again."""
+    lock = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
