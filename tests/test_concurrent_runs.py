@@ -61,7 +61,12 @@ def race(tries: int, folder: Path) -> None:
             assert ds.attrs["sigma_cells"] == ("1.0", "3.0")[winner]
             np.testing.assert_array_equal(ds["shannon"].values[~shannon.mask], shannon.compressed())
         assert png.stat().st_size > 1000
-        assert sorted(p.name for p in folder.iterdir()) == ["div.png", "div.qml", "div.tif", "div.zarr"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "div.png",
+            "div.qml",
+            "div.tif",
+            "div.zarr",
+        ]
 
 
 def test_two_writers_one_wins_the_whole_set(tmp_path):

@@ -242,15 +242,23 @@ def uncertainty(
     return MapResult(layers, written)
 
 
-def ica(token: str, seed: int, inputs: MapInputs, output: OutputSpec, command: str) -> MapResult:
-    """Three independent components of a per-cell embedding of a store, as an RGB map."""
+def ica(
+    token: str,
+    seed: int,
+    inputs: MapInputs,
+    output: OutputSpec,
+    command: str,
+    max_iter: int = 1000,
+) -> MapResult:
+    """Three independent components of a per-cell embedding of a store, as an RGB map
+    (`RunFailed` when FastICA does not converge in `max_iter` iterations)."""
     if inputs.embeddings is None:
         raise InputError("ica needs an embedding store (--embeddings)")
     output.check([inputs.embeddings])
     store = open_embeddings(inputs)
     model = store_pipeline(store, inputs).model if is_register_token(token) else None
     context = list(store.manifest["context"])
-    layers = ica_layers(store.ds, store.grid, context, token, seed, model=model)
+    layers = ica_layers(store.ds, store.grid, context, token, seed, model=model, max_iter=max_iter)
     layers.manifest = store.manifest
     title = f"ICA of {token} (red, green, blue = components 1-3)"
     return MapResult(layers, write_layer_set(layers, output, command, title, cmap="rgb"))
