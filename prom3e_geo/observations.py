@@ -33,7 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.observation_files import TextLayout, open_member, text_layout
+from prom3e_geo.observation_files import DAMAGED, TextLayout, damaged, open_member, text_layout
 
 LAT_NAMES = ("latitude", "decimalLatitude", "lat")
 LON_NAMES = ("longitude", "decimalLongitude", "lon", "lng")
@@ -266,10 +266,19 @@ class ObservationReader:
                 raise InputError(
                     f"observations file {self.path} cannot be parsed{hint}: {exc}"
                 ) from None
+            except DAMAGED as exc:  # a zip member read through Python
+                raise damaged(self.path, exc) from None
+            except OSError as exc:  # Arrow's gzip stream: no errno; a failing disk has one
+                if exc.errno is not None or not self._compressed():
+                    raise
+                raise damaged(self.path, exc) from None
             finally:
                 if reader is not None:
                     reader.close()
         self._count_malformed(malformed)
+
+    def _compressed(self) -> bool:
+        return self.layout.member is not None or self.path.suffix.lower() == ".gz"
 
     def _count_malformed(self, n: int) -> None:
         if n:

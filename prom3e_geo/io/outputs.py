@@ -57,10 +57,27 @@ class OutputSpec:
 
     def check(self, inputs: Sequence[Path | None] = ()) -> None:
         """Refuse, before any work, outputs that exist (without overwrite), sit in a missing
-        folder, repeat each other or name an input."""
+        folder, repeat each other, name an input or carry the extension of another format."""
         for path in self.paths():
             check_output(path, self.overwrite)
         check_distinct(self.paths(), list(inputs))
+        check_extension(self.out, GEOTIFF_SUFFIXES, "a GeoTIFF (COG)")
+        if self.zarr is not None:
+            check_extension(self.zarr, (".zarr",), "a Zarr store")
+        if self.png is not None:
+            check_extension(self.png, (".png",), "a PNG image")
+
+
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def check_extension(path: Path, suffixes: Sequence[str], written: str) -> None:
+    """Refuse an output name whose extension says another format than the one written (a
+    GeoTIFF named `.jpg` opens nowhere as what its name promises)."""
+    if Path(path).suffix.lower() not in suffixes:
+        raise InputError(
+            f"output {path}: this option writes {written}; name it with {' or '.join(suffixes)}"
+        )
 
 
 def check_writable(folder: Path) -> None:

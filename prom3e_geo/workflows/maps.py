@@ -28,7 +28,7 @@ from prom3e_geo.io.layers import write_layer_set
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.ica import ica_layers, is_register_token
-from prom3e_geo.layers.sdm import check_sdm_options, encode_queries, sdm_layers
+from prom3e_geo.layers.sdm import check_queries, check_sdm_options, encode_queries, sdm_layers
 from prom3e_geo.layers.uncertainty import uncertainty_layers
 from prom3e_geo.settings import Settings
 from prom3e_geo.stores.embeddings import open_store
@@ -185,6 +185,7 @@ def sdm(
     """Species-distribution similarity map for query photos (or species names)."""
     check_sdm_options(spec.delta, spec.threshold)
     output.check([Path(q) for q in spec.queries])
+    check_queries(spec.queries)  # before a store is computed: hours on a CPU
     store = open_embeddings(inputs, settings, progress)
     pipeline = store_pipeline(store, inputs)
     queries = encode_queries(spec.queries, pipeline.cells.encoders)
