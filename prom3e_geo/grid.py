@@ -241,6 +241,11 @@ def _parse_bbox(spec: str) -> shapely.Geometry:
             f"AOI bbox {spec!r} is out of range: longitudes must lie in [-180, 180] and "
             "latitudes in [-90, 90] (order: minx,miny,maxx,maxy)"
         )
+    if minx > maxx:
+        raise AoiError(
+            f"AOI bbox {spec!r} has minx > maxx: an area across the antimeridian (180 degrees) "
+            "is not supported as one bbox; map each side separately (minx < maxx)"
+        )
     if minx >= maxx or miny >= maxy:
         raise AoiError(f"AOI bbox {spec!r} is empty: need minx < maxx and miny < maxy")
     return shapely.box(minx, miny, maxx, maxy)

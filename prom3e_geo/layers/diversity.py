@@ -63,6 +63,7 @@ class CellSpeciesCounts:
     count: np.ndarray  # int32
     outside_grid: int = 0
     outside_aoi: int = 0
+    swapped_on_grid: int = 0  # of those outside the grid: on it with lon and lat swapped
 
 
 @dataclass
@@ -77,6 +78,7 @@ class DiversityLayers:
     sigma: float
     outside_grid: int
     outside_aoi: int  # observations in cells that do not touch the AOI
+    swapped_on_grid: int = 0  # observations outside the grid that are on it once swapped
     observations_counted: int = 0  # in cells touching the AOI, drawn or at the coast
     species_counted: int = 0  # distinct species among them
 
@@ -148,13 +150,15 @@ class _KeyCounter:
 def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSpeciesCounts:
     """Bin observations into grid cells and count them per (cell, species)."""
     counter = _KeyCounter()
-    outside_grid = outside_aoi = 0
+    outside_grid = outside_aoi = swapped_on_grid = 0
     flat_mask = grid.counted.ravel()
     n_cells = flat_mask.size
     for chunk in chunks:
         cell = grid.cell_index_lonlat(chunk.lon, chunk.lat)
         on_grid = cell >= 0
         outside_grid += int(on_grid.size - on_grid.sum())
+        off = ~on_grid
+        swapped_on_grid += int((grid.cell_index_lonlat(chunk.lat[off], chunk.lon[off]) >= 0).sum())
         inside = on_grid.copy()
         inside[on_grid] = flat_mask[cell[on_grid]]
         outside_aoi += int(on_grid.sum() - inside.sum())
@@ -170,6 +174,7 @@ def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSp
         counts,
         outside_grid,
         outside_aoi,
+        swapped_on_grid,
     )
 
 
@@ -241,6 +246,7 @@ def compute_diversity(
         sigma=sigma,
         outside_grid=counts.outside_grid,
         outside_aoi=counts.outside_aoi,
+        swapped_on_grid=counts.swapped_on_grid,
         observations_counted=int(counts.count.sum()),
         species_counted=int(np.unique(counts.species).size),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from prom3e_geo.io.provenance import SYNTHETIC_TAG, provenance
 from prom3e_geo.layers.diversity import BAND_DOCS, BAND_UNITS, DiversityLayers, compute_diversity
 from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
 from prom3e_geo.workflows.specs import GridSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,15 @@ def diversity(
     )
     layers = compute_diversity(reader, built, sigma=spec.sigma)
     report = reader.report
+    swapped = report.swap_hint(layers.swapped_on_grid)
     if layers.observations_used == 0:
         raise InputError(
             f"no usable observation falls inside the AOI ({report.summary()}; "
             f"outside the grid: {layers.outside_grid:,}, outside the AOI: {layers.outside_aoi:,})"
+            + (f"; {swapped}" if swapped else "")
         )
+    if swapped:
+        log.warning("%s", swapped)
     tags = provenance(
         command,
         built,
