@@ -81,7 +81,7 @@ def diversity(
             "sigma_cells": spec.sigma,
             "species_column": reader.columns.species,
             "research_grade_only": spec.research_grade,
-            "date_range": f"{spec.since or ''}/{spec.until or ''}",
+            **({"date_range": f"{spec.since or ''}/{spec.until or ''}"} if any(date_range) else {}),
             "rows_read": report.rows_read,
             "rows_kept": report.rows_kept,
             "species": layers.species_counted,
