@@ -35,10 +35,14 @@ from rasterio.errors import CRSError
 from rasterio.features import geometry_mask
 
 from prom3e_geo.errors import AoiError
+from prom3e_geo.memory import check_memory
 
 PAPER_SHAPE = (250, 500)
 DEFAULT_CHUNK = (64, 64)  # grid chunk edge in cells: the unit of resume and of Dask tasks
 MAX_CELLS = 500_000_000
+# peak memory of building a grid and writing its mask: 16 bytes a cell measured (`grid --shape
+# 4000x4000`: 534 MB, 1000x1000: 292 MB), with a margin
+GRID_BYTES_PER_CELL = 24
 WGS84 = CRS.from_epsg(4326)
 
 
@@ -383,6 +387,11 @@ def build_grid(
             f"a grid of {rows}x{cols} = {rows * cols:,} cells is too large "
             f"(limit {MAX_CELLS:,}); use a coarser resolution or a smaller AOI"
         )
+    check_memory(
+        rows * cols * GRID_BYTES_PER_CELL,
+        f"a grid of {rows}x{cols} = {rows * cols:,} cells",
+        "use a coarser --resolution (or a smaller --shape) or a smaller --aoi",
+    )
     transform = Affine(rx, 0.0, minx, 0.0, -ry, maxy)
     mask = geometry_mask([geometry], out_shape=(rows, cols), transform=transform, invert=True)
     touched = geometry_mask(

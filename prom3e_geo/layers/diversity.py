@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Grid
+from prom3e_geo.memory import check_memory
 from prom3e_geo.observations import ObservationChunk
 
 BAND_NAMES = ("shannon", "richness", "shannon_raw", "richness_raw", "n_obs")
@@ -216,6 +218,30 @@ def smooth_within(
         out = data / weights
         enough = weights / area >= floor if observed is not None else np.ones_like(mask)
     return np.where(mask & enough & (weights > 0), out, np.nan)
+
+
+# peak memory of `diversity` a grid cell (the bands, the smoothing's float64 planes, the COG and
+# Zarr writers): 76 bytes measured on 2000x2000 and 4000x4000 grids; the PNG quicklook adds 80
+DIVERSITY_BYTES_PER_CELL = 96
+QUICKLOOK_BYTES_PER_CELL = 96
+
+
+def check_diversity_run(grid: Grid, sigma: float, png: bool) -> None:
+    """Refuse, before reading a row, a smoothing sigma beyond the grid (its kernel, 8 sigma
+    wide, grows with sigma, and past the grid's longer side every cell is the same average)
+    and a grid whose bands do not fit in the memory available."""
+    h, w = grid.shape
+    if sigma > max(h, w):
+        raise InputError(
+            f"--sigma {sigma:g} is larger than the grid ({h}x{w} cells); at most {max(h, w)}"
+        )
+    per_cell = DIVERSITY_BYTES_PER_CELL + (QUICKLOOK_BYTES_PER_CELL if png else 0)
+    check_memory(
+        h * w * per_cell,
+        f"diversity on a grid of {h}x{w} = {h * w:,} cells",
+        "use a coarser --resolution (or a smaller --shape) or a smaller --aoi"
+        + (", or leave out --png" if png else ""),
+    )
 
 
 def compute_diversity(

@@ -13,7 +13,13 @@ from prom3e_geo.io.layers import write_layer_outputs
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel
 from prom3e_geo.io.provenance import SYNTHETIC_TAG, provenance
-from prom3e_geo.layers.diversity import BAND_DOCS, BAND_UNITS, DiversityLayers, compute_diversity
+from prom3e_geo.layers.diversity import (
+    BAND_DOCS,
+    BAND_UNITS,
+    DiversityLayers,
+    check_diversity_run,
+    compute_diversity,
+)
 from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
 from prom3e_geo.workflows.specs import GridSpec
 
@@ -52,6 +58,7 @@ def diversity(
     output.check([spec.observations])
     date_range = (parse_date(spec.since), parse_date(spec.until))
     built = grid.build()
+    check_diversity_run(built, spec.sigma, output.png is not None)
     reader = ObservationReader(
         spec.observations,
         lat_col=spec.lat_col,
