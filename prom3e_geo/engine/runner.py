@@ -101,7 +101,8 @@ def _compute_and_write(
 ) -> tuple[int, int]:
     """One chunk computed and written; returns its (valid, invalid) cell counts."""
     result = compute_chunk(pipeline, grid, chunk)
-    store.write(result)
+    with store.writing():
+        store.write(result)
     counts = int(result.valid.sum()), int((~result.valid).sum())
     del result
     release_freed_memory()
@@ -152,7 +153,8 @@ def embed_grid(
         valid_cells, invalid_cells = valid_cells + ok, invalid_cells + bad
         if progress:
             progress(min(done_before + i, total), total)
-    store.finish()
+    with store.writing():
+        store.finish()
     valid = store.group["valid"][:].astype(bool)
     summary = EmbedSummary(
         str(out),

@@ -6,6 +6,7 @@ existing output is only replaced when the caller asked for it (`overwrite=True`)
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import tempfile
@@ -15,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import InputError, RunFailed
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 from prom3e_geo.stores.grid_store import is_zarr_store
 
@@ -104,6 +105,42 @@ def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> Non
         seen.add(r)
 
 
+class WriteFailed(RunFailed):
+    """The world failed a write (a full disk, a folder made read-only or closed to this user
+    mid-run): the message names what happened and the path; nothing partial is left."""
+
+
+FAULTS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only a write can meet these
+
+
+def write_fault(exc: BaseException, path: Path) -> WriteFailed | None:
+    """`WriteFailed` when `exc`, raised while writing `path`, comes from the file system: an
+    OSError with one of the `FAULTS` numbers, or any error (GDAL's own, for example) raised
+    while the output's folder is full or read-only. None for anything else."""
+    reason = FAULTS.get(exc.errno) if isinstance(exc, OSError) else None
+    if reason is None:
+        try:
+            stat = os.statvfs(path.parent)
+        except OSError:
+            return None
+        if stat.f_flag & os.ST_RDONLY:
+            reason = FAULTS[errno.EROFS]
+        elif stat.f_bavail * stat.f_frsize < FULL_BYTES:
+            reason = FAULTS[errno.ENOSPC]
+        else:
+            return None
+    return WriteFailed(f"{reason} writing {path}")
+
+
+FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk filled up
+
 _TOGETHER: ContextVar[list | None] = ContextVar("prom3e_geo_outputs_together", default=None)
 
 
@@ -139,6 +176,12 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     remove(tmp)
     try:
         yield tmp
+    except Exception as exc:
+        fault = write_fault(exc, path)  # before the partial output is removed (freeing space)
+        remove(tmp)
+        if fault is None:
+            raise
+        raise fault from None
     except BaseException:
         remove(tmp)
         raise
@@ -169,14 +212,24 @@ def _commit(finished: list[tuple[Path, Path, bool]]) -> None:
                 "writing the same outputs?); kept it, wrote nothing (pass --overwrite to replace it)"
             )
         for tmp, path, _ in finished:
-            if path.exists():  # overwrite: move the old output aside, then swap, then delete it
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                remove(old)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                remove(old)
-            else:
-                os.replace(tmp, path)
+            try:
+                _move_into_place(tmp, path)
+            except OSError as exc:
+                fault = write_fault(exc, path)
+                if fault is None:
+                    raise
+                raise fault from None
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    if path.exists():  # overwrite: move the old output aside, then swap, then delete it
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        remove(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        remove(old)
+    else:
+        os.replace(tmp, path)
 
 
 @contextmanager

@@ -9,8 +9,11 @@ opening a store with a different manifest is refused rather than mixed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +103,17 @@ class GridStore:
             for c in self.grid.chunks()
             if self.grid.mask[c.rows, c.cols].any() and not done[self.chunk_position(c)]
         ]
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Writes to the store: a full or read-only disk raises Zarr's OSError without a file
+        name; it gets the store's path here, so that the message says where it happened."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
+            raise
 
     def mark_done(self, chunk: Chunk) -> None:
         self.group["chunk_done"][self.chunk_position(chunk)] = 1
