@@ -30,8 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.grid import Grid
-from prom3e_geo.memory import check_memory
+from prom3e_geo.grid import CellMemory, Grid
 from prom3e_geo.observations import ObservationChunk
 
 BAND_NAMES = ("shannon", "richness", "shannon_raw", "richness_raw", "n_obs")
@@ -226,22 +225,23 @@ DIVERSITY_BYTES_PER_CELL = 96
 QUICKLOOK_BYTES_PER_CELL = 96
 
 
-def check_diversity_run(grid: Grid, sigma: float, png: bool) -> None:
-    """Refuse, before reading a row, a smoothing sigma beyond the grid (its kernel, 8 sigma
-    wide, grows with sigma, and past the grid's longer side every cell is the same average)
-    and a grid whose bands do not fit in the memory available."""
+def diversity_memory(png: bool) -> CellMemory:
+    """What `diversity` needs a cell, for the grid's memory check."""
+    if png:
+        per_cell = DIVERSITY_BYTES_PER_CELL + QUICKLOOK_BYTES_PER_CELL
+        return CellMemory(per_cell, "diversity with a quicklook", ", or leave out --png")
+    return CellMemory(DIVERSITY_BYTES_PER_CELL, "diversity")
+
+
+def check_sigma(grid: Grid, sigma: float) -> None:
+    """Refuse a smoothing sigma beyond the grid: its kernel, 8 sigma wide, grows with sigma
+    (`--sigma 1e9` asked for 60 GiB), and past the grid's longer side every cell is the same
+    average."""
     h, w = grid.shape
     if sigma > max(h, w):
         raise InputError(
             f"--sigma {sigma:g} is larger than the grid ({h}x{w} cells); at most {max(h, w)}"
         )
-    per_cell = DIVERSITY_BYTES_PER_CELL + (QUICKLOOK_BYTES_PER_CELL if png else 0)
-    check_memory(
-        h * w * per_cell,
-        f"diversity on a grid of {h}x{w} = {h * w:,} cells",
-        "use a coarser --resolution (or a smaller --shape) or a smaller --aoi"
-        + (", or leave out --png" if png else ""),
-    )
 
 
 def compute_diversity(

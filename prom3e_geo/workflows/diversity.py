@@ -17,8 +17,9 @@ from prom3e_geo.layers.diversity import (
     BAND_DOCS,
     BAND_UNITS,
     DiversityLayers,
-    check_diversity_run,
+    check_sigma,
     compute_diversity,
+    diversity_memory,
 )
 from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
 from prom3e_geo.workflows.specs import GridSpec
@@ -57,8 +58,8 @@ def diversity(
     """Count observations per cell and species, smooth, write the five bands."""
     output.check([spec.observations])
     date_range = (parse_date(spec.since), parse_date(spec.until))
-    built = grid.build()
-    check_diversity_run(built, spec.sigma, output.png is not None)
+    built = grid.build(diversity_memory(png=output.png is not None))
+    check_sigma(built, spec.sigma)
     reader = ObservationReader(
         spec.observations,
         lat_col=spec.lat_col,
