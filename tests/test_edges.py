@@ -34,6 +34,23 @@ def run(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture
+def cli(run_cli, monkeypatch):
+    """`cli(in_process, *args, env=...)`: the installed command as a subprocess, or (for the
+    variants of a case whose first form already ran as a process) the same entry point in
+    this process, which is faster."""
+
+    def call(in_process: bool, *args, env=None) -> subprocess.CompletedProcess:
+        if not in_process:
+            return run(*args, env=env)
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        result = run_cli(*args)
+        return subprocess.CompletedProcess(args, result.code, result.out, result.err)
+
+    return call
+
+
 def one_line_error(done: subprocess.CompletedProcess, code: int, *words: str) -> str:
     """The run exited `code` with exactly one line on stderr, holding `words`; returns it."""
     assert done.returncode == code, (done.returncode, done.stderr)
@@ -62,12 +79,16 @@ def _queries(folder: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "folder", "empty", "not an image", "not audio"])
-def test_a_bad_query_exits_2_before_any_store_is_built(tmp_path, case):
+@pytest.mark.parametrize(
+    ("case", "in_process"),
+    [("missing", False), ("folder", False), ("empty", True), ("not an image", True),
+     ("not audio", True)],
+)  # fmt: skip
+def test_a_bad_query_exits_2_before_any_store_is_built(tmp_path, cli, case, in_process):
     query, words = _queries(tmp_path)[case]
     cache = tmp_path / "cache"
-    done = run(
-        "sdm", "--query", query, *SMALL, "--out", tmp_path / "map.tif",
+    done = cli(
+        in_process, "sdm", "--query", query, *SMALL, "--out", tmp_path / "map.tif",
         env={"PROM3E_GEO_CACHE": str(cache)},
     )  # fmt: skip
     one_line_error(done, 2, words)
@@ -106,23 +127,25 @@ def _damaged(folder: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(
-    "case", ["small truncated", "small bad CRC", "big truncated", "big bad CRC"]
-)
-def test_a_damaged_gzip_is_bad_input(tmp_path, case):
+    ("case", "in_process"),
+    [("small truncated", False), ("small bad CRC", True), ("big truncated", True),
+     ("big bad CRC", False)],
+)  # fmt: skip
+def test_a_damaged_gzip_is_bad_input(tmp_path, cli, case, in_process):
     """Regression: a truncated .csv.gz exited 130 "interrupted" (the EOFError became click's
     Abort) and a bad CRC exited 1 "internal error"."""
     path = _damaged(tmp_path)[case]
     out = tmp_path / "div.tif"
-    done = run("diversity", "--observations", path, "--shape", "20x40", "--out", out)
+    done = cli(in_process, "diversity", "--observations", path, "--shape", "20x40", "--out", out)
     one_line_error(done, 2, "truncated or corrupt compressed file", path.name)
     assert not out.exists()
 
 
 # -- 6: memory ------------------------------------------------------------------------------------
-def test_sigma_is_bounded_by_the_grid(tmp_path):
+def test_sigma_is_bounded_by_the_grid(tmp_path, cli):
     """Regression: --sigma 1e9 allocated 60 GiB and died with a MemoryError (exit 1)."""
     for sigma in ("1e9", "3e7", "501"):
-        done = run("diversity", "--observations", OBSERVATIONS, "--sigma", sigma,
+        done = cli(sigma != "1e9", "diversity", "--observations", OBSERVATIONS, "--sigma", sigma,
                    "--out", tmp_path / "d.tif")  # fmt: skip
         one_line_error(done, 2, "--sigma", "larger than the grid (250x500 cells); at most 500")
     assert not (tmp_path / "d.tif").exists()
@@ -161,6 +184,7 @@ def test_the_estimate_is_checked_against_the_real_memory(tmp_path):
     one_line_error(done, 2, "484,000,000 cells needs about 43.3 GB")
 
 
+@pytest.mark.slow
 def test_the_estimate_is_not_below_what_a_run_takes(tmp_path):
     """The bytes a cell the estimates use are at least what a run's peak memory grows by a
     cell (two grid sizes, the difference of their peaks: imports and fixed costs cancel)."""
@@ -196,21 +220,22 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 
 # -- 7: output names ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("args", "bad"),
+    ("args", "bad", "in_process"),
     [
-        (["sdm", "--query", CARDINAL, *SMALL, "--out", "{tmp}/map.jpg"], "map.jpg"),
-        (["diversity", "--observations", OBSERVATIONS, "--out", "{tmp}/div.jpg"], "div.jpg"),
+        (["sdm", "--query", CARDINAL, *SMALL, "--out", "{tmp}/map.jpg"], "map.jpg", False),
+        (["diversity", "--observations", OBSERVATIONS, "--out", "{tmp}/div.jpg"], "div.jpg",
+         False),
         (["diversity", "--observations", OBSERVATIONS, "--out", "{tmp}/d.tif",
-          "--zarr", "{tmp}/d.nc"], "d.nc"),
+          "--zarr", "{tmp}/d.nc"], "d.nc", True),
         (["diversity", "--observations", OBSERVATIONS, "--out", "{tmp}/d.tif",
-          "--png", "{tmp}/d.jpg"], "d.jpg"),
-        (["grid", "--out", "{tmp}/mask.png"], "mask.png"),
+          "--png", "{tmp}/d.jpg"], "d.jpg", True),
+        (["grid", "--out", "{tmp}/mask.png"], "mask.png", True),
     ],
 )  # fmt: skip
-def test_an_extension_of_another_format_is_refused(tmp_path, args, bad):
+def test_an_extension_of_another_format_is_refused(tmp_path, cli, args, bad, in_process):
     """Regression: `--out map.jpg` wrote a GeoTIFF named .jpg, exit 0."""
     args = [str(a).replace("{tmp}", str(tmp_path)) for a in args]
-    done = run(*args, env={"PROM3E_GEO_CACHE": str(tmp_path / "cache")})
+    done = cli(in_process, *args, env={"PROM3E_GEO_CACHE": str(tmp_path / "cache")})
     one_line_error(done, 2, bad, "name it with")
     assert not [p for p in tmp_path.iterdir() if p.name != "cache"]
 
