@@ -96,6 +96,17 @@ def test_a_bad_query_exits_2_before_any_store_is_built(tmp_path, cli, case, in_p
     assert not (tmp_path / "map.tif").exists()
 
 
+def test_a_bad_calibration_exits_2_before_any_store_is_built(tmp_path, cli):
+    (tmp_path / "bad.cal").write_text("hello")
+    cache = tmp_path / "cache"
+    done = cli(
+        True, "uncertainty", "--calibration", tmp_path / "bad.cal", *SMALL,
+        "--out", tmp_path / "s.tif", env={"PROM3E_GEO_CACHE": str(cache)},
+    )  # fmt: skip
+    one_line_error(done, 2, "calibration", "cannot be read")
+    assert not list(cache.rglob("*.zarr"))
+
+
 def test_queries_are_checked_by_the_library_too(tmp_path):
     from prom3e_geo.errors import InputError
     from prom3e_geo.layers.sdm import check_queries, query_kind

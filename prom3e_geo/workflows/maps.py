@@ -219,6 +219,8 @@ def uncertainty(
     and, with a `calibration` fitted for the store's model (`evaluate` with
     `save_calibration`), the expected error band."""
     output.check([calibration])
+    if calibration is not None:  # a bad file is refused before a store is computed
+        ErrorCalibration.load(calibration)
     store = open_embeddings(inputs, settings, progress, context=inputs.pipeline.context)
     stored = list(store.manifest["context"])
     model, precision = None, store.manifest.get("precision", "float32")
