@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from prom3e_geo.errors import InputError, RunFailed
+from prom3e_geo.errors import InputError, Prom3eGeoError, RunFailed
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 from prom3e_geo.stores.grid_store import is_zarr_store
 
@@ -118,12 +118,15 @@ FAULTS = {
     errno.EPERM: "operation not permitted",
 }
 WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only a write can meet these
+FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk filled up
 
 
 def write_fault(exc: BaseException, path: Path) -> WriteFailed | None:
     """`WriteFailed` when `exc`, raised while writing `path`, comes from the file system: an
     OSError with one of the `FAULTS` numbers, or any error (GDAL's own, for example) raised
     while the output's folder is full or read-only. None for anything else."""
+    if isinstance(exc, Prom3eGeoError):  # already says what is wrong
+        return None
     reason = FAULTS.get(exc.errno) if isinstance(exc, OSError) else None
     if reason is None:
         try:
@@ -138,8 +141,6 @@ def write_fault(exc: BaseException, path: Path) -> WriteFailed | None:
             return None
     return WriteFailed(f"{reason} writing {path}")
 
-
-FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk filled up
 
 _TOGETHER: ContextVar[list | None] = ContextVar("prom3e_geo_outputs_together", default=None)
 
