@@ -247,8 +247,8 @@ def _parse_bbox(spec: str) -> shapely.Geometry:
         )
     if minx > maxx:
         raise AoiError(
-            f"AOI bbox {spec!r} has minx > maxx: an area across the antimeridian (180 degrees) "
-            "is not supported as one bbox; map each side separately (minx < maxx)"
+            f"AOI bbox {spec!r} is empty as given (minx > maxx): an area across the "
+            "antimeridian (180 degrees) is not supported as one bbox; map each side separately"
         )
     if minx >= maxx or miny >= maxy:
         raise AoiError(f"AOI bbox {spec!r} is empty: need minx < maxx and miny < maxy")
