@@ -64,7 +64,7 @@ def one_line_error(done: subprocess.CompletedProcess, code: int, *words: str) ->
 
 # -- 4 and 11: queries are read before a store is computed ------------------------------------
 def _queries(folder: Path) -> dict[str, tuple[str, str]]:
-    (folder / "photos").mkdir()
+    (folder / "photos").mkdir(parents=True)
     (folder / "not-a-photo.jpg").write_text("hello")
     with wave.open(str(folder / "broken.wav"), "wb") as w:  # a header, then garbage
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
@@ -75,14 +75,14 @@ def _queries(folder: Path) -> dict[str, tuple[str, str]]:
         "folder": (str(folder / "photos"), "is a folder"),
         "empty": ("", "is empty"),
         "not an image": (str(folder / "not-a-photo.jpg"), "not an image file"),
-        "not audio": (str(folder / "broken.wav"), "cannot be decoded"),
+        "no audio tower": (str(folder / "broken.wav"), "no audio encoder"),
     }
 
 
 @pytest.mark.parametrize(
     ("case", "in_process"),
     [("missing", False), ("folder", False), ("empty", True), ("not an image", True),
-     ("not audio", True)],
+     ("no audio tower", True)],
 )  # fmt: skip
 def test_a_bad_query_exits_2_before_any_store_is_built(tmp_path, cli, case, in_process):
     query, words = _queries(tmp_path)[case]
@@ -117,6 +117,9 @@ def test_queries_are_checked_by_the_library_too(tmp_path):
         check_queries([str(tmp_path)])
     with pytest.raises(InputError, match="distinct names"):
         check_queries([str(CARDINAL), str(CARDINAL)])
+    _queries(tmp_path / "q")
+    with pytest.raises(InputError, match="cannot be decoded"):
+        check_queries([str(tmp_path / "q" / "broken.wav")])
 
 
 # -- 5: damaged compressed observation files ----------------------------------------------------

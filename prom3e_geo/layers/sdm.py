@@ -84,22 +84,31 @@ def check_queries(queries: Sequence[str]) -> None:
         raise InputError(f"queries must have distinct names, got {names}")
 
 
+def check_towers(queries: Sequence[str], encoders) -> None:
+    """Refuse a query of a kind the pipeline has no tower for (a recording without an audio
+    encoder, a species name without a text tower)."""
+    for q in queries:
+        kind = query_kind(q)
+        if kind in encoders:
+            continue
+        if kind == "text":
+            raise InputError(
+                f"query {q} does not exist (give a photo file; this pipeline has no text "
+                "tower for species names)"
+            )
+        what = {"image": "photo", "audio": "recording"}[kind]
+        raise InputError(f"this pipeline has no {kind} encoder for {what} queries")
+
+
 def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
     """Photos through the image tower, recordings through the audio tower, species names
     through the text tower (see `query_kind`); a kind the pipeline has no tower for is an
     input error."""
+    check_towers(queries, encoders)
     check_queries(queries)
     out = []
     for q in queries:
         kind = query_kind(q)
-        if kind not in encoders:
-            if kind == "text":
-                raise InputError(
-                    f"query {q} does not exist (give a photo file; this pipeline has no text "
-                    "tower for species names)"
-                )
-            what = {"image": "photo", "audio": "recording"}[kind]
-            raise InputError(f"this pipeline has no {kind} encoder for {what} queries")
         item = q if kind == "text" else Path(q)
         embedding = encoders[kind].embed([item])[0]
         out.append(Query(query_name(q), str(item), embedding, kind))

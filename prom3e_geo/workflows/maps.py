@@ -28,7 +28,13 @@ from prom3e_geo.io.layers import write_layer_set
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.ica import ica_layers, is_register_token
-from prom3e_geo.layers.sdm import check_queries, check_sdm_options, encode_queries, sdm_layers
+from prom3e_geo.layers.sdm import (
+    check_queries,
+    check_sdm_options,
+    check_towers,
+    encode_queries,
+    sdm_layers,
+)
 from prom3e_geo.layers.uncertainty import uncertainty_layers
 from prom3e_geo.settings import Settings
 from prom3e_geo.stores.embeddings import open_store
@@ -185,7 +191,11 @@ def sdm(
     """Species-distribution similarity map for query photos (or species names)."""
     check_sdm_options(spec.delta, spec.threshold)
     output.check([Path(q) for q in spec.queries])
-    check_queries(spec.queries)  # before a store is computed: hours on a CPU
+    # every query checked before a store is computed (hours on a CPU): that the pipeline
+    # building it has a tower for its kind, then that the file reads
+    if inputs.embeddings is None:
+        check_towers(spec.queries, load_pipeline(inputs.pipeline).cells.encoders)
+    check_queries(spec.queries)
     store = open_embeddings(inputs, settings, progress)
     pipeline = store_pipeline(store, inputs)
     queries = encode_queries(spec.queries, pipeline.cells.encoders)
