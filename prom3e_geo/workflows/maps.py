@@ -191,11 +191,10 @@ def sdm(
     """Species-distribution similarity map for query photos (or species names)."""
     check_sdm_options(spec.delta, spec.threshold)
     output.check([Path(q) for q in spec.queries])
-    # every query checked before a store is computed (hours on a CPU): that the pipeline
-    # building it has a tower for its kind, then that the file reads
-    if inputs.embeddings is None:
+    if inputs.embeddings is None:  # every query checked before a store is computed (hours
+        # on a CPU): the pipeline building it has a tower for its kind, and the file reads
         check_towers(spec.queries, load_pipeline(inputs.pipeline).cells.encoders)
-    check_queries(spec.queries)
+        check_queries(spec.queries)
     store = open_embeddings(inputs, settings, progress)
     pipeline = store_pipeline(store, inputs)
     queries = encode_queries(spec.queries, pipeline.cells.encoders)
