@@ -26,6 +26,7 @@ from prom3e_geo_cli.weights import env_group, weights_group
 
 from prom3e_geo import __version__
 from prom3e_geo.errors import InputError, RunFailed
+from prom3e_geo.io.outputs import FAULTS, WRITE_FAULTS
 from prom3e_geo.registry import Registry
 from prom3e_geo.settings import Settings
 
@@ -101,6 +102,9 @@ def handle_errors(fn: Callable[[], int | None]) -> Callable[[], None]:
         except Exception as exc:
             if Settings.from_environment().debug:
                 raise
+            if isinstance(exc, OSError) and exc.errno in FAULTS:  # the disk, not the code
+                where = "writing" if exc.errno in WRITE_FAULTS else "on"
+                _fail(f"{FAULTS[exc.errno]} {where} {exc.filename or '?'}", 1)
             _fail(f"internal error: {type(exc).__name__}: {exc} (PROM3E_GEO_DEBUG=1 shows more)", 1)
         finally:
             release_pipelines()

@@ -159,8 +159,15 @@ def uncertainty_command(embeddings, store_context, calibration, **o) -> None:
 )
 @click.option("--model", default=None, help="The store's model (default: read from the store).")
 @click.option("--seed", default=0, show_default=True, type=int, help="FastICA seed.")
+@click.option(
+    "--max-iter",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="FastICA iterations; a fit that does not converge in them exits 1.",
+)
 @output_options
-def ica_command(embeddings, token, model, seed, **o) -> None:
+def ica_command(embeddings, token, model, seed, max_iter, **o) -> None:
     """Three independent components of a per-cell embedding as an RGB map (FastICA).
 
     \b
@@ -171,6 +178,6 @@ def ica_command(embeddings, token, model, seed, **o) -> None:
     from prom3e_geo.workflows.maps import MapInputs, ica
 
     inputs = MapInputs(embeddings, PipelineSpec(model=model))
-    result = ica(token, seed, inputs, output_spec(o), command_line())
+    result = ica(token, seed, inputs, output_spec(o), command_line(), max_iter)
     for path in result.written:
         click.echo(f"wrote {path}")

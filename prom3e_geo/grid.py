@@ -35,10 +35,14 @@ from rasterio.errors import CRSError
 from rasterio.features import geometry_mask
 
 from prom3e_geo.errors import AoiError
+from prom3e_geo.memory import check_memory
 
 PAPER_SHAPE = (250, 500)
 DEFAULT_CHUNK = (64, 64)  # grid chunk edge in cells: the unit of resume and of Dask tasks
 MAX_CELLS = 500_000_000
+# peak memory of building a grid and writing its mask: 16 bytes a cell measured (`grid --shape
+# 4000x4000`: 534 MB, 1000x1000: 292 MB), with a margin
+GRID_BYTES_PER_CELL = 24
 WGS84 = CRS.from_epsg(4326)
 
 
@@ -241,6 +245,11 @@ def _parse_bbox(spec: str) -> shapely.Geometry:
             f"AOI bbox {spec!r} is out of range: longitudes must lie in [-180, 180] and "
             "latitudes in [-90, 90] (order: minx,miny,maxx,maxy)"
         )
+    if minx > maxx:
+        raise AoiError(
+            f"AOI bbox {spec!r} is empty as given (minx > maxx): an area across the "
+            "antimeridian (180 degrees) is not supported as one bbox; map each side separately"
+        )
     if minx >= maxx or miny >= maxy:
         raise AoiError(f"AOI bbox {spec!r} is empty: need minx < maxx and miny < maxy")
     return shapely.box(minx, miny, maxx, maxy)
@@ -338,16 +347,29 @@ def parse_resolution(spec: str | float) -> tuple[float, float]:
     return (values[0], values[-1])
 
 
+@dataclass(frozen=True)
+class CellMemory:
+    """What a run on a grid allocates a cell (measured peak bytes), for the memory check."""
+
+    bytes_per_cell: float
+    task: str  # names the run in the message: "building the grid", "diversity"
+    advice: str = ""  # more ways to need less, appended to the message: ", or leave out --png"
+
+
 def build_grid(
     aoi: str | Aoi = "conus",
     crs: str | CRS = "EPSG:4326",
     shape: str | tuple[int, int] | None = None,
     resolution: str | float | tuple[float, float] | None = None,
     chunk_shape: tuple[int, int] = DEFAULT_CHUNK,
+    memory: CellMemory | None = None,
 ) -> Grid:
     """Build a grid over an AOI. With neither shape nor resolution: the paper's 250 x 500 grid
     for CONUS, and for another AOI in a geographic CRS the paper grid's cells (about 0.116 x
-    0.099 degrees) on the paper grid's lattice; in a projected CRS, 250 x 500 over the AOI."""
+    0.099 degrees) on the paper grid's lattice; in a projected CRS, 250 x 500 over the AOI.
+
+    Before the mask is allocated, the memory of the run the grid is for (`memory`, default
+    the grid's own) is checked against what is available (`InputError` if it cannot fit)."""
     if shape is not None and resolution is not None:
         raise AoiError("give either a grid shape or a resolution, not both")
     aoi = load_aoi(aoi) if isinstance(aoi, str) else aoi
@@ -378,6 +400,12 @@ def build_grid(
             f"a grid of {rows}x{cols} = {rows * cols:,} cells is too large "
             f"(limit {MAX_CELLS:,}); use a coarser resolution or a smaller AOI"
         )
+    memory = memory or CellMemory(GRID_BYTES_PER_CELL, "building the grid")
+    check_memory(
+        rows * cols * max(memory.bytes_per_cell, GRID_BYTES_PER_CELL),
+        f"{memory.task} on {rows}x{cols} = {rows * cols:,} cells",
+        "use a coarser --resolution (or a smaller --shape) or a smaller --aoi" + memory.advice,
+    )
     transform = Affine(rx, 0.0, minx, 0.0, -ry, maxy)
     mask = geometry_mask([geometry], out_shape=(rows, cols), transform=transform, invert=True)
     touched = geometry_mask(

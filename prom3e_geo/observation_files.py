@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -70,11 +71,28 @@ def open_member(path: Path, member: str | None):
 
 def _head(path: Path, member: str | None) -> bytes:
     archive, f = open_member(path, member)
-    with f:
-        head = f.read(SNIFF_BYTES)
-    if archive is not None:
-        archive.close()
-    return head
+    try:
+        with f:
+            return f.read(SNIFF_BYTES)
+    except DAMAGED as exc:
+        raise damaged(path, exc) from None
+    finally:
+        if archive is not None:
+            archive.close()
+
+
+# what Python's gzip, zlib and zipfile raise on a truncated or corrupt stream (an EOFError
+# would otherwise reach the command line as an interrupt)
+DAMAGED = (EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile)
+
+
+def damaged(path: Path, exc: BaseException) -> InputError:
+    """The input error for a compressed observation file that is truncated or corrupt."""
+    reason = str(exc) or type(exc).__name__
+    return InputError(
+        f"observations file {path} is a truncated or corrupt compressed file ({reason}); "
+        "download it again"
+    )
 
 
 def _encoding(head: bytes) -> str:

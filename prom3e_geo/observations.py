@@ -33,7 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.observation_files import TextLayout, open_member, text_layout
+from prom3e_geo.observation_files import DAMAGED, TextLayout, damaged, open_member, text_layout
 
 LAT_NAMES = ("latitude", "decimalLatitude", "lat")
 LON_NAMES = ("longitude", "decimalLongitude", "lon", "lng")
@@ -78,6 +78,8 @@ class ReadReport:
     rows_read: int = 0
     rows_kept: int = 0
     dropped: Counter = field(default_factory=Counter)
+    swapped: int = 0  # rows whose latitude is out of range but would be a valid longitude
+    columns: tuple[str, str] | None = None  # (latitude, longitude) column names
 
     def summary(self) -> str:
         parts = [f"read {self.rows_read:,} rows, kept {self.rows_kept:,}"]
@@ -85,6 +87,20 @@ class ReadReport:
         if drops:
             parts.append("dropped " + "; ".join(drops))
         return ", ".join(parts)
+
+    def swap_hint(self, off_grid_swapped: int = 0) -> str:
+        """A hint when most rows look as if latitude and longitude were swapped: their
+        latitude is beyond +-90 but a valid longitude (`swapped`), or they fall off the grid
+        but on it once swapped (`off_grid_swapped`, counted by the caller who has the grid)."""
+        looks = self.swapped + off_grid_swapped
+        if self.columns is None or looks * 2 <= self.rows_read:
+            return ""
+        lat, lon = self.columns
+        return (
+            f"the latitude and longitude values look swapped ({looks:,} of {self.rows_read:,} "
+            f"rows make sense only the other way round); if so, pass --lat-col {lon} "
+            f"--lon-col {lat}"
+        )
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,8 @@ class ObservationReader:
         self.format = _detect_format(self.path)
         available, self._crs = self._schema()
         self.columns = self._resolve_columns(available, lat_col, lon_col, species_col)
+        if self.columns.lat and self.columns.lon:
+            self.report.columns = (self.columns.lat, self.columns.lon)
 
     # -- schema and columns ---------------------------------------------------------------------
     def _schema(self) -> tuple[list[str], object]:
@@ -266,10 +284,19 @@ class ObservationReader:
                 raise InputError(
                     f"observations file {self.path} cannot be parsed{hint}: {exc}"
                 ) from None
+            except DAMAGED as exc:  # a zip member read through Python
+                raise damaged(self.path, exc) from None
+            except OSError as exc:  # Arrow's gzip stream: no errno; a failing disk has one
+                if exc.errno is not None or not self._compressed():
+                    raise
+                raise damaged(self.path, exc) from None
             finally:
                 if reader is not None:
                     reader.close()
         self._count_malformed(malformed)
+
+    def _compressed(self) -> bool:
+        return self.layout.member is not None or self.path.suffix.lower() == ".gz"
 
     def _count_malformed(self, n: int) -> None:
         if n:
@@ -320,6 +347,9 @@ class ObservationReader:
             lon, lon_missing, lon_bad = _numbers(batch.column(cols.lon))
             drop("missing_coordinates", lat_missing | lon_missing)
             drop("non_numeric_coordinates", lat_bad | lon_bad)
+            with np.errstate(invalid="ignore"):
+                swapped = (np.abs(lat) > 90) & (np.abs(lat) <= 180) & (np.abs(lon) <= 90)
+            self.report.swapped += int(swapped.sum())
         with np.errstate(invalid="ignore"):
             drop("latitude_out_of_range", ~((lat >= -90) & (lat <= 90)))
             drop("longitude_out_of_range", ~((lon >= -180) & (lon <= 180)))

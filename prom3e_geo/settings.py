@@ -11,6 +11,8 @@ their own `Settings` (for example another cache folder) or let a workflow read t
 | `PROM3E_GEO_PROGRESS_EVERY` | seconds between progress lines in a log (default 10)     |
 | `PROM3E_GEO_WORLDCLIM_URL` | where WorldClim 2.1's archives are downloaded from          |
 |                     | (default: WorldClim's own server)                                |
+| `PROM3E_GEO_MEMORY` | most memory a run may plan to use, e.g. `8G` (default: what the  |
+|                     | system and its cgroup have available)                            |
 
 Hub weights follow `huggingface_hub`'s own variables (`HF_HOME`, `HF_ENDPOINT`,
 `HF_HUB_OFFLINE`, `HF_TOKEN`).
@@ -23,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from prom3e_geo.errors import InputError
+
 WORLDCLIM_URL = "https://geodata.ucdavis.edu/climate/worldclim/2_1/base"
 
 
@@ -32,6 +36,7 @@ class Settings:
     debug: bool = False
     progress_every_s: float = 10.0
     worldclim_url: str = WORLDCLIM_URL
+    memory_limit: int | None = None  # bytes
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -44,4 +49,17 @@ class Settings:
             debug=env.get("PROM3E_GEO_DEBUG", "") not in ("", "0"),
             progress_every_s=float(env.get("PROM3E_GEO_PROGRESS_EVERY") or 10.0),
             worldclim_url=env.get("PROM3E_GEO_WORLDCLIM_URL") or WORLDCLIM_URL,
+            memory_limit=_bytes(env.get("PROM3E_GEO_MEMORY")),
         )
+
+
+def _bytes(text: str | None) -> int | None:
+    """`800M`, `2G`, `1.5GiB`, `123456` -> bytes (None when unset)."""
+    if not text:
+        return None
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(value[-1:], 1)
+    try:
+        return int(float(value[:-1] if scale > 1 else value) * scale)
+    except ValueError:
+        raise InputError(f"PROM3E_GEO_MEMORY={text!r} is not a size like 8G or 800M") from None

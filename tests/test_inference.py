@@ -289,18 +289,17 @@ def test_uncertainty_and_compare(reference_store, tmp_path, run_cli):
 
 
 def test_the_example_notebook_runs(tmp_path):
+    """From a folder outside the repository (regression: it found examples/cardinal.jpg only
+    from the root or examples/), with its default output folder there."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(ROOT / "examples" / "explore.ipynb", as_version=4)
-    os.environ["PROM3E_NOTEBOOK_OUT"] = str(tmp_path)
-    try:
-        NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-        ).execute()
-    finally:
-        del os.environ["PROM3E_NOTEBOOK_OUT"]
-    assert (tmp_path / "similarity.png").exists() and (tmp_path / "sigma.png").exists()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    out = tmp_path / "notebook-out"
+    assert (out / "similarity.png").exists() and (out / "sigma.png").exists()
     outputs = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )

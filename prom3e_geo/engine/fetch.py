@@ -65,39 +65,40 @@ def fetch_grid(
     work = [(c, False) for c in pending] + [(c, True) for c in failed]
     if work:
         log.info("grid: %s; %d chunk(s) to fetch", grid.describe(), len(work))
-    for i, (chunk, retry) in enumerate(work, start=1):
-        inside = grid.mask[chunk.rows, chunk.cols].ravel()
-        before = store.group["status"][chunk.rows, chunk.cols].ravel()
-        cells = np.flatnonzero(inside & (before == INVALID) if retry else inside)
-        lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
-        patches = np.zeros((cells.size, size, size, len(source.bands)), dtype=np.float16)
-        status = np.zeros(cells.size, dtype=np.uint8)
-        for start in range(0, cells.size, batch_size):
-            part = slice(start, start + batch_size)
-            batch = source.fetch(lon[part], lat[part])
-            patches[part] = batch.patches.astype(np.float16)
-            status[part] = np.where(batch.valid, OK, INVALID)
-            summary.reasons.update(meta["error"] for meta in batch.meta if "error" in meta)
-        if retry:  # the cells one by one: each is its own Zarr chunk
-            rows, cols = np.divmod(cells, chunk.shape[1])
-            for k in np.flatnonzero(status == OK):
-                r, c = chunk.row0 + rows[k], chunk.col0 + cols[k]
-                store.group["patches"][r, c] = patches[k]
-                store.group["status"][r, c] = OK
-            summary.cells_retried += cells.size
-        else:
-            store.group["patches"][chunk.rows, chunk.cols] = scatter(
-                chunk, cells, patches, np.nan, np.float16
-            )
-            store.group["status"][chunk.rows, chunk.cols] = scatter(
-                chunk, cells, status, 0, np.uint8
-            )
-            store.mark_done(chunk)
-        summary.cells_fetched += int((status == OK).sum())
-        summary.cells_invalid += int((status == INVALID).sum())
-        if progress:
-            progress(min(summary.chunks_done_before + i, total), total)
-    store.finish()
+    with store.writing():  # a full disk names the cache
+        for i, (chunk, retry) in enumerate(work, start=1):
+            inside = grid.mask[chunk.rows, chunk.cols].ravel()
+            before = store.group["status"][chunk.rows, chunk.cols].ravel()
+            cells = np.flatnonzero(inside & (before == INVALID) if retry else inside)
+            lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
+            patches = np.zeros((cells.size, size, size, len(source.bands)), dtype=np.float16)
+            status = np.zeros(cells.size, dtype=np.uint8)
+            for start in range(0, cells.size, batch_size):
+                part = slice(start, start + batch_size)
+                batch = source.fetch(lon[part], lat[part])
+                patches[part] = batch.patches.astype(np.float16)
+                status[part] = np.where(batch.valid, OK, INVALID)
+                summary.reasons.update(meta["error"] for meta in batch.meta if "error" in meta)
+            if retry:  # the cells one by one: each is its own Zarr chunk
+                rows, cols = np.divmod(cells, chunk.shape[1])
+                for k in np.flatnonzero(status == OK):
+                    r, c = chunk.row0 + rows[k], chunk.col0 + cols[k]
+                    store.group["patches"][r, c] = patches[k]
+                    store.group["status"][r, c] = OK
+                summary.cells_retried += cells.size
+            else:
+                store.group["patches"][chunk.rows, chunk.cols] = scatter(
+                    chunk, cells, patches, np.nan, np.float16
+                )
+                store.group["status"][chunk.rows, chunk.cols] = scatter(
+                    chunk, cells, status, 0, np.uint8
+                )
+                store.mark_done(chunk)
+            summary.cells_fetched += int((status == OK).sum())
+            summary.cells_invalid += int((status == INVALID).sum())
+            if progress:
+                progress(min(summary.chunks_done_before + i, total), total)
+        store.finish()
     final = store.group["status"][:]
     summary.cells_ok_in_cache = int((final == OK).sum())
     summary.cells_failed_in_cache = int((final == INVALID).sum())

@@ -163,7 +163,13 @@ def _parts(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
         overrides = {**DEFAULT_ENCODERS, **overrides}
         origins = {"model": loaded.origin} if loaded.origin else {}
         parts = PipelineParts(
-            loaded.model, loaded.sha256, {}, {}, patch=TAXABIND_PATCH, origins=origins
+            loaded.model,
+            loaded.sha256,
+            {},
+            {},
+            synthetic=loaded.synthetic,
+            patch=TAXABIND_PATCH,
+            origins=origins,
         )
     built = {m: e for m, e in parts.encoders.items() if m not in overrides}
     specs = {**parts.encoder_specs, **overrides}

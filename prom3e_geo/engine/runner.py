@@ -29,6 +29,7 @@ from prom3e_geo.grid import Chunk, Grid
 from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.runtime import release_freed_memory
 from prom3e_geo.stores.embeddings import ChunkResult, EmbeddingStore
+from prom3e_geo.stores.grid_store import building
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ def _compute_and_write(
 ) -> tuple[int, int]:
     """One chunk computed and written; returns its (valid, invalid) cell counts."""
     result = compute_chunk(pipeline, grid, chunk)
-    store.write(result)
+    with store.writing():
+        store.write(result)
     counts = int(result.valid.sum()), int((~result.valid).sum())
     del result
     release_freed_memory()
@@ -125,53 +127,59 @@ def embed_grid(
         _check_scheduler(scheduler)
     pipeline = load_pipeline(spec)
     warn_outside_coverage(pipeline, grid)
-    manifest = {**pipeline.manifest, "grid": grid.to_dict(), "chunk_shape": list(grid.chunk_shape)}
-    store = EmbeddingStore.open_or_create(
-        out,
-        grid,
-        manifest,
-        latent=pipeline.model.config.embed_dim,
-        embed=pipeline.model.config.input_dim,
-        context=list(spec.context),
-    )
-    fresh = store.pending()
-    retried = store.chunks_with_failures() if retry_failed else []
-    pending = fresh + retried
-    total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
-    done_before = total - len(fresh)
-    if pending:  # long work ahead: say on what
-        log.info("grid: %s; %d of %d chunks to compute", grid.describe(), len(pending), total)
-    if progress:
-        progress(done_before, total)
-    if pending and (workers or scheduler):
-        counts = _run_on_dask(spec, grid, out, pending, workers, scheduler)
-    else:
-        counts = (_compute_and_write(pipeline, grid, store, chunk) for chunk in pending)
-    valid_cells = invalid_cells = 0
-    for i, (ok, bad) in enumerate(counts, start=1):
-        valid_cells, invalid_cells = valid_cells + ok, invalid_cells + bad
-        if progress:
-            progress(min(done_before + i, total), total)
-    store.finish()
-    valid = store.group["valid"][:].astype(bool)
-    summary = EmbedSummary(
-        str(out),
-        total,
-        done_before,
-        len(pending),
-        valid_cells,
-        invalid_cells,
-        time.perf_counter() - started,
-        len(retried),
-        int(valid.sum()),
-        int((grid.mask & ~valid).sum()),
-    )
-    if summary.cells_valid_in_store == 0:
-        raise RunFailed(
-            f"embed: none of the {summary.cells_invalid_in_store:,} cells of {out} has all its "
-            "inputs (every patch failed?); fix the source and re-run to retry them"
+    with building(out):  # one run at a time computes a store; another waits, then reuses it
+        manifest = {
+            **pipeline.manifest,
+            "grid": grid.to_dict(),
+            "chunk_shape": list(grid.chunk_shape),
+        }
+        store = EmbeddingStore.open_or_create(
+            out,
+            grid,
+            manifest,
+            latent=pipeline.model.config.embed_dim,
+            embed=pipeline.model.config.input_dim,
+            context=list(spec.context),
         )
-    return summary
+        fresh = store.pending()
+        retried = store.chunks_with_failures() if retry_failed else []
+        pending = fresh + retried
+        total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
+        done_before = total - len(fresh)
+        if pending:  # long work ahead: say on what
+            log.info("grid: %s; %d of %d chunks to compute", grid.describe(), len(pending), total)
+        if progress:
+            progress(done_before, total)
+        if pending and (workers or scheduler):
+            counts = _run_on_dask(spec, grid, out, pending, workers, scheduler)
+        else:
+            counts = (_compute_and_write(pipeline, grid, store, chunk) for chunk in pending)
+        valid_cells = invalid_cells = 0
+        for i, (ok, bad) in enumerate(counts, start=1):
+            valid_cells, invalid_cells = valid_cells + ok, invalid_cells + bad
+            if progress:
+                progress(min(done_before + i, total), total)
+        with store.writing():
+            store.finish()
+        valid = store.group["valid"][:].astype(bool)
+        summary = EmbedSummary(
+            str(out),
+            total,
+            done_before,
+            len(pending),
+            valid_cells,
+            invalid_cells,
+            time.perf_counter() - started,
+            len(retried),
+            int(valid.sum()),
+            int((grid.mask & ~valid).sum()),
+        )
+        if summary.cells_valid_in_store == 0:
+            raise RunFailed(
+                f"embed: none of the {summary.cells_invalid_in_store:,} cells of {out} has all its "
+                "inputs (every patch failed?); fix the source and re-run to retry them"
+            )
+        return summary
 
 
 def warn_outside_coverage(pipeline: Pipeline, grid: Grid) -> None:

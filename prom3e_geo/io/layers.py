@@ -99,9 +99,12 @@ def write_layer_set(
     """A layer set to its outputs with provenance tags (the command, the grid, the layer's
     parameters, the store's manifest); the PNG shows the first three bands, or with
     `cmap="rgb"` the first three as one composite."""
-    tags = provenance(command, layers.grid, params=layers.params)
+    tags = provenance(command, layers.grid)
     if layers.manifest:
         tags |= manifest_tags(layers.manifest)
+        if "context" in layers.params:  # the layer's own context (uncertainty of a subset)
+            tags["store_context"] = tags.pop("context")
+    tags |= {key: str(value) for key, value in layers.params.items()}
     items = list(layers.bands.items())
     if cmap == "rgb":
         panels = [Panel(np.dstack([v for _, v in items[:3]]), "")]

@@ -6,15 +6,17 @@ existing output is only replaced when the caller asked for it (`overwrite=True`)
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import InputError, Prom3eGeoError, RunFailed
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 from prom3e_geo.stores.grid_store import is_zarr_store
 
@@ -56,10 +58,27 @@ class OutputSpec:
 
     def check(self, inputs: Sequence[Path | None] = ()) -> None:
         """Refuse, before any work, outputs that exist (without overwrite), sit in a missing
-        folder, repeat each other or name an input."""
+        folder, repeat each other, name an input or carry the extension of another format."""
         for path in self.paths():
             check_output(path, self.overwrite)
         check_distinct(self.paths(), list(inputs))
+        check_extension(self.out, GEOTIFF_SUFFIXES, "a GeoTIFF (COG)")
+        if self.zarr is not None:
+            check_extension(self.zarr, (".zarr",), "a Zarr store")
+        if self.png is not None:
+            check_extension(self.png, (".png",), "a PNG image")
+
+
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def check_extension(path: Path, suffixes: Sequence[str], written: str) -> None:
+    """Refuse an output name whose extension says another format than the one written (a
+    GeoTIFF named `.jpg` opens nowhere as what its name promises)."""
+    if Path(path).suffix.lower() not in suffixes:
+        raise InputError(
+            f"output {path}: this option writes {written}; name it with {' or '.join(suffixes)}"
+        )
 
 
 def check_writable(folder: Path) -> None:
@@ -86,25 +105,66 @@ def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> Non
         seen.add(r)
 
 
+class WriteFailed(RunFailed):
+    """The world failed a write (a full disk, a folder made read-only or closed to this user
+    mid-run): the message names what happened and the path; nothing partial is left."""
+
+
+FAULTS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only a write can meet these
+FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk filled up
+
+
+def write_fault(exc: BaseException, path: Path) -> WriteFailed | None:
+    """`WriteFailed` when `exc`, raised while writing `path`, comes from the file system: an
+    OSError with one of the `FAULTS` numbers, or any error (GDAL's own, for example) raised
+    while the output's folder is full or read-only. None for anything else."""
+    if isinstance(exc, Prom3eGeoError):  # already says what is wrong
+        return None
+    reason = FAULTS.get(exc.errno) if isinstance(exc, OSError) else None
+    if reason is None:
+        try:
+            stat = os.statvfs(path.parent)
+        except OSError:
+            return None
+        if stat.f_flag & os.ST_RDONLY:
+            reason = FAULTS[errno.EROFS]
+        elif stat.f_bavail * stat.f_frsize < FULL_BYTES:
+            reason = FAULTS[errno.ENOSPC]
+        else:
+            return None
+    return WriteFailed(f"{reason} writing {path}")
+
+
 _TOGETHER: ContextVar[list | None] = ContextVar("prom3e_geo_outputs_together", default=None)
+
+
+class OutputAppeared(InputError):
+    """An output that did not exist when the run started appeared before it finished (another
+    run writing the same outputs): this run's outputs are dropped, the other's are kept."""
 
 
 @contextmanager
 def committed_together() -> Iterator[None]:
     """Outputs finished inside the block (by `atomic_output`) are renamed into place together
     when the whole block succeeds; if any part fails, none of them appears."""
-    finished: list[tuple[Path, Path]] = []
+    finished: list[tuple[Path, Path, bool]] = []
     token = _TOGETHER.set(finished)
     try:
         yield
     except BaseException:
-        for tmp, _ in finished:
+        for tmp, _, _ in finished:
             remove(tmp)
         raise
     finally:
         _TOGETHER.reset(token)
-    for tmp, path in finished:
-        _commit(tmp, path)
+    _commit(finished)
 
 
 @contextmanager
@@ -117,18 +177,52 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     remove(tmp)
     try:
         yield tmp
+    except Exception as exc:
+        fault = write_fault(exc, path)  # before the partial output is removed (freeing space)
+        remove(tmp)
+        if fault is None:
+            raise
+        raise fault from None
     except BaseException:
         remove(tmp)
         raise
     together = _TOGETHER.get()
     if together is not None:
-        together.append((tmp, path))
+        together.append((tmp, path, overwrite))
     else:
-        _commit(tmp, path)
+        _commit([(tmp, path, overwrite)])
 
 
-def _commit(tmp: Path, path: Path) -> None:
-    """Move a finished temporary output into place (replacing an old one last)."""
+def _commit(finished: list[tuple[Path, Path, bool]]) -> None:
+    """Move finished temporary outputs into place, all or none against a concurrent writer.
+
+    Every output's lock file (`.NAME.lock`, `flock`: released by the kernel if the process
+    dies) is held while the set is checked again and renamed, so of two runs writing the same
+    outputs exactly one wins the whole set; the other finds an output that appeared meanwhile,
+    removes its temporaries and raises `OutputAppeared` (unless it may overwrite). An old
+    output being replaced is moved aside first and deleted last."""
+    with ExitStack() as stack:
+        for path in sorted({path.resolve() for _, path, _ in finished}):
+            stack.enter_context(_locked(path))
+        appeared = [path for _, path, overwrite in finished if not overwrite and path.exists()]
+        if appeared:
+            for tmp, _, _ in finished:
+                remove(tmp)
+            raise OutputAppeared(
+                f"output {appeared[0]} appeared while this run was writing it (another run "
+                "writing the same outputs?); kept it, wrote nothing (pass --overwrite to replace it)"
+            )
+        for tmp, path, _ in finished:
+            try:
+                _move_into_place(tmp, path)
+            except OSError as exc:
+                fault = write_fault(exc, path)
+                if fault is None:
+                    raise
+                raise fault from None
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
     if path.exists():  # overwrite: move the old output aside, then swap, then delete it
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         remove(old)
@@ -137,3 +231,18 @@ def _commit(tmp: Path, path: Path) -> None:
         remove(old)
     else:
         os.replace(tmp, path)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of output `path`. Its lock file is removed on the way out (no
+    leftovers beside the outputs): a writer that opened it before and gets the lock next, like
+    one that creates it anew, finds the set committed or refused, and checks again."""
+    lock = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import torch
 import xarray as xr
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import InputError, RunFailed
 from prom3e_geo.grid import Grid
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.stored import stored_inputs
 from prom3e_geo.model.prom3e import MODALITIES, ProM3E, visibility
+
+log = logging.getLogger(__name__)
 
 ICA_TOKENS = ("mu", "recon_image", "ctx_sat", "ctx_loc", "ctx_env")
 
@@ -23,6 +28,7 @@ def ica_layers(
     seed: int = 0,
     max_fit: int = 50_000,
     model: ProM3E | None = None,
+    max_iter: int = 1000,
 ) -> LayerSet:
     """Three independent components of a per-cell embedding (FastICA, fitted on at most
     `max_fit` random valid cells), each stretched to 0-1 between its 2nd and 98th percentiles
@@ -30,9 +36,8 @@ def ica_layers(
 
     `token` is a stored array (`mu`, `recon_image`, `ctx_<m>`) or `register:K`, ProM3E's K-th
     register token (1-based), recomputed from the stored context embeddings (`context`) with
-    the store's `model`."""
-    from sklearn.decomposition import FastICA
-
+    the store's `model`. FastICA runs in float64 (see `fit_ica`); if it does not converge in
+    `max_iter` iterations, `RunFailed` says so: its last iterate is never mapped."""
     available = [t for t in ICA_TOKENS if t in ds] + ["register:K"]
     valid = np.asarray(ds["valid"].values, dtype=bool)
     if valid.sum() < 10:
@@ -49,8 +54,8 @@ def ica_layers(
         )
     rng = np.random.default_rng(seed)
     fit = values[rng.choice(len(values), min(max_fit, len(values)), replace=False)]
-    ica = FastICA(n_components=3, whiten="unit-variance", random_state=seed, max_iter=1000)
-    components = ica.fit(fit).transform(values)
+    ica = fit_ica(fit, seed, max_iter, token)
+    components = ica.transform(values.astype(np.float64))
     bands, docs = {}, {}
     for k in range(3):
         c = components[:, k]
@@ -62,7 +67,44 @@ def ica_layers(
         name = ("red", "green", "blue")[k]
         bands[f"ica_{k + 1}"] = band
         docs[f"ica_{k + 1}"] = f"independent component {k + 1} of {token} ({name}), 2-98% stretch"
-    return LayerSet(bands, docs, {"layer": "ica", "ica_token": token, "ica_seed": seed}, grid)
+    params = {"layer": "ica", "ica_token": token, "ica_seed": seed, "ica_algorithm": ica.algorithm}
+    return LayerSet(bands, docs, params, grid)
+
+
+def fit_ica(values: np.ndarray, seed: int, max_iter: int, token: str):
+    """FastICA with three components fitted in float64 (in float32 the fixed-point iteration
+    stalled and returned three copies of one component). The symmetric (`parallel`) algorithm
+    is tried first; when it does not converge, the one-at-a-time (`deflation`) algorithm, which
+    converges on embeddings where the symmetric update oscillates (the environment embedding of
+    the demo world). sklearn's ConvergenceWarning is turned into an error here and the
+    iteration count checked (deflation does not warn), so that no last iterate gets through
+    silently: if both fail, `RunFailed`."""
+    from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
+    values = values.astype(np.float64)
+    for algorithm in ("parallel", "deflation"):
+        ica = FastICA(
+            n_components=3,
+            algorithm=algorithm,
+            whiten="unit-variance",
+            random_state=seed,
+            max_iter=max_iter,
+        )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ConvergenceWarning)
+                ica.fit(values)
+        except ConvergenceWarning:
+            pass
+        else:  # deflation does not warn: a unit that used every iteration did not converge
+            if ica.n_iter_ < max_iter:
+                return ica
+        log.debug("FastICA (%s) did not converge in %d iterations", algorithm, max_iter)
+    raise RunFailed(
+        f"ica: FastICA did not converge on {token} in {max_iter} iterations (parallel and "
+        "deflation algorithms); raise --max-iter or map another --token"
+    )
 
 
 def is_register_token(token: str) -> bool:

@@ -48,25 +48,70 @@ class Query:
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
-def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
-    """Photos (existing files) through the image tower, recordings (.wav, .flac, .ogg, .mp3)
-    through the audio tower; other strings as species names through the text tower when there
-    is one. A file that is not an image is an input error."""
-    out = []
+def query_kind(query: str) -> str:
+    """`audio` for a recording file (.wav, .flac, .ogg, .mp3), `image` for another file, `text`
+    for a species name (no path separator, no extension); a folder, a missing file or an empty
+    query is an input error."""
+    path = Path(query)
+    if not query.strip():
+        raise InputError("a --query is empty (give a photo, a recording or a species name)")
+    if path.is_dir():
+        raise InputError(f"query {query} is a folder (give a photo or a recording file)")
+    if path.exists():
+        return "audio" if path.suffix.lower() in AUDIO_SUFFIXES else "image"
+    if any(sep in query for sep in ("/", "\\")) or path.suffix:
+        raise InputError(f"query {query} does not exist (give a photo or a recording file)")
+    return "text"
+
+
+def query_name(query: str) -> str:
+    """A query's band name: the file stem, or the species name with underscores."""
+    return Path(query).stem if query_kind(query) != "text" else query.replace(" ", "_")
+
+
+def check_queries(queries: Sequence[str]) -> None:
+    """Read every query file (a photo as an image, a recording as audio) and check the names,
+    before any work: a bad query is refused in a second, not after a store was computed."""
+    from prom3e_geo.encoders.audio import load_audio
+    from prom3e_geo.encoders.clip import load_photo
+
     for q in queries:
-        path = Path(q)
-        if path.exists():
-            out.append(file_query(path, encoders))
-        elif "text" in encoders and not any(sep in q for sep in ("/", "\\")) and not path.suffix:
-            out.append(text_query(q, encoders))
-        else:
-            raise InputError(
-                f"query {q} does not exist (give a photo file{', or a species name' if 'text' in encoders else ''})"
-            )
-    names = [q.name for q in out]
+        kind = query_kind(q)
+        if kind == "image":
+            load_photo(q)
+        elif kind == "audio":
+            load_audio(q)
+    names = [query_name(q) for q in queries]
     if len(set(names)) != len(names):
         raise InputError(f"queries must have distinct names, got {names}")
-    return out
+
+
+def check_towers(queries: Sequence[str], encoders) -> None:
+    """Refuse a query of a kind the pipeline has no tower for (a recording without an audio
+    encoder, a species name without a text tower)."""
+    for q in queries:
+        kind = query_kind(q)
+        if kind in encoders:
+            continue
+        if kind == "text":
+            raise InputError(
+                f"query {q} does not exist (give a photo file; this pipeline has no text "
+                "tower for species names)"
+            )
+        what = {"image": "photo", "audio": "recording"}[kind]
+        raise InputError(f"this pipeline has no {kind} encoder for {what} queries")
+
+
+def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
+    """Photos through the image tower, recordings through the audio tower, species names
+    through the text tower (see `query_kind`); a kind the pipeline has no tower for is an
+    input error."""
+    check_towers(queries, encoders)
+    check_queries(queries)
+    return [
+        text_query(q, encoders) if query_kind(q) == "text" else file_query(Path(q), encoders)
+        for q in queries
+    ]
 
 
 def file_query(path: Path, encoders: dict, source: str | None = None) -> Query:

@@ -66,6 +66,7 @@ def uncertainty_layers(
             f"expected cosine error of the reconstructed image embedding, context "
             f"{context_text} (calibrated read-out of the latent log-variance)"
         )
-    params = {"layer": "uncertainty", "sigma_context": context_text}
+    # `context` is the map's; the store's own (its manifest's) is written as `store_context`
+    params = {"layer": "uncertainty", "context": context_text}
     units = {"sigma_l1": "||sigma||_1 (latent std. dev., summed)", "expected_error": "1 - cosine"}
     return LayerSet(bands, docs, params, grid, units={k: units[k] for k in bands})

@@ -33,6 +33,7 @@ from prom3e_geo.hub import MIXIN_FILES, MIXIN_WEIGHTS, fetch_weights, parse_hub_
 from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
 
 FORMAT_TAG = "prom3e-geo/prom3e"
+SYNTHETIC_KEY = "synthetic"  # metadata "true": weights trained on synthetic data (outputs say so)
 TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
@@ -43,6 +44,7 @@ class LoadedModel:
     weights_path: Path
     sha256: str
     origin: str | None = None  # ORG/NAME@COMMIT for weights from the hub
+    synthetic: bool = False  # trained on made-up data (metadata `synthetic`: the demo world's)
 
 
 def save_prom3e(model: ProM3E, path: str | Path, extra: dict[str, str] | None = None) -> Path:
@@ -73,7 +75,8 @@ def load_prom3e(
     if path.suffix == ".safetensors":
         state, metadata = _read_safetensors(path)
         config = _config_from(metadata.get("config"), state, path)
-        return _build(config, state, "safetensors", path, map_location)
+        loaded = _build(config, state, "safetensors", path, map_location)
+        return replace(loaded, synthetic=metadata.get(SYNTHETIC_KEY) == "true")
     if path.suffix in TORCH_SUFFIXES:
         obj = _torch_load(path)
         state, hparams, source = _unwrap(obj, path)

@@ -9,8 +9,13 @@ opening a store with a different manifest is refused rather than mixed.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,8 @@ from prom3e_geo.grid import Chunk, Grid, gdal_crs_attribute, grid_coords
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 
 MANIFEST_KEY = "prom3e_geo_manifest"
+
+log = logging.getLogger(__name__)
 
 
 def is_zarr_store(path: Path) -> bool:
@@ -101,11 +108,46 @@ class GridStore:
             if self.grid.mask[c.rows, c.cols].any() and not done[self.chunk_position(c)]
         ]
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Writes to the store: a full or read-only disk raises Zarr's OSError without a file
+        name; it gets the store's path here, so that the message says where it happened."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
+            raise
+
     def mark_done(self, chunk: Chunk) -> None:
         self.group["chunk_done"][self.chunk_position(chunk)] = 1
 
     def finish(self) -> None:
         zarr.consolidate_metadata(str(self.path))
+
+
+@contextmanager
+def building(path: str | Path) -> Iterator[None]:
+    """Hold the right to build or finish the store at `path`: an exclusive `flock` on
+    `.NAME.lock` beside it (the kernel releases it if the process dies). A second run on the
+    same store (two maps of one area sharing the cache) waits, saying so, and then finds the
+    chunks done instead of computing them again. The lock file is removed when the block ends
+    normally (the store is complete: whoever locks it next finds nothing to do)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"output folder {path.parent} does not exist")
+    lock = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another run that is building %s", path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+        lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def scatter(chunk: Chunk, cells: np.ndarray, values: np.ndarray, fill, dtype) -> np.ndarray:

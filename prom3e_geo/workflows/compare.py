@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.io.outputs import check_output
+from prom3e_geo.io.outputs import check_extension, check_output
 from prom3e_geo.io.png import write_comparison_plot
 from prom3e_geo.io.rasters import read_band
 from prom3e_geo.layers.compare import Comparison, compare_layers, map_error
@@ -34,6 +34,7 @@ def compare(
     have no diversity to compare). Returns the comparison and a note of the cells used."""
     if png is not None:
         check_output(png, overwrite)
+        check_extension(png, (".png",), "a PNG image")
     x, tx, cx, x_name = read_band(x_path, x_band)
     y, ty, cy, y_name = read_band(y_path, y_band)
     rasters = [(x_path, x, tx, cx), (y_path, y, ty, cy)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,18 @@ from prom3e_geo.io.layers import write_layer_outputs
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel
 from prom3e_geo.io.provenance import SYNTHETIC_TAG, provenance
-from prom3e_geo.layers.diversity import BAND_DOCS, BAND_UNITS, DiversityLayers, compute_diversity
+from prom3e_geo.layers.diversity import (
+    BAND_DOCS,
+    BAND_UNITS,
+    DiversityLayers,
+    check_sigma,
+    compute_diversity,
+    diversity_memory,
+)
 from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
 from prom3e_geo.workflows.specs import GridSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,8 @@ def diversity(
     """Count observations per cell and species, smooth, write the five bands."""
     output.check([spec.observations])
     date_range = (parse_date(spec.since), parse_date(spec.until))
-    built = grid.build()
+    built = grid.build(diversity_memory(png=output.png is not None))
+    check_sigma(built, spec.sigma)
     reader = ObservationReader(
         spec.observations,
         lat_col=spec.lat_col,
@@ -60,11 +71,15 @@ def diversity(
     )
     layers = compute_diversity(reader, built, sigma=spec.sigma)
     report = reader.report
+    swapped = report.swap_hint(layers.swapped_on_grid)
     if layers.observations_used == 0:
         raise InputError(
             f"no usable observation falls inside the AOI ({report.summary()}; "
             f"outside the grid: {layers.outside_grid:,}, outside the AOI: {layers.outside_aoi:,})"
+            + (f"; {swapped}" if swapped else "")
         )
+    if swapped:
+        log.warning("%s", swapped)
     tags = provenance(
         command,
         built,
@@ -74,7 +89,7 @@ def diversity(
             "sigma_cells": spec.sigma,
             "species_column": reader.columns.species,
             "research_grade_only": spec.research_grade,
-            "date_range": f"{spec.since or ''}/{spec.until or ''}",
+            **({"date_range": f"{spec.since or ''}/{spec.until or ''}"} if any(date_range) else {}),
             "rows_read": report.rows_read,
             "rows_kept": report.rows_kept,
             "species": layers.species_counted,

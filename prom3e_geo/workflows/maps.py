@@ -32,7 +32,9 @@ from prom3e_geo.layers.ica import ica_layers, is_register_token
 from prom3e_geo.layers.sdm import (
     Query,
     cell_blocks,
+    check_queries,
     check_sdm_options,
+    check_towers,
     encode_queries,
     sdm_layers,
 )
@@ -278,6 +280,10 @@ def sdm(
     """Species-distribution similarity map for query photos (or species names)."""
     check_sdm_options(spec.delta, spec.threshold)
     output.check([Path(q) for q in spec.queries])
+    if inputs.embeddings is None:  # every query checked before a store is computed (hours
+        # on a CPU): the pipeline building it has a tower for its kind, and the file reads
+        check_towers(spec.queries, load_pipeline(inputs.pipeline).cells.encoders)
+        check_queries(spec.queries)
     layers = MapSession.open(inputs, settings, progress).sdm_layers(spec)
     return MapResult(layers, write_sdm(layers, output, command, spec.mode))
 
@@ -295,6 +301,8 @@ def uncertainty(
     and, with a `calibration` fitted for the store's model (`evaluate` with
     `save_calibration`), the expected error band."""
     output.check([calibration])
+    if calibration is not None:  # a bad file is refused before a store is computed
+        ErrorCalibration.load(calibration)
     store = open_embeddings(inputs, settings, progress, context=inputs.pipeline.context)
     stored = list(store.manifest["context"])
     model, precision = None, store.manifest.get("precision", "float32")
@@ -318,15 +326,23 @@ def uncertainty(
     return MapResult(layers, write_uncertainty(layers, output, command))
 
 
-def ica(token: str, seed: int, inputs: MapInputs, output: OutputSpec, command: str) -> MapResult:
-    """Three independent components of a per-cell embedding of a store, as an RGB map."""
+def ica(
+    token: str,
+    seed: int,
+    inputs: MapInputs,
+    output: OutputSpec,
+    command: str,
+    max_iter: int = 1000,
+) -> MapResult:
+    """Three independent components of a per-cell embedding of a store, as an RGB map
+    (`RunFailed` when FastICA does not converge in `max_iter` iterations)."""
     if inputs.embeddings is None:
         raise InputError("ica needs an embedding store (--embeddings)")
     output.check([inputs.embeddings])
     store = open_embeddings(inputs)
     model = store_pipeline(store, inputs).model if is_register_token(token) else None
     context = list(store.manifest["context"])
-    layers = ica_layers(store.ds, store.grid, context, token, seed, model=model)
+    layers = ica_layers(store.ds, store.grid, context, token, seed, model=model, max_iter=max_iter)
     layers.manifest = store.manifest
     title = f"ICA of {token} (red, green, blue = components 1-3)"
     return MapResult(layers, write_layer_set(layers, output, command, title, cmap="rgb"))

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prom3e_geo.grid import DEFAULT_CHUNK, Grid, build_grid
+from prom3e_geo.grid import DEFAULT_CHUNK, CellMemory, Grid, build_grid
 
 Progress = Callable[[int, int], None]  # (done, total) chunks
 
@@ -22,8 +22,11 @@ class GridSpec:
     resolution: str | None = None
     chunk: int | None = None  # default: grid.DEFAULT_CHUNK
 
-    def build(self) -> Grid:
-        grid = build_grid(aoi=self.aoi, crs=self.crs, shape=self.shape, resolution=self.resolution)
+    def build(self, memory: CellMemory | None = None) -> Grid:
+        """The grid; `memory` is what the run needs a cell (checked before it is built)."""
+        grid = build_grid(
+            aoi=self.aoi, crs=self.crs, shape=self.shape, resolution=self.resolution, memory=memory
+        )
         chunk = (self.chunk, self.chunk) if self.chunk else DEFAULT_CHUNK
         return dataclasses.replace(grid, chunk_shape=chunk)
 

@@ -169,10 +169,12 @@ def build_demo(
     )
 
     save_networks(nets, species_names, out / "encoders.safetensors")
-    from prom3e_geo.model.checkpoint import save_prom3e
+    from prom3e_geo.model.checkpoint import SYNTHETIC_KEY, save_prom3e
 
     prom3e.half()
-    save_prom3e(prom3e, out / "prom3e.safetensors", {"demo_seed": str(recipe.seed)})
+    save_prom3e(
+        prom3e, out / "prom3e.safetensors", {"demo_seed": str(recipe.seed), SYNTHETIC_KEY: "true"}
+    )
     timings["total_s"] = time.perf_counter() - t0
     info = {
         "software": f"prom3e-geo {__version__}",
