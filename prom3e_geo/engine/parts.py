@@ -27,3 +27,6 @@ class PipelineParts:
     patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
     preprocessing: dict = field(default_factory=dict)  # modality -> the encoder's preprocessing
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
+    # files that travel with the model, by kind: `novelty` (a NoveltyReference of its training
+    # data), `calibration` (an ErrorCalibration); the uncertainty layers use them by default
+    companions: dict[str, str] = field(default_factory=dict)

@@ -28,7 +28,8 @@ from prom3e_geo.io.layers import write_layer_set
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.ica import ica_layers, is_register_token
-from prom3e_geo.layers.sdm import check_sdm_options, encode_queries, sdm_layers
+from prom3e_geo.layers.novelty import NoveltyReference, novelty_layers
+from prom3e_geo.layers.sdm import DEFAULT_MODE, check_sdm_options, encode_queries, sdm_layers
 from prom3e_geo.layers.uncertainty import uncertainty_layers
 from prom3e_geo.settings import Settings
 from prom3e_geo.stores.embeddings import open_store
@@ -161,9 +162,9 @@ def store_pipeline(store: StoreView, inputs: MapInputs) -> Pipeline:
 @dataclass(frozen=True)
 class SdmSpec:
     queries: tuple[str, ...]
-    mode: str = "recon"  # recon or hybrid
+    mode: str = DEFAULT_MODE  # hybrid or recon
     delta: float = 0.5  # hybrid mixing weight
-    target: str = "loc"  # hybrid target modality
+    target: str | None = None  # hybrid target modality (None: layers.sdm.hybrid_target)
     rescale: bool = False
     threshold: float | None = None
 
@@ -205,6 +206,15 @@ def sdm(
     return MapResult(layers, write_layer_set(layers, output, command, title, cmap="YlGn"))
 
 
+UNCERTAINTY_LAYERS = ("sigma_l1", "expected_error", "novelty", "trust")
+UNCERTAINTY_STYLE = {  # layer -> (title, colour ramp)
+    "sigma_l1": ("uncertainty ||sigma||_1", "magma"),
+    "expected_error": ("expected reconstruction error", "magma"),
+    "novelty": ("novelty: context unlike the training data", "inferno"),
+    "trust": ("where to distrust the species map", "inferno"),
+}
+
+
 def uncertainty(
     context: Sequence[str] | None,
     inputs: MapInputs,
@@ -213,33 +223,71 @@ def uncertainty(
     settings: Settings | None = None,
     progress: Progress | None = None,
     calibration: Path | None = None,
+    layer: str = "sigma_l1",
+    reference: Path | None = None,
 ) -> MapResult:
-    """||sigma||_1 per cell for `context` (any subset of the store's; default the store's own)
-    and, with a `calibration` fitted for the store's model (`evaluate` with
-    `save_calibration`), the expected error band."""
-    output.check([calibration])
+    """One uncertainty layer per cell for `context` (any subset of the store's; default the
+    store's own): `sigma_l1` (the paper's; with a `calibration`, the expected error band beside
+    it), `expected_error`, `novelty` or `trust`. The calibration and the novelty `reference`
+    default to the ones shipped with the store's model (`PipelineParts.companions`)."""
+    if layer not in UNCERTAINTY_LAYERS:
+        raise InputError(f"unknown layer {layer!r} (one of {', '.join(UNCERTAINTY_LAYERS)})")
+    output.check([calibration, reference])
     store = open_embeddings(inputs, settings, progress, context=inputs.pipeline.context)
     stored = list(store.manifest["context"])
     model, precision = None, store.manifest.get("precision", "float32")
+    sha = store.manifest.get("model_sha256")
+    pipeline = store_pipeline(store, inputs) if layer != "sigma_l1" else None
+    if layer in ("expected_error", "trust"):
+        calibration = _companion(pipeline, "calibration", calibration, "--calibration")
     expected_error = None
     if calibration is not None:
-        sha = store.manifest.get("model_sha256")
         expected_error = ErrorCalibration.load(calibration, model_sha256=sha).predict
-    if (context and set(context) != set(stored)) or expected_error is not None:
-        model = store_pipeline(store, inputs).model
-    layers = uncertainty_layers(
-        store.ds,
-        store.grid,
-        stored,
-        context,
-        model,
-        precision,
-        inputs.pipeline.batch_size,
-        expected_error,
-    )
+    if layer in ("novelty", "trust"):
+        path = _companion(pipeline, "novelty", reference, "--reference")
+        layers = novelty_layers(
+            store.ds,
+            store.grid,
+            stored,
+            context,
+            NoveltyReference.load(path, model_sha256=sha),
+            pipeline.model,
+            expected_error if layer == "trust" else None,
+            precision,
+            inputs.pipeline.batch_size,
+        )
+    else:
+        if (context and set(context) != set(stored)) or expected_error is not None:
+            model = (pipeline or store_pipeline(store, inputs)).model
+        layers = uncertainty_layers(
+            store.ds,
+            store.grid,
+            stored,
+            context,
+            model,
+            precision,
+            inputs.pipeline.batch_size,
+            expected_error,
+        )
+        if layer == "expected_error":  # the band alone, without ||sigma||_1 beside it
+            for table in (layers.bands, layers.docs, layers.units):
+                table.pop("sigma_l1", None)
     layers.manifest = store.manifest
-    written = write_layer_set(layers, output, command, "uncertainty ||sigma||_1", cmap="magma")
+    title, cmap = UNCERTAINTY_STYLE[layer]
+    written = write_layer_set(layers, output, command, title, cmap=cmap)
     return MapResult(layers, written)
+
+
+def _companion(pipeline: Pipeline, kind: str, given: Path | None, option: str) -> Path:
+    """The file given, or else the one of `kind` shipped with the pipeline's model."""
+    if given is not None:
+        return given
+    if kind not in pipeline.companions:
+        raise InputError(
+            f"model {pipeline.manifest['model']} ships no {kind} file; give one with {option}"
+            + (" (prom3e-geo weights reference builds one)" if kind == "novelty" else "")
+        )
+    return Path(pipeline.companions[kind])
 
 
 def ica(token: str, seed: int, inputs: MapInputs, output: OutputSpec, command: str) -> MapResult:
