@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from prom3e_geo.errors import InputError, WeightsError
 from prom3e_geo.layers.novelty import NoveltyReference
 
-
 DIM, SPAN = 32, 16  # the clusters live in the first SPAN dimensions of DIM
 
 
