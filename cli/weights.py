@@ -103,8 +103,18 @@ def weights_download_command(name) -> None:
 )
 @click.option("--rows", default=2000, show_default=True, type=int, help="Observations drawn.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the draw.")
+@click.option(
+    "--thin",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="At most one observation per THIN x THIN degree box (0: off): cover where the "
+    "observations reach, not where observers crowd.",
+)
 @overwrite_option
-def weights_reference_command(name, observations, out, context, rows, seed, overwrite) -> None:
+def weights_reference_command(
+    name, observations, out, context, rows, seed, thin, overwrite
+) -> None:
     """Build the novelty reference of preset NAME from an observation file: locations through
     the loc encoder, the preset's environment (WorldClim for taxabind) through the env encoder,
     patches through the sat encoder when sat is asked for. `uncertainty --layer novelty|trust
@@ -126,6 +136,7 @@ def weights_reference_command(name, observations, out, context, rows, seed, over
         seed,
         overwrite,
         report=lambda line: click.echo(line, err=True),
+        thin=thin,
     )
     click.echo(
         f"reference: {summary.rows:,} of {summary.observations:,} observations "

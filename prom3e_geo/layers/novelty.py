@@ -17,6 +17,11 @@ ships one, `prom3e-geo weights reference` builds one for any preset from an obse
   joint novelty where that is above `NOVEL` (0.95). Within the training data it orders cells by
   the calibrated expected error; every cell outside it ranks above every familiar cell.
 
+A reference built from an observation file also holds `place`: where its samples were observed
+(points on the unit sphere), so that a cell far from every observation is novel even when an
+encoder maps its surroundings onto familiar embeddings (the demo's location head, trained on the
+contiguous USA only, maps half of Europe into them). Maps use it wherever the reference has it.
+
 The search is exact and batched (unit vectors, one [batch, R] matrix product at a time), so memory
 is bounded by `batch x R` floats whatever the number of cells.
 """
@@ -49,6 +54,17 @@ NOVEL = 0.95  # joint novelty above which a sample counts as outside the trainin
 
 def _unit(values: torch.Tensor | np.ndarray) -> torch.Tensor:
     return F.normalize(torch.as_tensor(np.asarray(values, dtype=np.float32)), dim=-1)
+
+
+PLACE = "place"  # the reference's optional pseudo-modality: where its samples were observed
+
+
+def place_vectors(lon, lat) -> torch.Tensor:
+    """[N, 3] points on the unit sphere for lon/lat in degrees: the Euclidean distance between
+    two is the chord, a monotone function of their great-circle distance."""
+    lon, lat = np.radians(np.ravel(lon)), np.radians(np.ravel(lat))
+    xyz = np.c_[np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]
+    return torch.from_numpy(xyz.astype(np.float32))
 
 
 def _keys(modalities: Sequence[str]) -> list[str]:
@@ -232,7 +248,8 @@ def novelty_layers(
         raise InputError("the trust layer needs the store's model")
     valid = valid_for(ds, wanted)
     dim = int(ds[f"ctx_{wanted[0]}"].shape[-1])
-    names = ["trust"] if trust else ["novelty", *(f"novelty_{m}" for m in wanted)]
+    shown = [*wanted, PLACE] if PLACE in reference.modalities else wanted
+    names = ["trust"] if trust else ["novelty", *(f"novelty_{m}" for m in shown)]
     bands = {n: np.full(grid.shape, np.nan, dtype=np.float32) for n in names}
 
     def errors(x: torch.Tensor) -> np.ndarray:
@@ -242,19 +259,26 @@ def novelty_layers(
     def reference_errors(embeddings: Mapping[str, torch.Tensor]) -> np.ndarray:
         x = torch.zeros(reference.size, len(MODALITIES), dim)
         for m, value in embeddings.items():
-            x[:, MODALITIES.index(m)] = value
+            if m in MODALITIES:  # not the place
+                x[:, MODALITIES.index(m)] = value
         return errors(x)
 
+    lon, lat = grid.lonlat()
+    places = PLACE in reference.modalities
     for rows, ok, x in stored_inputs(ds, valid, wanted, dim):
-        scores = reference.scores({m: x[:, MODALITIES.index(m)] for m in wanted})
+        values = {m: x[:, MODALITIES.index(m)] for m in wanted}
+        if places:
+            values[PLACE] = place_vectors(lon[rows][ok], lat[rows][ok])
+        scores = reference.scores(values)
         if trust:
-            values = reference.trust(scores["joint"], errors(x), wanted, reference_errors)
-            bands["trust"][rows][ok] = values
+            bands["trust"][rows][ok] = reference.trust(
+                scores["joint"], errors(x), list(values), reference_errors
+            )
             continue
         bands["novelty"][rows][ok] = scores["joint"]
-        for m in wanted:
+        for m in values:
             bands[f"novelty_{m}"][rows][ok] = scores[m]
-    text = "+".join(wanted)
+    text = "+".join(shown)
     unit = "share of in-distribution reference samples below (0-1)"
     docs = {
         "novelty": f"joint novelty of the context {text}: percentile of its k-NN distance "
@@ -265,6 +289,8 @@ def novelty_layers(
             f"novelty_{m}": f"novelty of the {m} embedding (k-NN distance percentile)"
             for m in wanted
         },
+        f"novelty_{PLACE}": "novelty of the place: distance to the reference's observations "
+        "(k-NN percentile)",
     }
     origin = "; ".join(f"{k}: {v}" for k, v in sorted(reference.origin.items()))
     params = {

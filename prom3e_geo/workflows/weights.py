@@ -129,11 +129,17 @@ def build_novelty_reference(
     seed: int = 0,
     overwrite: bool = False,
     report: Callable[[str], None] = print,
+    thin: float = 1.0,
 ) -> ReferenceSummary:
     """`weights reference`: a novelty reference for preset `name` (or a weights path) from an
     observation file (iNaturalist / GBIF CSV, zip or Parquet): up to `rows` observations drawn
     at random (seeded), encoded as the map's cells are (locations -> loc, the preset's
-    environment -> env, its imagery source -> sat), with its origin recorded in the file."""
+    environment -> env, its imagery source -> sat) and with their places, with its origin
+    recorded in the file.
+
+    With `thin` (degrees; 0: off) at most one observation per `thin` x `thin` degree box is
+    drawn: the reference then covers where the observations reach rather than where observers
+    crowd, so a map's cells in thinly observed but familiar country are not called novel."""
     import time
 
     import numpy as np
@@ -144,7 +150,7 @@ def build_novelty_reference(
     from prom3e_geo.engine.spec import PipelineSpec
     from prom3e_geo.hashing import file_sha256
     from prom3e_geo.io.outputs import atomic_output
-    from prom3e_geo.layers.novelty import K_NEAREST, NoveltyReference
+    from prom3e_geo.layers.novelty import K_NEAREST, PLACE, NoveltyReference, place_vectors
     from prom3e_geo.model.prom3e import MODALITIES
     from prom3e_geo.observations import ObservationReader
 
@@ -160,20 +166,31 @@ def build_novelty_reference(
             f"{observations} has {lon.size} valid observations; a reference needs more than "
             f"{K_NEAREST} ({reader.report.summary()})"
         )
+    if thin < 0:
+        raise InputError(f"--thin must be >= 0 degrees, got {thin}")
     t0 = time.perf_counter()
-    pick = np.sort(np.random.default_rng(seed).choice(lon.size, min(rows, lon.size), False))
+    rng = np.random.default_rng(seed)
+    candidates = rng.permutation(lon.size)
+    if thin > 0:  # the first of a random order in each box: one random observation per box
+        boxes = np.floor(np.c_[lon, lat][candidates] / thin).astype(np.int64)
+        candidates = candidates[np.sort(np.unique(boxes, axis=0, return_index=True)[1])]
+    if candidates.size <= K_NEAREST:
+        raise InputError(f"only {candidates.size} boxes of {thin} degrees hold observations")
+    pick = np.sort(candidates[:rows])
     pipeline = load_pipeline(PipelineSpec(model=name, context=tuple(context)))
     report(f"encoding {pick.size:,} of {lon.size:,} observations ({'+'.join(context)})")
     x, ok = pipeline.cells.embed(lon[pick], lat[pick], context)
     if int(ok.sum()) <= K_NEAREST:
         raise InputError(f"only {int(ok.sum())} observations have every input of {context}")
     embeddings = {m: x[torch.from_numpy(ok), MODALITIES.index(m)] for m in context}
+    embeddings[PLACE] = place_vectors(lon[pick][ok], lat[pick][ok])
     manifest = pipeline.manifest
     origin = {
         "observations": str(observations),
         "observations_sha256": file_sha256(observations),
         "rows": str(int(ok.sum())),
         "seed": str(seed),
+        "thin_degrees": str(thin),
         "model": str(manifest["model"]),
         "model_sha256": str(manifest["model_sha256"]),
         "context": "+".join(context),

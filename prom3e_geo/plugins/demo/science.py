@@ -54,11 +54,14 @@ def cell_scores(
     mode: str = "recon",
     target: str = "env",
     delta: float = 0.5,
+    recon: torch.Tensor | None = None,
 ) -> np.ndarray:
     """The `sdm` score of each cell (inputs `x` with `context` visible) for a query photo
-    embedding: `recon` or `hybrid` with `target`, as `prom3e_geo.layers.sdm` computes them."""
+    embedding: `recon` or `hybrid` with `target`, as `prom3e_geo.layers.sdm` computes them
+    (`recon`: the cells' reconstructed image embeddings, when already computed)."""
     if mode == "recon":
-        recon = infer_cells(demo.prom3e, x, context).recon_image
+        if recon is None:
+            recon = infer_cells(demo.prom3e, x, context).recon_image
         return (F.normalize(recon.float(), dim=-1) @ query).numpy()
     own = F.normalize(x[:, MODALITIES.index(target)].float(), dim=-1)
     inverted = invert(demo.prom3e, [Query("q", "q", query, "image")], target)[0]
