@@ -173,6 +173,13 @@ def test_europe_is_novel_against_conus_and_each_layer_is_a_band(tmp_path, run_cl
             assert ds.descriptions == (layer,)
             values = ds.read(1, masked=True).compressed()
             assert values.size == us.size and np.isfinite(values).all()
+    # bad input: one line, exit 2, before any work
+    r = run_cli("uncertainty", "--layer", "novelty", "--reference", tmp_path / "none.safetensors",
+                "--aoi", "0,40,20,55", "--resolution", "0.5", "--out", tmp_path / "x.tif")  # fmt: skip
+    assert r.code == 2 and "does not exist" in r.err and not (tmp_path / "x.tif").exists()
+    r = run_cli("uncertainty", "--layer", "novelty", "--reference", tmp_path / "conus.tif",
+                *grid, "--out", tmp_path / "y.tif")  # fmt: skip
+    assert r.code == 2 and "novelty reference" in r.err and "Traceback" not in r.err
     with rasterio.open(tmp_path / "trust.tif") as ds:
         trust = ds.read(1, masked=True).compressed()
     assert trust.min() >= 0 and trust.max() <= 1

@@ -233,6 +233,9 @@ def uncertainty(
     if layer not in UNCERTAINTY_LAYERS:
         raise InputError(f"unknown layer {layer!r} (one of {', '.join(UNCERTAINTY_LAYERS)})")
     output.check([calibration, reference])
+    for option, path in (("--calibration", calibration), ("--reference", reference)):
+        if path is not None and not Path(path).is_file():  # before any cell is computed
+            raise InputError(f"{option} {path} does not exist")
     store = open_embeddings(inputs, settings, progress, context=inputs.pipeline.context)
     stored = list(store.manifest["context"])
     model, precision = None, store.manifest.get("precision", "float32")
