@@ -50,13 +50,11 @@ K_NEAREST = 10
 SEARCH_BATCH = 4096
 KIND = "prom3e-geo novelty reference"
 NOVEL = 0.95  # joint novelty above which a sample counts as outside the training data
+PLACE = "place"  # the reference's optional pseudo-modality: where its samples were observed
 
 
 def _unit(values: torch.Tensor | np.ndarray) -> torch.Tensor:
     return F.normalize(torch.as_tensor(np.asarray(values, dtype=np.float32)), dim=-1)
-
-
-PLACE = "place"  # the reference's optional pseudo-modality: where its samples were observed
 
 
 def place_vectors(lon, lat) -> torch.Tensor:
