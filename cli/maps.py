@@ -63,14 +63,20 @@ def embed_command(out, **o) -> None:
     help="A photo (repeat for more), or a species name when the model has a text tower.",
 )
 @embeddings_option
-@click.option("--mode", type=click.Choice(["recon", "hybrid"]), default="recon", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "recon"]),
+    default="hybrid",
+    show_default=True,
+    help="hybrid: against the cells' own context embeddings (measured best, docs/evaluation.md); "
+    "recon: against the cells' reconstructed photo embedding (the paper's Fig. 4).",
+)
 @click.option("--delta", default=0.5, show_default=True, type=float, help="Hybrid mixing weight.")
 @click.option(
     "--target",
-    default="loc",
-    show_default=True,
+    default=None,
     type=click.Choice(["sat", "loc", "env"]),
-    help="Hybrid target modality.",
+    help="Hybrid target modality (default: env if the store has it, else loc, else sat).",
 )
 @click.option(
     "--rescale", "rescale", is_flag=True, help="Rescale each band linearly to 0-1 over the AOI."
@@ -111,20 +117,38 @@ def sdm_command(queries, embeddings, mode, delta, target, rescale, threshold, **
     type=click.Path(path_type=Path),
     default=None,
     help="An error calibration of the store's model (evaluate's save_calibration): adds the "
-    "expected_error band.",
+    "expected_error band to sigma_l1; for expected_error and trust, replaces the model's own.",
+)
+@click.option(
+    "--layer",
+    type=click.Choice(["sigma_l1", "expected_error", "novelty", "trust"]),
+    default="sigma_l1",
+    show_default=True,
+    help="sigma_l1: the paper's ||sigma||_1; expected_error: the calibrated reconstruction "
+    "error; novelty: how unlike the training data each cell's context is (0-1); trust: where "
+    "to distrust the species map (0-1, high: distrust).",
+)
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A novelty reference (prom3e-geo weights reference) instead of the model's own, for "
+    "novelty and trust.",
 )
 @output_options
 @pipeline_options
 @grid_options
-def uncertainty_command(embeddings, store_context, calibration, **o) -> None:
-    """||sigma||_1 per cell for the chosen --context (the paper's uncertainty map).
+def uncertainty_command(embeddings, store_context, calibration, layer, reference, **o) -> None:
+    """An uncertainty layer per cell for the chosen --context: the paper's ||sigma||_1 map, the
+    calibrated expected error, novelty, or trust.
 
     The sigma of any subset of a store's context comes from its stored embeddings, so the
     uncertainty of location alone reuses the store that `sdm` built.
 
     \b
-    Example:
+    Examples:
       prom3e-geo uncertainty --context loc --out sigma.tif --png sigma.png
+      prom3e-geo uncertainty --layer novelty --aoi 0,40,20,55 --out eu.tif
     """
     from prom3e_geo.engine.spec import parse_context
     from prom3e_geo.workflows.maps import uncertainty
@@ -135,7 +159,14 @@ def uncertainty_command(embeddings, store_context, calibration, **o) -> None:
     inputs = map_inputs({**o, "context": store_context}, embeddings, fixed)
     with CellProgress() as progress:
         result = uncertainty(
-            context, inputs, output, command_line(), progress=progress, calibration=calibration
+            context,
+            inputs,
+            output,
+            command_line(),
+            progress=progress,
+            calibration=calibration,
+            layer=layer,
+            reference=reference,
         )
     for name, (lo, mean, hi) in result.layers.summaries().items():
         click.echo(f"{name}: min {lo:.4g}, mean {mean:.4g}, max {hi:.4g}")

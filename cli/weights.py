@@ -85,6 +85,68 @@ def weights_download_command(name) -> None:
     click.echo(f"{name}: {len(fetched)} repositories in the cache")
 
 
+@weights_group.command("reference")
+@click.argument("name")
+@click.option(
+    "--observations",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="An observation file (iNaturalist or GBIF CSV, zip or Parquet) of the model's "
+    "training distribution.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Reference (.safetensors)."
+)
+@click.option(
+    "--context",
+    default="loc,env",
+    show_default=True,
+    help="Modalities to encode (add sat when the preset's imagery is available).",
+)
+@click.option("--rows", default=2000, show_default=True, type=int, help="Observations drawn.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the draw.")
+@click.option(
+    "--thin",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="At most one observation per THIN x THIN degree box (0: off): cover where the "
+    "observations reach, not where observers crowd.",
+)
+@overwrite_option
+def weights_reference_command(
+    name, observations, out, context, rows, seed, thin, overwrite
+) -> None:
+    """Build the novelty reference of preset NAME from an observation file: locations through
+    the loc encoder, the preset's environment (WorldClim for taxabind) through the env encoder,
+    patches through the sat encoder when sat is asked for. `uncertainty --layer novelty|trust
+    --reference FILE` uses it; the file records its origin.
+
+    \b
+    Example:
+      prom3e-geo weights reference taxabind --observations inat.csv --out taxabind-ref.safetensors
+    """
+    from prom3e_geo.engine.spec import parse_context
+    from prom3e_geo.workflows.weights import build_novelty_reference
+
+    summary = build_novelty_reference(
+        name,
+        observations,
+        out,
+        parse_context(context),
+        rows,
+        seed,
+        overwrite,
+        report=lambda line: click.echo(line, err=True),
+        thin=thin,
+    )
+    click.echo(
+        f"reference: {summary.rows:,} of {summary.observations:,} observations "
+        f"({'+'.join(summary.context)}), {summary.seconds:.1f} s"
+    )
+    click.echo(f"wrote {summary.path}")
+
+
 @click.group("env")
 def env_group() -> None:
     """Environment rasters for the env context."""

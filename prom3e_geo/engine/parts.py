@@ -30,3 +30,6 @@ class PipelineParts:
     preprocessing: dict = field(default_factory=dict)  # modality -> the encoder's preprocessing
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
     hint: str | None = None  # what to do when its hub files are missing offline
+    # files that travel with the model, by kind: `novelty` (a NoveltyReference of its training
+    # data), `calibration` (an ErrorCalibration); the uncertainty layers use them by default
+    companions: dict[str, str] = field(default_factory=dict)

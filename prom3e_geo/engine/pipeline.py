@@ -12,7 +12,7 @@ workers rebuild them from the spec).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prom3e_geo.encoders.base import Encoder
@@ -98,6 +98,7 @@ class Pipeline:
     manifest: dict
     precision: str  # resolved: bf16 or float32
     coverage: tuple[float, float, float, float] | None = None
+    companions: dict[str, str] = field(default_factory=dict)  # PipelineParts.companions
 
     def close(self) -> None:
         if self.cells.source is not None:
@@ -141,7 +142,9 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
         "origins": {**parts.origins, **origins},
     }
     model = flush_subnormals_(parts.model.to(device).eval())
-    pipeline = Pipeline(spec, model, cells, manifest, precision, parts.coverage)
+    pipeline = Pipeline(
+        spec, model, cells, manifest, precision, parts.coverage, dict(parts.companions)
+    )
     _PIPELINES[spec] = pipeline
     return pipeline
 

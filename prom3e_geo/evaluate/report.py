@@ -34,9 +34,12 @@ from prom3e_geo.evaluate.retrieval import RetrievalResult, cross_modal_retrieval
 from prom3e_geo.evaluate.uncertainty import (
     ErrorCalibration,
     OodCase,
+    novelty_score,
     sigma_score,
+    trust_score,
     uncertainty_checks,
 )
+from prom3e_geo.layers.novelty import NoveltyReference
 from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.recipes import EvaluationRecipe
 from prom3e_geo.registry import Registry
@@ -175,15 +178,22 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
 
 def warning_checks(model, data: EvaluationSet, context: list[int], fit, test):
     """`evaluate.uncertainty`'s measurements on the test split for ||sigma||_1 (the paper's
-    layer) and for the calibrated variant, fitted on the validation split."""
+    layer), the calibrated variant, novelty and trust; the calibration and the novelty reference
+    (photos and context embeddings) come from the validation split."""
     sets = {MODALITIES[m]: [m] for m in context} | {
         "+".join(MODALITIES[m] for m in context): context
     }
     calibration = ErrorCalibration.fit(model, data.values[fit], list(sets.values()))
+    reference = NoveltyReference(
+        {MODALITIES[m]: data.values[fit][:, m] for m in [0, *context]},
+        {"data": f"{data.name}, validation split"},
+    )
     labels = None if data.labels is None else data.labels[test]
     scores = {
         "sigma_l1 (paper)": sigma_score(model),
         "expected error (calibrated)": calibration.score(model),
+        "novelty": novelty_score(reference),
+        "trust": trust_score(reference, calibration, model),
     }
     warning = {
         name: uncertainty_checks(score, model, data.values[test], labels, sets, context, data.ood)

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from prom3e_geo.model.prom3e import visibility
+from prom3e_geo.layers.novelty import NoveltyReference
+from prom3e_geo.model.prom3e import MODALITIES, visibility
 
 
 @dataclass
@@ -55,6 +56,42 @@ Score = Callable[[torch.Tensor, Sequence[int]], np.ndarray]  # (values, visible)
 def sigma_score(model) -> Score:
     """The paper's layer: ||sigma||_1."""
     return lambda values, visible: _outputs(model, values, visible)[0]
+
+
+def novelty_score(reference: NoveltyReference) -> Score:
+    """The novelty layer: joint novelty percentile of the visible modalities."""
+
+    def joint(values: torch.Tensor, visible: Sequence[int]) -> np.ndarray:
+        return reference.scores({MODALITIES[m]: values[:, m] for m in visible})["joint"]
+
+    return joint
+
+
+def trust_score(reference: NoveltyReference, calibration: ErrorCalibration, model) -> Score:
+    """The trust layer: novelty and the calibrated expected error, combined by
+    `NoveltyReference.trust`."""
+    expected = calibration.score(model)
+
+    def trust(values: torch.Tensor, visible: Sequence[int]) -> np.ndarray:
+        names = [MODALITIES[m] for m in visible]
+        joint = reference.scores({n: values[:, m] for n, m in zip(names, visible, strict=True)})
+        return reference.trust(
+            joint["joint"],
+            expected(values, visible),
+            names,
+            lambda embeddings: expected(_inputs(embeddings, values.shape[1]), visible),
+        )
+
+    return trust
+
+
+def _inputs(embeddings: Mapping[str, torch.Tensor], slots: int) -> torch.Tensor:
+    """[N, slots, D] ProM3E inputs from embeddings by modality name (absent slots zero)."""
+    first = next(iter(embeddings.values()))
+    x = torch.zeros(first.shape[0], slots, first.shape[1])
+    for name, value in embeddings.items():
+        x[:, MODALITIES.index(name)] = value
+    return x
 
 
 def uncertainty_checks(

@@ -3,12 +3,17 @@
 Queries are photos (encoded by the image tower) or, when the pipeline has a text tower, species
 names. Two scores per cell (both in [-1, 1]):
 
-* `recon` (default): cos(query, reconstructed image embedding of the cell), the supplement's
-  Fig. 4 maps: ProM3E's guess of what is photographed there, compared with the query photo;
-* `hybrid` (method notes 3.2 applied to maps): (1 - delta) cos(q, f_t(cell)) + delta
-  cos(f^_t(q), f_t(cell)), where t is a context modality stored with the cells (default `loc`),
+* `hybrid` (default; method notes 3.2 applied to maps): (1 - delta) cos(q, f_t(cell)) + delta
+  cos(f^_t(q), f_t(cell)), where t is a context modality stored with the cells (default: `env`
+  when the store has it, else `loc`, else `sat`: the order measured best on the demo world),
   f_t(cell) the cell's own t embedding, and f^_t(q) ProM3E's reconstruction of modality t from
-  the query alone (modality inversion), mixing inter- and intra-modal similarity.
+  the query alone (modality inversion), mixing inter- and intra-modal similarity;
+* `recon`: cos(query, reconstructed image embedding of the cell), the supplement's Fig. 4 maps:
+  ProM3E's guess of what is photographed there, compared with the query photo. Its values
+  depend on how sharp a cell's reconstruction is as much as on the query: where few species
+  live (the demo world's high mountains) the reconstruction is one confident species and its
+  cosine with an unrelated photo exceeds that of a species-rich cell's blended reconstruction
+  with the right one, so species-poor places light up on every map (docs/evaluation.md).
 
 `rescale` maps each band linearly to [0, 1] over the AOI (min -> 0, max -> 1) and records the
 original range; `threshold` adds a presence band (score >= T, after rescaling when asked).
@@ -46,6 +51,9 @@ class Query:
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+MODES = ("hybrid", "recon")
+DEFAULT_MODE = "hybrid"
+TARGET_PREFERENCE = ("env", "loc", "sat")  # hybrid target when none is asked for
 
 
 def query_kind(query: str) -> str:
@@ -153,20 +161,22 @@ def cell_blocks(
 def similarity(
     store: xr.Dataset,
     queries: list[Query],
-    mode: str = "recon",
+    mode: str = DEFAULT_MODE,
     delta: float = 0.5,
-    target: str = "loc",
+    target: str | None = None,
     model: ProM3E | None = None,
     blocks: CellBlocks | None = None,
 ) -> np.ndarray:
     """[Q, H, W] float32 scores (NaN where the cell is outside the AOI or invalid). `blocks`
-    gives the store's vectors of a variable (default: `cell_blocks`, read from the store)."""
+    gives the store's vectors of a variable (default: `cell_blocks`, read from the store); the
+    hybrid target defaults to `hybrid_target`."""
     q = torch.stack([x.embedding for x in queries]).float()
     if mode == "recon":
         directions = [q]
         weights = [1.0]
         variable = "recon_image"
     elif mode == "hybrid":
+        target = target or hybrid_target(store)
         variable = f"ctx_{target}"
         if variable not in store:
             raise InputError(
@@ -179,7 +189,7 @@ def similarity(
         directions = [q, invert(model, queries, target)]
         weights = [1 - delta, delta]
     else:
-        raise InputError(f"unknown mode {mode!r} (recon or hybrid)")
+        raise InputError(f"unknown mode {mode!r} ({' or '.join(MODES)})")
     h, w = store.sizes["y"], store.sizes["x"]
     out = np.full((len(queries), h, w), np.nan, dtype=np.float32)
     for rows, block, ok in (blocks or partial(cell_blocks, store))(variable):
@@ -189,6 +199,14 @@ def similarity(
         )
         out[:, rows] = np.where(ok, score.numpy(), np.nan)
     return out
+
+
+def hybrid_target(store: xr.Dataset) -> str:
+    """The first of `TARGET_PREFERENCE` whose context embeddings the store holds."""
+    held = [t for t in TARGET_PREFERENCE if f"ctx_{t}" in store]
+    if not held:
+        raise InputError("hybrid mode needs sat, loc or env context embeddings in the store")
+    return held[0]
 
 
 @torch.inference_mode()
@@ -232,9 +250,9 @@ def sdm_layers(
     grid: Grid,
     queries: list[Query],
     model: ProM3E | None = None,
-    mode: str = "recon",
+    mode: str = DEFAULT_MODE,
     delta: float = 0.5,
-    target: str = "loc",
+    target: str | None = None,
     rescale_01: bool = False,
     threshold: float | None = None,
     blocks: CellBlocks | None = None,
@@ -242,6 +260,8 @@ def sdm_layers(
     """Similarity bands (one per query) and, with a threshold, presence bands (`blocks`: see
     `similarity`)."""
     check_sdm_options(delta, threshold)
+    if mode == "hybrid":
+        target = target or hybrid_target(store)
     scores = similarity(store, queries, mode, delta, target, model, blocks)
     params: dict[str, object] = {"layer": "sdm", "mode": mode}
     if mode == "hybrid":

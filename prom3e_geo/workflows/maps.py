@@ -29,7 +29,9 @@ from prom3e_geo.io.layers import write_layer_set
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.ica import ica_layers, is_register_token
+from prom3e_geo.layers.novelty import NoveltyReference, novelty_layers
 from prom3e_geo.layers.sdm import (
+    DEFAULT_MODE,
     Query,
     cell_blocks,
     check_queries,
@@ -170,9 +172,9 @@ def store_pipeline(store: StoreView, inputs: MapInputs) -> Pipeline:
 @dataclass(frozen=True)
 class SdmSpec:
     queries: tuple[str, ...]
-    mode: str = "recon"  # recon or hybrid
+    mode: str = DEFAULT_MODE  # hybrid or recon
     delta: float = 0.5  # hybrid mixing weight
-    target: str = "loc"  # hybrid target modality
+    target: str | None = None  # hybrid target modality (None: layers.sdm.hybrid_target)
     rescale: bool = False
     threshold: float | None = None
 
@@ -185,8 +187,7 @@ class MapResult:
 
 # how every map of a kind is styled: the CLI's outputs and the explorer's downloads
 SDM_CMAP = "YlGn"
-UNCERTAINTY_CMAP = "magma"
-UNCERTAINTY_TITLE = "uncertainty ||sigma||_1"
+UNCERTAINTY_CMAP = "magma"  # sigma_l1's (the explorer's uncertainty layer)
 
 
 @dataclass
@@ -264,9 +265,12 @@ def write_sdm(layers: LayerSet, output: OutputSpec, command: str, mode: str) -> 
     return write_layer_set(layers, output, command, title, cmap=SDM_CMAP)
 
 
-def write_uncertainty(layers: LayerSet, output: OutputSpec, command: str) -> list[Path]:
-    """An uncertainty layer set to its outputs, styled and titled as every sigma map is."""
-    return write_layer_set(layers, output, command, UNCERTAINTY_TITLE, cmap=UNCERTAINTY_CMAP)
+def write_uncertainty(
+    layers: LayerSet, output: OutputSpec, command: str, layer: str = "sigma_l1"
+) -> list[Path]:
+    """An uncertainty layer set to its outputs, styled and titled as every map of its layer."""
+    title, cmap = UNCERTAINTY_STYLE[layer]
+    return write_layer_set(layers, output, command, title, cmap=cmap)
 
 
 def sdm(
@@ -288,6 +292,15 @@ def sdm(
     return MapResult(layers, write_sdm(layers, output, command, spec.mode))
 
 
+UNCERTAINTY_LAYERS = ("sigma_l1", "expected_error", "novelty", "trust")
+UNCERTAINTY_STYLE = {  # layer -> (title, colour ramp)
+    "sigma_l1": ("uncertainty ||sigma||_1", UNCERTAINTY_CMAP),
+    "expected_error": ("expected reconstruction error", "magma"),
+    "novelty": ("novelty: context unlike the training data", "inferno"),
+    "trust": ("where to distrust the species map", "inferno"),
+}
+
+
 def uncertainty(
     context: Sequence[str] | None,
     inputs: MapInputs,
@@ -296,34 +309,74 @@ def uncertainty(
     settings: Settings | None = None,
     progress: Progress | None = None,
     calibration: Path | None = None,
+    layer: str = "sigma_l1",
+    reference: Path | None = None,
 ) -> MapResult:
-    """||sigma||_1 per cell for `context` (any subset of the store's; default the store's own)
-    and, with a `calibration` fitted for the store's model (`evaluate` with
-    `save_calibration`), the expected error band."""
-    output.check([calibration])
+    """One uncertainty layer per cell for `context` (any subset of the store's; default the
+    store's own): `sigma_l1` (the paper's; with a `calibration`, the expected error band beside
+    it), `expected_error`, `novelty` or `trust`. The calibration and the novelty `reference`
+    default to the ones shipped with the store's model (`PipelineParts.companions`)."""
+    if layer not in UNCERTAINTY_LAYERS:
+        raise InputError(f"unknown layer {layer!r} (one of {', '.join(UNCERTAINTY_LAYERS)})")
+    output.check([calibration, reference])
+    for option, path in (("--calibration", calibration), ("--reference", reference)):
+        if path is not None and not Path(path).is_file():  # before any cell is computed
+            raise InputError(f"{option} {path} does not exist")
     if calibration is not None:  # a bad file is refused before a store is computed
         ErrorCalibration.load(calibration)
     store = open_embeddings(inputs, settings, progress, context=inputs.pipeline.context)
     stored = list(store.manifest["context"])
     model, precision = None, store.manifest.get("precision", "float32")
+    sha = store.manifest.get("model_sha256")
+    pipeline = store_pipeline(store, inputs) if layer != "sigma_l1" else None
+    if layer in ("expected_error", "trust"):
+        calibration = _companion(pipeline, "calibration", calibration, "--calibration")
     expected_error = None
     if calibration is not None:
-        sha = store.manifest.get("model_sha256")
         expected_error = ErrorCalibration.load(calibration, model_sha256=sha).predict
-    if (context and set(context) != set(stored)) or expected_error is not None:
-        model = store_pipeline(store, inputs).model
-    layers = uncertainty_layers(
-        store.ds,
-        store.grid,
-        stored,
-        context,
-        model,
-        precision,
-        inputs.pipeline.batch_size,
-        expected_error,
-    )
+    if layer in ("novelty", "trust"):
+        path = _companion(pipeline, "novelty", reference, "--reference")
+        layers = novelty_layers(
+            store.ds,
+            store.grid,
+            stored,
+            context,
+            NoveltyReference.load(path, model_sha256=sha),
+            pipeline.model,
+            expected_error if layer == "trust" else None,
+            precision,
+            inputs.pipeline.batch_size,
+        )
+    else:
+        if (context and set(context) != set(stored)) or expected_error is not None:
+            model = (pipeline or store_pipeline(store, inputs)).model
+        layers = uncertainty_layers(
+            store.ds,
+            store.grid,
+            stored,
+            context,
+            model,
+            precision,
+            inputs.pipeline.batch_size,
+            expected_error,
+        )
+        if layer == "expected_error":  # the band alone, without ||sigma||_1 beside it
+            for table in (layers.bands, layers.docs, layers.units):
+                table.pop("sigma_l1", None)
     layers.manifest = store.manifest
-    return MapResult(layers, write_uncertainty(layers, output, command))
+    return MapResult(layers, write_uncertainty(layers, output, command, layer))
+
+
+def _companion(pipeline: Pipeline, kind: str, given: Path | None, option: str) -> Path:
+    """The file given, or else the one of `kind` shipped with the pipeline's model."""
+    if given is not None:
+        return given
+    if kind not in pipeline.companions:
+        raise InputError(
+            f"model {pipeline.manifest['model']} ships no {kind} file; give one with {option}"
+            + (" (prom3e-geo weights reference builds one)" if kind == "novelty" else "")
+        )
+    return Path(pipeline.companions[kind])
 
 
 def ica(

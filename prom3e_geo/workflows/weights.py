@@ -3,7 +3,8 @@ cached, fetching it ahead of time (for an offline cluster), and the WorldClim ra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from prom3e_geo.engine.presets import (
     worldclim_path,
     worldclim_raster,
 )
-from prom3e_geo.errors import DownloadError, UnknownNameError, WeightsError
+from prom3e_geo.errors import DownloadError, InputError, UnknownNameError, WeightsError
 from prom3e_geo.hub import (
     CachedRepo,
     Fetched,
@@ -138,6 +139,99 @@ def prepare_environment(
     out = check_output(out, overwrite)
     downloads = settings.cache_dir / "worldclim" / "downloads"
     return prepare_worldclim(out, source, settings.worldclim_url, downloads, report)
+
+
+@dataclass(frozen=True)
+class ReferenceSummary:
+    path: Path
+    rows: int  # samples in the reference
+    observations: int  # valid observations in the file
+    context: tuple[str, ...]
+    seconds: float
+
+
+def build_novelty_reference(
+    name: str,
+    observations: Path,
+    out: Path,
+    context: Sequence[str] = ("loc", "env"),
+    rows: int = 2000,
+    seed: int = 0,
+    overwrite: bool = False,
+    report: Callable[[str], None] = print,
+    thin: float = 1.0,
+) -> ReferenceSummary:
+    """`weights reference`: a novelty reference for preset `name` (or a weights path) from an
+    observation file (iNaturalist / GBIF CSV, zip or Parquet): up to `rows` observations drawn
+    at random (seeded), encoded as the map's cells are (locations -> loc, the preset's
+    environment -> env, its imagery source -> sat) and with their places, with its origin
+    recorded in the file.
+
+    With `thin` (degrees; 0: off) at most one observation per `thin` x `thin` degree box is
+    drawn: the reference then covers where the observations reach rather than where observers
+    crowd, so a map's cells in thinly observed but familiar country are not called novel."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from prom3e_geo import __version__
+    from prom3e_geo.engine.pipeline import load_pipeline
+    from prom3e_geo.engine.spec import PipelineSpec
+    from prom3e_geo.hashing import file_sha256
+    from prom3e_geo.io.outputs import atomic_output
+    from prom3e_geo.layers.novelty import K_NEAREST, PLACE, NoveltyReference, place_vectors
+    from prom3e_geo.model.prom3e import MODALITIES
+    from prom3e_geo.observations import ObservationReader
+
+    if rows <= K_NEAREST:
+        raise InputError(f"--rows must be more than {K_NEAREST}, got {rows}")
+    out = check_output(out, overwrite)
+    reader = ObservationReader(observations)
+    chunks = list(reader)
+    lon = np.concatenate([c.lon for c in chunks]) if chunks else np.empty(0)
+    lat = np.concatenate([c.lat for c in chunks]) if chunks else np.empty(0)
+    if lon.size <= K_NEAREST:
+        raise InputError(
+            f"{observations} has {lon.size} valid observations; a reference needs more than "
+            f"{K_NEAREST} ({reader.report.summary()})"
+        )
+    if thin < 0:
+        raise InputError(f"--thin must be >= 0 degrees, got {thin}")
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    candidates = rng.permutation(lon.size)
+    if thin > 0:  # the first of a random order in each box: one random observation per box
+        boxes = np.floor(np.c_[lon, lat][candidates] / thin).astype(np.int64)
+        candidates = candidates[np.sort(np.unique(boxes, axis=0, return_index=True)[1])]
+    if candidates.size <= K_NEAREST:
+        raise InputError(f"only {candidates.size} boxes of {thin} degrees hold observations")
+    pick = np.sort(candidates[:rows])
+    pipeline = load_pipeline(PipelineSpec(model=name, context=tuple(context)))
+    report(f"encoding {pick.size:,} of {lon.size:,} observations ({'+'.join(context)})")
+    x, ok = pipeline.cells.embed(lon[pick], lat[pick], context)
+    if int(ok.sum()) <= K_NEAREST:
+        raise InputError(f"only {int(ok.sum())} observations have every input of {context}")
+    embeddings = {m: x[torch.from_numpy(ok), MODALITIES.index(m)] for m in context}
+    embeddings[PLACE] = place_vectors(lon[pick][ok], lat[pick][ok])
+    manifest = pipeline.manifest
+    origin = {
+        "observations": str(observations),
+        "observations_sha256": file_sha256(observations),
+        "rows": str(int(ok.sum())),
+        "seed": str(seed),
+        "thin_degrees": str(thin),
+        "model": str(manifest["model"]),
+        "model_sha256": str(manifest["model_sha256"]),
+        "context": "+".join(context),
+        "source": json.dumps(manifest.get("source"), sort_keys=True, default=str),
+        "software": f"prom3e-geo {__version__}",
+    }
+    with atomic_output(out, overwrite) as tmp:
+        NoveltyReference(embeddings, origin).save(tmp)
+    return ReferenceSummary(
+        out, int(ok.sum()), int(lon.size), tuple(context), time.perf_counter() - t0
+    )
 
 
 def _recipe(name: str) -> WeightsRecipe | None:

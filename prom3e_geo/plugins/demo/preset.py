@@ -16,6 +16,7 @@ from prom3e_geo.hashing import file_sha256
 from prom3e_geo.plugins.demo.build import load_demo
 
 CONUS_BOX = (-125.0, 24.4, -66.9, 49.4)  # the demo world: the contiguous USA
+COMPANIONS = {"novelty": "novelty.safetensors", "calibration": "calibration.safetensors"}
 EVAL_SEED = 515151  # the evaluation observations' own random stream
 
 
@@ -34,6 +35,11 @@ def demo_preset(device: str = "cpu") -> PipelineParts:
         synthetic=True,
         coverage=CONUS_BOX,
         patch={"size": 32},  # the demo's sat encoder was trained on 32 px rendered patches
+        companions={
+            kind: str(demo.folder / name)
+            for kind, name in COMPANIONS.items()
+            if (demo.folder / name).is_file()
+        },
     )
 
 
@@ -76,6 +82,8 @@ OOD_PLACES = {  # lon/lat boxes outside the demo world: (min lon, min lat, max l
     "places at sea": [(-72.0, 30.0, -60.0, 38.0), (-135.0, 30.0, -126.0, 42.0), (-94.0, 24.5, -84.0, 27.5)],
     "places in Alaska": [(-160.0, 60.0, -142.0, 68.0)],
     "places in Europe": [(0.0, 44.0, 20.0, 54.0)],
+    "places in South America": [(-68.0, -30.0, -48.0, -5.0)],
+    "places in Africa": [(12.0, -10.0, 35.0, 12.0)],
 }  # fmt: skip
 
 

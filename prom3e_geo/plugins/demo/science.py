@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from prom3e_geo.engine.cells import infer_cells
 from prom3e_geo.evaluate.retrieval import recall_at_k, retrieval_ranks
 from prom3e_geo.grid import Grid
+from prom3e_geo.layers.sdm import Query, invert
 from prom3e_geo.model.prom3e import MODALITIES, visibility
 from prom3e_geo.plugins.demo.render import species_photos
 from prom3e_geo.plugins.demo.world import RANGE_THRESHOLD, sample_observations
@@ -45,20 +46,56 @@ def query_embedding(
     return F.normalize(demo.encoders["image"].embed(list(photos)).mean(0), dim=-1)
 
 
+def cell_scores(
+    demo,
+    x: torch.Tensor,
+    context: Sequence[str],
+    query: torch.Tensor,
+    mode: str = "recon",
+    target: str = "env",
+    delta: float = 0.5,
+    recon: torch.Tensor | None = None,
+) -> np.ndarray:
+    """The `sdm` score of each cell (inputs `x` with `context` visible) for a query photo
+    embedding: `recon` or `hybrid` with `target`, as `prom3e_geo.layers.sdm` computes them
+    (`recon`: the cells' reconstructed image embeddings, when already computed)."""
+    if mode == "recon":
+        if recon is None:
+            recon = infer_cells(demo.prom3e, x, context).recon_image
+        return (F.normalize(recon.float(), dim=-1) @ query).numpy()
+    own = F.normalize(x[:, MODALITIES.index(target)].float(), dim=-1)
+    inverted = invert(demo.prom3e, [Query("q", "q", query, "image")], target)[0]
+    return ((1 - delta) * (own @ query) + delta * (own @ inverted)).numpy()
+
+
 def sdm_auc(
-    demo, grid: Grid, species: Sequence[str], context: Sequence[str] = ("sat", "loc", "env")
+    demo,
+    grid: Grid,
+    species: Sequence[str],
+    context: Sequence[str] = ("sat", "loc", "env"),
+    mode: str = "recon",
+    target: str = "env",
+    seed: int = QUERY_SEED,
 ) -> dict[str, float]:
-    """ROC AUC of each species' similarity map against its true range."""
+    """ROC AUC of each species' similarity map (held-out photos from `seed`'s stream) against
+    its true range."""
     lon, lat, truth = cell_truth(demo, grid)
     x, _ = demo.context().embed(lon, lat, context)
-    recon = infer_cells(demo.prom3e, x, context).recon_image
     commons = [s.common for s in demo.world.species]
     out = {}
     for name in species:
         j = commons.index(name)
-        similarity = (recon @ query_embedding(demo, j)).numpy()
+        query = query_embedding(demo, j, seed=seed)
+        similarity = cell_scores(demo, x, context, query, mode, target)
         out[name] = float(roc_auc_score(truth[:, j], similarity))
     return out
+
+
+def false_band(scores: np.ndarray, in_range: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Share of out-of-range cells (within `where`, default all) that score above the median
+    in-range cell: the "as dark as the true range" bands of a map."""
+    outside = ~in_range if where is None else ~in_range & where
+    return float(np.mean(scores[outside] > np.median(scores[in_range])))
 
 
 def sigma_richness(demo, grid: Grid) -> float:
