@@ -49,7 +49,7 @@ def basemap_url(value: str | None) -> str | None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="A GeoTIFF to show beside the maps (diversity, novelty, ...); repeat for more.",
 )
-@click.option("--mode", type=click.Choice(["recon", "hybrid"]), default="recon", show_default=True,
+@click.option("--mode", type=click.Choice(["hybrid", "recon"]), default="hybrid", show_default=True,
               help="The SDM mode the page starts with.")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),

@@ -63,7 +63,7 @@ def test_photo_map_is_the_cog_sdm_writes(client, store, tmp_path):
     assert r.status_code == 200, r.text
     layer = r.json()
     assert layer["command"] == (
-        f"prom3e-geo sdm --query cardinal.jpg --embeddings {store} --out cardinal.tif"
+        f"prom3e-geo sdm --query cardinal.jpg --embeddings {store} --mode hybrid --out cardinal.tif"
     )
     assert layer["units"] == "cosine similarity" and len(layer["colours"]) == 11
     served = client.get(f"/api/layers/{layer['id']}/download.tif")

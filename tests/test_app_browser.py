@@ -97,7 +97,7 @@ def test_drop_a_photo_see_its_map_download_the_cog_sdm_writes(server, browser, s
     browser.find_element(By.ID, "file").send_keys(str(CARDINAL))
     shown = wait_for(browser, "#map[data-shown^='sdm-']")  # the overlay image has loaded
     layer_id = shown.get_attribute("data-shown")
-    assert "cardinal.jpg (recon)" in browser.find_element(By.ID, "current-title").text
+    assert "cardinal.jpg (hybrid)" in browser.find_element(By.ID, "current-title").text
     assert browser.find_element(By.ID, "ramp-units").text == "cosine similarity"
     browser.save_screenshot(str(tmp_path / "explorer.png"))
     assert (tmp_path / "explorer.png").stat().st_size > 10_000

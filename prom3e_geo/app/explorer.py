@@ -32,7 +32,7 @@ from prom3e_geo.io.provenance import SYNTHETIC_NOTE, manifest_tags
 from prom3e_geo.io.qml import stretch
 from prom3e_geo.io.rasters import read_band
 from prom3e_geo.layers.base import LayerSet
-from prom3e_geo.layers.sdm import Query, file_query, text_query
+from prom3e_geo.layers.sdm import DEFAULT_MODE, MODES, Query, file_query, text_query
 from prom3e_geo.workflows.maps import (
     SDM_CMAP,
     UNCERTAINTY_CMAP,
@@ -48,7 +48,6 @@ from .uploads import Upload
 log = logging.getLogger(__name__)
 
 PROG = "prom3e-geo"
-MODES = ("recon", "hybrid")
 MAX_NAME = 100  # characters of a typed species name
 KEEP_QUERIES = 24  # query layers kept (the oldest are dropped)
 FILE_CMAP = "viridis"
@@ -59,7 +58,7 @@ class ExplorerOptions:
     """How the explorer serves: the default SDM mode, an online basemap (an XYZ tile URL
     template; None: offline, the AOI outline and grid only) and the upload limit in bytes."""
 
-    mode: str = "recon"
+    mode: str = DEFAULT_MODE
     basemap: str | None = None
     max_upload: int = 20 * 2**20
 
@@ -75,7 +74,7 @@ class Explorer:
         options: ExplorerOptions = ExplorerOptions(),
     ) -> None:
         if options.mode not in MODES:
-            raise InputError(f"unknown mode {options.mode!r} (recon or hybrid)")
+            raise InputError(f"unknown mode {options.mode!r} ({' or '.join(MODES)})")
         self.session = session
         self.options = options
         self.grid: Grid = session.store.grid
@@ -170,7 +169,7 @@ class Explorer:
     def _mode(self, mode: str | None) -> str:
         mode = mode or self.options.mode
         if mode not in MODES:
-            raise InputError(f"unknown mode {mode!r} (recon or hybrid)")
+            raise InputError(f"unknown mode {mode!r} ({' or '.join(MODES)})")
         return mode
 
     def _add_query(self, query: Query, mode: str) -> MapLayer:
@@ -178,7 +177,7 @@ class Explorer:
         layers = self.session.sdm_layers(spec, [query])
         out = f"{query.name}.tif"
         args = [PROG, "sdm", "--query", query.source, "--embeddings", self.store_arg]
-        args += ["--mode", mode] if mode != "recon" else []
+        args += ["--mode", mode]
         command = shlex.join([*args, "--out", out])
 
         def write(cog: Path, png: Path) -> None:
