@@ -11,8 +11,10 @@ option `bands=all`, `ALL_BANDS`: the twelve L2A spectral bands at 10 m, RGB firs
 
 Sources are chosen by spec `NAME[:ARGUMENT][?key=value&...]` from the `SOURCES` registry (entry
 point group `prom3e_geo.sources`): built in are `local:PATH` (local rasters), `sentinelhub`
-(the Sentinel Hub Process API), `stac` (a STAC API with COG assets, Earth Search by default) and
-`cache:PATH` (a patch cache filled by `prom3e-geo fetch`); the demo plug-in adds `demo`. A source
+(the Sentinel Hub Process API), `stac` (a STAC API with COG assets, Earth Search by default),
+`s2cloudless` (EOX's annual cloud-free mosaic, the imagery TaxaBind's satellite tower saw: uint8
+display RGB, declared by the source's `radiometry = "display"`) and `cache:PATH` (a patch cache
+filled by `prom3e-geo fetch`); the demo plug-in adds `demo`. A source
 class is constructed as `Source(ARGUMENT, **options)` (no ARGUMENT when the spec has none).
 """
 
