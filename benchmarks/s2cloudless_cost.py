@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from prom3e_geo.grid import build_grid  # noqa: E402
 from prom3e_geo.imagery.base import open_source  # noqa: E402
-from prom3e_geo.imagery.s2cloudless import _tiles_of, tangent_box  # noqa: E402
+from prom3e_geo.imagery.s2cloudless import tangent_box, tiles_of  # noqa: E402
 
 
 def main() -> None:
@@ -37,9 +37,9 @@ def main() -> None:
     lon, lat = (a[grid.mask] for a in grid.lonlat())
     with FakeTiles() as server:
         source = open_source(f"s2cloudless?url={server.template()}", size=256, resolution=4.0)
-        spans = [source._tile_span(box) for box in tangent_box(lon, lat, source.radius)]
-        per_cell = np.array([len(_tiles_of(s)) for s in spans])
-        distinct = len({t for s in spans for t in _tiles_of(s)})
+        spans = [source.tile_span(box) for box in tangent_box(lon, lat, source.radius)]
+        per_cell = np.array([len(tiles_of(s)) for s in spans])
+        distinct = len({t for s in spans for t in tiles_of(s)})
         print(f"{args.shape} grid, {lon.size:,} cells; zoom {source.zoom}, 256 px over 1,024 m")
         print(f"  tiles per cell: mean {per_cell.mean():.2f}, "
               f"{', '.join(f'{k}: {(per_cell == k).mean():.0%}' for k in (1, 2, 4))}")  # fmt: skip
@@ -51,7 +51,7 @@ def main() -> None:
             assert batch.valid.all()
         seconds = time.perf_counter() - started
         stats = source.stats()
-        want = len({t for i in pick for t in _tiles_of(spans[i])})
+        want = len({t for i in pick for t in tiles_of(spans[i])})
         print(f"  fetched {pick.size:,} cells: {stats['requests']:,} requests (expected "
               f"{want:,}), {stats['bytes'] / pick.size / 1024:.1f} KiB per cell from the "
               f"stand-in's synthetic JPEGs, {pick.size / seconds:,.0f} cells/s on 127.0.0.1")  # fmt: skip

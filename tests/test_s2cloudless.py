@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import requests
 from fake_tiles import FakeTiles
 from PIL import Image
 from pyproj import Geod, Transformer
@@ -44,8 +45,6 @@ def expected_patch(server: FakeTiles, lon: float, lat: float, z: int = 14) -> np
     for ty in range(y0, y1 + 1):
         for tx in range(x0, x1 + 1):
             url = server.template().format(z=z, x=tx, y=ty)
-            import requests
-
             tile = np.asarray(
                 Image.open(io.BytesIO(requests.get(url, timeout=10).content)).convert("RGB")
             )

@@ -60,11 +60,14 @@ def tangent_box(lon: np.ndarray, lat: np.ndarray, radius: float) -> np.ndarray:
     return np.stack([lon - dlon, lat - dlat, lon + dlon, lat + dlat], axis=1)
 
 
-def mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Web Mercator (EPSG:3857) metres of lon/lat degrees."""
-    x = np.radians(lon) * 6378137.0
-    y = np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * 6378137.0
-    return x, y
+def mercator_x(lon: np.ndarray) -> np.ndarray:
+    """Web Mercator (EPSG:3857) easting, metres, of longitudes in degrees."""
+    return np.radians(lon) * WGS84_A
+
+
+def mercator_y(lat: np.ndarray) -> np.ndarray:
+    """Web Mercator (EPSG:3857) northing, metres, of latitudes in degrees."""
+    return np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * WGS84_A
 
 
 class TileError(Exception):
@@ -142,8 +145,8 @@ class S2CloudlessSource:
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         lon, lat = np.ravel(lon).astype(np.float64), np.ravel(lat).astype(np.float64)
         boxes = tangent_box(lon, lat, self.radius)
-        spans = [self._tile_span(b) for b in boxes]
-        needed = sorted({t for span in spans if span for t in _tiles_of(span)})
+        spans = [self.tile_span(b) for b in boxes]
+        needed = sorted({t for span in spans if span for t in tiles_of(span)})
         tiles = dict(zip(needed, self._pool.map(self._tile, needed), strict=True))
         patches = np.zeros((lon.size, self.size, self.size, 3), dtype=np.uint8)
         valid = np.zeros(lon.size, dtype=bool)
@@ -152,7 +155,7 @@ class S2CloudlessSource:
             if span is None:
                 meta.append({"error": "outside the Web Mercator tiles (|lat| > 85.05)"})
                 continue
-            failed = [tiles[t] for t in _tiles_of(span) if isinstance(tiles[t], TileError)]
+            failed = [tiles[t] for t in tiles_of(span) if isinstance(tiles[t], TileError)]
             if failed:
                 meta.append({"error": str(failed[0])})
                 continue
@@ -161,8 +164,9 @@ class S2CloudlessSource:
             meta.append({"scene": f"s2cloudless {self.year} z{self.zoom}"})
         return PatchBatch(patches, valid, meta)
 
-    def _tile_span(self, box: np.ndarray) -> tuple[int, int, int, int] | None:
-        """(x0, y0, x1, y1) inclusive tile indices covering a lon/lat box, None off the map."""
+    def tile_span(self, box: np.ndarray) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) inclusive tile indices at the source's zoom covering a lon/lat box
+        (a row of `tangent_box`), None off the map."""
         west, south, east, north = box
         if max(abs(south), abs(north)) > 85.0511:
             return None
@@ -178,13 +182,13 @@ class S2CloudlessSource:
         source rows and columns and weights."""
         x0, y0, x1, y1 = span
         mosaic = np.zeros(((y1 - y0 + 1) * TILE, (x1 - x0 + 1) * TILE, 3), dtype=np.uint8)
-        for tx, ty in _tiles_of(span):
+        for tx, ty in tiles_of(span):
             r, c = (ty - y0) * TILE, (tx - x0) * TILE
             mosaic[r : r + TILE, c : c + TILE] = tiles[(tx, ty)].transpose(1, 2, 0)
         west, south, east, north = box
         centres = (np.arange(self.size) + 0.5) / self.size
-        x, _ = mercator(west + centres * (east - west), np.zeros(self.size))
-        _, y = mercator(np.zeros(self.size), north - centres * (north - south))
+        x = mercator_x(west + centres * (east - west))
+        y = mercator_y(north - centres * (north - south))
         pixel = 2 * ORIGIN / (TILE * 2**self.zoom)
         c0, fx = _neighbours((x + ORIGIN) / pixel - x0 * TILE - 0.5, mosaic.shape[1])
         r0, fy = _neighbours((ORIGIN - y) / pixel - y0 * TILE - 0.5, mosaic.shape[0])
@@ -254,7 +258,7 @@ def _neighbours(position: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarr
     return low, (position - low).astype(np.float32)
 
 
-def _tiles_of(span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+def tiles_of(span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
     x0, y0, x1, y1 = span
     return [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
 
