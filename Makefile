@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/prom3e-geo
 OUT    ?= demo-out
 
-.PHONY: install demo test test-min lint bench clean
+.PHONY: install demo test test-min lint typecheck bench clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,9 @@ test-min:
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/diversity.py --parquet-rows 100000000
