@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from prom3e_geo_cli.dates import DATE
 from prom3e_geo_cli.options import (
     SOURCE_HELP,
     command_line,
@@ -60,8 +61,8 @@ def grid_command(out, overwrite, **o) -> None:
 @click.option("--lon-col", default=None, help="Longitude column (default: auto-detect).")
 @click.option("--species-col", default=None, help="Species column (default: auto-detect).")
 @click.option("--research-grade", is_flag=True, help="Keep iNaturalist research-grade rows only.")
-@click.option("--since", default=None, help="Keep observations on or after YYYY-MM-DD.")
-@click.option("--until", default=None, help="Keep observations on or before YYYY-MM-DD.")
+@click.option("--since", default=None, type=DATE, help="Keep observations on or after YYYY-MM-DD.")
+@click.option("--until", default=None, type=DATE, help="Keep observations on or before YYYY-MM-DD.")
 def diversity_command(**o) -> None:
     """Species richness and Shannon diversity maps from observations.
 

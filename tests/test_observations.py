@@ -11,7 +11,7 @@ import pytest
 
 from prom3e_geo import observations
 from prom3e_geo.errors import InputError
-from prom3e_geo.observations import ObservationReader
+from prom3e_geo.observations import ObservationReader, batches
 
 INAT = """id,observed_on,description,latitude,longitude,scientific_name,quality_grade
 1,2023-05-01,"plain",40.0,-100.0,Cardinalis cardinalis,research
@@ -168,8 +168,8 @@ def test_streaming_in_small_blocks_gives_the_same_result(tmp_path, monkeypatch):
     ]
     path.write_text("\n".join(lines) + "\n")
     whole = read_all(ObservationReader(path))
-    monkeypatch.setattr(observations, "TEXT_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(observations, "TEXT_BATCH_ROWS", 300)  # blocks of ~150 rows, joined
+    monkeypatch.setattr(batches, "TEXT_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(batches, "TEXT_BATCH_ROWS", 300)  # blocks of ~150 rows, joined
     seen = []
     reader = ObservationReader(path, progress=lambda done, total: seen.append((done, total)))
     assert len(list(ObservationReader(path))) > 10  # many chunks
@@ -329,7 +329,7 @@ def test_gbif_snapshot_parquet_keeps_species_dictionary_encoded(tmp_path, monkey
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    monkeypatch.setattr(observations, "PARQUET_BATCH_ROWS", 3)
+    monkeypatch.setattr(batches, "PARQUET_BATCH_ROWS", 3)
     species = [" Cardinalis cardinalis", "Cardinalis cardinalis", "", None, "Poecile atricapillus ",
                "  ", "Cardinalis cardinalis", "Poecile atricapillus"]  # fmt: skip
     n = len(species)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from prom3e_geo.layers.diversity import (
     compute_diversity,
     diversity_memory,
 )
-from prom3e_geo.observations import ObservationReader, ReadReport, parse_date
+from prom3e_geo.observations import ObservationReader, ReadReport
 from prom3e_geo.workflows.specs import GridSpec
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ class DiversitySpec:
     lon_col: str | None = None
     species_col: str | None = None
     research_grade: bool = False
-    since: str | None = None  # YYYY-MM-DD
-    until: str | None = None
+    since: dt.date | None = None  # keep observations on or after this day
+    until: dt.date | None = None  # and on or before this one
 
 
 @dataclass
@@ -57,7 +58,7 @@ def diversity(
 ) -> DiversityResult:
     """Count observations per cell and species, smooth, write the five bands."""
     output.check([spec.observations])
-    date_range = (parse_date(spec.since), parse_date(spec.until))
+    date_range = (spec.since, spec.until)
     built = grid.build(diversity_memory(png=output.png is not None))
     check_sigma(built, spec.sigma)
     reader = ObservationReader(

@@ -1,15 +1,4 @@
-"""How an observation text file is laid out: which member of a zip, encoding, delimiter, quoting,
-header lines and, for a Darwin Core Archive without a header row, the column names.
-
-The layouts real services deliver:
-
-* an iNaturalist export: `observations-NNN.csv`, or the zip holding it (`observations-NNN.csv.zip`);
-* a GBIF "simple CSV" download: a zip holding one tab-separated `NNNN.csv` (older ones quoted);
-* a GBIF Darwin Core Archive: a zip whose `meta.xml` names the core file (`occurrence.txt`, or
-  any other name), its encoding, delimiter, quote, header lines and its columns by index and
-  Darwin Core term, as the Darwin Core text guide defines them;
-* plain CSV / TSV text, optionally `.gz`; UTF-8, or Latin-1 when the text is not UTF-8.
-"""
+"""How an observation text file is laid out: zip member, encoding, delimiter, quoting, header."""
 
 from __future__ import annotations
 
@@ -38,7 +27,15 @@ class TextLayout:
 
 
 def text_layout(path: Path) -> TextLayout:
-    """The layout of a text observation file (plain, `.gz` or zip)."""
+    """The layout of a text observation file (plain, `.gz` or zip), as real services deliver it:
+
+    * an iNaturalist export: `observations-NNN.csv`, or the zip holding it;
+    * a GBIF "simple CSV" download: a zip holding one tab-separated `NNNN.csv` (older ones quoted);
+    * a GBIF Darwin Core Archive: a zip whose `meta.xml` names the core file (`occurrence.txt`, or
+      any other name), its encoding, delimiter, quote, header lines and its columns by index and
+      Darwin Core term, as the Darwin Core text guide defines them;
+    * plain CSV / TSV text, optionally `.gz`; UTF-8, or Latin-1 when the text is not UTF-8.
+    """
     if not zipfile.is_zipfile(path):
         head = _head(path, None)
         return _sniffed(head, None)
