@@ -40,14 +40,14 @@ sys.path.insert(0, str(HERE))
 from diversity import synthetic_csv  # noqa: E402
 
 PHRASES = [
-    "Seen near the trail, under oaks",
-    "Calling from the reeds, two of them",
-    "On a fence post, morning light",
-    "Dead specimen, roadside, photographed",
-    "Flowering, about 40 cm tall",
-    'Juvenile, "probably" this one, not sure',
-    "In the backyard feeder",
-    "Several individuals, moving north, windy",
+    "near the trail, oaks",
+    "calling, two of them",
+    "on a fence, morning",
+    "roadside, photographed",
+    "flowering, 40 cm",
+    'juvenile, "probably"',
+    "at the feeder",
+    "several, moving north",
 ]
 
 
@@ -72,7 +72,8 @@ def inat_csv(path: Path, rows: int, species: int = 8_000, cities: int = 300, see
          ("quality_grade", pa.string()), ("description", pa.string())]
     )  # fmt: skip
     block = 1_000_000
-    with pacsv.CSVWriter(path, schema) as writer:
+    options = pacsv.WriteOptions(quoting_style="needed")  # as exports are: quotes where needed
+    with pacsv.CSVWriter(path, schema, write_options=options) as writer:
         for start in range(0, rows, block):
             n = min(block, rows - start)
             city = rng.choice(cities, n, p=city_weight)
@@ -83,8 +84,8 @@ def inat_csv(path: Path, rows: int, species: int = 8_000, cities: int = 300, see
                 {
                     "id": np.arange(start, start + n) + 100_000_000,
                     "observed_on": dates.take(rng.integers(0, len(dates), n)),
-                    "latitude": lat.round(6),
-                    "longitude": lon.round(6),
+                    "latitude": lat.round(5),
+                    "longitude": lon.round(5),
                     "scientific_name": names.take(rng.choice(species, n, p=species_weight)),
                     "quality_grade": pa.array(grade),
                     "description": phrases.take(rng.integers(0, len(phrases), n)),

@@ -13,7 +13,6 @@ from prom3e_geo.io.outputs import OutputSpec, committed_together
 from prom3e_geo.io.png import Panel, write_quicklook
 from prom3e_geo.io.provenance import SYNTHETIC_NOTE, manifest_tags, provenance
 from prom3e_geo.io.qml import stretch, write_style
-from prom3e_geo.io.zarr import layer_dataset, write_zarr
 from prom3e_geo.layers.base import LayerSet
 
 
@@ -71,6 +70,8 @@ def _write_all(
         label = f"{first}: {band_docs.get(first, first)}"
         written.append(write_style(out, bands[first], style_cmap, label, overwrite))
     if zarr_path is not None:
+        from prom3e_geo.io.zarr import layer_dataset, write_zarr  # xarray: only when asked
+
         ds = layer_dataset(
             bands,
             grid,

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from prom3e_geo.errors import InputError, Prom3eGeoError, RunFailed
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
-from prom3e_geo.stores.grid_store import is_zarr_store
 
 
 def check_output(path: str | Path, overwrite: bool = False) -> Path:
@@ -36,10 +35,13 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
         return path
     if not overwrite:
         raise InputError(f"output {path} already exists (pass --overwrite to replace it)")
-    if path.is_dir() and not is_zarr_store(path):
-        raise InputError(
-            f"output {path} is a folder that is not a Zarr store; refusing to replace it"
-        )
+    if path.is_dir():
+        from prom3e_geo.stores.grid_store import is_zarr_store  # xarray, zarr: only for folders
+
+        if not is_zarr_store(path):
+            raise InputError(
+                f"output {path} is a folder that is not a Zarr store; refusing to replace it"
+            )
     return path
 
 

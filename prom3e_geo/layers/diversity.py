@@ -27,7 +27,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.grid import CellMemory, Grid
@@ -210,13 +209,53 @@ def smooth_within(
     weights = sources.astype(np.float64)
     area = support.astype(np.float64)
     if sigma > 0:
-        data = ndimage.gaussian_filter(data, sigma, mode="constant", cval=0.0)
-        weights = ndimage.gaussian_filter(weights, sigma, mode="constant", cval=0.0)
-        area = ndimage.gaussian_filter(area, sigma, mode="constant", cval=0.0)
+        data, weights, area = (gaussian_filter(a, sigma) for a in (data, weights, area))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = data / weights
         enough = weights / area >= floor if observed is not None else np.ones_like(mask)
     return np.where(mask & enough & (weights > 0), out, np.nan)
+
+
+_DIRECT_TAPS = 41  # kernels up to this length are applied as shifted sums, longer ones by FFT
+_SCIPY_CELLS = 1_000_000  # grids larger than this are filtered by scipy.ndimage
+
+
+def gaussian_filter(values: np.ndarray, sigma: float) -> np.ndarray:
+    """A 2-D Gaussian filter with zeros beyond the edges, the kernel truncated at 4 sigma: the
+    filter `scipy.ndimage.gaussian_filter(values, sigma, mode="constant")` computes, equal to
+    rounding. Importing `scipy.ndimage` takes 0.3 s, a large share of a small grid's run, and
+    on a small grid the shifted sums below take milliseconds; on a large one (4x slower than
+    scipy's C loops there) scipy does it."""
+    if values.size > _SCIPY_CELLS:
+        from scipy import ndimage
+
+        return np.asarray(ndimage.gaussian_filter(values, sigma, mode="constant", cval=0.0))
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 / (sigma * sigma) * x**2)
+    kernel /= kernel.sum()
+    out = np.asarray(values, dtype=np.float64)
+    for axis in (0, 1):
+        out = _filter_axis(out, kernel, axis)
+    return out
+
+
+def _filter_axis(values: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    """`values` convolved along `axis` with a symmetric odd-length `kernel`, zero-padded."""
+    n, radius = values.shape[axis], kernel.size // 2
+    moved = np.ascontiguousarray(np.moveaxis(values, axis, 0))  # rows of taps: fast adds
+    if kernel.size <= _DIRECT_TAPS:
+        padded = np.zeros((n + 2 * radius, *moved.shape[1:]))
+        padded[radius : radius + n] = moved
+        out = np.zeros_like(moved)
+        term = np.empty_like(moved)
+        for k, weight in enumerate(kernel):
+            out += np.multiply(padded[k : k + n], weight, out=term)
+    else:
+        size = n + 2 * radius
+        spectrum = np.fft.rfft(moved, size, axis=0) * np.fft.rfft(kernel, size)[:, None]
+        out = np.fft.irfft(spectrum, size, axis=0)[radius : radius + n]
+    return np.moveaxis(out, 0, axis)
 
 
 # peak memory of `diversity` a grid cell (the bands, the smoothing's float64 planes, the COG and
