@@ -208,7 +208,10 @@ def main() -> None:
         for label, path in files.items():
             if not path.exists():
                 t = time.perf_counter()
-                (inat_csv if label == "iNaturalist-like" else synthetic_csv)(path, args.rows, 8_000)
+                if label == "uniform":
+                    synthetic_csv(path, args.rows, 5_000)  # benchmarks/diversity.py's defaults
+                else:
+                    inat_csv(path, args.rows)
                 print(f"generated {label} {path.stat().st_size / 1e6:,.0f} MB "
                       f"in {time.perf_counter() - t:.0f} s", flush=True)  # fmt: skip
         small = tmp / "small.csv"

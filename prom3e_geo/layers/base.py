@@ -18,7 +18,7 @@ class LayerSet:
     docs: dict[str, str]
     params: dict[str, object]
     grid: Grid
-    manifest: dict = field(default_factory=dict)
+    manifest: dict[str, object] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)  # band -> unit (tags, legends)
     classes: dict[str, tuple[str, ...]] = field(
         default_factory=dict

@@ -76,4 +76,4 @@ def map_error(values: np.ndarray, truth: np.ndarray) -> np.ndarray:
         return np.full_like(values, np.nan)
     lo, hi = float(finite.min()), float(finite.max())
     scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-    return np.abs(scaled - truth)
+    return np.asarray(np.abs(scaled - truth))

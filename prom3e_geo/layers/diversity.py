@@ -164,8 +164,8 @@ def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSp
         outside_aoi += int(on_grid.sum() - inside.sum())
         species = chunk.species[inside]
         small = species.size == 0 or (int(species.max()) + 1) * n_cells < 2**31
-        kind = np.int32 if small else np.int64  # half the buffer and a faster sort when they fit
-        keys = species.astype(kind) * kind(n_cells) + cell[inside].astype(kind)
+        kind = np.dtype(np.int32 if small else np.int64)  # half the buffer, a faster sort
+        keys = species.astype(kind) * kind.type(n_cells) + cell[inside].astype(kind)
         counter.add(keys)
     keys, counts = counter.result()
     return CellSpeciesCounts(

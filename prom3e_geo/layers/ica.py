@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from prom3e_geo.grid import Grid
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.stored import stored_inputs
 from prom3e_geo.model.prom3e import MODALITIES, ProM3E, visibility
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import FastICA  # imported when fitting: sklearn is slow to load
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ def ica_layers(
     return LayerSet(bands, docs, params, grid)
 
 
-def fit_ica(values: np.ndarray, seed: int, max_iter: int, token: str):
+def fit_ica(values: np.ndarray, seed: int, max_iter: int, token: str) -> FastICA:
     """FastICA with three components fitted in float64 (in float32 the fixed-point iteration
     stalled and returned three copies of one component). The symmetric (`parallel`) algorithm
     is tried first; when it does not converge, the one-at-a-time (`deflation`) algorithm, which

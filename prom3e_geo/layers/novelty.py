@@ -53,11 +53,14 @@ NOVEL = 0.95  # joint novelty above which a sample counts as outside the trainin
 PLACE = "place"  # the reference's optional pseudo-modality: where its samples were observed
 
 
-def _unit(values: torch.Tensor | np.ndarray) -> torch.Tensor:
+Vectors = torch.Tensor | np.ndarray  # [N, D] rows of one embedding
+
+
+def _unit(values: Vectors) -> torch.Tensor:
     return F.normalize(torch.as_tensor(np.asarray(values, dtype=np.float32)), dim=-1)
 
 
-def place_vectors(lon, lat) -> torch.Tensor:
+def place_vectors(lon: np.ndarray, lat: np.ndarray) -> torch.Tensor:
     """[N, 3] points on the unit sphere for lon/lat in degrees: the Euclidean distance between
     two is the chord, a monotone function of their great-circle distance."""
     lon, lat = np.radians(np.ravel(lon)), np.radians(np.ravel(lat))
@@ -117,7 +120,7 @@ class NoveltyReference:
             return self.embeddings[key]
         return _unit(torch.cat([self.embeddings[m] for m in names], dim=1))
 
-    def distances(self, key: str, values, leave_one_out: bool = False) -> np.ndarray:
+    def distances(self, key: str, values: Vectors, leave_one_out: bool = False) -> np.ndarray:
         """Mean distance of each row of `values` ([N, D]) to its k nearest reference rows of
         `key` (see `_matrix`); `leave_one_out` (values = the reference itself) skips each row's
         own."""
@@ -141,16 +144,17 @@ class NoveltyReference:
             self._cache[key] = (own, np.sort(own))
         return self._cache[key]
 
-    def percentile(self, key: str, values) -> np.ndarray:
+    def percentile(self, key: str, values: Vectors) -> np.ndarray:
         """Novelty of one key: the share of reference samples less far out than each row."""
         return _share_below(self._own(key)[1], self.distances(key, values))
 
     def _own_statistic(self, modalities: Sequence[str]) -> np.ndarray:
         """Each reference sample's joint statistic (row order): its largest own percentile."""
         keys = _keys(modalities)
-        return np.max([_share_below(self._own(k)[1], self._own(k)[0]) for k in keys], axis=0)
+        own = [_share_below(self._own(k)[1], self._own(k)[0]) for k in keys]
+        return np.asarray(np.max(own, axis=0))
 
-    def scores(self, values: Mapping[str, object]) -> dict[str, np.ndarray]:
+    def scores(self, values: Mapping[str, Vectors]) -> dict[str, np.ndarray]:
         """Per-modality novelty of `values` (modality -> [N, D]) and, under `joint`, their
         calibrated combination (module docstring)."""
         modalities = list(values)
@@ -251,7 +255,9 @@ def novelty_layers(
     bands = {n: np.full(grid.shape, np.nan, dtype=np.float32) for n in names}
 
     def errors(x: torch.Tensor) -> np.ndarray:
-        logvar = [infer_cells(model, p, wanted, precision).logvar for p in x.split(batch_size)]
+        assert model is not None and expected_error is not None  # trust: checked above
+        parts = [x[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
+        logvar = [infer_cells(model, p, wanted, precision).logvar for p in parts]
         return expected_error(torch.cat(logvar).float().numpy())
 
     def reference_errors(embeddings: Mapping[str, torch.Tensor]) -> np.ndarray:
@@ -291,7 +297,7 @@ def novelty_layers(
         "(k-NN percentile)",
     }
     origin = "; ".join(f"{k}: {v}" for k, v in sorted(reference.origin.items()))
-    params = {
+    params: dict[str, object] = {
         "layer": "trust" if trust else "novelty",
         "context": text,
         "k_nearest": reference.k,

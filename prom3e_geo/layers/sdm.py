@@ -23,7 +23,7 @@ Cells are processed in blocks of rows, so memory stays bounded. `sdm_layers` put
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
+from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Grid
 from prom3e_geo.hashing import file_sha256
@@ -94,7 +95,7 @@ def check_queries(queries: Sequence[str]) -> None:
         raise InputError(f"queries must have distinct names, got {names}")
 
 
-def check_towers(queries: Sequence[str], encoders) -> None:
+def check_towers(queries: Sequence[str], encoders: Mapping[str, Encoder]) -> None:
     """Refuse a query of a kind the pipeline has no tower for (a recording without an audio
     encoder, a species name without a text tower)."""
     for q in queries:
@@ -110,7 +111,7 @@ def check_towers(queries: Sequence[str], encoders) -> None:
         raise InputError(f"this pipeline has no {kind} encoder for {what} queries")
 
 
-def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
+def encode_queries(queries: Sequence[str], encoders: Mapping[str, Encoder]) -> list[Query]:
     """Photos through the image tower, recordings through the audio tower, species names
     through the text tower (see `query_kind`); a kind the pipeline has no tower for is an
     input error."""
@@ -122,7 +123,7 @@ def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
     ]
 
 
-def file_query(path: Path, encoders: dict, source: str | None = None) -> Query:
+def file_query(path: Path, encoders: Mapping[str, Encoder], source: str | None = None) -> Query:
     """A photo, or a recording (by its suffix), through its tower; `source` names it in the
     provenance (default: the path as given)."""
     modality = "audio" if path.suffix.lower() in AUDIO_SUFFIXES else "image"
@@ -133,7 +134,7 @@ def file_query(path: Path, encoders: dict, source: str | None = None) -> Query:
     return Query(path.stem, source or str(path), emb, modality, file_sha256(path))
 
 
-def text_query(name: str, encoders: dict) -> Query:
+def text_query(name: str, encoders: Mapping[str, Encoder]) -> Query:
     """A species name through the text tower (never looked up as a file)."""
     if "text" not in encoders:
         raise InputError("this pipeline has no text encoder for species-name queries")
@@ -179,8 +180,9 @@ def similarity(
         target = target or hybrid_target(store)
         variable = f"ctx_{target}"
         if variable not in store:
+            stored = ", ".join(str(v) for v in store.data_vars if str(v).startswith("ctx_"))
             raise InputError(
-                f"hybrid mode needs the {target} context in the store (it has {', '.join(v for v in store.data_vars if v.startswith('ctx_'))})"
+                f"hybrid mode needs the {target} context in the store (it has {stored})"
             )
         if model is None:
             raise InputError("hybrid mode needs the ProM3E model to invert the query")
@@ -193,10 +195,11 @@ def similarity(
     h, w = store.sizes["y"], store.sizes["x"]
     out = np.full((len(queries), h, w), np.nan, dtype=np.float32)
     for rows, block, ok in (blocks or partial(cell_blocks, store))(variable):
-        score = sum(
+        terms = [
             wt * torch.einsum("yxd,qd->qyx", block, d)
             for wt, d in zip(weights, directions, strict=True)
-        )
+        ]
+        score = sum(terms, torch.zeros(()))  # from zero, as before: -0.0 scores become 0.0
         out[:, rows] = np.where(ok, score.numpy(), np.nan)
     return out
 
@@ -292,5 +295,7 @@ def sdm_layers(
     units = {
         q.name: "cosine similarity" + (" (rescaled 0-1)" if rescale_01 else "") for q in queries
     }
-    classes = {name: ("absent", "present") for name in bands if name.startswith("presence")}
+    classes: dict[str, tuple[str, ...]] = {
+        name: ("absent", "present") for name in bands if name.startswith("presence")
+    }
     return LayerSet(bands, docs, params, grid, units=units, classes=classes)

@@ -45,18 +45,19 @@ def uncertainty_layers(
         )
     valid = valid_for(ds, wanted)
     recompute = set(wanted) != set(stored) or expected_error is not None
-    if recompute and model is None:
-        raise InputError("the sigma of a context subset and the expected error need the model")
     sigma = np.full(grid.shape, np.nan, dtype=np.float32)
     error = np.full(grid.shape, np.nan, dtype=np.float32)
     if not recompute:
         sigma = np.asarray(ds["sigma_l1"].values, dtype=np.float32)
-    blocks = stored_inputs(ds, valid, wanted, model.config.input_dim) if recompute else ()
-    for rows, ok, x in blocks:
-        outs = [infer_cells(model, part, wanted, precision) for part in x.split(batch_size)]
-        sigma[rows][ok] = torch.cat([o.sigma_l1 for o in outs]).numpy()
-        if expected_error is not None:
-            error[rows][ok] = expected_error(torch.cat([o.logvar for o in outs]).numpy())
+    elif model is None:
+        raise InputError("the sigma of a context subset and the expected error need the model")
+    else:
+        for rows, ok, x in stored_inputs(ds, valid, wanted, model.config.input_dim):
+            parts = [x[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
+            outs = [infer_cells(model, part, wanted, precision) for part in parts]
+            sigma[rows][ok] = torch.cat([o.sigma_l1 for o in outs]).numpy()
+            if expected_error is not None:
+                error[rows][ok] = expected_error(torch.cat([o.logvar for o in outs]).numpy())
     context_text = "+".join(wanted)
     bands = {"sigma_l1": np.where(valid, sigma, np.nan)}
     docs = {"sigma_l1": f"||sigma||_1 = sum exp(logvar / 2), context {context_text}"}
@@ -67,6 +68,6 @@ def uncertainty_layers(
             f"{context_text} (calibrated read-out of the latent log-variance)"
         )
     # `context` is the map's; the store's own (its manifest's) is written as `store_context`
-    params = {"layer": "uncertainty", "context": context_text}
+    params: dict[str, object] = {"layer": "uncertainty", "context": context_text}
     units = {"sigma_l1": "||sigma||_1 (latent std. dev., summed)", "expected_error": "1 - cosine"}
     return LayerSet(bands, docs, params, grid, units={k: units[k] for k in bands})

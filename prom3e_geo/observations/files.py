@@ -8,6 +8,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from xml.etree import ElementTree
 
 from prom3e_geo.errors import InputError
@@ -56,7 +57,9 @@ def text_layout(path: Path) -> TextLayout:
         raise InputError(f"archive {path} cannot be read: {exc}") from None
 
 
-def open_member(path: Path, member: str | None):
+def open_member(
+    path: Path, member: str | None
+) -> tuple[zipfile.ZipFile | None, IO[bytes] | gzip.GzipFile]:
     """A binary file object over the rows (the caller closes it)."""
     if member is not None:
         archive = zipfile.ZipFile(path)
@@ -70,7 +73,8 @@ def _head(path: Path, member: str | None) -> bytes:
     archive, f = open_member(path, member)
     try:
         with f:
-            return f.read(SNIFF_BYTES)
+            head: bytes = f.read(SNIFF_BYTES)
+            return head
     except DAMAGED as exc:
         raise damaged(path, exc) from None
     finally:
@@ -109,7 +113,7 @@ def _sniffed(head: bytes, member: str | None) -> TextLayout:
     if not first.strip():
         raise InputError("the observation file is empty (no header line)")
     counts = {d: first.count(d) for d in ("\t", ",", ";")}
-    delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
+    delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
     fields = first.split(delimiter)
     quoted = any(f.startswith('"') and f.endswith('"') for f in fields) or delimiter != "\t"
     return TextLayout(member, encoding, delimiter, '"' if quoted else None, 1)
@@ -132,11 +136,12 @@ def _from_meta(archive: zipfile.ZipFile, meta_name: str, path: Path) -> TextLayo
     columns: dict[int, str] = {}
     for element in core:
         tag = element.tag.rsplit("}", 1)[-1]
-        if tag in ("id", "coreid") and element.get("index") is not None:
-            columns.setdefault(int(element.get("index")), "id")
-        elif tag == "field" and element.get("index") is not None:
+        index = element.get("index")
+        if tag in ("id", "coreid") and index is not None:
+            columns.setdefault(int(index), "id")
+        elif tag == "field" and index is not None:
             term = element.get("term", "")
-            columns[int(element.get("index"))] = term.rstrip("/").rsplit("/", 1)[-1].rsplit("#")[-1]
+            columns[int(index)] = term.rstrip("/").rsplit("/", 1)[-1].rsplit("#")[-1]
     if not columns:
         raise InputError(f"archive {path}: meta.xml declares no indexed fields for the core")
     names = tuple(columns.get(i, f"column_{i}") for i in range(max(columns) + 1))

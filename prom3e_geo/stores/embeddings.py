@@ -20,12 +20,14 @@ markers and the manifest).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import zarr
+from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Chunk, Grid
@@ -47,7 +49,7 @@ class ChunkResult:
     @property
     def valid(self) -> np.ndarray:
         """[n] bool: every context input was available."""
-        return np.logical_and.reduce(list(self.valid_by.values()))
+        return np.asarray(np.logical_and.reduce(list(self.valid_by.values())), dtype=bool)
 
 
 class EmbeddingStore(GridStore):
@@ -56,8 +58,12 @@ class EmbeddingStore(GridStore):
     kind = "embedding store"
 
     @staticmethod
-    def _declare(
-        array, grid: Grid, latent: int = 1024, embed: int = 512, context: Sequence[str] = ()
+    def _declare(  # type: ignore[override]  # the layout keywords are this store's own
+        array: Callable[..., None],
+        grid: Grid,
+        latent: int = 1024,
+        embed: int = 512,
+        context: Sequence[str] = (),
     ) -> None:
         h, w = grid.shape
         ch, cw = grid.chunk_shape
@@ -66,7 +72,7 @@ class EmbeddingStore(GridStore):
             array(name, (h, w, depth), (ch, cw, depth), "float16", np.nan, ("y", "x", dim),
                   long_name=long_name)  # fmt: skip
 
-        def plane(name: str, dtype: str, fill, long_name: str) -> None:
+        def plane(name: str, dtype: str, fill: float, long_name: str) -> None:
             array(name, (h, w), (ch, cw), dtype, fill, ("y", "x"), long_name=long_name)
 
         cube("mu", latent, "latent", "ProM3E [mu] token (L2-normalised)")
@@ -80,8 +86,8 @@ class EmbeddingStore(GridStore):
 
     def chunks_with_failures(self) -> list[Chunk]:
         """Finished chunks holding AOI cells computed without all their inputs."""
-        valid = self.group["valid"][:].astype(bool)
-        done = self.group["chunk_done"][:]
+        valid = np.asarray(_array(self.group, "valid")[:], dtype=bool)
+        done = np.asarray(_array(self.group, "chunk_done")[:])
         mask = self.grid.mask
         return [
             c
@@ -92,15 +98,19 @@ class EmbeddingStore(GridStore):
 
     def write(self, result: ChunkResult) -> None:
         """Write one chunk's outputs, then its completion marker."""
-        c, cells, g = result.chunk, result.cells, self.group
-        g["mu"][c.rows, c.cols] = scatter(c, cells, result.mu, np.nan, np.float16)
-        g["sigma_l1"][c.rows, c.cols] = scatter(c, cells, result.sigma_l1, np.nan, np.float32)
-        g["recon_image"][c.rows, c.cols] = scatter(c, cells, result.recon_image, np.nan, np.float16)
+        c, cells = result.chunk, result.cells
+
+        def put(name: str, values: np.ndarray, fill: float, dtype: type[np.generic]) -> None:
+            _array(self.group, name)[c.rows, c.cols] = scatter(c, cells, values, fill, dtype)
+
+        put("mu", result.mu, np.nan, np.float16)
+        put("sigma_l1", result.sigma_l1, np.nan, np.float32)
+        put("recon_image", result.recon_image, np.nan, np.float16)
         for name, values in result.context.items():
-            g[f"ctx_{name}"][c.rows, c.cols] = scatter(c, cells, values, np.nan, np.float16)
-        g["valid"][c.rows, c.cols] = scatter(c, cells, result.valid.astype(np.uint8), 0, np.uint8)
+            put(f"ctx_{name}", values, np.nan, np.float16)
+        put("valid", result.valid.astype(np.uint8), 0, np.uint8)
         for name, ok in result.valid_by.items():
-            g[f"valid_{name}"][c.rows, c.cols] = scatter(c, cells, ok.astype(np.uint8), 0, np.uint8)
+            put(f"valid_{name}", ok.astype(np.uint8), 0, np.uint8)
         self.mark_done(c)
 
 
@@ -112,7 +122,7 @@ def open_store(path: str | Path) -> xr.Dataset:
     if not (path.is_dir() and is_zarr_store(path)):
         raise InputError(f"{path} is not an embedding store (no Zarr group)")
     manifest = read_manifest(path)
-    ds = xr.open_zarr(path, decode_coords="all", consolidated=False)
+    ds: xr.Dataset = xr.open_zarr(path, decode_coords="all", consolidated=False)
     if "mu" not in ds or "chunk_done" not in ds:
         raise InputError(f"{path} is not an embedding store (a patch cache or another store?)")
     if int(ds["chunk_done"].sum()) < int(manifest["chunks_with_cells"]):
@@ -126,5 +136,15 @@ def valid_for(ds: xr.Dataset, context: Sequence[str]) -> np.ndarray:
     """[H, W] bool: cells whose inputs for every modality of `context` were available. Stores
     made before per-modality validity existed fall back to the all-context `valid`."""
     if all(f"valid_{m}" in ds for m in context):
-        return np.logical_and.reduce([np.asarray(ds[f"valid_{m}"].values, bool) for m in context])
+        planes = [np.asarray(ds[f"valid_{m}"].values, bool) for m in context]
+        return np.asarray(np.logical_and.reduce(planes), dtype=bool)
     return np.asarray(ds["valid"].values, dtype=bool)
+
+
+def _array(
+    group: zarr.Group, name: str
+) -> zarr.Array[ArrayV2Metadata] | zarr.Array[ArrayV3Metadata]:
+    """The array `name` of a store's group (a typed lookup: a group can also hold groups)."""
+    array = group[name]
+    assert isinstance(array, zarr.Array), f"{name} is not an array"
+    return array
