@@ -77,8 +77,10 @@ def serve_command(embeddings, layers, mode, host, port, basemap, max_upload_mb, 
     from prom3e_geo.errors import RunFailed
     from prom3e_geo.workflows.maps import MapSession
 
-    options = ExplorerOptions(mode, basemap_url(basemap), int(max_upload_mb * 2**20))
     inputs = map_inputs(o, embeddings)
+    towers = [[f"--{m}-encoder", spec] for m, spec in inputs.pipeline.encoders]
+    options = ExplorerOptions(mode, basemap_url(basemap), int(max_upload_mb * 2**20),
+                              tuple(arg for pair in towers for arg in pair))  # fmt: skip
     with CellProgress() as progress:
         session = MapSession.open(inputs, progress=progress, keep_vectors=True)
     explorer = Explorer(session, layers, options)

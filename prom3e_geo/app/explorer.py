@@ -36,8 +36,12 @@ from prom3e_geo.layers.sdm import DEFAULT_MODE, MODES, Query, file_query, text_q
 from prom3e_geo.workflows.maps import (
     SDM_CMAP,
     UNCERTAINTY_CMAP,
+    UNCERTAINTY_LAYERS,
+    UNCERTAINTY_STYLE,
+    MapInputs,
     MapSession,
     SdmSpec,
+    uncertainty,
     write_sdm,
     write_uncertainty,
 )
@@ -56,11 +60,14 @@ FILE_CMAP = "viridis"
 @dataclass(frozen=True)
 class ExplorerOptions:
     """How the explorer serves: the default SDM mode, an online basemap (an XYZ tile URL
-    template; None: offline, the AOI outline and grid only) and the upload limit in bytes."""
+    template; None: offline, the AOI outline and grid only), the upload limit in bytes, and the
+    `prom3e-geo` options that added query towers to the store's pipeline (`--audio-encoder
+    PATH`), repeated in each query's `sdm` command so that it writes the same file."""
 
     mode: str = DEFAULT_MODE
     basemap: str | None = None
     max_upload: int = 20 * 2**20
+    tower_options: tuple[str, ...] = ()
 
 
 class Explorer:
@@ -84,6 +91,8 @@ class Explorer:
         self._queries: list[str] = []
         self._count = 0
         self._downloads: dict[str, threading.Lock] = {}
+        self._uncertainty: dict[tuple[str, tuple[str, ...]], list[str]] = {}  # -> layer ids
+        self._making: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
         self._folder = tempfile.TemporaryDirectory(prefix="prom3e-geo-serve-")
         self.workdir = Path(self._folder.name)
         self._add_uncertainty()
@@ -114,8 +123,14 @@ class Explorer:
             "mode": self.options.mode,
             "basemap": self.options.basemap,
             "max_upload": self.options.max_upload,
+            "uncertainty": {"layers": list(UNCERTAINTY_LAYERS), "context": self.context},
             "layers": layers,
         }
+
+    @property
+    def context(self) -> list[str]:
+        """The modalities of the store's context (those an uncertainty layer can condition on)."""
+        return list(self.session.store.manifest["context"])
 
     def layer(self, layer_id: str) -> MapLayer:
         with self._lock:
@@ -177,7 +192,7 @@ class Explorer:
         layers = self.session.sdm_layers(spec, [query])
         out = f"{query.name}.tif"
         args = [PROG, "sdm", "--query", query.source, "--embeddings", self.store_arg]
-        args += ["--mode", mode]
+        args += ["--mode", mode, *self.options.tower_options]
         command = shlex.join([*args, "--out", out])
 
         def write(cog: Path, png: Path) -> None:
@@ -217,19 +232,64 @@ class Explorer:
         )
 
     def _add_uncertainty(self) -> None:
+        """||sigma||_1 of the store's own context, as stored (no model pass)."""
         layers = self.session.stored_uncertainty()
-        context = ",".join(self.session.store.manifest["context"])
+        context = ",".join(self.context)
         command = shlex.join([PROG, "uncertainty", "--embeddings", self.store_arg,
                               "--context", context, "--out", "sigma_l1.tif"])  # fmt: skip
 
         def write(cog: Path, png: Path) -> None:
             write_uncertainty(layers, OutputSpec(cog, png=png), command)
 
+        ids = []
         for band in layers.bands:
             layer = self._layer_of(layers, band, "uncertainty", UNCERTAINTY_CMAP, command, write)
             layer.title = f"{band}: uncertainty of {context.replace(',', '+')}"
+            ids.append(layer.id)
             with self._lock:
                 self._layers[layer.id] = layer
+        self._uncertainty[("sigma_l1", tuple(self.context))] = ids
+
+    def uncertainty(self, layer: str, context: Sequence[str]) -> list[MapLayer]:
+        """The bands of an uncertainty `layer` (sigma_l1, expected_error, novelty, trust) for
+        `context` (any subset of the store's), made once per pair by the `uncertainty` workflow,
+        so its COG is the file `prom3e-geo uncertainty --layer LAYER --context ...` writes."""
+        if layer not in UNCERTAINTY_LAYERS:
+            raise InputError(f"unknown layer {layer!r} (one of {', '.join(UNCERTAINTY_LAYERS)})")
+        unknown = sorted(set(context) - set(self.context))
+        if unknown or not context:
+            raise InputError(f"give a context of the store's modalities ({', '.join(self.context)})")
+        key = (layer, tuple(m for m in self.context if m in context))  # in the store's order
+        with self._lock:
+            guard = self._making.setdefault(key, threading.Lock())
+        with guard:
+            if key not in self._uncertainty:
+                self._uncertainty[key] = self._make_uncertainty(*key)
+            return [self.layer(i) for i in self._uncertainty[key]]
+
+    def _make_uncertainty(self, layer: str, context: tuple[str, ...]) -> list[str]:
+        stem = f"{layer}_{'-'.join(context)}"
+        folder = Path(tempfile.mkdtemp(prefix="uncertainty-", dir=self.workdir))
+        made = OutputSpec(folder / f"{stem}.tif", png=folder / f"{stem}.png")
+        command = shlex.join([PROG, "uncertainty", "--embeddings", self.store_arg, "--context",
+                              ",".join(context), "--layer", layer, "--out", made.out.name])  # fmt: skip
+        layers = uncertainty(context, MapInputs(self.session.store.path), made, command,
+                             layer=layer).layers  # fmt: skip
+
+        def write(cog: Path, png: Path) -> None:  # the workflow's files, as written
+            shutil.copyfile(made.out, cog)
+            shutil.copyfile(folder / f"{stem}.png", png)
+
+        cmap = UNCERTAINTY_STYLE[layer][1]
+        ids = []
+        for band in layers.bands:
+            made_layer = self._layer_of(layers, band, "uncertainty", cmap, command, write)
+            made_layer.title = f"{band}: {layer} of {'+'.join(context)}"
+            made_layer.stem = stem
+            ids.append(made_layer.id)
+            with self._lock:
+                self._layers[made_layer.id] = made_layer
+        return ids
 
     def _add_file(self, path: Path) -> None:
         """Each band of a GeoTIFF given with --layer (any north-up grid; drawn on its own)."""
@@ -272,7 +332,8 @@ class Explorer:
         with self._lock:
             guard = self._downloads.setdefault(layer.id, threading.Lock())
         folder = self.workdir / layer.id
-        cog, png = folder / f"{layer.band}.tif", folder / f"{layer.band}.png"
+        stem = layer.stem or layer.band
+        cog, png = folder / f"{stem}.tif", folder / f"{stem}.png"
         with guard:
             if not cog.exists():
                 folder.mkdir(exist_ok=True)

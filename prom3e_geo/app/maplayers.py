@@ -50,6 +50,7 @@ class MapLayer:
     command: str
     write: Callable[[Path, Path], None] = field(repr=False)
     kind: str = "store"  # sdm, uncertainty or file
+    stem: str = ""  # the downloads' file name without suffix ("": the band's name)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ASSETS = {  # name in the page -> (file in the package's static folder, media type)
     "app.js": ("app.js", "text/javascript"),
     "app.css": ("app.css", "text/css"),
+    "recorder.js": ("recorder.js", "text/javascript"),
     "leaflet/leaflet.js": ("vendor/leaflet/leaflet.js", "text/javascript"),
     "leaflet/leaflet.css": ("vendor/leaflet/leaflet.css", "text/css"),
     "leaflet/LICENSE": ("vendor/leaflet/LICENSE", "text/plain"),
@@ -48,6 +49,7 @@ ASSETS = {  # name in the page -> (file in the package's static folder, media ty
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: https: blob:; "
+    "media-src 'self' blob:; "
     "style-src 'self' 'unsafe-inline'",
     "Referrer-Policy": "no-referrer",
 }
@@ -109,6 +111,22 @@ def create_app(explorer: Explorer) -> Starlette:
         mode = body.get("mode") if isinstance(body.get("mode"), str) else None
         return await answer(lambda: explorer.query_name(body["name"], mode).summary())
 
+    async def uncertainty(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error("the request is not JSON", 400)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("layer"), str)
+            or not isinstance(context := body.get("context"), list)
+            or not all(isinstance(m, str) for m in context)
+        ):
+            return error('send {"layer": "novelty", "context": ["sat", "loc"]}', 400)
+        return await answer(
+            lambda: {"layers": [x.summary() for x in explorer.uncertainty(body["layer"], context)]}
+        )
+
     async def layer_image(request: Request) -> Response:
         try:
             layer = explorer.layer(request.path_params["id"])
@@ -148,6 +166,7 @@ def create_app(explorer: Explorer) -> Starlette:
             Route("/api/info", info),
             Route("/api/query", query_upload, methods=["POST"]),
             Route("/api/species", query_name, methods=["POST"]),
+            Route("/api/uncertainty", uncertainty, methods=["POST"]),
             Route("/api/cell", cell),
             Route("/api/layers/{id}/image.png", layer_image),
             Route("/api/layers/{id}/download.{kind}", download),
