@@ -24,7 +24,10 @@ CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1280,800"]  # fmt: skip
+         "--window-size=1280,800",  # a fake microphone, allowed without asking, plays TONE:
+         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+         "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+TONE_HZ = 440
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or not CHROMEDRIVER.exists(),
@@ -39,14 +42,33 @@ def store(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def clap(tmp_path_factory):
+    """A small CLAP audio tower (the architecture of TaxaBind's, random weights) projecting to
+    the demo model's 512 dimensions: the store's pipeline gains a tower for recordings."""
+    import torch
+    from transformers import ClapAudioConfig, ClapAudioModelWithProjection
+
+    torch.manual_seed(0)
+    config = ClapAudioConfig(spec_size=256, window_size=8, num_mel_bins=64, patch_size=4,
+                             patch_stride=(4, 4), depths=[1, 1], num_attention_heads=[1, 2],
+                             patch_embeds_hidden_size=8, hidden_size=16, projection_dim=512,
+                             projection_hidden_size=32, enable_fusion=False)  # fmt: skip
+    folder = tmp_path_factory.mktemp("clap") / "clap"
+    ClapAudioModelWithProjection(config).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
-def server(store, tmp_path):
-    """`prom3e-geo serve` on 127.0.0.1:0 with a --layer file; yields (process, base URL)."""
+def server(store, clap, tmp_path):
+    """`prom3e-geo serve` on 127.0.0.1:0 with a --layer file and an audio tower; yields
+    (process, base URL)."""
     sigma = tmp_path / "sigma_loc.tif"
     subprocess.run([EXE, "uncertainty", "--embeddings", store, "--context", "loc",
                     "--out", sigma], check=True, capture_output=True)  # fmt: skip
     proc = subprocess.Popen(
-        [EXE, "serve", "--embeddings", store, "--layer", sigma, "--port", "0"],
+        [EXE, "serve", "--embeddings", store, "--layer", sigma, "--port", "0",
+         "--audio-encoder", clap],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -62,12 +84,17 @@ def server(store, tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
+    import soundfile
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    tone = tmp_path / "tone.wav"  # what the fake microphone hears (looped)
+    t = np.arange(48_000 * 2) / 48_000
+    soundfile.write(tone, 0.5 * np.sin(2 * np.pi * TONE_HZ * t), 48_000, subtype="PCM_16")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}",
+                 f"--use-file-for-fake-audio-capture={tone}"]:  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     yield driver
@@ -150,3 +177,56 @@ def test_a_corrupt_upload_shows_an_error_and_the_server_goes_on(server, browser,
     browser.find_element(By.ID, "file").send_keys(str(CARDINAL))  # and still maps photos
     wait_for(browser, "#map[data-shown^='sdm-']")
     assert not error.is_displayed()
+
+
+def test_record_a_sound_see_its_map_the_cog_sdm_writes_for_that_recording(server, browser, store,
+                                                                         clap, tmp_path):  # fmt: skip
+    """The page records the (fake) microphone into a WAV file, which the server maps through
+    the audio tower; that WAV, given to `prom3e-geo sdm`, gives the same COG."""
+    import base64
+    import io
+    import time
+
+    import soundfile
+    from selenium.webdriver.common.by import By
+
+    proc, url = server
+    browser.get(url)
+    wait_for(browser, "body[data-ready='1']")
+    record = browser.find_element(By.ID, "record")
+    assert record.is_displayed() and "recording" in browser.find_element(By.ID, "drop").text
+    record.click()
+    wait_for(browser, "#record", 10)
+    time.sleep(2.5)
+    assert "recording" in browser.find_element(By.ID, "recording-status").text
+    record.click()  # stop and map
+    wait_for(browser, "#map[data-shown^='sdm-']")
+    assert "recording.wav (hybrid)" in browser.find_element(By.ID, "current-title").text
+    assert browser.find_element(By.ID, "error").text == ""
+    browser.save_screenshot(str(tmp_path / "recording.png"))
+
+    # the WAV the page sent: the fake microphone's tone, 2 to 10 s of it
+    encoded = browser.execute_async_script(
+        "const done = arguments[0], reader = new FileReader();"
+        "reader.onload = () => done(reader.result); reader.onerror = () => done('');"
+        "reader.readAsDataURL(state.recording);"
+    )
+    assert encoded.startswith("data:audio/wav;base64,")
+    wav = base64.b64decode(encoded.split(",", 1)[1])
+    samples, rate = soundfile.read(io.BytesIO(wav))
+    assert samples.ndim == 1 and 2 <= samples.size / rate <= 10
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert abs(np.argmax(spectrum) * rate / samples.size - TONE_HZ) < 5
+
+    # its COG is the one `prom3e-geo sdm` writes for that WAV with the same audio tower
+    command = browser.find_element(By.ID, "command").text
+    args = shlex.split(command)
+    assert args[:4] == ["prom3e-geo", "sdm", "--query", "recording.wav"]
+    assert args[args.index("--audio-encoder") + 1] == str(clap)
+    (tmp_path / "recording.wav").write_bytes(wav)
+    subprocess.run([EXE, *args[1:]], cwd=tmp_path, check=True, capture_output=True)
+    link = browser.find_element(By.ID, "download-tif").get_attribute("href")
+    served = requests.get(link, timeout=60).content
+    assert served == (tmp_path / "recording.tif").read_bytes()
+    with rasterio.MemoryFile(served) as f, f.open() as ds:
+        assert np.isfinite(ds.read(1)[5, 10])

@@ -3,7 +3,7 @@
 // click, and downloads.
 "use strict";
 
-const state = { layers: new Map(), overlay: null, cell: null, current: null, map: null, recorder: null };
+const state = { layers: new Map(), overlay: null, cell: null, current: null, map: null, recorder: null, recording: null };
 const RECORD_SECONDS = 10; // the audio tower's clip length (longer clips are cut)
 const $ = (id) => document.getElementById(id);
 
@@ -122,6 +122,7 @@ async function record() {
     $("recording-status").textContent = "";
     if (!blocks.length) { showError("the recording is empty"); return; }
     const wav = wavFile(blocks, rate);
+    state.recording = wav;
     const url = URL.createObjectURL(wav);
     $("recording-audio").src = url;
     $("recording-link").href = url;
