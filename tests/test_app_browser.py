@@ -230,3 +230,52 @@ def test_record_a_sound_see_its_map_the_cog_sdm_writes_for_that_recording(server
     assert served == (tmp_path / "recording.tif").read_bytes()
     with rasterio.MemoryFile(served) as f, f.open() as ds:
         assert np.isfinite(ds.read(1)[5, 10])
+
+
+def test_choose_an_uncertainty_layer_its_colour_bar_cells_and_downloads(server, browser, store,
+                                                                       tmp_path):  # fmt: skip
+    """Novelty of sat+loc chosen on the page: the file `prom3e-geo uncertainty --layer novelty
+    --context sat,loc` writes, its units on the colour bar, its values in a clicked cell."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    proc, url = server
+    browser.get(url)
+    wait_for(browser, "body[data-ready='1']")
+    Select(browser.find_element(By.ID, "uncertainty-layer")).select_by_value("novelty")
+    browser.find_element(By.CSS_SELECTOR, "#uncertainty-context input[value='env']").click()
+    browser.find_element(By.CSS_SELECTOR, "#uncertainty-form button").click()
+    WebDriverWait(browser, 120).until(
+        lambda d: d.find_element(By.ID, "current-title").text == "novelty: novelty of sat+loc"
+    )
+    shown = wait_for(browser, "#map[data-shown^='uncertainty-']")
+    layer_id = shown.get_attribute("data-shown")
+    titles = browser.find_element(By.ID, "layers").text
+    assert "novelty_sat: novelty of sat+loc" in titles and "novelty_loc: novelty of sat+loc" in titles
+
+    command = browser.find_element(By.ID, "command").text
+    args = shlex.split(command)
+    assert args[:2] == ["prom3e-geo", "uncertainty"] and args[args.index("--layer") + 1] == "novelty"
+    subprocess.run([EXE, *args[1:]], cwd=tmp_path, check=True, capture_output=True)
+    with rasterio.open(tmp_path / "novelty_sat-loc.tif") as ds:
+        theirs, units = ds.read(1), ds.units[0] or ds.tags(1).get("units", "")
+    assert units and browser.find_element(By.ID, "ramp-units").text == units
+    link = browser.find_element(By.ID, "download-tif").get_attribute("href")
+    assert link == f"{url}api/layers/{layer_id}/download.tif"
+    served = requests.get(link, timeout=60).content
+    assert served == (tmp_path / "novelty_sat-loc.tif").read_bytes()
+    png = requests.get(browser.find_element(By.ID, "download-png").get_attribute("href"), timeout=60)
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.headers["content-disposition"] == 'attachment; filename="novelty_sat-loc.png"'
+
+    lon, lat = -100 + 3.5 * 0.5, 39 - 8.5 * 0.5  # row 8, column 3
+    browser.execute_script(
+        "state.map.fire('click', {latlng: L.latLng(arguments[0], arguments[1])})", lat, lon
+    )
+    WebDriverWait(browser, 30).until(
+        lambda d: "row 8, column 3" in d.find_element(By.ID, "cell").text
+    )
+    cell = browser.find_element(By.ID, "cell").text
+    assert np.isfinite(theirs[8, 3])
+    assert f"novelty: novelty of sat+loc {theirs[8, 3]:.5g} {units}" in cell
+    browser.save_screenshot(str(tmp_path / "novelty.png"))
