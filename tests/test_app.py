@@ -253,7 +253,9 @@ def test_a_recording_goes_to_the_audio_tower_or_is_refused_with_the_reason(clien
     "layer, context",
     [("novelty", ["sat", "loc"]), ("sigma_l1", ["loc"]), ("trust", ["env", "sat", "loc"])],
 )
-def test_uncertainty_layers_are_the_cogs_uncertainty_writes(client, store, tmp_path, layer, context):
+def test_uncertainty_layers_are_the_cogs_uncertainty_writes(
+    client, store, tmp_path, layer, context
+):
     """Any layer of `prom3e-geo uncertainty --layer` for any context: made by the same workflow,
     its COG the file that command writes (byte for byte, and the values of known cells)."""
     info = client.get("/api/info").json()
@@ -292,7 +294,9 @@ def test_uncertainty_layers_are_the_cogs_uncertainty_writes(client, store, tmp_p
 
 def test_the_stored_sigma_is_not_made_again_and_bad_requests_are_refused(client):
     stored = [x for x in client.get("/api/info").json()["layers"] if x["kind"] == "uncertainty"]
-    r = client.post("/api/uncertainty", json={"layer": "sigma_l1", "context": ["env", "loc", "sat"]})
+    r = client.post(
+        "/api/uncertainty", json={"layer": "sigma_l1", "context": ["env", "loc", "sat"]}
+    )
     assert [x["id"] for x in r.json()["layers"]] == [x["id"] for x in stored]
     for body, reason in [
         ({"layer": "fear", "context": ["sat"]}, "unknown layer 'fear'"),

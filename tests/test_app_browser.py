@@ -67,8 +67,18 @@ def server(store, clap, tmp_path):
     subprocess.run([EXE, "uncertainty", "--embeddings", store, "--context", "loc",
                     "--out", sigma], check=True, capture_output=True)  # fmt: skip
     proc = subprocess.Popen(
-        [EXE, "serve", "--embeddings", store, "--layer", sigma, "--port", "0",
-         "--audio-encoder", clap],  # fmt: skip
+        [
+            EXE,
+            "serve",
+            "--embeddings",
+            store,
+            "--layer",
+            sigma,
+            "--port",
+            "0",
+            "--audio-encoder",
+            clap,
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -251,11 +261,15 @@ def test_choose_an_uncertainty_layer_its_colour_bar_cells_and_downloads(server, 
     shown = wait_for(browser, "#map[data-shown^='uncertainty-']")
     layer_id = shown.get_attribute("data-shown")
     titles = browser.find_element(By.ID, "layers").text
-    assert "novelty_sat: novelty of sat+loc" in titles and "novelty_loc: novelty of sat+loc" in titles
+    assert (
+        "novelty_sat: novelty of sat+loc" in titles and "novelty_loc: novelty of sat+loc" in titles
+    )
 
     command = browser.find_element(By.ID, "command").text
     args = shlex.split(command)
-    assert args[:2] == ["prom3e-geo", "uncertainty"] and args[args.index("--layer") + 1] == "novelty"
+    assert (
+        args[:2] == ["prom3e-geo", "uncertainty"] and args[args.index("--layer") + 1] == "novelty"
+    )
     subprocess.run([EXE, *args[1:]], cwd=tmp_path, check=True, capture_output=True)
     with rasterio.open(tmp_path / "novelty_sat-loc.tif") as ds:
         theirs, units = ds.read(1), ds.units[0] or ds.tags(1).get("units", "")
@@ -264,7 +278,9 @@ def test_choose_an_uncertainty_layer_its_colour_bar_cells_and_downloads(server, 
     assert link == f"{url}api/layers/{layer_id}/download.tif"
     served = requests.get(link, timeout=60).content
     assert served == (tmp_path / "novelty_sat-loc.tif").read_bytes()
-    png = requests.get(browser.find_element(By.ID, "download-png").get_attribute("href"), timeout=60)
+    png = requests.get(
+        browser.find_element(By.ID, "download-png").get_attribute("href"), timeout=60
+    )
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.headers["content-disposition"] == 'attachment; filename="novelty_sat-loc.png"'
 

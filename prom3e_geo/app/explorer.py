@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from rasterio.crs import CRS
 
 from prom3e_geo.errors import InputError
@@ -46,7 +47,7 @@ from prom3e_geo.workflows.maps import (
     write_uncertainty,
 )
 
-from .maplayers import MapLayer, grid_geojson
+from .maplayers import Json, MapLayer, Writer, grid_geojson
 from .uploads import Upload
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class Explorer:
         self._folder.cleanup()
 
     # -- what the page asks ---------------------------------------------------------------------
-    def info(self) -> dict:
+    def info(self) -> Json:
         """The grid, the towers that take queries, the options and the layers so far."""
         encoders = self.session.encoders
         with self._lock:
@@ -139,7 +140,7 @@ class Explorer:
             raise KeyError(layer_id)
         return layer
 
-    def cell(self, lon: float, lat: float) -> dict:
+    def cell(self, lon: float, lat: float) -> Json:
         """Every layer's value in the cell under (lon, lat), with the cell's row, column,
         centre and corners on the store's grid (empty outside it)."""
         with self._lock:
@@ -214,7 +215,7 @@ class Explorer:
             return f"{kind}-{self._count}"
 
     def _layer_of(self, layers: LayerSet, band: str, kind: str, cmap: str, command: str,
-                  write) -> MapLayer:  # fmt: skip
+                  write: Writer) -> MapLayer:  # fmt: skip
         grid = layers.grid
         return MapLayer(
             id=self._next_id(kind),
@@ -258,7 +259,9 @@ class Explorer:
             raise InputError(f"unknown layer {layer!r} (one of {', '.join(UNCERTAINTY_LAYERS)})")
         unknown = sorted(set(context) - set(self.context))
         if unknown or not context:
-            raise InputError(f"give a context of the store's modalities ({', '.join(self.context)})")
+            raise InputError(
+                f"give a context of the store's modalities ({', '.join(self.context)})"
+            )
         key = (layer, tuple(m for m in self.context if m in context))  # in the store's order
         with self._lock:
             guard = self._making.setdefault(key, threading.Lock())
@@ -295,13 +298,16 @@ class Explorer:
         """Each band of a GeoTIFF given with --layer (any north-up grid; drawn on its own)."""
         for index, unit in enumerate(_band_units(path), start=1):
             values, transform, crs, name = read_band(path, index)
+            if not isinstance(transform, Affine):
+                raise InputError(f"raster {path} has no affine transform")
             if transform.b != 0 or transform.d != 0 or transform.e >= 0:
                 raise InputError(f"raster {path} is not north-up; warp it first")
             values = values.astype(np.float32)
             grid = Grid(CRS.from_user_input(crs), transform, values.shape,
                         mask=np.isfinite(values), aoi_name=path.name)  # fmt: skip
 
-            def write(cog: Path, png: Path, grid=grid, values=values, name=name, unit=unit) -> None:
+            def write(cog: Path, png: Path, grid: Grid = grid, values: np.ndarray = values,
+                      name: str = name, unit: str = unit) -> None:  # fmt: skip
                 shutil.copyfile(path, cog)  # the file as given
                 panel = Panel(values, name, unit, FILE_CMAP, *stretch(values))
                 write_quicklook(png, [panel], grid, suptitle=path.name)

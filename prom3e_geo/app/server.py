@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from starlette.routing import Route
 from prom3e_geo.errors import InputError
 
 from .explorer import Explorer
+from .maplayers import Json
 from .uploads import check_upload
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ def create_app(explorer: Explorer) -> Starlette:
         name = request.query_params.get("filename", "upload")
         mode = request.query_params.get("mode")
 
-        def work() -> dict:
+        def work() -> Json:
             upload = check_upload(bytes(data), name, limit)
             return explorer.query_upload(upload, mode).summary()
 
@@ -174,7 +176,7 @@ def create_app(explorer: Explorer) -> Starlette:
     )
 
 
-async def answer(work) -> Response:
+async def answer(work: Callable[[], Json]) -> Response:
     """Run `work` in a worker thread; its result as JSON, an input error as 400 with its reason,
     anything else as 500 (logged; the server goes on)."""
     try:
