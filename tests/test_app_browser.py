@@ -181,6 +181,10 @@ def test_a_corrupt_upload_shows_an_error_and_the_server_goes_on(server, browser,
     error = browser.find_element(By.ID, "error")
     WebDriverWait(browser, 60).until(lambda d: error.is_displayed())
     assert "broken.jpg is truncated or corrupt" in error.text
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"RIFF\x24\x00\x00\x00WAVEjunk")  # says WAV, is not one
+    browser.find_element(By.ID, "file").send_keys(str(song))
+    WebDriverWait(browser, 60).until(lambda d: "song.wav cannot be decoded" in error.text)
     browser.save_screenshot(str(tmp_path / "error.png"))
     assert proc.poll() is None
     assert requests.get(f"{url}api/info", timeout=30).status_code == 200
