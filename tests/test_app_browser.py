@@ -59,11 +59,11 @@ def clap(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def server(store, clap, tmp_path):
-    """`prom3e-geo serve` on 127.0.0.1:0 with a --layer file and an audio tower; yields
-    (process, base URL)."""
-    sigma = tmp_path / "sigma_loc.tif"
+@pytest.fixture(scope="module")
+def server(store, clap, tmp_path_factory):
+    """`prom3e-geo serve` on 127.0.0.1:0 with a --layer file and an audio tower, shared by the
+    tests (each opens the page afresh); yields (process, base URL)."""
+    sigma = tmp_path_factory.mktemp("layer") / "sigma_loc.tif"
     subprocess.run([EXE, "uncertainty", "--embeddings", store, "--context", "loc",
                     "--out", sigma], check=True, capture_output=True)  # fmt: skip
     proc = subprocess.Popen(
