@@ -61,7 +61,16 @@ def basemap_url(value: str | None) -> str | None:
               type=click.FloatRange(0.01, 1024), help="Largest photo or recording accepted.")  # fmt: skip
 @pipeline_options
 @grid_options
-def serve_command(embeddings, layers, mode, host, port, basemap, max_upload_mb, **o) -> None:
+def serve_command(
+    embeddings: Path | None,
+    layers: tuple[Path, ...],
+    mode: str,
+    host: str,
+    port: int,
+    basemap: str | None,
+    max_upload_mb: float,
+    **o: object,
+) -> None:
     """A local web app: drop a photo (or a recording, or type a species name) and see its map.
 
     The store, model and towers stay loaded, so a new photo's map takes one pass of the photo
@@ -77,8 +86,10 @@ def serve_command(embeddings, layers, mode, host, port, basemap, max_upload_mb, 
     from prom3e_geo.errors import RunFailed
     from prom3e_geo.workflows.maps import MapSession
 
-    options = ExplorerOptions(mode, basemap_url(basemap), int(max_upload_mb * 2**20))
     inputs = map_inputs(o, embeddings)
+    towers = [[f"--{m}-encoder", spec] for m, spec in inputs.pipeline.encoders]
+    options = ExplorerOptions(mode, basemap_url(basemap), int(max_upload_mb * 2**20),
+                              tuple(arg for pair in towers for arg in pair))  # fmt: skip
     with CellProgress() as progress:
         session = MapSession.open(inputs, progress=progress, keep_vectors=True)
     explorer = Explorer(session, layers, options)

@@ -247,3 +247,63 @@ def test_a_recording_goes_to_the_audio_tower_or_is_refused_with_the_reason(clien
     r = client.post("/api/query?filename=song.wav", content=out.getvalue())
     assert r.status_code == 400
     assert r.json()["error"] == "this pipeline has no audio encoder for recording queries"
+
+
+@pytest.mark.parametrize(
+    "layer, context",
+    [("novelty", ["sat", "loc"]), ("sigma_l1", ["loc"]), ("trust", ["env", "sat", "loc"])],
+)
+def test_uncertainty_layers_are_the_cogs_uncertainty_writes(
+    client, store, tmp_path, layer, context
+):
+    """Any layer of `prom3e-geo uncertainty --layer` for any context: made by the same workflow,
+    its COG the file that command writes (byte for byte, and the values of known cells)."""
+    info = client.get("/api/info").json()
+    assert info["uncertainty"] == {
+        "layers": ["sigma_l1", "expected_error", "novelty", "trust"],
+        "context": ["sat", "loc", "env"],
+    }
+    r = client.post("/api/uncertainty", json={"layer": layer, "context": context})
+    assert r.status_code == 200, r.text
+    made = r.json()["layers"]
+    order = ",".join(m for m in ("sat", "loc", "env") if m in context)  # the store's order
+    assert made[0]["band"] == layer and made[0]["kind"] == "uncertainty"
+    assert made[0]["command"] == (
+        f"prom3e-geo uncertainty --embeddings {store} --context {order} --layer {layer} "
+        f"--out {layer}_{order.replace(',', '-')}.tif"
+    )
+    served = client.get(f"/api/layers/{made[0]['id']}/download.tif")
+    name = f"{layer}_{order.replace(',', '-')}.tif"
+    assert served.headers["content-disposition"] == f'attachment; filename="{name}"'
+    written = cli_sdm(tmp_path, made[0]["command"])
+    assert served.content == written
+    with rasterio.MemoryFile(written) as f, f.open() as ds:
+        bands = list(ds.descriptions)
+        theirs = {b: ds.read(i + 1) for i, b in enumerate(bands)}
+    assert [x["band"] for x in made] == bands  # one layer per band of the file
+    for x in made:  # a click shows the file's values in known cells
+        for row, col in ((2, 3), (7, 13), (10, 20)):
+            lon, lat = -100 + (col + 0.5) * 0.5, 39 - (row + 0.5) * 0.5
+            values = {v["id"]: v["value"] for v in client.get(f"/api/cell?lon={lon}&lat={lat}")
+                      .json()["values"]}  # fmt: skip
+            expected = float(theirs[x["band"]][row, col])
+            assert np.isfinite(expected) and values[x["id"]] == expected
+    again = client.post("/api/uncertainty", json={"layer": layer, "context": context[::-1]})
+    assert [x["id"] for x in again.json()["layers"]] == [x["id"] for x in made]  # made once
+
+
+def test_the_stored_sigma_is_not_made_again_and_bad_requests_are_refused(client):
+    stored = [x for x in client.get("/api/info").json()["layers"] if x["kind"] == "uncertainty"]
+    r = client.post(
+        "/api/uncertainty", json={"layer": "sigma_l1", "context": ["env", "loc", "sat"]}
+    )
+    assert [x["id"] for x in r.json()["layers"]] == [x["id"] for x in stored]
+    for body, reason in [
+        ({"layer": "fear", "context": ["sat"]}, "unknown layer 'fear'"),
+        ({"layer": "novelty", "context": ["smell"]}, "give a context of the store's modalities"),
+        ({"layer": "novelty", "context": []}, "give a context of the store's modalities"),
+        ({"layer": "novelty", "context": "sat"}, 'send {"layer"'),
+        (["novelty"], 'send {"layer"'),
+    ]:
+        r = client.post("/api/uncertainty", json=body)
+        assert r.status_code == 400 and reason in r.json()["error"], (body, r.text)

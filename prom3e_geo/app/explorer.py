@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from rasterio.crs import CRS
 
 from prom3e_geo.errors import InputError
@@ -36,13 +37,17 @@ from prom3e_geo.layers.sdm import DEFAULT_MODE, MODES, Query, file_query, text_q
 from prom3e_geo.workflows.maps import (
     SDM_CMAP,
     UNCERTAINTY_CMAP,
+    UNCERTAINTY_LAYERS,
+    UNCERTAINTY_STYLE,
+    MapInputs,
     MapSession,
     SdmSpec,
+    uncertainty,
     write_sdm,
     write_uncertainty,
 )
 
-from .maplayers import MapLayer, grid_geojson
+from .maplayers import Json, MapLayer, Writer, grid_geojson
 from .uploads import Upload
 
 log = logging.getLogger(__name__)
@@ -56,11 +61,14 @@ FILE_CMAP = "viridis"
 @dataclass(frozen=True)
 class ExplorerOptions:
     """How the explorer serves: the default SDM mode, an online basemap (an XYZ tile URL
-    template; None: offline, the AOI outline and grid only) and the upload limit in bytes."""
+    template; None: offline, the AOI outline and grid only), the upload limit in bytes, and the
+    `prom3e-geo` options that added query towers to the store's pipeline (`--audio-encoder
+    PATH`), repeated in each query's `sdm` command so that it writes the same file."""
 
     mode: str = DEFAULT_MODE
     basemap: str | None = None
     max_upload: int = 20 * 2**20
+    tower_options: tuple[str, ...] = ()
 
 
 class Explorer:
@@ -84,6 +92,8 @@ class Explorer:
         self._queries: list[str] = []
         self._count = 0
         self._downloads: dict[str, threading.Lock] = {}
+        self._uncertainty: dict[tuple[str, tuple[str, ...]], list[str]] = {}  # -> layer ids
+        self._making: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
         self._folder = tempfile.TemporaryDirectory(prefix="prom3e-geo-serve-")
         self.workdir = Path(self._folder.name)
         self._add_uncertainty()
@@ -97,7 +107,7 @@ class Explorer:
         self._folder.cleanup()
 
     # -- what the page asks ---------------------------------------------------------------------
-    def info(self) -> dict:
+    def info(self) -> Json:
         """The grid, the towers that take queries, the options and the layers so far."""
         encoders = self.session.encoders
         with self._lock:
@@ -114,8 +124,14 @@ class Explorer:
             "mode": self.options.mode,
             "basemap": self.options.basemap,
             "max_upload": self.options.max_upload,
+            "uncertainty": {"layers": list(UNCERTAINTY_LAYERS), "context": self.context},
             "layers": layers,
         }
+
+    @property
+    def context(self) -> list[str]:
+        """The modalities of the store's context (those an uncertainty layer can condition on)."""
+        return list(self.session.store.manifest["context"])
 
     def layer(self, layer_id: str) -> MapLayer:
         with self._lock:
@@ -124,7 +140,7 @@ class Explorer:
             raise KeyError(layer_id)
         return layer
 
-    def cell(self, lon: float, lat: float) -> dict:
+    def cell(self, lon: float, lat: float) -> Json:
         """Every layer's value in the cell under (lon, lat), with the cell's row, column,
         centre and corners on the store's grid (empty outside it)."""
         with self._lock:
@@ -177,7 +193,7 @@ class Explorer:
         layers = self.session.sdm_layers(spec, [query])
         out = f"{query.name}.tif"
         args = [PROG, "sdm", "--query", query.source, "--embeddings", self.store_arg]
-        args += ["--mode", mode]
+        args += ["--mode", mode, *self.options.tower_options]
         command = shlex.join([*args, "--out", out])
 
         def write(cog: Path, png: Path) -> None:
@@ -199,7 +215,7 @@ class Explorer:
             return f"{kind}-{self._count}"
 
     def _layer_of(self, layers: LayerSet, band: str, kind: str, cmap: str, command: str,
-                  write) -> MapLayer:  # fmt: skip
+                  write: Writer) -> MapLayer:  # fmt: skip
         grid = layers.grid
         return MapLayer(
             id=self._next_id(kind),
@@ -217,31 +233,81 @@ class Explorer:
         )
 
     def _add_uncertainty(self) -> None:
+        """||sigma||_1 of the store's own context, as stored (no model pass)."""
         layers = self.session.stored_uncertainty()
-        context = ",".join(self.session.store.manifest["context"])
+        context = ",".join(self.context)
         command = shlex.join([PROG, "uncertainty", "--embeddings", self.store_arg,
                               "--context", context, "--out", "sigma_l1.tif"])  # fmt: skip
 
         def write(cog: Path, png: Path) -> None:
             write_uncertainty(layers, OutputSpec(cog, png=png), command)
 
+        ids = []
         for band in layers.bands:
             layer = self._layer_of(layers, band, "uncertainty", UNCERTAINTY_CMAP, command, write)
             layer.title = f"{band}: uncertainty of {context.replace(',', '+')}"
+            ids.append(layer.id)
             with self._lock:
                 self._layers[layer.id] = layer
+        self._uncertainty[("sigma_l1", tuple(self.context))] = ids
+
+    def uncertainty(self, layer: str, context: Sequence[str]) -> list[MapLayer]:
+        """The bands of an uncertainty `layer` (sigma_l1, expected_error, novelty, trust) for
+        `context` (any subset of the store's), made once per pair by the `uncertainty` workflow,
+        so its COG is the file `prom3e-geo uncertainty --layer LAYER --context ...` writes."""
+        if layer not in UNCERTAINTY_LAYERS:
+            raise InputError(f"unknown layer {layer!r} (one of {', '.join(UNCERTAINTY_LAYERS)})")
+        unknown = sorted(set(context) - set(self.context))
+        if unknown or not context:
+            raise InputError(
+                f"give a context of the store's modalities ({', '.join(self.context)})"
+            )
+        key = (layer, tuple(m for m in self.context if m in context))  # in the store's order
+        with self._lock:
+            guard = self._making.setdefault(key, threading.Lock())
+        with guard:
+            if key not in self._uncertainty:
+                self._uncertainty[key] = self._make_uncertainty(*key)
+            return [self.layer(i) for i in self._uncertainty[key]]
+
+    def _make_uncertainty(self, layer: str, context: tuple[str, ...]) -> list[str]:
+        stem = f"{layer}_{'-'.join(context)}"
+        folder = Path(tempfile.mkdtemp(prefix="uncertainty-", dir=self.workdir))
+        made = OutputSpec(folder / f"{stem}.tif", png=folder / f"{stem}.png")
+        command = shlex.join([PROG, "uncertainty", "--embeddings", self.store_arg, "--context",
+                              ",".join(context), "--layer", layer, "--out", made.out.name])  # fmt: skip
+        layers = uncertainty(context, MapInputs(self.session.store.path), made, command,
+                             layer=layer).layers  # fmt: skip
+
+        def write(cog: Path, png: Path) -> None:  # the workflow's files, as written
+            shutil.copyfile(made.out, cog)
+            shutil.copyfile(folder / f"{stem}.png", png)
+
+        cmap = UNCERTAINTY_STYLE[layer][1]
+        ids = []
+        for band in layers.bands:
+            made_layer = self._layer_of(layers, band, "uncertainty", cmap, command, write)
+            made_layer.title = f"{band}: {layer} of {'+'.join(context)}"
+            made_layer.stem = stem
+            ids.append(made_layer.id)
+            with self._lock:
+                self._layers[made_layer.id] = made_layer
+        return ids
 
     def _add_file(self, path: Path) -> None:
         """Each band of a GeoTIFF given with --layer (any north-up grid; drawn on its own)."""
         for index, unit in enumerate(_band_units(path), start=1):
             values, transform, crs, name = read_band(path, index)
+            if not isinstance(transform, Affine):
+                raise InputError(f"raster {path} has no affine transform")
             if transform.b != 0 or transform.d != 0 or transform.e >= 0:
                 raise InputError(f"raster {path} is not north-up; warp it first")
             values = values.astype(np.float32)
             grid = Grid(CRS.from_user_input(crs), transform, values.shape,
                         mask=np.isfinite(values), aoi_name=path.name)  # fmt: skip
 
-            def write(cog: Path, png: Path, grid=grid, values=values, name=name, unit=unit) -> None:
+            def write(cog: Path, png: Path, grid: Grid = grid, values: np.ndarray = values,
+                      name: str = name, unit: str = unit) -> None:  # fmt: skip
                 shutil.copyfile(path, cog)  # the file as given
                 panel = Panel(values, name, unit, FILE_CMAP, *stretch(values))
                 write_quicklook(png, [panel], grid, suptitle=path.name)
@@ -272,7 +338,8 @@ class Explorer:
         with self._lock:
             guard = self._downloads.setdefault(layer.id, threading.Lock())
         folder = self.workdir / layer.id
-        cog, png = folder / f"{layer.band}.tif", folder / f"{layer.band}.png"
+        stem = layer.stem or layer.band
+        cog, png = folder / f"{stem}.tif", folder / f"{stem}.png"
         with guard:
             if not cog.exists():
                 folder.mkdir(exist_ok=True)

@@ -27,6 +27,9 @@ from prom3e_geo.grid import Grid
 from prom3e_geo.io.png import aoi_outline
 from prom3e_geo.io.qml import stretch
 
+Json = dict[str, object]  # what the page is sent about a layer, a cell or the grid
+Writer = Callable[[Path, Path], None]  # writes a layer's COG and PNG quicklook
+
 WEB_MERCATOR = CRS.from_epsg(3857)
 MAX_LAT = 85.0  # Web Mercator's edge; a grid reaching past it is clipped there
 IMAGE_MAX_PX = 1024  # longest side of a web image (cells at 2 pixels or more each)
@@ -48,19 +51,21 @@ class MapLayer:
     cmap: str
     description: str
     command: str
-    write: Callable[[Path, Path], None] = field(repr=False)
+    write: Writer = field(repr=False)
     kind: str = "store"  # sdm, uncertainty or file
+    stem: str = ""  # the downloads' file name without suffix ("": the band's name)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.values.shape  # type: ignore[return-value]
+        h, w = self.values.shape
+        return h, w
 
     @cached_property
     def range(self) -> tuple[float, float]:
         """The colour stretch: 2nd to 98th percentile of the finite values."""
         return stretch(self.values)
 
-    def summary(self) -> dict:
+    def summary(self) -> Json:
         """What the page needs to list, draw and explain the layer."""
         import matplotlib
 
@@ -82,7 +87,7 @@ class MapLayer:
             "command": self.command,
         }
 
-    def sample(self, lon: float, lat: float) -> dict | None:
+    def sample(self, lon: float, lat: float) -> Json | None:
         """The cell under (lon, lat): its row, column, value, centre (in the layer's CRS and in
         lon/lat) and corners in lon/lat; None outside the layer."""
         to_crs = _transformer(CRS.from_epsg(4326), self.crs)
@@ -146,7 +151,9 @@ def _transformer(src: CRS, dst: CRS) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs(src.to_wkt(), dst.to_wkt(), always_xy=True)
 
 
-def _mercator_bounds(crs: CRS, transform: Affine, shape: tuple[int, int]) -> tuple:
+def _mercator_bounds(
+    crs: CRS, transform: Affine, shape: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """(west, south, east, north) of the layer in Web Mercator metres (latitudes clipped)."""
     (south, west), (north, east) = lonlat_bounds(crs, transform, shape)
     to_merc = _transformer(CRS.from_epsg(4326), WEB_MERCATOR)
@@ -164,7 +171,7 @@ def lonlat_bounds(crs: CRS, transform: Affine, shape: tuple[int, int]) -> list[l
     return [[max(south, -MAX_LAT), west], [min(north, MAX_LAT), east]]
 
 
-def grid_geojson(grid: Grid) -> dict:
+def grid_geojson(grid: Grid) -> Json:
     """The grid's extent and its AOI outline (as the cells show it) in lon/lat, for the page's
     offline base map: a FeatureCollection of two line features."""
     to_lonlat = _transformer(grid.crs, CRS.from_epsg(4326))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from starlette.routing import Route
 from prom3e_geo.errors import InputError
 
 from .explorer import Explorer
+from .maplayers import Json
 from .uploads import check_upload
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 ASSETS = {  # name in the page -> (file in the package's static folder, media type)
     "app.js": ("app.js", "text/javascript"),
     "app.css": ("app.css", "text/css"),
+    "recorder.js": ("recorder.js", "text/javascript"),
     "leaflet/leaflet.js": ("vendor/leaflet/leaflet.js", "text/javascript"),
     "leaflet/leaflet.css": ("vendor/leaflet/leaflet.css", "text/css"),
     "leaflet/LICENSE": ("vendor/leaflet/LICENSE", "text/plain"),
@@ -48,6 +51,7 @@ ASSETS = {  # name in the page -> (file in the package's static folder, media ty
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: https: blob:; "
+    "media-src 'self' blob:; "
     "style-src 'self' 'unsafe-inline'",
     "Referrer-Policy": "no-referrer",
 }
@@ -93,7 +97,7 @@ def create_app(explorer: Explorer) -> Starlette:
         name = request.query_params.get("filename", "upload")
         mode = request.query_params.get("mode")
 
-        def work() -> dict:
+        def work() -> Json:
             upload = check_upload(bytes(data), name, limit)
             return explorer.query_upload(upload, mode).summary()
 
@@ -108,6 +112,22 @@ def create_app(explorer: Explorer) -> Starlette:
             return error('send {"name": "a species name", "mode": "recon"}', 400)
         mode = body.get("mode") if isinstance(body.get("mode"), str) else None
         return await answer(lambda: explorer.query_name(body["name"], mode).summary())
+
+    async def uncertainty(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error("the request is not JSON", 400)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("layer"), str)
+            or not isinstance(context := body.get("context"), list)
+            or not all(isinstance(m, str) for m in context)
+        ):
+            return error('send {"layer": "novelty", "context": ["sat", "loc"]}', 400)
+        return await answer(
+            lambda: {"layers": [x.summary() for x in explorer.uncertainty(body["layer"], context)]}
+        )
 
     async def layer_image(request: Request) -> Response:
         try:
@@ -148,6 +168,7 @@ def create_app(explorer: Explorer) -> Starlette:
             Route("/api/info", info),
             Route("/api/query", query_upload, methods=["POST"]),
             Route("/api/species", query_name, methods=["POST"]),
+            Route("/api/uncertainty", uncertainty, methods=["POST"]),
             Route("/api/cell", cell),
             Route("/api/layers/{id}/image.png", layer_image),
             Route("/api/layers/{id}/download.{kind}", download),
@@ -155,7 +176,7 @@ def create_app(explorer: Explorer) -> Starlette:
     )
 
 
-async def answer(work) -> Response:
+async def answer(work: Callable[[], Json]) -> Response:
     """Run `work` in a worker thread; its result as JSON, an input error as 400 with its reason,
     anything else as 500 (logged; the server goes on)."""
     try:
