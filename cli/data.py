@@ -125,11 +125,11 @@ def fetch_command(source, cache, size, patch_resolution, batch_size, retry_faile
       prom3e-geo fetch --source "stac?time=2023-06-01/2023-08-31&max_cloud=0.1" --cache conus.zarr
       SH_CLIENT_ID=... SH_CLIENT_SECRET=... prom3e-geo fetch --source sentinelhub:cdse --cache conus.zarr
     """
-    from prom3e_geo.workflows.fetch import FetchSpec, fetch
+    from prom3e_geo.workflows.patches import FetchSpec, fetch_patches
 
     spec = FetchSpec(source, cache, size, patch_resolution, batch_size, retry_failed)
     with CellProgress() as progress:
-        s, stats = fetch(spec, grid_spec(o), progress.watching)
+        s, stats = fetch_patches(spec, grid_spec(o), progress.watching)
     reasons = "; ".join(f"{k}: {v:,}" for k, v in s.reasons.most_common()) or "none"
     traffic = "".join(f"; {k} {v:,}" for k, v in stats.items())
     click.echo(

@@ -35,6 +35,7 @@ import numpy as np
 
 from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import RGB_BANDS, PatchBatch, TrafficCounter
+from prom3e_geo.net import RETRY_STATUSES, RetryPolicy, reason, session
 
 EOX_TILES = "https://tiles.maps.eox.at/wmts/1.0.0/s2cloudless-{year}_3857/default/g/{z}/{y}/{x}.jpg"
 LICENCE = "CC BY-NC-SA 4.0"
@@ -117,7 +118,8 @@ class S2CloudlessSource:
         self._capacity = int(cache_tiles)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="prom3e-s2cloudless")
-        self._session = _session(self.workers, int(retries), float(retry_wait))
+        policy = RetryPolicy(int(retries), float(retry_wait), self.timeout)
+        self._session = session(policy, self.workers, "s2cloudless source")
 
     def describe(self) -> dict:
         return {
@@ -224,17 +226,17 @@ class S2CloudlessSource:
         self.traffic.add("requests")
         try:
             response = self._session.get(url, timeout=self.timeout)
-        except requests.exceptions.RetryError as exc:
-            self.traffic.add("tiles_failed")
-            return TileError(f"tile z{self.zoom}/{x}/{y}: the server kept failing ({_reason(exc)})")
         except requests.RequestException as exc:
             self.traffic.add("tiles_failed")
-            return TileError(f"tile z{self.zoom}/{x}/{y}: {_reason(exc)}")
+            return TileError(f"tile z{self.zoom}/{x}/{y}: {reason(exc)}")
         self.traffic.add("bytes", len(response.content))
-        if response.status_code != 200:
+        status = response.status_code
+        if status != 200:
             self.traffic.add("tiles_failed")
-            what = "no such tile" if response.status_code == 404 else "server error"
-            return TileError(f"tile z{self.zoom}/{x}/{y}: {what} (HTTP {response.status_code})")
+            what = "no such tile" if status == 404 else "server error"
+            if status in RETRY_STATUSES:
+                what = "the server kept failing"
+            return TileError(f"tile z{self.zoom}/{x}/{y}: {what} (HTTP {status})")
         try:
             return _decode(response.content)
         except ValueError as exc:
@@ -276,36 +278,3 @@ def _decode(data: bytes) -> np.ndarray:
     if pixels.shape[:2] != (TILE, TILE):
         raise ValueError(f"a {pixels.shape[1]} x {pixels.shape[0]} tile, not 256 x 256")
     return pixels.transpose(2, 0, 1)
-
-
-def _session(workers: int, retries: int, wait: float):
-    """One HTTP session: a pool of `workers` connections, retries on 429 and 5xx with
-    backoff, Retry-After honoured."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    retry = Retry(
-        total=retries,
-        backoff_factor=wait,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET",),
-        respect_retry_after_header=True,
-    )
-    adapter = HTTPAdapter(
-        pool_connections=1, pool_maxsize=workers, max_retries=retry, pool_block=True
-    )
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = "prom3e-geo (s2cloudless source)"
-    return session
-
-
-def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "NameResolutionError" in text:
-        return "the tile server's name does not resolve"
-    return f"{type(exc).__name__}: {text[:160]}"

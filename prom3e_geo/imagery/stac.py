@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
@@ -27,13 +28,14 @@ from shapely.geometry import Point, shape
 
 from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import (
-    DEFAULT_TIME,
+    L2AOptions,
     PatchBatch,
     TrafficCounter,
     band_names,
     check_window,
 )
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles, warp_patch
+from prom3e_geo.net import RetryPolicy
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 EARTH_SEARCH_ASSETS = {  # band -> asset key
@@ -63,31 +65,31 @@ def boa_offset(properties: dict) -> float:
     return 1000.0 if baseline >= 4.0 else 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class StacOptions(L2AOptions):
+    """The L2A options, plus the collection, the most items a search returns, the retries
+    and the asset keys of the bands (comma-separated; Earth Search's by default)."""
+
+    collection: str = "sentinel-2-l2a"
+    max_items: int = 200
+    retries: int = 5
+    assets: str | None = None
+
+
 class StacSource:
     """Patches from a STAC API with COG assets (see the module docstring)."""
 
     name = "stac"
+    Options = StacOptions
 
-    def __init__(
-        self,
-        url: str | None = None,
-        collection: str = "sentinel-2-l2a",
-        size: int = 256,
-        resolution: float = 10.0,
-        time: str = DEFAULT_TIME,
-        max_cloud: float = 0.2,
-        bands: str = "rgb",
-        tile_px: int = 2500,
-        max_nodata: float = 0.5,
-        max_items: int = 200,
-        retries: int = 5,
-        retry_wait: float = 1.0,
-        timeout: float = 60.0,
-        assets: str | None = None,
-    ) -> None:
+    def __init__(self, url: str | None = None, options: StacOptions | None = None) -> None:
+        o = options or StacOptions()
+        time, max_cloud, bands, assets = o.time, o.max_cloud, o.bands, o.assets
+        size, resolution, tile_px, max_nodata = o.size, o.resolution, o.tile_px, o.max_nodata
+        retries, retry_wait, timeout = o.retries, o.retry_wait, o.timeout
+        collection, max_items = o.collection, o.max_items
         from pystac_client import Client
         from pystac_client.stac_api_io import StacApiIO
-        from urllib3.util.retry import Retry
 
         window, self.max_cloud = check_window(time, max_cloud)
         self.time = "/".join(window)
@@ -111,16 +113,10 @@ class StacSource:
             "GDAL_HTTP_TIMEOUT": str(int(timeout)),
             "VSI_CACHE": "TRUE",
         }
-        retry = Retry(
-            total=int(retries),
-            backoff_factor=float(retry_wait),
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=None,
-            respect_retry_after_header=True,
-        )
+        policy = RetryPolicy(int(retries), float(retry_wait), float(timeout))
         self._open = lambda: Client.open(
             self.url,
-            stac_io=StacApiIO(max_retries=retry, timeout=float(timeout)),
+            stac_io=StacApiIO(max_retries=policy.urllib3_retry(), timeout=policy.timeout),
             modifier=_signer(self.url),
         )
         self._client = None

@@ -1,4 +1,4 @@
-"""Fetching: one patch per grid cell from an imagery source into a resumable patch cache."""
+"""Filling a patch cache: one patch per grid cell from an imagery source, resumable."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class FetchSummary:
     seconds: float = 0.0
 
 
-def fetch_grid(
+def fill_patch_cache(
     source: PatchSource,
     grid: Grid,
     cache: str | Path,
