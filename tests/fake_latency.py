@@ -5,7 +5,8 @@ seconds and writes each response body at no more than `bandwidth` bytes/s per co
 remote tile server or object store does from across a continent. `route(handler, method, body)`
 answers the request (the routes of `FakeTiles` and `FakeServices` fit: they write through
 `handler.wfile`). HTTP/1.1 keep-alive; the open connections are counted (`connections_max`: the
-most at once), and so are the requests and bytes served. `throttle = n` answers the next n
+most at once), and so are the requests and bytes served (`stats`; `GET /_stats` and
+`GET /_reset` answer them at once, for a server run in another process). `throttle = n` answers the next n
 requests with 429 and `Retry-After: retry_after`; `arrivals` holds (time, answered with 429) of
 every request, so a test can see that the wait was honoured.
 """
@@ -13,6 +14,7 @@ every request, so a test can see that the wait was honoured.
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -86,6 +88,15 @@ class LatencyServer:
                 super().finish()
 
             def handle_one(self, method: str) -> None:
+                if self.path in ("/_stats", "/_reset"):  # for a server in another process
+                    if self.path == "/_reset":
+                        owner.reset_counts()
+                    data = json.dumps(owner.stats()).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 body = b""
                 if method == "POST":
                     body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -126,6 +137,14 @@ class LatencyServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "bytes": self.bytes_sent,
+                "connections_max": self.connections_max,
+            }
 
     def reset_counts(self) -> None:
         with self.lock:

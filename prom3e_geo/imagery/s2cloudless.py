@@ -90,7 +90,7 @@ class S2CloudlessSource:
         year: int = 2020,
         url: str | None = None,
         zoom: int = 14,
-        workers: int = 16,
+        workers: int = 64,
         retries: int = 4,
         retry_wait: float = 0.5,
         timeout: float = 30.0,
@@ -148,8 +148,11 @@ class S2CloudlessSource:
         lon, lat = np.ravel(lon).astype(np.float64), np.ravel(lat).astype(np.float64)
         boxes = tangent_box(lon, lat, self.radius)
         spans = [self.tile_span(b) for b in boxes]
-        needed = sorted({t for span in spans if span for t in tiles_of(span)})
-        tiles = dict(zip(needed, self._pool.map(self._tile, needed), strict=True))
+        # tiles asked for in the order the cells need them, so that each cell is warped as soon
+        # as its own tiles are in while the others are still on their way
+        needed = dict.fromkeys(t for span in spans if span for t in tiles_of(span))
+        pending = {t: self._pool.submit(self._tile, t) for t in needed}
+        tiles: dict[tuple[int, int], np.ndarray | TileError] = {}
         patches = np.zeros((lon.size, self.size, self.size, 3), dtype=np.uint8)
         valid = np.zeros(lon.size, dtype=bool)
         meta: list[dict] = []
@@ -157,6 +160,9 @@ class S2CloudlessSource:
             if span is None:
                 meta.append({"error": "outside the Web Mercator tiles (|lat| > 85.05)"})
                 continue
+            for t in tiles_of(span):
+                if t not in tiles:
+                    tiles[t] = pending[t].result()
             failed = [tiles[t] for t in tiles_of(span) if isinstance(tiles[t], TileError)]
             if failed:
                 meta.append({"error": str(failed[0])})
@@ -194,14 +200,13 @@ class S2CloudlessSource:
         pixel = 2 * ORIGIN / (TILE * 2**self.zoom)
         c0, fx = _neighbours((x + ORIGIN) / pixel - x0 * TILE - 0.5, mosaic.shape[1])
         r0, fy = _neighbours((ORIGIN - y) / pixel - y0 * TILE - 0.5, mosaic.shape[0])
-        top = (
-            mosaic[r0][:, c0] * (1 - fx)[None, :, None] + mosaic[r0][:, c0 + 1] * fx[None, :, None]
-        )
-        low = (
-            mosaic[r0 + 1][:, c0] * (1 - fx)[None, :, None]
-            + mosaic[r0 + 1][:, c0 + 1] * fx[None, :, None]
-        )
-        out = top * (1 - fy)[:, None, None] + low * fy[:, None, None]
+        # rows first (only the columns the patch needs), then columns: float32, two gathers each
+        first, last = int(c0[0]), int(c0[-1]) + 2
+        band = mosaic[:, first:last]
+        top, low = band[r0].astype(np.float32), band[r0 + 1].astype(np.float32)
+        rows = top + (low - top) * fy[:, None, None]
+        left, right = rows[:, c0 - first], rows[:, c0 + 1 - first]
+        out = left + (right - left) * fx[None, :, None]
         return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 
     # -- tiles --------------------------------------------------------------------------------
