@@ -30,6 +30,7 @@ from prom3e_geo.net import RetryPolicy, dropped, reason, session
 
 if TYPE_CHECKING:
     import requests
+    from affine import Affine
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 from prom3e_geo.settings import WORLDCLIM_URL
 
@@ -127,11 +128,11 @@ def _fetch_into(
         with open(part, "ab" if have else "wb") as fh:
             for chunk in response.iter_content(CHUNK):
                 fh.write(chunk)
-    size = part.stat().st_size
-    if total is not None and size != total:
+    got = part.stat().st_size
+    if total is not None and got != total:
         import requests
 
-        raise requests.exceptions.ChunkedEncodingError(f"{url}: got {size} of {total} bytes")
+        raise requests.exceptions.ChunkedEncodingError(f"{url}: got {got} of {total} bytes")
 
 
 def _total_size(response: requests.Response, have: int) -> int | None:
@@ -206,7 +207,9 @@ def _write_features(paths: list[str], out: Path, report: Callable[[str], None]) 
         remove(tmp)
 
 
-def _zscored(path: str, shape, transform) -> tuple[np.ndarray, float, float]:
+def _zscored(
+    path: str, shape: tuple[int, int], transform: Affine
+) -> tuple[np.ndarray, float, float]:
     import rasterio
 
     try:

@@ -28,7 +28,7 @@ class FetchSummary:
     cells_fetched: int = 0  # fetched fine in this run
     cells_invalid: int = 0  # failed in this run
     cells_retried: int = 0  # cells that had failed before and were fetched again
-    reasons: Counter = field(default_factory=Counter)  # why cells failed in this run
+    reasons: Counter[str] = field(default_factory=Counter)  # why cells failed in this run
     cells_ok_in_cache: int = 0  # after the run
     cells_failed_in_cache: int = 0
     seconds: float = 0.0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class L2AOptions:
 class PatchBatch:
     patches: np.ndarray  # [N, H, W, B] reflectance, RGB first: float32 (float16 from a cache)
     valid: np.ndarray  # [N] bool
-    meta: list[dict] = field(default_factory=list)
+    meta: list[dict[str, Any]] = field(default_factory=list)
 
 
 class PatchSource(Protocol):
@@ -88,7 +88,7 @@ class PatchSource(Protocol):
     bands: tuple[str, ...]
     size: int  # patch edge in pixels
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """A JSON-serialisable description for manifests (no credentials)."""
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
@@ -120,11 +120,11 @@ class TrafficCounter:
             return dict(self._counts)
 
 
-def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+def parse_spec(spec: str) -> tuple[str, str, dict[str, int | float | str]]:
     """`name[:argument][?key=value&...]` -> (name, argument, options)."""
     head, _, query = spec.partition("?")
     name, _, argument = head.partition(":")
-    options = {}
+    options: dict[str, int | float | str] = {}
     for pair in filter(None, query.split("&")):
         key, sep, value = pair.partition("=")
         if not sep or not key:

@@ -30,6 +30,7 @@ import math
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -63,12 +64,14 @@ def tangent_box(lon: np.ndarray, lat: np.ndarray, radius: float) -> np.ndarray:
 
 def mercator_x(lon: np.ndarray) -> np.ndarray:
     """Web Mercator (EPSG:3857) easting, metres, of longitudes in degrees."""
-    return np.radians(lon) * WGS84_A
+    easting: np.ndarray = np.radians(lon) * WGS84_A
+    return easting
 
 
 def mercator_y(lat: np.ndarray) -> np.ndarray:
     """Web Mercator (EPSG:3857) northing, metres, of latitudes in degrees."""
-    return np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * WGS84_A
+    northing: np.ndarray = np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * WGS84_A
+    return northing
 
 
 class TileError(Exception):
@@ -121,7 +124,7 @@ class S2CloudlessSource:
         policy = RetryPolicy(int(retries), float(retry_wait), self.timeout)
         self._session = session(policy, self.workers, "s2cloudless source")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "source": "s2cloudless",
             "tiles": self.template.split("?")[0],
@@ -135,7 +138,7 @@ class S2CloudlessSource:
             "licence": LICENCE,
         }
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Tile requests, bytes received and tiles that failed, so far."""
         return self.traffic.snapshot()
 
@@ -155,7 +158,7 @@ class S2CloudlessSource:
         tiles: dict[tuple[int, int], np.ndarray | TileError] = {}
         patches = np.zeros((lon.size, self.size, self.size, 3), dtype=np.uint8)
         valid = np.zeros(lon.size, dtype=bool)
-        meta: list[dict] = []
+        meta: list[dict[str, Any]] = []
         for i, (box, span) in enumerate(zip(boxes, spans, strict=True)):
             if span is None:
                 meta.append({"error": "outside the Web Mercator tiles (|lat| > 85.05)"})
@@ -167,7 +170,8 @@ class S2CloudlessSource:
             if failed:
                 meta.append({"error": str(failed[0])})
                 continue
-            patches[i] = self._warp(box, span, tiles)
+            ready = {t: v for t in tiles_of(span) if isinstance(v := tiles[t], np.ndarray)}
+            patches[i] = self._warp(box, span, ready)
             valid[i] = True
             meta.append({"scene": f"s2cloudless {self.year} z{self.zoom}"})
         return PatchBatch(patches, valid, meta)
@@ -183,7 +187,12 @@ class S2CloudlessSource:
         x1, y0 = _tile_xy(east, north, n)
         return x0, y0, x1, y1
 
-    def _warp(self, box: np.ndarray, span: tuple[int, int, int, int], tiles: dict) -> np.ndarray:
+    def _warp(
+        self,
+        box: np.ndarray,
+        span: tuple[int, int, int, int],
+        tiles: dict[tuple[int, int], np.ndarray],
+    ) -> np.ndarray:
         """The tiles of `span` mosaicked and resampled bilinearly onto the patch's EPSG:4326
         grid, sampling at pixel centres as GDAL's warper does. Lon/lat to Web Mercator is
         separable (x from lon, y from lat), so each output row and column has its own pair of
@@ -207,7 +216,8 @@ class S2CloudlessSource:
         rows = top + (low - top) * fy[:, None, None]
         left, right = rows[:, c0 - first], rows[:, c0 + 1 - first]
         out = left + (right - left) * fx[None, :, None]
-        return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+        patch: np.ndarray = np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+        return patch
 
     # -- tiles --------------------------------------------------------------------------------
     def _tile(self, key: tuple[int, int]) -> np.ndarray | TileError:
@@ -282,4 +292,5 @@ def _decode(data: bytes) -> np.ndarray:
         raise ValueError("not an image (JPEG or PNG) that can be decoded") from None
     if pixels.shape[:2] != (TILE, TILE):
         raise ValueError(f"a {pixels.shape[1]} x {pixels.shape[0]} tile, not 256 x 256")
-    return pixels.transpose(2, 0, 1)
+    planar: np.ndarray = pixels.transpose(2, 0, 1)
+    return planar

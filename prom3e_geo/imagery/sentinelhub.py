@@ -32,6 +32,7 @@ import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -48,6 +49,10 @@ from prom3e_geo.imagery.base import (
 )
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles
 from prom3e_geo.net import RetryPolicy
+
+if TYPE_CHECKING:
+    from sentinelhub.config import SHConfig
+    from sentinelhub.data_collections import DataCollection
 
 CDSE = {
     "sh_base_url": "https://sh.dataspace.copernicus.eu",
@@ -75,19 +80,19 @@ for _name in ("requests_oauthlib", "oauthlib"):
     logging.getLogger(_name).setLevel(logging.INFO)
 
 
-def sentinelhub_config(profile: str | None = None, **overrides):
+def sentinelhub_config(profile: str | None = None, **overrides: str) -> SHConfig:
     """An SHConfig from the environment or the user's profile, without writing any file.
 
     (`SHConfig()` creates the user's config.toml when it is missing; this never does.)
     """
-    from sentinelhub import SHConfig
+    from sentinelhub.config import SHConfig
 
     if profile == "cdse":
         profile, overrides = None, {**CDSE, **overrides}
     profile = profile or os.environ.get("SH_PROFILE")
     if os.path.exists(SHConfig.get_config_location()):
         try:
-            config = SHConfig(profile, **overrides)
+            config = SHConfig(profile)
         except KeyError:
             raise SourceError(
                 f"no sentinelhub profile {profile!r} in the user's config.toml"
@@ -97,9 +102,11 @@ def sentinelhub_config(profile: str | None = None, **overrides):
             f"no sentinelhub profile {profile!r}: the user's config.toml does not exist"
         )
     else:
-        config = SHConfig(use_defaults=True, **overrides)
+        config = SHConfig(use_defaults=True)
         config.sh_client_id = os.environ.get("SH_CLIENT_ID", "")
         config.sh_client_secret = os.environ.get("SH_CLIENT_SECRET", "")
+    for key, value in overrides.items():  # the profile's or the environment's, then these
+        setattr(config, key, value)
     if not (config.sh_client_id and config.sh_client_secret):
         raise CredentialsError(
             "Sentinel Hub credentials missing: set SH_CLIENT_ID and SH_CLIENT_SECRET, or a "
@@ -108,11 +115,11 @@ def sentinelhub_config(profile: str | None = None, **overrides):
     return config
 
 
-def s2_l2a_collection(base_url: str):
+def s2_l2a_collection(base_url: str) -> DataCollection:
     """Sentinel-2 L2A bound to `base_url` (the SDK otherwise sends S2 L2A to services.sentinel-hub.com
     whatever the configured base URL)."""
-    from sentinelhub import DataCollection
     from sentinelhub.constants import ServiceUrl
+    from sentinelhub.data_collections import DataCollection
 
     collection = DataCollection.SENTINEL2_L2A
     if base_url.rstrip("/") == ServiceUrl.MAIN:
@@ -198,7 +205,7 @@ class SentinelHubSource:
         self.rounds = RetryPolicy(int(rounds), float(retry_wait), float(timeout))
         self.traffic = TrafficCounter("requests", "bytes")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "source": "sentinelhub",
             "base_url": self.config.sh_base_url,
@@ -211,7 +218,7 @@ class SentinelHubSource:
             "resolution_m": self.resolution,
         }
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return self.traffic.snapshot()
 
     def close(self) -> None:
@@ -259,15 +266,11 @@ class SentinelHubSource:
         with. A request refused for its token (revoked or expired early) is sent once more with
         a new token."""
         from oauthlib.oauth2 import OAuth2Error
-        from sentinelhub import (
-            CRS,
-            BBox,
-            MimeType,
-            MosaickingOrder,
-            SentinelHubDownloadClient,
-            SentinelHubRequest,
-        )
+        from sentinelhub.api.process import SentinelHubRequest
+        from sentinelhub.constants import CRS, MimeType, MosaickingOrder
+        from sentinelhub.download.sentinelhub_client import SentinelHubDownloadClient
         from sentinelhub.exceptions import DownloadFailedException, SHRateLimitWarning
+        from sentinelhub.geometry import BBox
 
         request = SentinelHubRequest(
             evalscript=evalscript(self.bands),
@@ -304,14 +307,18 @@ class SentinelHubSource:
                 return exc
         raise AssertionError("unreachable: the renewed request returns")
 
-    def _decode(self, tile: RequestTile, result) -> np.ndarray:
+    def _decode(self, tile: RequestTile, result: object) -> np.ndarray:
         """The tile's [bands + 2, H, W] uint16 array, checked against what was asked for."""
+        from sentinelhub.download.models import DownloadResponse
+
         if isinstance(result, Exception):
             raise _failure(result)
+        if not isinstance(result, DownloadResponse):
+            raise TileFailure("no response", retry=True)
         self.traffic.add("bytes", len(result.content))
         try:
             with MemoryFile(result.content) as memory, memory.open() as ds:
-                data = ds.read()
+                data: np.ndarray = ds.read()
                 grid_ok = (
                     ds.crs is not None
                     and ds.crs.to_epsg() == tile.epsg
@@ -324,7 +331,9 @@ class SentinelHubSource:
             raise TileFailure("payload is not the requested grid", retry=True)
         return data
 
-    def _cut(self, tile: RequestTile, data: np.ndarray, placement, batch: PatchBatch) -> None:
+    def _cut(
+        self, tile: RequestTile, data: np.ndarray, placement: PatchPlacement, batch: PatchBatch
+    ) -> None:
         rows, cols = tile.offsets(placement)
         s = self.size
         for i, r, c in zip(tile.cells, rows, cols, strict=True):

@@ -20,9 +20,10 @@ for processing baseline 04.00 and later unless the provider already removed it
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -38,6 +39,10 @@ from prom3e_geo.imagery.base import (
 )
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles, warp_patch
 from prom3e_geo.net import RetryPolicy
+
+if TYPE_CHECKING:
+    from pystac import Item
+    from pystac_client import Client
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 EARTH_SEARCH_ASSETS = {  # band -> asset key
@@ -56,7 +61,7 @@ EARTH_SEARCH_ASSETS = {  # band -> asset key
 }
 
 
-def boa_offset(properties: dict) -> float:
+def boa_offset(properties: dict[str, Any]) -> float:
     """The digital-number offset still present in an L2A item's assets."""
     if properties.get("earthsearch:boa_offset_applied"):
         return 0.0
@@ -91,9 +96,6 @@ class StacSource:
         size, resolution, tile_px, max_nodata = o.size, o.resolution, o.tile_px, o.max_nodata
         retries, retry_wait, timeout = o.retries, o.retry_wait, o.timeout
         collection, max_items = o.collection, o.max_items
-        from pystac_client import Client
-        from pystac_client.stac_api_io import StacApiIO
-
         window, self.max_cloud = check_window(time, max_cloud)
         self.time = "/".join(window)
         self.bands = band_names(bands)
@@ -125,18 +127,21 @@ class StacSource:
         self.workers = int(o.workers)
         self._tile_pool = ThreadPoolExecutor(min(8, self.workers), "prom3e-stac-search")
         self._read_pool = ThreadPoolExecutor(self.workers, "prom3e-stac-read")
-        policy = RetryPolicy(int(retries), float(retry_wait), float(timeout))
-        self._open = lambda: Client.open(
-            self.url,
-            stac_io=StacApiIO(max_retries=policy.urllib3_retry(), timeout=policy.timeout),
-            modifier=_signer(self.url),
-        )
-        self._client = None
+        self.policy = RetryPolicy(int(retries), float(retry_wait), float(timeout))
+        self._client: Client | None = None
         self._lock = threading.Lock()
         self.traffic = TrafficCounter("searches", "asset opens")
 
+    def _open(self) -> Client:
+        from pystac_client import Client
+        from pystac_client.stac_api_io import StacApiIO
+
+        policy = self.policy
+        io = StacApiIO(max_retries=policy.urllib3_retry(), timeout=policy.timeout)
+        return Client.open(self.url, stac_io=io, modifier=_signer(self.url))
+
     @property
-    def client(self):
+    def client(self) -> Client:
         """The API client, opened on first use: a pipeline whose cells are all stored already
         (a finished store, an offline re-run) never contacts the catalogue."""
         with self._lock:
@@ -149,7 +154,7 @@ class StacSource:
                     ) from None
             return self._client
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "source": "stac",
             "url": self.url,
@@ -162,7 +167,7 @@ class StacSource:
             "resolution_m": self.resolution,
         }
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return self.traffic.snapshot()
 
     def close(self) -> None:
@@ -215,7 +220,7 @@ class StacSource:
             if not remaining:
                 break
 
-    def _search(self, tile: RequestTile) -> list:
+    def _search(self, tile: RequestTile) -> list[Item]:
         """Items over the tile in the time window, least cloudy first."""
         self.traffic.add("searches")
         search = self.client.search(
@@ -233,9 +238,11 @@ class StacSource:
         connection."""
         with rasterio.open(href) as ds:
             self.traffic.add("asset opens")
-            return warp_patch([(ds, 1)], placement.crs(i), placement.transform(i), self.size)[0]
+            out = warp_patch([(ds, 1)], placement.crs(i), placement.transform(i), self.size)
+        band: np.ndarray = out[0]
+        return band
 
-    def _read(self, item: Any, i: int, placement: PatchPlacement, batch: PatchBatch) -> None:
+    def _read(self, item: Item, i: int, placement: PatchPlacement, batch: PatchBatch) -> None:
         """The patch of cell `i` from one item (its assets opened in this thread)."""
         missing = [a for a in self.assets if a not in item.assets]
         if missing:
@@ -264,7 +271,7 @@ class StacSource:
         }
 
 
-def _signer(url: str):
+def _signer(url: str) -> Callable[[Any], None] | None:
     """Planetary Computer's asset-signing modifier for its URLs, else None."""
     if "planetarycomputer" not in url:
         return None
@@ -274,4 +281,5 @@ def _signer(url: str):
         raise SourceError(
             "Planetary Computer assets must be signed: pip install planetary-computer"
         ) from None
-    return planetary_computer.sign_inplace
+    sign: Callable[[Any], None] = planetary_computer.sign_inplace
+    return sign

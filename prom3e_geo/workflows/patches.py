@@ -25,7 +25,7 @@ def fetch_patches(
     spec: FetchSpec,
     grid: GridSpec,
     progress: Callable[[PatchSource], Progress] | None = None,
-) -> tuple[FetchSummary, dict]:
+) -> tuple[FetchSummary, dict[str, int]]:
     """Fill (or finish) the cache; returns the summary and the source's traffic counts.
     `progress` is given the opened source (whose `stats` a progress display may show) and
     returns the chunk callback."""
