@@ -198,10 +198,13 @@ class S2CloudlessSource:
         separable (x from lon, y from lat), so each output row and column has its own pair of
         source rows and columns and weights."""
         x0, y0, x1, y1 = span
-        mosaic = np.zeros(((y1 - y0 + 1) * TILE, (x1 - x0 + 1) * TILE, 3), dtype=np.uint8)
-        for tx, ty in tiles_of(span):
-            r, c = (ty - y0) * TILE, (tx - x0) * TILE
-            mosaic[r : r + TILE, c : c + TILE] = tiles[(tx, ty)].transpose(1, 2, 0)
+        if (x0, y0) == (x1, y1):
+            mosaic = tiles[(x0, y0)]
+        else:
+            mosaic = np.empty(((y1 - y0 + 1) * TILE, (x1 - x0 + 1) * TILE, 3), dtype=np.uint8)
+            for tx, ty in tiles_of(span):
+                r, c = (ty - y0) * TILE, (tx - x0) * TILE
+                mosaic[r : r + TILE, c : c + TILE] = tiles[(tx, ty)]
         west, south, east, north = box
         centres = (np.arange(self.size) + 0.5) / self.size
         x = mercator_x(west + centres * (east - west))
@@ -209,19 +212,22 @@ class S2CloudlessSource:
         pixel = 2 * ORIGIN / (TILE * 2**self.zoom)
         c0, fx = _neighbours((x + ORIGIN) / pixel - x0 * TILE - 0.5, mosaic.shape[1])
         r0, fy = _neighbours((ORIGIN - y) / pixel - y0 * TILE - 0.5, mosaic.shape[0])
-        # rows first (only the columns the patch needs), then columns: float32, two gathers each
-        first, last = int(c0[0]), int(c0[-1]) + 2
-        band = mosaic[:, first:last]
-        top, low = band[r0].astype(np.float32), band[r0 + 1].astype(np.float32)
-        rows = top + (low - top) * fy[:, None, None]
-        left, right = rows[:, c0 - first], rows[:, c0 + 1 - first]
-        out = left + (right - left) * fx[None, :, None]
-        patch: np.ndarray = np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+        # the window under the patch (uint8), its columns gathered and blended first, then its
+        # rows (contiguous), in float32; the blend of two uint8 values stays in [0, 255], so
+        # adding 0.5 and truncating rounds half up
+        top, left = int(r0[0]), int(c0[0])
+        window = mosaic[top : int(r0[-1]) + 2, left : int(c0[-1]) + 2]
+        west_px = window[:, c0 - left].astype(np.float32)
+        east_px = window[:, c0 + 1 - left].astype(np.float32)
+        cols = west_px + (east_px - west_px) * fx[None, :, None]
+        upper, lower = cols[r0 - top], cols[r0 + 1 - top]
+        out = upper + (lower - upper) * fy[:, None, None] + 0.5
+        patch: np.ndarray = out.astype(np.uint8)
         return patch
 
     # -- tiles --------------------------------------------------------------------------------
     def _tile(self, key: tuple[int, int]) -> np.ndarray | TileError:
-        """[3, 256, 256] uint8 of tile (x, y) at the zoom, or the TileError it failed with
+        """[256, 256, 3] uint8 of tile (x, y) at the zoom, or the TileError it failed with
         (remembered for this source's life, so a missing tile is asked for once)."""
         with self._lock:
             if key in self._tiles:
@@ -281,16 +287,15 @@ def tiles_of(span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
 
 
 def _decode(data: bytes) -> np.ndarray:
-    """A tile's bytes (JPEG or PNG) as [3, 256, 256] uint8 (PIL: a tile carries no
+    """A tile's bytes (JPEG or PNG) as [256, 256, 3] uint8 (PIL: a tile carries no
     georeference of its own, its place is its z/x/y)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            pixels = np.asarray(img.convert("RGB"))
+            pixels: np.ndarray = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError):
         raise ValueError("not an image (JPEG or PNG) that can be decoded") from None
     if pixels.shape[:2] != (TILE, TILE):
         raise ValueError(f"a {pixels.shape[1]} x {pixels.shape[0]} tile, not 256 x 256")
-    planar: np.ndarray = pixels.transpose(2, 0, 1)
-    return planar
+    return pixels
