@@ -55,12 +55,12 @@ def measured_chunk(side: int):
 
 def cache_of_chunk(source, grid, chunk) -> Path:
     """A patch cache holding the patches of one chunk, filled from `source` (not timed)."""
-    from prom3e_geo.engine.fetch import fetch_grid
+    from prom3e_geo.engine.fill_cache import fill_patch_cache
 
     path = Path(tempfile.mkdtemp()) / "patches.zarr"
     mask = np.zeros_like(grid.mask)
     mask[chunk.rows, chunk.cols] = grid.mask[chunk.rows, chunk.cols]
-    fetch_grid(source, dataclasses.replace(grid, mask=mask), path, source.size)
+    fill_patch_cache(source, dataclasses.replace(grid, mask=mask), path, source.size)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from prom3e_geo_cli.dates import DATE
@@ -27,7 +28,7 @@ from prom3e_geo_cli.progress import ByteProgress, CellProgress
     help="Output GeoTIFF (COG) of the AOI mask: 1 inside, nodata outside.",
 )
 @overwrite_option
-def grid_command(out, overwrite, **o) -> None:
+def grid_command(out: Path, overwrite: bool, **o: Any) -> None:
     """Build a grid and write its AOI mask.
 
     \b
@@ -63,7 +64,7 @@ def grid_command(out, overwrite, **o) -> None:
 @click.option("--research-grade", is_flag=True, help="Keep iNaturalist research-grade rows only.")
 @click.option("--since", default=None, type=DATE, help="Keep observations on or after YYYY-MM-DD.")
 @click.option("--until", default=None, type=DATE, help="Keep observations on or before YYYY-MM-DD.")
-def diversity_command(**o) -> None:
+def diversity_command(**o: Any) -> None:
     """Species richness and Shannon diversity maps from observations.
 
     Bands: shannon, richness (Gaussian-smoothed), shannon_raw, richness_raw, n_obs.
@@ -115,7 +116,15 @@ def diversity_command(**o) -> None:
     help="Fetch again the cells that failed in an earlier run of this cache.",
 )
 @grid_options
-def fetch_command(source, cache, size, patch_resolution, batch_size, retry_failed, **o) -> None:
+def fetch_command(
+    source: str,
+    cache: Path,
+    size: int | None,
+    patch_resolution: float | None,
+    batch_size: int,
+    retry_failed: bool,
+    **o: Any,
+) -> None:
     """Fetch one Sentinel-2 patch per grid cell into a resumable patch cache.
 
     Re-running resumes an interrupted fetch; a cache made with other settings is refused.
@@ -126,11 +135,11 @@ def fetch_command(source, cache, size, patch_resolution, batch_size, retry_faile
       prom3e-geo fetch --source "stac?time=2023-06-01/2023-08-31&max_cloud=0.1" --cache conus.zarr
       SH_CLIENT_ID=... SH_CLIENT_SECRET=... prom3e-geo fetch --source sentinelhub:cdse --cache conus.zarr
     """
-    from prom3e_geo.workflows.fetch import FetchSpec, fetch
+    from prom3e_geo.workflows.patches import FetchSpec, fetch_patches
 
     spec = FetchSpec(source, cache, size, patch_resolution, batch_size, retry_failed)
     with CellProgress() as progress:
-        s, stats = fetch(spec, grid_spec(o), progress.watching)
+        s, stats = fetch_patches(spec, grid_spec(o), progress.watching)
     reasons = "; ".join(f"{k}: {v:,}" for k, v in s.reasons.most_common()) or "none"
     traffic = "".join(f"; {k} {v:,}" for k, v in stats.items())
     click.echo(

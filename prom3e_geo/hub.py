@@ -5,7 +5,8 @@ Files are downloaded with `huggingface_hub` into its standard cache, so `HF_HOME
 other tool; only the files a loader needs are fetched, an interrupted file is resumed, and the
 bars of `huggingface_hub` show the progress. On top of the library:
 
-* server errors (5xx) and dropped connections are retried (`RETRIES` times, with backoff);
+* server errors (5xx) and dropped connections are retried under the package's network policy
+  (`POLICY`, `prom3e_geo.net`);
 * every file downloaded in this call is checked against its ETag (sha256 for LFS files, the git
   blob id for the others); a file that does not match is removed and reported;
 * failures become one-line errors naming the repository and what to do: `WeightsError` (exit 2)
@@ -13,7 +14,7 @@ bars of `huggingface_hub` show the progress. On top of the library:
   cached), `DownloadError` (exit 1) for a failure of the world (server errors after the retries,
   refused connections, names that do not resolve).
 
-A fetch returns the snapshot folder and the commit it resolved to, recorded in the provenance of
+A download returns the snapshot folder and the commit it resolved to, recorded in the provenance of
 every output made with it.
 """
 
@@ -28,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prom3e_geo.errors import DownloadError, WeightsError
+from prom3e_geo.net import RetryPolicy
 
 HUB_PREFIX = "hf-hub:"
-RETRIES = 3
-RETRY_WAIT_S = 0.5
+POLICY = RetryPolicy(retries=3, backoff=0.5)
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 # the layout `PyTorchModelHubMixin.save_pretrained` (and transformers) writes: config.json plus
 # one weights file, safetensors preferred
@@ -106,10 +107,10 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-_FETCHED: dict[tuple, Fetched] = {}
+_FETCHED: dict[tuple[str, str, HubRef, tuple[str, ...]], Fetched] = {}
 
 
-def fetch(
+def download_snapshot(
     ref: HubRef, patterns: Sequence[str], what: str = "weights", hint: str | None = None
 ) -> Fetched:
     """Download (or find in the cache) the files of `ref` that match `patterns`; once per
@@ -121,18 +122,18 @@ def fetch(
     known = _FETCHED.get(key)
     if known is not None and known.path.is_dir():
         return known
-    for attempt in range(RETRIES + 1):
-        started = time.time()
-        try:
-            path = Path(
-                snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=list(patterns))
-            )
-            break
-        except Exception as exc:  # noqa: BLE001 - classified below, re-raised as one line
-            if attempt < RETRIES and _transient(exc):
-                time.sleep(RETRY_WAIT_S * 2**attempt)
-                continue
-            raise _classify(exc, ref, what, hint or offline_hint()) from None
+    started = time.time()
+
+    def attempt() -> Path:
+        folder = snapshot_download(
+            ref.repo_id, revision=ref.revision, allow_patterns=list(patterns)
+        )
+        return Path(folder)
+
+    try:
+        path = POLICY.call(attempt, _transient)
+    except Exception as exc:  # noqa: BLE001 - classified below, re-raised as one line
+        raise _classify(exc, ref, what, hint or offline_hint()) from None
     _verify_new_files(path, ref, what, started)
     _FETCHED[key] = Fetched(path, ref.repo_id, path.name)
     return _FETCHED[key]
@@ -147,9 +148,8 @@ def fetch_weights(
 ) -> Fetched:
     """The configuration files plus the first of the weight-file `choices` the repository has
     (so a repository holding both `.safetensors` and `.bin` costs one download, not two)."""
-    fetched = None
     for choice in choices:
-        fetched = fetch(ref, [*configs, *choice], what, hint)
+        fetched = download_snapshot(ref, [*configs, *choice], what, hint)
         if not choice or any((fetched.path / name).is_file() for name in choice):
             return fetched
     names = ", ".join(n for choice in choices for n in choice)
@@ -218,7 +218,7 @@ def _classify(exc: BaseException, ref: HubRef, what: str, hint: str) -> Exceptio
     status = next((st for e in (exc, exc.__cause__) if e and (st := _status(e))), None)
     if status is not None and status >= 500:
         return DownloadError(
-            f"{what} {ref}: {endpoint} kept failing (HTTP {status}) after {RETRIES} retries"
+            f"{what} {ref}: {endpoint} kept failing (HTTP {status}) after {POLICY.retries} retries"
         )
     if isinstance(exc, LocalEntryNotFoundError) or _network_error(exc):
         return DownloadError(
@@ -227,7 +227,7 @@ def _classify(exc: BaseException, ref: HubRef, what: str, hint: str) -> Exceptio
         )
     status = _status(exc)
     detail = f"HTTP {status}" if status else f"{type(exc).__name__}: {exc}"
-    retried = f" after {RETRIES} retries" if _transient(exc) else ""
+    retried = f" after {POLICY.retries} retries" if _transient(exc) else ""
     return DownloadError(
         f"{what} {ref}: download failed{retried} ({' '.join(detail.split())[:200]})"
     )

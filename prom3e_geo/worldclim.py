@@ -18,14 +18,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import DownloadError, InputError
+from prom3e_geo.net import RetryPolicy, dropped, reason, session
+
+if TYPE_CHECKING:
+    import requests
+    from affine import Affine
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 from prom3e_geo.settings import WORLDCLIM_URL
 
@@ -38,7 +43,7 @@ ARCHIVES = {
 BAND_FILES = [name for names in ARCHIVES.values() for name in names]  # in channel order
 MISSING_BELOW = -1e6
 SCALING_TAG = "PROM3E_GEO_ENV_SCALING"  # present: the bands are already z-scored
-RETRIES = 3
+POLICY = RetryPolicy(retries=3, backoff=0.5, timeout=60.0)
 CHUNK = 1 << 14  # small enough that a broken download keeps most of what arrived
 
 log = logging.getLogger(__name__)
@@ -66,27 +71,25 @@ def prepare_worldclim(
 
 
 def download(url: str, dest: Path, report: Callable[[str], None] = log.info) -> Path:
-    """`url` to `dest`, resuming `dest.part`, checked (size, zip CRCs) before the rename."""
+    """`url` to `dest`, resuming `dest.part`, checked (size, zip CRCs) before the rename.
+
+    Server errors and 429s are retried by the session, a connection that breaks mid-transfer
+    by resuming where it broke (both under `POLICY`); what still fails is a `DownloadError`."""
     if dest.is_file():
         return dest
     import requests
 
     part = dest.with_name(dest.name + ".part")
-    for attempt in range(RETRIES + 1):
-        try:
-            _fetch_into(requests, url, part, report)
-            break
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-        ) as exc:
-            if attempt == RETRIES:
-                raise InputError(
-                    f"cannot download {url}: {type(exc).__name__}; run again to resume, or "
-                    "download the WorldClim archives yourself and pass --from FOLDER"
-                ) from None
-            time.sleep(0.5 * 2**attempt)
+    http = session(POLICY, 1, "WorldClim")
+    try:
+        POLICY.call(lambda: _fetch_into(http, url, part, report), dropped)
+    except requests.RequestException as exc:
+        raise DownloadError(
+            f"cannot download {url} ({reason(exc)}) after {POLICY.retries} retries; run again "
+            "to resume, or download the WorldClim archives yourself and pass --from FOLDER"
+        ) from None
+    finally:
+        http.close()
     try:
         with zipfile.ZipFile(part) as zf:
             bad = zf.testzip()
@@ -103,14 +106,19 @@ def download(url: str, dest: Path, report: Callable[[str], None] = log.info) -> 
     return dest
 
 
-def _fetch_into(requests, url: str, part: Path, report: Callable[[str], None]) -> None:
+def _fetch_into(
+    http: requests.Session, url: str, part: Path, report: Callable[[str], None]
+) -> None:
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
-    with requests.get(url, headers=headers, stream=True, timeout=60) as response:
+    with http.get(url, headers=headers, stream=True, timeout=POLICY.timeout) as response:
         if response.status_code == 416:  # nothing left to fetch
             return
         if response.status_code not in (200, 206):
-            raise InputError(f"cannot download {url}: HTTP {response.status_code}")
+            raise DownloadError(
+                f"cannot download {url}: HTTP {response.status_code}"
+                + (f" after {POLICY.retries} retries" if response.status_code >= 500 else "")
+            )
         if response.status_code == 200:
             have = 0  # the server ignored the range: start over
         total = _total_size(response, have)
@@ -120,12 +128,14 @@ def _fetch_into(requests, url: str, part: Path, report: Callable[[str], None]) -
         with open(part, "ab" if have else "wb") as fh:
             for chunk in response.iter_content(CHUNK):
                 fh.write(chunk)
-    size = part.stat().st_size
-    if total is not None and size != total:
-        raise requests.ConnectionError(f"{url}: got {size} of {total} bytes")
+    got = part.stat().st_size
+    if total is not None and got != total:
+        import requests
+
+        raise requests.exceptions.ChunkedEncodingError(f"{url}: got {got} of {total} bytes")
 
 
-def _total_size(response, have: int) -> int | None:
+def _total_size(response: requests.Response, have: int) -> int | None:
     content_range = response.headers.get("Content-Range", "")
     if "/" in content_range and not content_range.endswith("*"):
         return int(content_range.rsplit("/", 1)[1])
@@ -197,7 +207,9 @@ def _write_features(paths: list[str], out: Path, report: Callable[[str], None]) 
         remove(tmp)
 
 
-def _zscored(path: str, shape, transform) -> tuple[np.ndarray, float, float]:
+def _zscored(
+    path: str, shape: tuple[int, int], transform: Affine
+) -> tuple[np.ndarray, float, float]:
     import rasterio
 
     try:

@@ -30,8 +30,9 @@ from safetensors.torch import load_file
 import prom3e_geo.hub
 from prom3e_geo.encoders import build_encoder
 from prom3e_geo.errors import DownloadError, InputError, WeightsError
-from prom3e_geo.hub import HubRef, fetch, parse_hub_ref
+from prom3e_geo.hub import HubRef, download_snapshot, parse_hub_ref
 from prom3e_geo.model.checkpoint import load_prom3e
+from prom3e_geo.net import RetryPolicy
 
 CARDINAL = "examples/cardinal.jpg"
 
@@ -57,7 +58,7 @@ def hub(repos, tmp_path, monkeypatch):
         # huggingface_hub < 1.0 keeps its own copy of the template
         monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template, raising=False)
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-        monkeypatch.setattr(prom3e_geo.hub, "RETRY_WAIT_S", 0.01)
+        monkeypatch.setattr(prom3e_geo.hub, "POLICY", RetryPolicy(retries=3, backoff=0.01))
         yield fake
 
 
@@ -159,17 +160,17 @@ def test_a_dropped_connection_resumes_where_it_broke(hub, repos):
 
 def test_server_errors_are_retried(hub):
     hub.api_500 = 2
-    fetched = fetch(HubRef(REPOS["env"]), ["config.json", "model.safetensors"])
+    fetched = download_snapshot(HubRef(REPOS["env"]), ["config.json", "model.safetensors"])
     assert hub.api_500 == 0 and (fetched.path / "model.safetensors").is_file()
 
 
 def test_a_file_that_does_not_match_its_etag_is_refused_and_removed(hub):
     hub.corrupt.add("model.safetensors")
     with pytest.raises(WeightsError, match="does not match its ETag") as err:
-        fetch(HubRef(REPOS["env"]), ["config.json", "model.safetensors"])
+        download_snapshot(HubRef(REPOS["env"]), ["config.json", "model.safetensors"])
     assert "\n" not in str(err.value)
     hub.corrupt.clear()  # the next run fetches it again, whole
-    fetched = fetch(HubRef(REPOS["env"]), ["config.json", "model.safetensors"])
+    fetched = download_snapshot(HubRef(REPOS["env"]), ["config.json", "model.safetensors"])
     assert (fetched.path / "model.safetensors").stat().st_size > 0
     build_encoder("env", REPOS["env"])
 
@@ -339,5 +340,5 @@ def test_a_server_that_keeps_failing_is_a_download_error_not_bad_input(hub):
     with pytest.raises(
         DownloadError, match=f"{REPOS['env']}.*kept failing \\(HTTP 500\\) after 3 retries"
     ) as err:
-        fetch(HubRef(REPOS["env"]), ["config.json", "model.safetensors"])
+        download_snapshot(HubRef(REPOS["env"]), ["config.json", "model.safetensors"])
     assert "\n" not in str(err.value) and not isinstance(err.value, InputError)

@@ -237,8 +237,9 @@ def test_stac_takes_the_least_cloudy_scene_with_data_and_removes_the_offset(stac
         _, _, left, top = utm_corner(lon[i], lat[i], 32614)
         np.testing.assert_allclose(batch.patches[i], expected_patch(32614, left, top), atol=1e-6)
     assert "no scene below 20% cloud" in batch.meta[3]["error"]
-    # request tiles (24.68 km lattice): {0}, {1, 2, 3}, {4}; A is opened in the first two, B once
-    assert source.traffic["searches"] == 3 and source.traffic["asset opens"] == 3 * 3
+    # request tiles (24.68 km lattice): {0}, {1, 2, 3}, {4}; each cell read opens its item's
+    # three assets: A for 0, B for 1 and 2, A again for 2 (B is nodata there)
+    assert source.traffic["searches"] == 3 and source.traffic["asset opens"] == 4 * 3
 
 
 def test_stac_search_faults_are_retried(stac):

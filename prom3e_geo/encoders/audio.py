@@ -176,12 +176,14 @@ def feature_extractor(
 
     folder = tower if (tower / "preprocessor_config.json").is_file() else None
     if folder is None and prep.processor:
-        from prom3e_geo.hub import fetch, parse_hub_ref
+        from prom3e_geo.hub import download_snapshot, parse_hub_ref
 
         ref = parse_hub_ref(prep.processor)
         folder = Path(prep.processor) if ref is None else None
         if ref is not None:
-            folder = fetch(ref, ["preprocessor_config.json"], "audio processor", hint).path
+            folder = download_snapshot(
+                ref, ["preprocessor_config.json"], "audio processor", hint
+            ).path
         if not (folder / "preprocessor_config.json").is_file():
             raise InputError(f"audio processor {prep.processor} has no preprocessor_config.json")
     if folder is None:

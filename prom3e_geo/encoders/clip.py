@@ -498,9 +498,9 @@ def has_tokenizer(folder: Path) -> bool:
 
 def fetch_clip_tokenizer():
     """The standard CLIP BPE tokenizer files, from `CLIP_TOKENIZER_REPO` (or the hub cache)."""
-    from prom3e_geo.hub import HubRef, fetch
+    from prom3e_geo.hub import HubRef, download_snapshot
 
-    return fetch(HubRef(CLIP_TOKENIZER_REPO), TOKENIZER_FILES, "CLIP tokenizer")
+    return download_snapshot(HubRef(CLIP_TOKENIZER_REPO), TOKENIZER_FILES, "CLIP tokenizer")
 
 
 def _clip_tokenizer(folder: Path):

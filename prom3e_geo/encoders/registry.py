@@ -87,7 +87,7 @@ def _fetched(preprocessing, hint: str | None):
     ref = parse_hub_ref(processor) if processor else None
     if ref is None:
         return preprocessing
-    from prom3e_geo.hub import fetch
+    from prom3e_geo.hub import download_snapshot
 
-    folder = fetch(ref, ["preprocessor_config.json"], "audio processor", hint).path
+    folder = download_snapshot(ref, ["preprocessor_config.json"], "audio processor", hint).path
     return replace(preprocessing, processor=str(folder))

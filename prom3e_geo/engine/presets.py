@@ -35,7 +35,7 @@ from prom3e_geo.encoders.clip import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from prom3e_geo.encoders.registry import HUB_FILES, MODALITIES
 from prom3e_geo.engine.parts import TAXABIND_PATCH, PipelineParts
 from prom3e_geo.errors import InputError, WeightsError
-from prom3e_geo.hub import MIXIN_FILES, HubRef, fetch, offline_hint, parse_hub_ref
+from prom3e_geo.hub import MIXIN_FILES, HubRef, download_snapshot, offline_hint, parse_hub_ref
 from prom3e_geo.settings import Settings
 
 PROM3E_REPO = "MVRL/ProM3E"
@@ -89,7 +89,9 @@ class WeightsRecipe:
 def taxabind_recipe() -> WeightsRecipe:
     """The `taxabind` preset, from `MVRL/taxabind-config`'s config.json as the hub has it now."""
     hint = offline_hint("taxabind")
-    fetched = fetch(HubRef(TAXABIND_CONFIG_REPO), ["config.json"], "TaxaBind configuration", hint)
+    fetched = download_snapshot(
+        HubRef(TAXABIND_CONFIG_REPO), ["config.json"], "TaxaBind configuration", hint
+    )
     where = f"{TAXABIND_CONFIG_REPO}@{fetched.commit[:7]}"
     try:
         config = json.loads((fetched.path / "config.json").read_text())

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,11 +56,29 @@ def check_window(time: str, max_cloud: float) -> tuple[tuple[str, str], float]:
     return (parts[0], parts[1]), cloud
 
 
+@dataclass(frozen=True, kw_only=True)
+class L2AOptions:
+    """The options every Sentinel-2 L2A service source takes (the STAC and Sentinel Hub
+    sources extend it with their own): patch size (px) and pixel size (m), the time window
+    START/END, the cloud limit (0-1), the bands (rgb or all), the request tile (px), the nodata
+    share above which a patch is invalid, the first retry wait (s) and the timeout (s)."""
+
+    size: int = 256
+    resolution: float = 10.0
+    time: str = DEFAULT_TIME
+    max_cloud: float = 0.2
+    bands: str = "rgb"
+    tile_px: int = 2500
+    max_nodata: float = 0.5
+    retry_wait: float = 1.0
+    timeout: float = 60.0
+
+
 @dataclass
 class PatchBatch:
     patches: np.ndarray  # [N, H, W, B] reflectance, RGB first: float32 (float16 from a cache)
     valid: np.ndarray  # [N] bool
-    meta: list[dict] = field(default_factory=list)
+    meta: list[dict[str, Any]] = field(default_factory=list)
 
 
 class PatchSource(Protocol):
@@ -70,7 +88,7 @@ class PatchSource(Protocol):
     bands: tuple[str, ...]
     size: int  # patch edge in pixels
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """A JSON-serialisable description for manifests (no credentials)."""
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
@@ -102,11 +120,11 @@ class TrafficCounter:
             return dict(self._counts)
 
 
-def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+def parse_spec(spec: str) -> tuple[str, str, dict[str, int | float | str]]:
     """`name[:argument][?key=value&...]` -> (name, argument, options)."""
     head, _, query = spec.partition("?")
     name, _, argument = head.partition(":")
-    options = {}
+    options: dict[str, int | float | str] = {}
     for pair in filter(None, query.split("&")):
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -124,25 +142,37 @@ def _number_or_text(value: str) -> int | float | str:
     return value
 
 
-def open_source(spec: str, **options) -> PatchSource:
+def open_source(spec: str, **options: object) -> PatchSource:
     """A patch source from its spec (see the module docstring), for example
     `stac?time=2023-06-01/2023-08-31&max_cloud=0.2`; `options` are defaults that the spec's own
-    options override. Options the source does not take are an input error naming them."""
+    options override. Options the source does not take are an input error naming them.
+
+    A source class whose options are a dataclass (its `Options`, such as `L2AOptions`) is built
+    as `Source(ARGUMENT, options=Options(**options))`; any other as `Source(ARGUMENT, **options)`."""
     name, argument, spec_options = parse_spec(spec)
     cls = SOURCES.get(name)
     options = {**options, **spec_options}
     args = (argument,) if argument else ()
+    kind = getattr(cls, "Options", None)
     try:
-        inspect.signature(cls).bind(*args, **options)
+        if kind is None:
+            inspect.signature(cls).bind(*args, **options)
+        else:
+            inspect.signature(cls).bind(*args)
+            inspect.signature(kind).bind(**options)
     except TypeError:
         params = list(inspect.signature(cls).parameters.values())
         positional = [
             p.name for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD
         ]
-        keywords = [p.name for p in params if p.default is not p.empty]
+        named = params if kind is None else inspect.signature(kind).parameters.values()
+        keywords = [p.name for p in named if p.default is not p.empty]
         usage = f"{name}:{positional[0].upper()}" if positional else name
         raise SourceError(
             f"imagery source {spec!r}: the {name} source is written {usage!r} and takes the "
             f"options {', '.join(keywords) or 'none'}"
         ) from None
-    return cls(*args, **options)
+    source: PatchSource = (
+        cls(*args, **options) if kind is None else cls(*args, options=kind(**options))
+    )
+    return source

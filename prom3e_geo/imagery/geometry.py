@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pyproj import Transformer
@@ -19,11 +20,16 @@ from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
+if TYPE_CHECKING:
+    from affine import Affine
+    from rasterio.io import DatasetReader
 
-def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+
+def utm_epsg(lon: np.ndarray | float, lat: np.ndarray | float) -> np.ndarray:
     """EPSG codes of the WGS 84 / UTM zones containing the points."""
     zone = (np.floor((np.asarray(lon) + 180) / 6).astype(int) % 60) + 1
-    return np.where(np.asarray(lat) >= 0, 32600, 32700) + zone
+    codes: np.ndarray = np.where(np.asarray(lat) >= 0, 32600, 32700) + zone
+    return codes
 
 
 def utm_crs(lon: float, lat: float) -> CRS:
@@ -58,8 +64,9 @@ class PatchPlacement:
         top = np.round((y + half) / resolution) * resolution
         return cls(epsg, left, top, size, resolution)
 
-    def transform(self, i: int):
-        return from_origin(self.left[i], self.top[i], self.resolution, self.resolution)
+    def transform(self, i: int) -> Affine:
+        origin: Affine = from_origin(self.left[i], self.top[i], self.resolution, self.resolution)
+        return origin
 
     def crs(self, i: int) -> CRS:
         return CRS.from_epsg(int(self.epsg[i]))
@@ -83,7 +90,10 @@ class RequestTile:
         return rows, cols
 
     def lonlat_bounds(self) -> tuple[float, float, float, float]:
-        return transform_bounds(CRS.from_epsg(self.epsg), "EPSG:4326", *self.bounds, densify_pts=21)
+        west, south, east, north = transform_bounds(
+            CRS.from_epsg(self.epsg), "EPSG:4326", *self.bounds, densify_pts=21
+        )
+        return float(west), float(south), float(east), float(north)
 
 
 def request_tiles(
@@ -137,7 +147,9 @@ def _covering_tile(placement: PatchPlacement, cells: np.ndarray) -> RequestTile:
     )
 
 
-def warp_patch(bands: Sequence[tuple[object, int]], crs: CRS, transform, size: int) -> np.ndarray:
+def warp_patch(
+    bands: Sequence[tuple[DatasetReader, int]], crs: CRS, transform: Affine, size: int
+) -> np.ndarray:
     """Bilinearly resample bands (open rasterio dataset, band index) into one patch grid.
 
     Only the source window under the patch (plus a 2-pixel margin) is read, once per dataset for
@@ -147,7 +159,7 @@ def warp_patch(bands: Sequence[tuple[object, int]], crs: CRS, transform, size: i
     out = np.full((len(bands), size, size), np.nan, dtype=np.float32)
     side_x, side_y = size * transform.a, size * -transform.e
     left, top = transform.c, transform.f
-    per_dataset: dict[int, tuple[object, list[int], list[int]]] = {}
+    per_dataset: dict[int, tuple[DatasetReader, list[int], list[int]]] = {}
     for k, (ds, index) in enumerate(bands):
         _, slots, indexes = per_dataset.setdefault(id(ds), (ds, [], []))
         slots.append(k)

@@ -16,6 +16,7 @@ more than `max_nodata` of its pixels outside the raster or nodata is marked inva
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -28,6 +29,9 @@ from prom3e_geo.encoders.clip import REFLECTANCE_GAIN
 from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import PatchBatch, band_names
 from prom3e_geo.imagery.geometry import utm_crs, warp_patch
+
+if TYPE_CHECKING:
+    from affine import Affine
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
 S2_FILE_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
@@ -83,7 +87,7 @@ class LocalSource:
             except rasterio.errors.RasterioIOError as exc:
                 raise SourceError(f"raster {f} cannot be read: {exc}") from None
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "source": "local",
             "path": str(self.path),
@@ -103,7 +107,7 @@ class LocalSource:
                 return path
         return None
 
-    def patch_transform(self, lon: float, lat: float) -> tuple[CRS, object]:
+    def patch_transform(self, lon: float, lat: float) -> tuple[CRS, Affine]:
         """(UTM CRS, affine transform) of the patch centred on the point."""
         crs = utm_crs(lon, lat)
         (x,), (y,) = warp_transform("EPSG:4326", crs, [lon], [lat])
@@ -127,13 +131,12 @@ class LocalSource:
             missing = float(np.isnan(out).any(axis=0).mean())
             patches[i] = np.nan_to_num(np.moveaxis(out, 0, -1) * scale[0] + scale[1])
             valid[i] = missing <= self.max_nodata
-            meta.append(
-                {
-                    "scene": path.name,
-                    "nodata_fraction": round(missing, 4),
-                    **({} if valid[i] else {"error": "mostly nodata"}),
-                }
-            )
+            entry: dict[str, Any] = {
+                "scene": path.name,
+                "nodata_fraction": round(missing, 4),
+                **({} if valid[i] else {"error": "mostly nodata"}),
+            }
+            meta.append(entry)
         return PatchBatch(patches, valid, meta)
 
     def _scale(self, dtype: str) -> tuple[float, float]:

@@ -30,11 +30,13 @@ import math
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import RGB_BANDS, PatchBatch, TrafficCounter
+from prom3e_geo.net import RETRY_STATUSES, RetryPolicy, reason, session
 
 EOX_TILES = "https://tiles.maps.eox.at/wmts/1.0.0/s2cloudless-{year}_3857/default/g/{z}/{y}/{x}.jpg"
 LICENCE = "CC BY-NC-SA 4.0"
@@ -62,12 +64,14 @@ def tangent_box(lon: np.ndarray, lat: np.ndarray, radius: float) -> np.ndarray:
 
 def mercator_x(lon: np.ndarray) -> np.ndarray:
     """Web Mercator (EPSG:3857) easting, metres, of longitudes in degrees."""
-    return np.radians(lon) * WGS84_A
+    easting: np.ndarray = np.radians(lon) * WGS84_A
+    return easting
 
 
 def mercator_y(lat: np.ndarray) -> np.ndarray:
     """Web Mercator (EPSG:3857) northing, metres, of latitudes in degrees."""
-    return np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * WGS84_A
+    northing: np.ndarray = np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * WGS84_A
+    return northing
 
 
 class TileError(Exception):
@@ -89,7 +93,7 @@ class S2CloudlessSource:
         year: int = 2020,
         url: str | None = None,
         zoom: int = 14,
-        workers: int = 16,
+        workers: int = 64,
         retries: int = 4,
         retry_wait: float = 0.5,
         timeout: float = 30.0,
@@ -117,9 +121,10 @@ class S2CloudlessSource:
         self._capacity = int(cache_tiles)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="prom3e-s2cloudless")
-        self._session = _session(self.workers, int(retries), float(retry_wait))
+        policy = RetryPolicy(int(retries), float(retry_wait), self.timeout)
+        self._session = session(policy, self.workers, "s2cloudless source")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "source": "s2cloudless",
             "tiles": self.template.split("?")[0],
@@ -133,7 +138,7 @@ class S2CloudlessSource:
             "licence": LICENCE,
         }
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Tile requests, bytes received and tiles that failed, so far."""
         return self.traffic.snapshot()
 
@@ -146,20 +151,27 @@ class S2CloudlessSource:
         lon, lat = np.ravel(lon).astype(np.float64), np.ravel(lat).astype(np.float64)
         boxes = tangent_box(lon, lat, self.radius)
         spans = [self.tile_span(b) for b in boxes]
-        needed = sorted({t for span in spans if span for t in tiles_of(span)})
-        tiles = dict(zip(needed, self._pool.map(self._tile, needed), strict=True))
+        # tiles asked for in the order the cells need them, so that each cell is warped as soon
+        # as its own tiles are in while the others are still on their way
+        needed = dict.fromkeys(t for span in spans if span for t in tiles_of(span))
+        pending = {t: self._pool.submit(self._tile, t) for t in needed}
+        tiles: dict[tuple[int, int], np.ndarray | TileError] = {}
         patches = np.zeros((lon.size, self.size, self.size, 3), dtype=np.uint8)
         valid = np.zeros(lon.size, dtype=bool)
-        meta: list[dict] = []
+        meta: list[dict[str, Any]] = []
         for i, (box, span) in enumerate(zip(boxes, spans, strict=True)):
             if span is None:
                 meta.append({"error": "outside the Web Mercator tiles (|lat| > 85.05)"})
                 continue
+            for t in tiles_of(span):
+                if t not in tiles:
+                    tiles[t] = pending[t].result()
             failed = [tiles[t] for t in tiles_of(span) if isinstance(tiles[t], TileError)]
             if failed:
                 meta.append({"error": str(failed[0])})
                 continue
-            patches[i] = self._warp(box, span, tiles)
+            ready = {t: v for t in tiles_of(span) if isinstance(v := tiles[t], np.ndarray)}
+            patches[i] = self._warp(box, span, ready)
             valid[i] = True
             meta.append({"scene": f"s2cloudless {self.year} z{self.zoom}"})
         return PatchBatch(patches, valid, meta)
@@ -175,16 +187,24 @@ class S2CloudlessSource:
         x1, y0 = _tile_xy(east, north, n)
         return x0, y0, x1, y1
 
-    def _warp(self, box: np.ndarray, span: tuple[int, int, int, int], tiles: dict) -> np.ndarray:
+    def _warp(
+        self,
+        box: np.ndarray,
+        span: tuple[int, int, int, int],
+        tiles: dict[tuple[int, int], np.ndarray],
+    ) -> np.ndarray:
         """The tiles of `span` mosaicked and resampled bilinearly onto the patch's EPSG:4326
         grid, sampling at pixel centres as GDAL's warper does. Lon/lat to Web Mercator is
         separable (x from lon, y from lat), so each output row and column has its own pair of
         source rows and columns and weights."""
         x0, y0, x1, y1 = span
-        mosaic = np.zeros(((y1 - y0 + 1) * TILE, (x1 - x0 + 1) * TILE, 3), dtype=np.uint8)
-        for tx, ty in tiles_of(span):
-            r, c = (ty - y0) * TILE, (tx - x0) * TILE
-            mosaic[r : r + TILE, c : c + TILE] = tiles[(tx, ty)].transpose(1, 2, 0)
+        if (x0, y0) == (x1, y1):
+            mosaic = tiles[(x0, y0)]
+        else:
+            mosaic = np.empty(((y1 - y0 + 1) * TILE, (x1 - x0 + 1) * TILE, 3), dtype=np.uint8)
+            for tx, ty in tiles_of(span):
+                r, c = (ty - y0) * TILE, (tx - x0) * TILE
+                mosaic[r : r + TILE, c : c + TILE] = tiles[(tx, ty)]
         west, south, east, north = box
         centres = (np.arange(self.size) + 0.5) / self.size
         x = mercator_x(west + centres * (east - west))
@@ -192,19 +212,22 @@ class S2CloudlessSource:
         pixel = 2 * ORIGIN / (TILE * 2**self.zoom)
         c0, fx = _neighbours((x + ORIGIN) / pixel - x0 * TILE - 0.5, mosaic.shape[1])
         r0, fy = _neighbours((ORIGIN - y) / pixel - y0 * TILE - 0.5, mosaic.shape[0])
-        top = (
-            mosaic[r0][:, c0] * (1 - fx)[None, :, None] + mosaic[r0][:, c0 + 1] * fx[None, :, None]
-        )
-        low = (
-            mosaic[r0 + 1][:, c0] * (1 - fx)[None, :, None]
-            + mosaic[r0 + 1][:, c0 + 1] * fx[None, :, None]
-        )
-        out = top * (1 - fy)[:, None, None] + low * fy[:, None, None]
-        return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+        # the window under the patch (uint8), its columns gathered and blended first, then its
+        # rows (contiguous), in float32; the blend of two uint8 values stays in [0, 255], so
+        # adding 0.5 and truncating rounds half up
+        top, left = int(r0[0]), int(c0[0])
+        window = mosaic[top : int(r0[-1]) + 2, left : int(c0[-1]) + 2]
+        west_px = window[:, c0 - left].astype(np.float32)
+        east_px = window[:, c0 + 1 - left].astype(np.float32)
+        cols = west_px + (east_px - west_px) * fx[None, :, None]
+        upper, lower = cols[r0 - top], cols[r0 + 1 - top]
+        out = upper + (lower - upper) * fy[:, None, None] + 0.5
+        patch: np.ndarray = out.astype(np.uint8)
+        return patch
 
     # -- tiles --------------------------------------------------------------------------------
     def _tile(self, key: tuple[int, int]) -> np.ndarray | TileError:
-        """[3, 256, 256] uint8 of tile (x, y) at the zoom, or the TileError it failed with
+        """[256, 256, 3] uint8 of tile (x, y) at the zoom, or the TileError it failed with
         (remembered for this source's life, so a missing tile is asked for once)."""
         with self._lock:
             if key in self._tiles:
@@ -224,17 +247,17 @@ class S2CloudlessSource:
         self.traffic.add("requests")
         try:
             response = self._session.get(url, timeout=self.timeout)
-        except requests.exceptions.RetryError as exc:
-            self.traffic.add("tiles_failed")
-            return TileError(f"tile z{self.zoom}/{x}/{y}: the server kept failing ({_reason(exc)})")
         except requests.RequestException as exc:
             self.traffic.add("tiles_failed")
-            return TileError(f"tile z{self.zoom}/{x}/{y}: {_reason(exc)}")
+            return TileError(f"tile z{self.zoom}/{x}/{y}: {reason(exc)}")
         self.traffic.add("bytes", len(response.content))
-        if response.status_code != 200:
+        status = response.status_code
+        if status != 200:
             self.traffic.add("tiles_failed")
-            what = "no such tile" if response.status_code == 404 else "server error"
-            return TileError(f"tile z{self.zoom}/{x}/{y}: {what} (HTTP {response.status_code})")
+            what = "no such tile" if status == 404 else "server error"
+            if status in RETRY_STATUSES:
+                what = "the server kept failing"
+            return TileError(f"tile z{self.zoom}/{x}/{y}: {what} (HTTP {status})")
         try:
             return _decode(response.content)
         except ValueError as exc:
@@ -264,48 +287,15 @@ def tiles_of(span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
 
 
 def _decode(data: bytes) -> np.ndarray:
-    """A tile's bytes (JPEG or PNG) as [3, 256, 256] uint8 (PIL: a tile carries no
+    """A tile's bytes (JPEG or PNG) as [256, 256, 3] uint8 (PIL: a tile carries no
     georeference of its own, its place is its z/x/y)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            pixels = np.asarray(img.convert("RGB"))
+            pixels: np.ndarray = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError):
         raise ValueError("not an image (JPEG or PNG) that can be decoded") from None
     if pixels.shape[:2] != (TILE, TILE):
         raise ValueError(f"a {pixels.shape[1]} x {pixels.shape[0]} tile, not 256 x 256")
-    return pixels.transpose(2, 0, 1)
-
-
-def _session(workers: int, retries: int, wait: float):
-    """One HTTP session: a pool of `workers` connections, retries on 429 and 5xx with
-    backoff, Retry-After honoured."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    retry = Retry(
-        total=retries,
-        backoff_factor=wait,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET",),
-        respect_retry_after_header=True,
-    )
-    adapter = HTTPAdapter(
-        pool_connections=1, pool_maxsize=workers, max_retries=retry, pool_block=True
-    )
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = "prom3e-geo (s2cloudless source)"
-    return session
-
-
-def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "NameResolutionError" in text:
-        return "the tile server's name does not resolve"
-    return f"{type(exc).__name__}: {text[:160]}"
+    return pixels

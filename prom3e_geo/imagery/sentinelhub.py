@@ -14,11 +14,12 @@ baseline by the service; 20 m and 60 m bands resampled to the patch grid by the 
 dataMask and the CLM cloud mask, as a least-cloud mosaic over the time window limited to scenes
 below `max_cloud`.
 
-Failures: the SDK retries 5xx, timeouts and connection errors (`attempts`, waiting `retry_wait`
-then x3) and honours 429 Retry-After (milliseconds) up to `max_429` times; on top of that a
-request whose payload is not the expected GeoTIFF or whose retries ran out
-is sent again in up to `rounds` further rounds; a request refused for its token (revoked or expired
-early) is sent again at once with a new one. What still fails is recorded per cell. No
+Failures: the SDK's public client retries 5xx, timeouts and connection errors (its
+`SHConfig.max_download_attempts` = `attempts`, waiting `download_sleep_time` = `retry_wait` then
+x3) and honours 429 Retry-After (milliseconds) up to `max_429` times; on top of that a request
+whose payload is not the expected GeoTIFF or whose retries ran out is sent again up to `rounds`
+times under the package's network policy (`prom3e_geo.net`); a request refused for its token
+(revoked or expired early) is sent again at once with a new one. What still fails is recorded per cell. No
 credential is ever logged, stored in a manifest, or put into an error message.
 """
 
@@ -28,9 +29,10 @@ import hashlib
 import logging
 import os
 import socket
-import time as clock
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -39,13 +41,18 @@ from rasterio.io import MemoryFile
 
 from prom3e_geo.errors import CredentialsError, SourceError
 from prom3e_geo.imagery.base import (
-    DEFAULT_TIME,
+    L2AOptions,
     PatchBatch,
     TrafficCounter,
     band_names,
     check_window,
 )
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles
+from prom3e_geo.net import RetryPolicy
+
+if TYPE_CHECKING:
+    from sentinelhub.config import SHConfig
+    from sentinelhub.data_collections import DataCollection
 
 CDSE = {
     "sh_base_url": "https://sh.dataspace.copernicus.eu",
@@ -73,19 +80,19 @@ for _name in ("requests_oauthlib", "oauthlib"):
     logging.getLogger(_name).setLevel(logging.INFO)
 
 
-def sentinelhub_config(profile: str | None = None, **overrides):
+def sentinelhub_config(profile: str | None = None, **overrides: str) -> SHConfig:
     """An SHConfig from the environment or the user's profile, without writing any file.
 
     (`SHConfig()` creates the user's config.toml when it is missing; this never does.)
     """
-    from sentinelhub import SHConfig
+    from sentinelhub.config import SHConfig
 
     if profile == "cdse":
         profile, overrides = None, {**CDSE, **overrides}
     profile = profile or os.environ.get("SH_PROFILE")
     if os.path.exists(SHConfig.get_config_location()):
         try:
-            config = SHConfig(profile, **overrides)
+            config = SHConfig(profile)
         except KeyError:
             raise SourceError(
                 f"no sentinelhub profile {profile!r} in the user's config.toml"
@@ -95,9 +102,11 @@ def sentinelhub_config(profile: str | None = None, **overrides):
             f"no sentinelhub profile {profile!r}: the user's config.toml does not exist"
         )
     else:
-        config = SHConfig(use_defaults=True, **overrides)
+        config = SHConfig(use_defaults=True)
         config.sh_client_id = os.environ.get("SH_CLIENT_ID", "")
         config.sh_client_secret = os.environ.get("SH_CLIENT_SECRET", "")
+    for key, value in overrides.items():  # the profile's or the environment's, then these
+        setattr(config, key, value)
     if not (config.sh_client_id and config.sh_client_secret):
         raise CredentialsError(
             "Sentinel Hub credentials missing: set SH_CLIENT_ID and SH_CLIENT_SECRET, or a "
@@ -106,11 +115,11 @@ def sentinelhub_config(profile: str | None = None, **overrides):
     return config
 
 
-def s2_l2a_collection(base_url: str):
+def s2_l2a_collection(base_url: str) -> DataCollection:
     """Sentinel-2 L2A bound to `base_url` (the SDK otherwise sends S2 L2A to services.sentinel-hub.com
     whatever the configured base URL)."""
-    from sentinelhub import DataCollection
     from sentinelhub.constants import ServiceUrl
+    from sentinelhub.data_collections import DataCollection
 
     collection = DataCollection.SENTINEL2_L2A
     if base_url.rstrip("/") == ServiceUrl.MAIN:
@@ -147,30 +156,35 @@ class TileFailure(Exception):
     retry: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class SentinelHubOptions(L2AOptions):
+    """The L2A options, plus the request threads, the SDK's download attempts and 429
+    retries, the rounds a failed request is sent again, and the service's URLs."""
+
+    retry_wait: float = 5.0  # the SDK's download_sleep_time
+    timeout: float = 120.0
+    threads: int = 4
+    attempts: int = 4
+    max_429: int = 20
+    rounds: int = 3
+    base_url: str | None = None
+    token_url: str | None = None
+
+
 class SentinelHubSource:
     """Patches from the Sentinel Hub Process API (see the module docstring)."""
 
     name = "sentinelhub"
+    Options = SentinelHubOptions
 
     def __init__(
-        self,
-        profile: str | None = None,
-        size: int = 256,
-        resolution: float = 10.0,
-        time: str = DEFAULT_TIME,
-        max_cloud: float = 0.2,
-        bands: str = "rgb",
-        tile_px: int = 2500,
-        max_nodata: float = 0.5,
-        threads: int = 4,
-        attempts: int = 4,
-        retry_wait: float = 5.0,
-        max_429: int = 20,
-        rounds: int = 3,
-        timeout: float = 120.0,
-        base_url: str | None = None,
-        token_url: str | None = None,
+        self, profile: str | None = None, options: SentinelHubOptions | None = None
     ) -> None:
+        o = options or SentinelHubOptions()
+        time, max_cloud, bands, tile_px = o.time, o.max_cloud, o.bands, o.tile_px
+        size, resolution, max_nodata, threads = o.size, o.resolution, o.max_nodata, o.threads
+        attempts, retry_wait, max_429, rounds = o.attempts, o.retry_wait, o.max_429, o.rounds
+        timeout, base_url, token_url = o.timeout, o.base_url, o.token_url
         self.time, self.max_cloud = check_window(time, max_cloud)
         self.bands = band_names(bands)
         if not 1 <= int(tile_px) <= 2500:
@@ -186,11 +200,12 @@ class SentinelHubSource:
         self.collection = s2_l2a_collection(self.config.sh_base_url)
         self.size, self.resolution = int(size), float(resolution)
         self.max_nodata = float(max_nodata)
-        self.tile_px, self.threads, self.rounds = int(tile_px), int(threads), int(rounds)
-        self.retry_wait = float(retry_wait)
+        self.tile_px, self.threads = int(tile_px), int(threads)
+        # a request whose payload is broken or whose SDK retries ran out is sent again
+        self.rounds = RetryPolicy(int(rounds), float(retry_wait), float(timeout))
         self.traffic = TrafficCounter("requests", "bytes")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "source": "sentinelhub",
             "base_url": self.config.sh_base_url,
@@ -203,7 +218,7 @@ class SentinelHubSource:
             "resolution_m": self.resolution,
         }
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return self.traffic.snapshot()
 
     def close(self) -> None:
@@ -217,97 +232,93 @@ class SentinelHubSource:
             np.zeros(n, dtype=bool),
             [{"error": "not fetched"} for _ in range(n)],
         )
-        pending = list(request_tiles(placement, self.tile_px))
-        for round_ in range(self.rounds + 1):
-            if round_:  # the total wait is bounded: retry_wait * (1 + 3 + 9 ...) over the rounds
-                wait = self.retry_wait * 3 ** (round_ - 1)
-                log.info(
-                    "Sentinel Hub: %d request(s) failed (rate limit, 5xx or timeout); retrying "
-                    "in %.0f s (round %d of %d)", len(pending), wait, round_, self.rounds,
-                )  # fmt: skip
-                clock.sleep(wait)
-            retry = []
-            for tile, result in zip(pending, self._download(pending), strict=True):
-                try:
-                    data = self._decode(tile, result)
-                except TileFailure as failure:
+        tiles = list(request_tiles(placement, self.tile_px))
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="prom3e-sentinelhub") as pool:
+            for tile, result in zip(tiles, pool.map(self._tile, tiles), strict=True):
+                if isinstance(result, TileFailure):
                     for i in tile.cells:
-                        batch.meta[i] = {"error": failure.reason}
-                    if failure.retry:
-                        retry.append(tile)
-                    continue
-                self._cut(tile, data, placement, batch)
-            if not retry:
-                break
-            pending = retry
+                        batch.meta[i] = {"error": result.reason}
+                else:
+                    self._cut(tile, result, placement, batch)
         return batch
 
-    def _download(self, tiles: list[RequestTile]) -> list:
-        """One Process API request per tile, in threads: DownloadResponses or exceptions."""
+    def _tile(self, tile: RequestTile) -> np.ndarray | TileFailure:
+        """One tile's data, its request sent again (under the round policy) while it fails in
+        a way worth retrying; or the reason it failed."""
+
+        def attempt() -> np.ndarray:
+            return self._decode(tile, self._request(tile))
+
+        def transient(exc: BaseException) -> bool:
+            if isinstance(exc, TileFailure) and exc.retry:
+                log.info("Sentinel Hub: a request failed (%s); sending it again", exc.reason)
+                return True
+            return False
+
+        try:
+            return self.rounds.call(attempt, transient)
+        except TileFailure as failure:
+            return failure
+
+    def _request(self, tile: RequestTile) -> object:
+        """One Process API request through the SDK's public client (which retries 5xx,
+        timeouts and 429s as configured): its DownloadResponse, or the exception it failed
+        with. A request refused for its token (revoked or expired early) is sent once more with
+        a new token."""
         from oauthlib.oauth2 import OAuth2Error
-        from sentinelhub import (
-            CRS,
-            BBox,
-            MimeType,
-            MosaickingOrder,
-            SentinelHubDownloadClient,
-            SentinelHubRequest,
-        )
+        from sentinelhub.api.process import SentinelHubRequest
+        from sentinelhub.constants import CRS, MimeType, MosaickingOrder
+        from sentinelhub.download.sentinelhub_client import SentinelHubDownloadClient
         from sentinelhub.exceptions import DownloadFailedException, SHRateLimitWarning
+        from sentinelhub.geometry import BBox
 
-        class Client(SentinelHubDownloadClient):
-            def _single_download(self, request):
-                for renewed in (False, True):
-                    try:
-                        return super()._single_download(request)
-                    except DownloadFailedException as exc:
-                        if renewed or _status(exc) != 401:
-                            return exc
-                        with self.lock:  # the token was revoked or expired early: renew it
-                            SentinelHubDownloadClient.clear_cache()
-                    except Exception as exc:  # recorded per tile, never fatal to the run
-                        return exc
-
-        requests = [
-            SentinelHubRequest(
-                evalscript=evalscript(self.bands),
-                input_data=[
-                    SentinelHubRequest.input_data(
-                        self.collection,
-                        time_interval=self.time,
-                        maxcc=self.max_cloud,
-                        mosaicking_order=MosaickingOrder.LEAST_CC,
-                    )
-                ],
-                responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
-                bbox=BBox(tile.bounds, crs=CRS(tile.epsg)),
-                size=(tile.width, tile.height),
-                config=self.config,
-            ).download_list[0]
-            for tile in tiles
-        ]
-        self.traffic.add("requests", len(requests))
-        with warnings.catch_warnings():  # each 429 warns; they are retried and counted per tile
-            warnings.simplefilter("ignore", SHRateLimitWarning)
-            results = Client(config=self.config).download(
-                requests, max_threads=self.threads, decode_data=False
-            )
-        for result in results:
-            if isinstance(result, OAuth2Error):
+        request = SentinelHubRequest(
+            evalscript=evalscript(self.bands),
+            input_data=[
+                SentinelHubRequest.input_data(
+                    self.collection,
+                    time_interval=self.time,
+                    maxcc=self.max_cloud,
+                    mosaicking_order=MosaickingOrder.LEAST_CC,
+                )
+            ],
+            responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
+            bbox=BBox(tile.bounds, crs=CRS(tile.epsg)),
+            size=(tile.width, tile.height),
+            config=self.config,
+        ).download_list[0]
+        for renewed in (False, True):
+            self.traffic.add("requests")
+            client = SentinelHubDownloadClient(config=self.config)
+            try:
+                with warnings.catch_warnings():  # each 429 warns; they are retried and counted
+                    warnings.simplefilter("ignore", SHRateLimitWarning)
+                    return client.download([request], max_threads=1, decode_data=False)[0]
+            except OAuth2Error as exc:
                 raise CredentialsError(
                     f"Sentinel Hub rejected the credentials at {self.config.sh_token_url} "
-                    f"({result.error})"
-                )
-        return results
+                    f"({exc.error})"
+                ) from None
+            except DownloadFailedException as exc:
+                if renewed or _status(exc) != 401:
+                    return exc
+                SentinelHubDownloadClient.clear_cache()  # the next request asks for a new token
+            except Exception as exc:  # recorded per tile, never fatal to the run
+                return exc
+        raise AssertionError("unreachable: the renewed request returns")
 
-    def _decode(self, tile: RequestTile, result) -> np.ndarray:
+    def _decode(self, tile: RequestTile, result: object) -> np.ndarray:
         """The tile's [bands + 2, H, W] uint16 array, checked against what was asked for."""
+        from sentinelhub.download.models import DownloadResponse
+
         if isinstance(result, Exception):
             raise _failure(result)
+        if not isinstance(result, DownloadResponse):
+            raise TileFailure("no response", retry=True)
         self.traffic.add("bytes", len(result.content))
         try:
             with MemoryFile(result.content) as memory, memory.open() as ds:
-                data = ds.read()
+                data: np.ndarray = ds.read()
                 grid_ok = (
                     ds.crs is not None
                     and ds.crs.to_epsg() == tile.epsg
@@ -320,7 +331,9 @@ class SentinelHubSource:
             raise TileFailure("payload is not the requested grid", retry=True)
         return data
 
-    def _cut(self, tile: RequestTile, data: np.ndarray, placement, batch: PatchBatch) -> None:
+    def _cut(
+        self, tile: RequestTile, data: np.ndarray, placement: PatchPlacement, batch: PatchBatch
+    ) -> None:
         rows, cols = tile.offsets(placement)
         s = self.size
         for i, r, c in zip(tile.cells, rows, cols, strict=True):

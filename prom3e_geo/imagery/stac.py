@@ -4,22 +4,26 @@ Specs: `stac` (Element 84 Earth Search, `sentinel-2-l2a`, anonymous) or `stac:UR
 API; Planetary Computer URLs are signed with the `planetary_computer` package when it is
 installed). Options after `?`: collection, time (start/end), max_cloud (0-1), bands (rgb or all),
 tile_px, max_items, retries, retry_wait (s), timeout (s), assets (the asset keys of the bands,
-comma-separated; Earth Search's by default).
+comma-separated; Earth Search's by default), workers (threads reading patches).
 
 Cells are grouped into the same UTM request tiles as the Sentinel Hub source; each tile is one
 search (bbox, time window, `eo:cloud_cover` below the limit). Every cell takes the least-cloudy
 item whose footprint contains it, falling back to the next one when that item's pixels are
-mostly nodata there. Each item's assets are opened once per tile and every cell's patch is a
-windowed, reprojected read (`geometry.warp_patch`), so only the COG blocks under the patches
-travel. Digital numbers become reflectance as (DN - offset) / 10000, where the offset is 1000
+mostly nodata there. Request tiles are searched by a few threads at once and their cells read
+by `workers` threads (latency is hidden by overlapping requests: each cell's patch is a
+windowed, reprojected read, `geometry.warp_patch`, on handles its thread opened, so only the
+header and the COG blocks under the patch travel; GDAL's cache keeps a header once per asset). Digital numbers become reflectance as (DN - offset) / 10000, where the offset is 1000
 for processing baseline 04.00 and later unless the provider already removed it
 (`earthsearch:boa_offset_applied`), so values match across baselines.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -27,13 +31,18 @@ from shapely.geometry import Point, shape
 
 from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import (
-    DEFAULT_TIME,
+    L2AOptions,
     PatchBatch,
     TrafficCounter,
     band_names,
     check_window,
 )
 from prom3e_geo.imagery.geometry import PatchPlacement, RequestTile, request_tiles, warp_patch
+from prom3e_geo.net import RetryPolicy
+
+if TYPE_CHECKING:
+    from pystac import Item
+    from pystac_client import Client
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 EARTH_SEARCH_ASSETS = {  # band -> asset key
@@ -52,7 +61,7 @@ EARTH_SEARCH_ASSETS = {  # band -> asset key
 }
 
 
-def boa_offset(properties: dict) -> float:
+def boa_offset(properties: dict[str, Any]) -> float:
     """The digital-number offset still present in an L2A item's assets."""
     if properties.get("earthsearch:boa_offset_applied"):
         return 0.0
@@ -63,32 +72,30 @@ def boa_offset(properties: dict) -> float:
     return 1000.0 if baseline >= 4.0 else 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class StacOptions(L2AOptions):
+    """The L2A options, plus the collection, the most items a search returns, the retries
+    and the asset keys of the bands (comma-separated; Earth Search's by default)."""
+
+    collection: str = "sentinel-2-l2a"
+    max_items: int = 200
+    retries: int = 5
+    assets: str | None = None
+    workers: int = 64
+
+
 class StacSource:
     """Patches from a STAC API with COG assets (see the module docstring)."""
 
     name = "stac"
+    Options = StacOptions
 
-    def __init__(
-        self,
-        url: str | None = None,
-        collection: str = "sentinel-2-l2a",
-        size: int = 256,
-        resolution: float = 10.0,
-        time: str = DEFAULT_TIME,
-        max_cloud: float = 0.2,
-        bands: str = "rgb",
-        tile_px: int = 2500,
-        max_nodata: float = 0.5,
-        max_items: int = 200,
-        retries: int = 5,
-        retry_wait: float = 1.0,
-        timeout: float = 60.0,
-        assets: str | None = None,
-    ) -> None:
-        from pystac_client import Client
-        from pystac_client.stac_api_io import StacApiIO
-        from urllib3.util.retry import Retry
-
+    def __init__(self, url: str | None = None, options: StacOptions | None = None) -> None:
+        o = options or StacOptions()
+        time, max_cloud, bands, assets = o.time, o.max_cloud, o.bands, o.assets
+        size, resolution, tile_px, max_nodata = o.size, o.resolution, o.tile_px, o.max_nodata
+        retries, retry_wait, timeout = o.retries, o.retry_wait, o.timeout
+        collection, max_items = o.collection, o.max_items
         window, self.max_cloud = check_window(time, max_cloud)
         self.time = "/".join(window)
         self.bands = band_names(bands)
@@ -110,25 +117,31 @@ class StacSource:
             "GDAL_HTTP_RETRY_DELAY": str(float(retry_wait)),
             "GDAL_HTTP_TIMEOUT": str(int(timeout)),
             "VSI_CACHE": "TRUE",
+            # the header of a COG in one request, neighbouring blocks in one range request
+            "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
+            "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         }
-        retry = Retry(
-            total=int(retries),
-            backoff_factor=float(retry_wait),
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=None,
-            respect_retry_after_header=True,
-        )
-        self._open = lambda: Client.open(
-            self.url,
-            stac_io=StacApiIO(max_retries=retry, timeout=float(timeout)),
-            modifier=_signer(self.url),
-        )
-        self._client = None
+        # request tiles are searched by a few threads, their cells read by `workers` threads,
+        # each opening its own handles (a GDAL dataset is not thread-safe); the connections
+        # held never exceed the threads of the two pools
+        self.workers = int(o.workers)
+        self._tile_pool = ThreadPoolExecutor(min(8, self.workers), "prom3e-stac-search")
+        self._read_pool = ThreadPoolExecutor(self.workers, "prom3e-stac-read")
+        self.policy = RetryPolicy(int(retries), float(retry_wait), float(timeout))
+        self._client: Client | None = None
         self._lock = threading.Lock()
         self.traffic = TrafficCounter("searches", "asset opens")
 
+    def _open(self) -> Client:
+        from pystac_client import Client
+        from pystac_client.stac_api_io import StacApiIO
+
+        policy = self.policy
+        io = StacApiIO(max_retries=policy.urllib3_retry(), timeout=policy.timeout)
+        return Client.open(self.url, stac_io=io, modifier=_signer(self.url))
+
     @property
-    def client(self):
+    def client(self) -> Client:
         """The API client, opened on first use: a pipeline whose cells are all stored already
         (a finished store, an offline re-run) never contacts the catalogue."""
         with self._lock:
@@ -141,7 +154,7 @@ class StacSource:
                     ) from None
             return self._client
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "source": "stac",
             "url": self.url,
@@ -154,11 +167,13 @@ class StacSource:
             "resolution_m": self.resolution,
         }
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return self.traffic.snapshot()
 
     def close(self) -> None:
-        """Nothing to release: each search and asset read opens and closes its own session."""
+        """Stop the search and read threads."""
+        self._tile_pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
 
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
         lon, lat = np.ravel(lon).astype(float), np.ravel(lat).astype(float)
@@ -170,25 +185,42 @@ class StacSource:
             np.zeros(n, dtype=bool),
             [{"error": f"no scene below {self.max_cloud:.0%} cloud"} for _ in range(n)],
         )
-        for tile in request_tiles(placement, self.tile_px, split_sparse=False):
-            try:
-                items = self._search(tile)
-            except Exception as exc:
-                for i in tile.cells:
-                    batch.meta[i] = {"error": f"STAC search failed ({type(exc).__name__})"}
-                continue
-            remaining = list(tile.cells)
-            for item in items:
-                footprint = shape(item.geometry)
-                cells = [i for i in remaining if footprint.contains(Point(lon[i], lat[i]))]
-                if cells:
-                    self._read(item, cells, placement, batch)
-                    remaining = [i for i in remaining if not batch.valid[i]]
-                if not remaining:
-                    break
+        tiles = list(request_tiles(placement, self.tile_px, split_sparse=False))
+        for _ in self._tile_pool.map(lambda t: self._fill(t, lon, lat, placement, batch), tiles):
+            pass
         return batch
 
-    def _search(self, tile: RequestTile) -> list:
+    def _fill(
+        self,
+        tile: RequestTile,
+        lon: np.ndarray,
+        lat: np.ndarray,
+        placement: PatchPlacement,
+        batch: PatchBatch,
+    ) -> None:
+        """The cells of one request tile: a search, then each cell from the least cloudy item
+        that holds it with data (the cells of an item read in parallel)."""
+        try:
+            items = self._search(tile)
+        except Exception as exc:
+            for i in tile.cells:
+                batch.meta[i] = {"error": f"STAC search failed ({type(exc).__name__})"}
+            return
+        remaining = list(tile.cells)
+        for item in items:
+            footprint = shape(item.geometry)
+            cells = [i for i in remaining if footprint.contains(Point(lon[i], lat[i]))]
+            if cells:
+                jobs = [
+                    self._read_pool.submit(self._read, item, i, placement, batch) for i in cells
+                ]
+                for job in jobs:
+                    job.result()
+                remaining = [i for i in remaining if not batch.valid[i]]
+            if not remaining:
+                break
+
+    def _search(self, tile: RequestTile) -> list[Item]:
         """Items over the tile in the time window, least cloudy first."""
         self.traffic.add("searches")
         search = self.client.search(
@@ -201,48 +233,45 @@ class StacSource:
         items = list(search.items())
         return sorted(items, key=lambda item: item.properties.get("eo:cloud_cover", 100.0))
 
-    def _read(self, item, cells: list[int], placement: PatchPlacement, batch: PatchBatch) -> None:
-        """Patches of `cells` from one item, each asset opened once."""
+    def _band(self, href: str, placement: PatchPlacement, i: int) -> np.ndarray:
+        """One band of cell `i`'s patch: one asset open at a time, so a thread holds one
+        connection."""
+        with rasterio.open(href) as ds:
+            self.traffic.add("asset opens")
+            out = warp_patch([(ds, 1)], placement.crs(i), placement.transform(i), self.size)
+        band: np.ndarray = out[0]
+        return band
+
+    def _read(self, item: Item, i: int, placement: PatchPlacement, batch: PatchBatch) -> None:
+        """The patch of cell `i` from one item (its assets opened in this thread)."""
         missing = [a for a in self.assets if a not in item.assets]
         if missing:
-            for i in cells:
-                batch.meta[i] = {"error": f"item {item.id} lacks asset(s) {', '.join(missing)}"}
+            batch.meta[i] = {"error": f"item {item.id} lacks asset(s) {', '.join(missing)}"}
             return
         offset = boa_offset(item.properties)
         cloud = item.properties.get("eo:cloud_cover")
         try:
-            with rasterio.Env(**self.gdal_env), contextlib.ExitStack() as stack:
-                datasets = [
-                    stack.enter_context(rasterio.open(item.assets[a].href)) for a in self.assets
-                ]
-                self.traffic.add("asset opens", len(datasets))
-                for i in cells:
-                    out = warp_patch(
-                        [(ds, 1) for ds in datasets],
-                        placement.crs(i),
-                        placement.transform(i),
-                        self.size,
-                    )
-                    nodata = float(np.isnan(out).any(axis=0).mean())
-                    if nodata > self.max_nodata:
-                        batch.meta[i] = {"error": "mostly nodata", "scene": item.id}
-                        continue
-                    batch.patches[i] = np.nan_to_num(np.moveaxis(out - offset, 0, -1) / 1e4)
-                    batch.valid[i] = True
-                    batch.meta[i] = {
-                        "scene": item.id,
-                        "date": str(item.properties.get("datetime", ""))[:10],
-                        "cloud_fraction": None if cloud is None else round(cloud / 100, 4),
-                        "nodata_fraction": round(nodata, 4),
-                        "boa_offset": offset,
-                    }
+            with rasterio.Env(**self.gdal_env):
+                out = np.stack([self._band(item.assets[a].href, placement, i) for a in self.assets])
         except rasterio.errors.RasterioError as exc:
-            for i in cells:
-                if not batch.valid[i]:
-                    batch.meta[i] = {"error": f"asset read failed ({type(exc).__name__})"}
+            batch.meta[i] = {"error": f"asset read failed ({type(exc).__name__})"}
+            return
+        nodata = float(np.isnan(out).any(axis=0).mean())
+        if nodata > self.max_nodata:
+            batch.meta[i] = {"error": "mostly nodata", "scene": item.id}
+            return
+        batch.patches[i] = np.nan_to_num(np.moveaxis(out - offset, 0, -1) / 1e4)
+        batch.valid[i] = True
+        batch.meta[i] = {
+            "scene": item.id,
+            "date": str(item.properties.get("datetime", ""))[:10],
+            "cloud_fraction": None if cloud is None else round(cloud / 100, 4),
+            "nodata_fraction": round(nodata, 4),
+            "boa_offset": offset,
+        }
 
 
-def _signer(url: str):
+def _signer(url: str) -> Callable[[Any], None] | None:
     """Planetary Computer's asset-signing modifier for its URLs, else None."""
     if "planetarycomputer" not in url:
         return None
@@ -252,4 +281,5 @@ def _signer(url: str):
         raise SourceError(
             "Planetary Computer assets must be signed: pip install planetary-computer"
         ) from None
-    return planetary_computer.sign_inplace
+    sign: Callable[[Any], None] = planetary_computer.sign_inplace
+    return sign

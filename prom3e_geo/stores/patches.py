@@ -1,6 +1,6 @@
 """The patch cache: one fetched patch per grid cell, in a resumable Zarr store.
 
-`prom3e_geo.engine.fetch.fetch_grid` fills it chunk by chunk, with a completion marker per grid
+`prom3e_geo.engine.fill_cache.fill_patch_cache` fills it chunk by chunk, with a completion marker per grid
 chunk (`stores.grid_store.GridStore`); `stores.patch_reader.CacheSource` reads it back as an
 imagery source. A cache whose manifest (source, patch size, grid) differs is refused. Each
 cell's patch is its own Zarr chunk, so reading one cell back reads one file.

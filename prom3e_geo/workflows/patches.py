@@ -1,4 +1,4 @@
-"""`fetch`: one Sentinel-2 patch per grid cell into a resumable patch cache."""
+"""`fetch_patches` (the `fetch` command): one Sentinel-2 patch per grid cell into a patch cache."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from prom3e_geo.engine.fetch import FetchSummary, fetch_grid
+from prom3e_geo.engine.fill_cache import FetchSummary, fill_patch_cache
 from prom3e_geo.imagery.base import PatchSource, open_source
 from prom3e_geo.workflows.specs import GridSpec, Progress
 
@@ -21,11 +21,11 @@ class FetchSpec:
     retry_failed: bool = True  # fetch again the cells that failed in an earlier run
 
 
-def fetch(
+def fetch_patches(
     spec: FetchSpec,
     grid: GridSpec,
     progress: Callable[[PatchSource], Progress] | None = None,
-) -> tuple[FetchSummary, dict]:
+) -> tuple[FetchSummary, dict[str, int]]:
     """Fill (or finish) the cache; returns the summary and the source's traffic counts.
     `progress` is given the opened source (whose `stats` a progress display may show) and
     returns the chunk callback."""
@@ -33,7 +33,7 @@ def fetch(
     source = open_source(spec.source, **{k: v for k, v in options.items() if v is not None})
     try:
         built = grid.build()
-        summary = fetch_grid(
+        summary = fill_patch_cache(
             source,
             built,
             spec.cache,

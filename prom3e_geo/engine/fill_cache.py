@@ -1,4 +1,4 @@
-"""Fetching: one patch per grid cell from an imagery source into a resumable patch cache."""
+"""Filling a patch cache: one patch per grid cell from an imagery source, resumable."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ class FetchSummary:
     cells_fetched: int = 0  # fetched fine in this run
     cells_invalid: int = 0  # failed in this run
     cells_retried: int = 0  # cells that had failed before and were fetched again
-    reasons: Counter = field(default_factory=Counter)  # why cells failed in this run
+    reasons: Counter[str] = field(default_factory=Counter)  # why cells failed in this run
     cells_ok_in_cache: int = 0  # after the run
     cells_failed_in_cache: int = 0
     seconds: float = 0.0
 
 
-def fetch_grid(
+def fill_patch_cache(
     source: PatchSource,
     grid: Grid,
     cache: str | Path,
