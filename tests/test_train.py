@@ -242,4 +242,4 @@ def test_train_command_runs_resumes_and_rejects_bad_recipes(tmp_path, run_cli):
     r = run_cli(
         "train", "--recipe", recipe, "--data", tmp_path / "data.npz", "--out", tmp_path / "x"
     )
-    assert r.code == 2 and "unknown key(s) ['epoch']" in r.err and r.err.count("\n") == 1
+    assert r.code == 2 and "unknown key 'train.epoch'" in r.err and r.err.count("\n") == 1

@@ -25,39 +25,44 @@ register tokens.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 MODALITIES = ("image", "sat", "loc", "env", "text", "audio")
 NUM_READOUT_TOKENS = 2  # [mu] and [logvar]
 
 
-@dataclass(frozen=True)
-class ProM3EConfig:
-    """Architecture; the defaults are the released model's."""
+class ProM3EConfig(BaseModel):
+    """Architecture; the defaults are the released model's. Recipes check it strictly (a wrong
+    key or value type is refused); checkpoint configs go through `from_dict`."""
 
-    input_dim: int = 512
-    embed_dim: int = 1024
-    num_modalities: int = 6
-    depth: int = 1
-    heads: int = 8
-    mlp_dim: int = 2048
-    num_register_tokens: int = 4
-    dropout: float = 0.0
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    input_dim: int = Field(512, gt=0, description="Width of the input embeddings.")
+    embed_dim: int = Field(1024, gt=0, description="Transformer width.")
+    num_modalities: int = Field(6, gt=0, description="Modality tokens (image, sat, loc, ...).")
+    depth: int = Field(1, gt=0, description="Transformer blocks.")
+    heads: int = Field(8, gt=0, description="Attention heads (must divide embed_dim).")
+    mlp_dim: int = Field(2048, gt=0, description="Hidden width of the blocks' and decoders' MLPs.")
+    num_register_tokens: int = Field(4, ge=0, description="Register tokens beside the readouts.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability while training.")
+
+    def to_dict(self) -> dict[str, int | float]:
+        return self.model_dump()
 
     @classmethod
-    def from_dict(cls, data: dict) -> ProM3EConfig:
-        """Build from a config dict, ignoring training-only keys (lambda_kl, masked_only, ...)."""
-        known = {f.name for f in fields(cls)}
+    def from_dict(cls, data: Mapping[str, object]) -> ProM3EConfig:
+        """Build from a checkpoint's config, ignoring training-only keys (lambda_kl, masked_only,
+        ...); numbers are converted as the config file spells them (`512.0`)."""
         if data.get("num_cls_tokens", NUM_READOUT_TOKENS) != NUM_READOUT_TOKENS:
             raise ValueError("ProM3E needs exactly 2 readout tokens ([mu], [logvar])")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        known = {k: v for k, v in data.items() if k in cls.model_fields}
+        return cls.model_validate(known, strict=False)
 
 
 @dataclass
