@@ -86,7 +86,7 @@ class TrainRecipe(RecipeModel):
     )
     loss: LossSettings = Field(default_factory=LossSettings, description="Training loss.")
     masking: dict[str, Scalar] = Field(
-        default_factory=lambda: {"strategy": "prom3e"},
+        default_factory=lambda: dict[str, Scalar](strategy="prom3e"),
         description="`strategy` (a registered masking strategy) and its parameters, checked "
         "against the strategy's own signature.",
     )

@@ -69,8 +69,8 @@ class WeightsRecipe:
     encoders: dict[str, str]
     env_raster: str | None = WORLDCLIM
     source: str | None = "s2cloudless"
-    patch: dict = field(default_factory=lambda: dict(TAXABIND_PATCH))
-    preprocessing: dict[str, Preprocessing] = field(default_factory=dict)
+    patch: dict[str, float] = field(default_factory=lambda: dict(TAXABIND_PATCH))
+    preprocessing: dict[str, Preprocessing | AudioPreprocessing] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (configs)
 
     def hub_parts(self) -> dict[str, tuple[HubRef, list[str], list[list[str]]]]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +97,8 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 class TransformerBlock(nn.Module):
@@ -112,7 +114,8 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
         attended = self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0]
         x = self.norm1(attended + x)
-        return self.norm2(self.mlp(x) + x)
+        out: torch.Tensor = self.norm2(self.mlp(x) + x)
+        return out
 
 
 class ProM3E(nn.Module):
@@ -220,6 +223,7 @@ class ProM3E(nn.Module):
                 [torch.ones(b, p, dtype=torch.bool, device=visible.device), visible], dim=1
             )
         *earlier, last = self.encoder
+        assert isinstance(last, TransformerBlock)  # the encoder holds TransformerBlocks only
         if earlier:  # every token through the earlier blocks; their prefix rows now vary
             x = torch.cat([prefix.expand(b, -1, -1), tokens], dim=1)
             for block in earlier:
@@ -289,7 +293,17 @@ class ProM3E(nn.Module):
         return ProM3EOutput(mu, logvar, self.decode(z), hidden, visible)
 
 
-def _project(attn: nn.MultiheadAttention, queries_of, keys_of):
+@overload
+def _project(
+    attn: nn.MultiheadAttention, queries_of: torch.Tensor, keys_of: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+@overload
+def _project(
+    attn: nn.MultiheadAttention, queries_of: None, keys_of: torch.Tensor
+) -> tuple[None, torch.Tensor, torch.Tensor]: ...
+def _project(
+    attn: nn.MultiheadAttention, queries_of: torch.Tensor | None, keys_of: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """The attention's input projections: queries of `queries_of` (None: skipped), keys and
     values of `keys_of` ([..., E] tensors)."""
     w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
@@ -298,7 +312,13 @@ def _project(attn: nn.MultiheadAttention, queries_of, keys_of):
     return q, F.linear(keys_of, w_k, b_k), F.linear(keys_of, w_v, b_v)
 
 
-def _attend(attn: nn.MultiheadAttention, q, k, v, keys_ok: torch.Tensor | None) -> torch.Tensor:
+def _attend(
+    attn: nn.MultiheadAttention,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keys_ok: torch.Tensor | None,
+) -> torch.Tensor:
     """Multi-head scaled dot-product attention of projected [B, rows, E] queries over [B, S, E]
     keys and values (`keys_ok` [B, S]: the keys each sample may attend), then the out-projection,
     as `nn.MultiheadAttention` computes it."""
@@ -310,14 +330,15 @@ def _attend(attn: nn.MultiheadAttention, q, k, v, keys_ok: torch.Tensor | None) 
 
     mask = None if keys_ok is None else keys_ok[:, None, None, :]
     out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask)
-    return attn.out_proj(out.transpose(1, 2).reshape(b, rows, e))
+    projected: torch.Tensor = attn.out_proj(out.transpose(1, 2).reshape(b, rows, e))
+    return projected
 
 
 def visibility(
     batch: int,
     visible_modalities: list[int] | tuple[int, ...],
     num_modalities: int = 6,
-    device=None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """A [batch, M] bool mask with the same visible modalities for every sample."""
     mask = torch.zeros(batch, num_modalities, dtype=torch.bool, device=device)

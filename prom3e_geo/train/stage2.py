@@ -84,7 +84,7 @@ class Stage2Trainer:
         self.loss_fn = ProM3ELoss(recipe.loss.kind, recipe.loss.lambda_kl, recipe.loss.masked_only)
         params = dict(recipe.masking)
         self.masking = make_masking(
-            params.pop("strategy"), recipe.model.num_modalities, t.seed, **params
+            str(params.pop("strategy")), recipe.model.num_modalities, t.seed, **params
         )
         o = recipe.optim
         self.optimizer = torch.optim.AdamW(
