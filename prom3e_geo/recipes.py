@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -110,7 +110,7 @@ class TrainRecipe(RecipeModel):
             return tuple({"path": v} if isinstance(v, str) else v for v in value)
         return value
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         """The recipe as plain YAML/JSON data (what a run folder records)."""
         return self.model_dump(mode="json")
 

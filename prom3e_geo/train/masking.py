@@ -173,7 +173,7 @@ class OpmMasking(MaskingStrategy):
         k = s.size
         rho = (s[:, None] / s[None, :]).sum(axis=1) - 1.0  # sum over j != m of s_m / s_j
         rho = rho / max(k - 1, 1)
-        return self.q * (1 + self.lam * np.tanh(rho - 1)) * (rho > 1)
+        return np.asarray(self.q * (1 + self.lam * np.tanh(rho - 1)) * (rho > 1))
 
     def probabilities(self, n: int, present: np.ndarray) -> np.ndarray:
         return (self.rng.random((n, present.size)) < self.drop_probability(present)).astype(float)
@@ -252,7 +252,7 @@ class MiamMasking(MaskingStrategy):
         d = np.abs(now - then) / self.window + self.eps
         rho_s = s / _geometric_mean(s)
         rho_d = d / _geometric_mean(d)
-        return (rho_s / rho_d) ** self.lam
+        return np.asarray((rho_s / rho_d) ** self.lam)
 
     def probabilities(self, n: int, present: np.ndarray) -> np.ndarray:
         k = present.size

@@ -103,7 +103,7 @@ def fit_batches(
         for step in range(steps):
             loss = batch_loss(order[step * batch_size : (step + 1) * batch_size])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
             scheduler.step()
             total += loss.item()
