@@ -174,7 +174,7 @@ def test_docs_list_every_recipe_key_as_the_models_define_it():
     for key in (
         "`train.epochs` | integer, > 0 | `500`",
         "`optim.betas` | list of 2 number",
-        "`amp` | one of `bf16`, `fp16`, `none`",
+        "`train.amp` | one of `bf16`, `fp16`, `none`",
         "`patch.size` | integer, > 0",
         '`stage2_masking` | string | `"uniform"`',
         "`model` | string | required",

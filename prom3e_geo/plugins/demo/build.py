@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from prom3e_geo.encoders.clip import patches_to_pixels
 from prom3e_geo.encoders.location import LocationEncoder
 from prom3e_geo.errors import InputError
 from prom3e_geo.model.checkpoint import load_prom3e
-from prom3e_geo.model.prom3e import ProM3EConfig
+from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
 from prom3e_geo.plugins.demo.models import (
     DIM,
     DemoNetworks,
@@ -57,7 +58,11 @@ from prom3e_geo.recipes import (
 )
 from prom3e_geo.train.data import PairedEmbeddings
 from prom3e_geo.train.stage1 import MAX_LOGIT_SCALE, align_to_anchor, fit_batches, info_nce
-from prom3e_geo.train.stage2 import Stage2Trainer
+from prom3e_geo.train.stage2 import Metrics, Stage2Trainer
+
+if TYPE_CHECKING:
+    from prom3e_geo.encoders.base import Encoder
+    from prom3e_geo.engine.cells import CellContext
 
 PHOTO_RENDER_PX = 64
 RENDER_CHUNK = 1000  # photos and patches rendered per call (bounded memory)
@@ -130,7 +135,7 @@ def build_demo(
     out: str | Path,
     examples: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Run the whole build into `out` (and photos + observations into `examples`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -298,7 +303,7 @@ def stage2_recipe(recipe: DemoRecipe) -> TrainRecipe:
     )
 
 
-def train_prom3e(data: PairedEmbeddings, recipe: DemoRecipe) -> tuple[torch.nn.Module, list[dict]]:
+def train_prom3e(data: PairedEmbeddings, recipe: DemoRecipe) -> tuple[ProM3E, list[Metrics]]:
     """Stage 2: the demo ProM3E trained by the toolkit's trainer with the recipe's settings."""
     stage2 = stage2_recipe(recipe)
     with tempfile.TemporaryDirectory() as run:
@@ -394,12 +399,12 @@ class DemoModels:
     """The shipped (or a freshly built) demo: world, encoders, ProM3E and build record."""
 
     world: DemoWorld
-    encoders: dict
-    prom3e: torch.nn.Module
-    info: dict
+    encoders: dict[str, Encoder]
+    prom3e: ProM3E
+    info: dict[str, Any]
     folder: Path
 
-    def context(self):
+    def context(self) -> CellContext:
         """A `CellContext` over the demo world: demo patches, real coordinates, world fields."""
         from prom3e_geo.engine.cells import CellContext
         from prom3e_geo.plugins.demo.source import DemoSource
