@@ -185,3 +185,28 @@ def test_docs_list_every_recipe_key_as_the_models_define_it():
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.mark.slow
+def test_photo_anchor_on_the_stage1_loop_reproduces_the_shipped_build():
+    """The demo's photo anchor, now trained by `train.stage1.fit_batches`, gives the per-epoch
+    losses the shipped build recorded in demo.json (same recipe, same seeds)."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from prom3e_geo.plugins.demo.build import render_observations, train_photo_anchor
+    from prom3e_geo.plugins.demo.models import DemoNetworks
+    from prom3e_geo.plugins.demo.world import DemoWorld
+
+    info = json.loads((ROOT / "prom3e_geo/plugins/demo/data/demo.json").read_text())
+    recipe = DemoRecipe.model_validate(info["recipe"])
+    torch.manual_seed(recipe.seed)  # as build_demo: the seed, the world, the sample, the nets
+    world = DemoWorld(recipe.seed)
+    sample = render_observations(
+        world, recipe.train_observations, np.random.default_rng(recipe.seed)
+    )
+    nets = DemoNetworks(len(world.species))
+    history = train_photo_anchor(nets, sample.photos, sample.labels, recipe, None)
+    assert [round(v, 4) for v in history] == info["training"]["photo_anchor_loss"]
