@@ -32,7 +32,7 @@ def remove(path: Path) -> None:
 def remove_stale_partials(path: str | Path) -> list[Path]:
     """Remove the work in progress for `path` left by processes that are gone; returns it."""
     path = Path(path)
-    stale = []
+    stale: list[Path] = []
     if not path.parent.is_dir():
         return stale
     for candidate in path.parent.glob(f".{path.name}.partial-*"):

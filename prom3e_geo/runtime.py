@@ -28,7 +28,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
 PRECISIONS = ("auto", "bf16", "float32")
 
 
-def autocast(device: torch.device, amp: str = "bf16"):
+def autocast(device: torch.device, amp: str = "bf16") -> contextlib.AbstractContextManager[object]:
     """bf16/fp16 autocast on the device (CUDA or CPU); a no-op with amp 'none' or 'float32'."""
     if amp in ("none", "float32"):
         return contextlib.nullcontext()
@@ -59,7 +59,7 @@ def flush_subnormals_(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def _glibc():
+def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -136,5 +136,7 @@ def test_state_round_trip_reproduces_the_next_draws():
 def test_unknown_strategy_or_parameter_is_an_input_error():
     with pytest.raises(InputError, match="unknown masking strategy"):
         make_masking("random")
-    with pytest.raises(InputError, match="unexpected keyword"):
+    with pytest.raises(InputError, match="unknown key 'sharpness' \\(known: kappa, "):
         make_masking("miam", sharpness=3)
+    with pytest.raises(InputError, match="kappa: input should be a valid number"):
+        make_masking("miam", kappa="sharp")

@@ -8,7 +8,7 @@ import torch
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.model.checkpoint import load_prom3e
-from prom3e_geo.recipes import load_recipe, recipe_from_dict
+from prom3e_geo.recipes import TrainRecipe, load_recipe, parse_recipe
 from prom3e_geo.train.data import from_arrays, load_embeddings
 from prom3e_geo.train.stage2 import Stage2Trainer
 
@@ -39,7 +39,7 @@ def tiny_recipe(**overrides):
     }
     for key, value in overrides.items():
         data[key] = {**data.get(key, {}), **value}
-    return recipe_from_dict(data)
+    return parse_recipe(TrainRecipe, data, "<test>")
 
 
 @pytest.fixture(scope="module")
@@ -242,4 +242,4 @@ def test_train_command_runs_resumes_and_rejects_bad_recipes(tmp_path, run_cli):
     r = run_cli(
         "train", "--recipe", recipe, "--data", tmp_path / "data.npz", "--out", tmp_path / "x"
     )
-    assert r.code == 2 and "unknown key(s) ['epoch']" in r.err and r.err.count("\n") == 1
+    assert r.code == 2 and "unknown key 'train.epoch'" in r.err and r.err.count("\n") == 1

@@ -26,16 +26,21 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import Field, field_validator
 
 from prom3e_geo.encoders.audio import AudioPreprocessing
 from prom3e_geo.encoders.clip import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from prom3e_geo.encoders.registry import HUB_FILES, MODALITIES
+from prom3e_geo.encoders.worldclim_cache import WorldClimEnvironment
+from prom3e_geo.engine.cells import Environment
 from prom3e_geo.engine.parts import TAXABIND_PATCH, PipelineParts
-from prom3e_geo.errors import InputError, WeightsError
+from prom3e_geo.errors import WeightsError
 from prom3e_geo.hub import MIXIN_FILES, HubRef, download_snapshot, offline_hint, parse_hub_ref
+from prom3e_geo.recipes import RecipeModel, parse_recipe, read_yaml
 from prom3e_geo.settings import Settings
 
 PROM3E_REPO = "MVRL/ProM3E"
@@ -64,8 +69,8 @@ class WeightsRecipe:
     encoders: dict[str, str]
     env_raster: str | None = WORLDCLIM
     source: str | None = "s2cloudless"
-    patch: dict = field(default_factory=lambda: dict(TAXABIND_PATCH))
-    preprocessing: dict[str, Preprocessing] = field(default_factory=dict)
+    patch: dict[str, float] = field(default_factory=lambda: dict(TAXABIND_PATCH))
+    preprocessing: dict[str, Preprocessing | AudioPreprocessing] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (configs)
 
     def hub_parts(self) -> dict[str, tuple[HubRef, list[str], list[list[str]]]]:
@@ -131,54 +136,56 @@ def taxabind_recipe() -> WeightsRecipe:
     )
 
 
-def known_parts(name: str) -> WeightsRecipe | None:
-    """What is known of a released preset without its configuration (offline, nothing cached):
-    its ProM3E and the repository that names its encoders."""
-    if name != "taxabind":
-        return None
-    return WeightsRecipe("taxabind", PROM3E_REPO, {}, origins={"config": TAXABIND_CONFIG_REPO})
+class PatchSettings(RecipeModel):
+    """The satellite patches a preset's sat tower expects."""
+
+    size: int = Field(description="Patch side in pixels.", gt=0)
+    resolution: float = Field(description="Metres per pixel.", gt=0)
 
 
-RECIPE_KEYS = ("model", "encoders", "env_raster", "source", "patch")
+class PresetRecipe(RecipeModel):
+    """A user's weights preset (`--weights my-preset.yaml`): released or own parts by name."""
+
+    model: str = Field(description="ProM3E weights: hub id (ORG/NAME[@REV]) or path.")
+    encoders: dict[str, str] = Field(
+        default_factory=dict,
+        description="Modality -> encoder weights: hub id, path or registered name.",
+    )
+    env_raster: str | None = Field(
+        WORLDCLIM, description="20-band environment raster path, or worldclim (the cache's)."
+    )
+    source: str | None = Field("s2cloudless", description="Default imagery source spec.")
+    patch: PatchSettings = Field(
+        default_factory=lambda: PatchSettings.model_validate(TAXABIND_PATCH),
+        description="The imagery the satellite tower was trained on: size and resolution.",
+    )
+
+    @field_validator("encoders")
+    @classmethod
+    def _known_modalities(cls, value: dict[str, str]) -> dict[str, str]:
+        for modality in value:
+            if modality not in MODALITIES:
+                raise ValueError(f"unknown modality {modality!r}{_hint(modality, MODALITIES)}")
+        return value
 
 
 def read_weights_recipe(path: str | Path) -> WeightsRecipe:
-    """A user's preset recipe (YAML); unknown keys and modalities are refused with a hint."""
-    from prom3e_geo.recipes import read_yaml
-
-    data = read_yaml(path)
-    for key in data:
-        if key not in RECIPE_KEYS:
-            raise InputError(f"preset {path}: unknown key {key!r}{_hint(key, RECIPE_KEYS)}")
-    if not isinstance(data.get("model"), str):
-        raise InputError(f"preset {path}: 'model' (ProM3E weights: hub id or path) is required")
-    encoders = data.get("encoders") or {}
-    if not isinstance(encoders, dict):
-        raise InputError(f"preset {path}: 'encoders' must map modalities to weights")
-    for modality in encoders:
-        if modality not in MODALITIES:
-            raise InputError(
-                f"preset {path}: unknown modality {modality!r}{_hint(modality, MODALITIES)}"
-            )
-    patch = data.get("patch", TAXABIND_PATCH)
-    if not isinstance(patch, dict) or set(patch) - {"size", "resolution"}:
-        raise InputError(f"preset {path}: 'patch' takes size and resolution")
+    """A user's preset recipe (YAML); unknown keys, modalities and wrong value types are refused
+    in one line naming the key and the file."""
+    data = parse_recipe(PresetRecipe, read_yaml(path), str(path))
     return WeightsRecipe(
         str(path),
-        data["model"],
-        {m: str(s) for m, s in encoders.items()},
-        data.get("env_raster", WORLDCLIM),
-        data.get("source", "s2cloudless"),
-        dict(patch),
+        data.model,
+        dict(data.encoders),
+        data.env_raster,
+        data.source,
+        data.patch.model_dump(),
     )
 
 
-def _hint(name: str, known) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=1)
+def _hint(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-
-
-RECIPE_PRESETS: dict[str, Callable[[], WeightsRecipe]] = {"taxabind": taxabind_recipe}
 
 
 def is_recipe_path(name: str) -> bool:
@@ -188,11 +195,28 @@ def is_recipe_path(name: str) -> bool:
 def weights_recipe(name: str) -> WeightsRecipe | None:
     """The recipe of a preset name or YAML path; None for presets that are not made of
     released parts (the demo world ships its own)."""
-    if name in RECIPE_PRESETS:
-        return RECIPE_PRESETS[name]()
+    preset = _recipe_preset(name)
+    if preset is not None:
+        return preset.recipe()
     if is_recipe_path(name):
         return read_weights_recipe(name)
     return None
+
+
+def known_parts(name: str) -> WeightsRecipe | None:
+    """What is known of a released preset without its configuration (offline, nothing cached):
+    its ProM3E and the repository that names its encoders."""
+    preset = _recipe_preset(name)
+    return preset.offline if preset is not None else None
+
+
+def _recipe_preset(name: str) -> RecipePreset | None:
+    """The registered preset `name` if it is made of released parts."""
+    # the registry lives with the pipeline, which imports this module: looked up when asked
+    from prom3e_geo.engine.pipeline import PRESETS
+
+    preset = PRESETS.get(name) if name in PRESETS else None
+    return preset if isinstance(preset, RecipePreset) else None
 
 
 def recipe_parts(recipe: WeightsRecipe, device: str = "cpu") -> PipelineParts:
@@ -204,7 +228,7 @@ def recipe_parts(recipe: WeightsRecipe, device: str = "cpu") -> PipelineParts:
     origins = dict(recipe.origins)
     if loaded.origin:
         origins["model"] = loaded.origin
-    environment = None
+    environment: Environment | None = None
     if recipe.env_raster == WORLDCLIM:
         environment = WorldClimEnvironment(Settings.from_environment())
     elif recipe.env_raster:
@@ -225,42 +249,26 @@ def recipe_parts(recipe: WeightsRecipe, device: str = "cpu") -> PipelineParts:
     )
 
 
-def taxabind_preset(device: str = "cpu") -> PipelineParts:
-    """The released ProM3E (MVRL/ProM3E) with the TaxaBind encoders that MVRL/taxabind-config
-    names, WorldClim 2.1 and Sentinel-2 cloudless 2020 (the imagery its satellite tower saw).
+@dataclass(frozen=True)
+class RecipePreset:
+    """A model preset made of released parts, as the `prom3e_geo.presets` registry holds it:
+    called with a device it builds the parts; it also tells what it is made of (`recipe`, read
+    at run time) and what is known of it offline (`offline`)."""
 
-    See the module docstring."""
-    return recipe_parts(taxabind_recipe(), device)
+    recipe: Callable[[], WeightsRecipe]
+    offline: WeightsRecipe
+    summary: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "__doc__", self.summary)  # what `weights list` shows
 
-def worldclim_path(settings: Settings) -> Path:
-    """Where the cached WorldClim feature raster lives."""
-    return settings.cache_dir / "worldclim" / "wc2.1_5m_env20.tif"
-
-
-def worldclim_raster(settings: Settings) -> Path:
-    """WorldClim 2.1's 20 features in the cache, prepared (downloaded) the first time."""
-    from prom3e_geo.worldclim import prepare_worldclim
-
-    out = worldclim_path(settings)
-    folder = out.parent
-    if not out.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        prepare_worldclim(out, base_url=settings.worldclim_url, downloads=folder / "downloads")
-    return out
+    def __call__(self, device: str = "cpu") -> PipelineParts:
+        return recipe_parts(self.recipe(), device)
 
 
-class WorldClimEnvironment:
-    """The environment of the cached WorldClim raster, prepared on first use (a map whose
-    context has no `env` never downloads it)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._sample = None
-
-    def __call__(self, lon, lat):
-        if self._sample is None:
-            from prom3e_geo.encoders.environment import EnvironmentSampler
-
-            self._sample = EnvironmentSampler(worldclim_raster(self.settings)).sample
-        return self._sample(lon, lat)
+taxabind_preset = RecipePreset(
+    taxabind_recipe,
+    WeightsRecipe("taxabind", PROM3E_REPO, {}, origins={"config": TAXABIND_CONFIG_REPO}),
+    "The released ProM3E (MVRL/ProM3E) with the TaxaBind encoders that MVRL/taxabind-config "
+    "names, WorldClim 2.1 and Sentinel-2 cloudless 2020 (the imagery its satellite tower saw).",
+)

@@ -46,9 +46,20 @@ def write_layer_outputs(
 
 
 def _write_all(
-    bands, grid, tags, band_docs, out, zarr_path, zarr_format, png_path, png_panels, png_title,
-    style_cmap, overwrite, units,
-) -> list[Path]:  # fmt: skip
+    bands: Mapping[str, np.ndarray],
+    grid: Grid,
+    tags: Mapping[str, str],
+    band_docs: Mapping[str, str],
+    out: str | Path,
+    zarr_path: str | Path | None,
+    zarr_format: int,
+    png_path: str | Path | None,
+    png_panels: Sequence[Panel],
+    png_title: str | None,
+    style_cmap: str | None,
+    overwrite: bool,
+    units: dict[str, str],
+) -> list[Path]:
     written = [
         write_cog(
             out,

@@ -119,7 +119,8 @@ def aoi_outline(grid: Grid) -> list[np.ndarray]:
     dx, dy = grid.res
     x = np.concatenate([[grid.x[0] - dx], grid.x, [grid.x[-1] + dx]])
     y = np.concatenate([[grid.y[0] + dy], grid.y, [grid.y[-1] - dy]])
-    return list(contourpy.contour_generator(x, y, padded).lines(0.5))
+    lines = contourpy.contour_generator(x, y, padded).lines(0.5)
+    return [np.asarray(line) for line in lines]  # the default line type: one array per line
 
 
 def write_comparison_plot(result: Comparison, path: str | Path, overwrite: bool = False) -> Path:

@@ -133,7 +133,7 @@ def project_xml(project: str | Path, layers: Sequence[RasterLayer], aoi: Aoi, ti
     ET.SubElement(tree, "customproperties")
     for element, name, source, provider in entries:
         ET.SubElement(
-            tree, "layer-tree-layer", id=element.findtext("id"), name=name, source=source,
+            tree, "layer-tree-layer", id=element.findtext("id", ""), name=name, source=source,
             providerKey=provider, checked="Qt::Checked", expanded="1",
         )  # fmt: skip
     canvas = ET.SubElement(root, "mapcanvas", name="theMapCanvas", annotationsVisible="1")
@@ -145,16 +145,15 @@ def project_xml(project: str | Path, layers: Sequence[RasterLayer], aoi: Aoi, ti
     order = ET.SubElement(root, "layerorder")
     for element, *_ in entries:
         maplayers.append(element)
-        ET.SubElement(order, "layer", id=element.findtext("id"))
+        ET.SubElement(order, "layer", id=element.findtext("id", ""))
     properties = ET.SubElement(root, "properties")
     srs = ET.SubElement(properties, "SpatialRefSys")  # QGIS reads <projectCrs> only with this
     ET.SubElement(srs, "ProjectionsEnabled", type="int").text = "1"
     paths = ET.SubElement(properties, "Paths")
     ET.SubElement(paths, "Absolute", type="bool").text = "false"
     ET.indent(root)
-    return b"<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(
-        root, encoding="utf-8"
-    )
+    body: bytes = ET.tostring(root, encoding="utf-8")  # bytes for any encoding but "unicode"
+    return b"<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body
 
 
 def write_qgis_project(

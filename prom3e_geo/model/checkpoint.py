@@ -22,10 +22,11 @@ import pickle
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
 from prom3e_geo.errors import WeightsError
 from prom3e_geo.hashing import file_sha256
@@ -101,7 +102,7 @@ def read_tensor_file(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
-def _load_hf_folder(path: Path, map_location) -> LoadedModel:
+def _load_hf_folder(path: Path, map_location: str | torch.device) -> LoadedModel:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise WeightsError(f"model folder {path} has no config.json")
@@ -148,11 +149,11 @@ def _torch_load(path: Path) -> object:
         raise WeightsError(f"model {path} cannot be read as a torch checkpoint: {reason}") from None
 
 
-def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict, str]:
+def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
     """(state_dict without the Lightning `model.` prefix, hyper-parameters, layout name)."""
     if not isinstance(obj, dict):
         raise WeightsError(f"model {path} holds a {type(obj).__name__}, not a state dict")
-    hparams: dict = {}
+    hparams: dict[str, Any] = {}
     source = "state_dict"
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
         hp = obj.get("hyper_parameters")
@@ -166,7 +167,9 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], dict, str
     return state, hparams, source
 
 
-def _config_from(config_data: str | dict | None, state: dict, path: Path) -> ProM3EConfig:
+def _config_from(
+    config_data: str | dict[str, Any] | None, state: dict[str, torch.Tensor], path: Path
+) -> ProM3EConfig:
     if config_data is None:
         return _infer_config(state, path)
     data = json.loads(config_data) if isinstance(config_data, str) else config_data
@@ -204,7 +207,13 @@ def _infer_config(state: dict[str, torch.Tensor], path: Path) -> ProM3EConfig:
     )
 
 
-def _build(config: ProM3EConfig, state: dict, source: str, path: Path, map_location) -> LoadedModel:
+def _build(
+    config: ProM3EConfig,
+    state: dict[str, torch.Tensor],
+    source: str,
+    path: Path,
+    map_location: str | torch.device,
+) -> LoadedModel:
     try:
         model = ProM3E(config)
     except (ValueError, AssertionError) as exc:

@@ -25,39 +25,45 @@ register tokens.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import overload
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 MODALITIES = ("image", "sat", "loc", "env", "text", "audio")
 NUM_READOUT_TOKENS = 2  # [mu] and [logvar]
 
 
-@dataclass(frozen=True)
-class ProM3EConfig:
-    """Architecture; the defaults are the released model's."""
+class ProM3EConfig(BaseModel):
+    """Architecture; the defaults are the released model's. Recipes check it strictly (a wrong
+    key or value type is refused); checkpoint configs go through `from_dict`."""
 
-    input_dim: int = 512
-    embed_dim: int = 1024
-    num_modalities: int = 6
-    depth: int = 1
-    heads: int = 8
-    mlp_dim: int = 2048
-    num_register_tokens: int = 4
-    dropout: float = 0.0
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    input_dim: int = Field(512, gt=0, description="Width of the input embeddings.")
+    embed_dim: int = Field(1024, gt=0, description="Transformer width.")
+    num_modalities: int = Field(6, gt=0, description="Modality tokens (image, sat, loc, ...).")
+    depth: int = Field(1, gt=0, description="Transformer blocks.")
+    heads: int = Field(8, gt=0, description="Attention heads (must divide embed_dim).")
+    mlp_dim: int = Field(2048, gt=0, description="Hidden width of the blocks' and decoders' MLPs.")
+    num_register_tokens: int = Field(4, ge=0, description="Register tokens beside the readouts.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability while training.")
+
+    def to_dict(self) -> dict[str, int | float]:
+        return self.model_dump()
 
     @classmethod
-    def from_dict(cls, data: dict) -> ProM3EConfig:
-        """Build from a config dict, ignoring training-only keys (lambda_kl, masked_only, ...)."""
-        known = {f.name for f in fields(cls)}
+    def from_dict(cls, data: Mapping[str, object]) -> ProM3EConfig:
+        """Build from a checkpoint's config, ignoring training-only keys (lambda_kl, masked_only,
+        ...); numbers are converted as the config file spells them (`512.0`)."""
         if data.get("num_cls_tokens", NUM_READOUT_TOKENS) != NUM_READOUT_TOKENS:
             raise ValueError("ProM3E needs exactly 2 readout tokens ([mu], [logvar])")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        known = {k: v for k, v in data.items() if k in cls.model_fields}
+        return cls.model_validate(known, strict=False)
 
 
 @dataclass
@@ -91,7 +97,8 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 class TransformerBlock(nn.Module):
@@ -107,7 +114,8 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
         attended = self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0]
         x = self.norm1(attended + x)
-        return self.norm2(self.mlp(x) + x)
+        out: torch.Tensor = self.norm2(self.mlp(x) + x)
+        return out
 
 
 class ProM3E(nn.Module):
@@ -215,6 +223,7 @@ class ProM3E(nn.Module):
                 [torch.ones(b, p, dtype=torch.bool, device=visible.device), visible], dim=1
             )
         *earlier, last = self.encoder
+        assert isinstance(last, TransformerBlock)  # the encoder holds TransformerBlocks only
         if earlier:  # every token through the earlier blocks; their prefix rows now vary
             x = torch.cat([prefix.expand(b, -1, -1), tokens], dim=1)
             for block in earlier:
@@ -284,7 +293,17 @@ class ProM3E(nn.Module):
         return ProM3EOutput(mu, logvar, self.decode(z), hidden, visible)
 
 
-def _project(attn: nn.MultiheadAttention, queries_of, keys_of):
+@overload
+def _project(
+    attn: nn.MultiheadAttention, queries_of: torch.Tensor, keys_of: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+@overload
+def _project(
+    attn: nn.MultiheadAttention, queries_of: None, keys_of: torch.Tensor
+) -> tuple[None, torch.Tensor, torch.Tensor]: ...
+def _project(
+    attn: nn.MultiheadAttention, queries_of: torch.Tensor | None, keys_of: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """The attention's input projections: queries of `queries_of` (None: skipped), keys and
     values of `keys_of` ([..., E] tensors)."""
     w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
@@ -293,7 +312,13 @@ def _project(attn: nn.MultiheadAttention, queries_of, keys_of):
     return q, F.linear(keys_of, w_k, b_k), F.linear(keys_of, w_v, b_v)
 
 
-def _attend(attn: nn.MultiheadAttention, q, k, v, keys_ok: torch.Tensor | None) -> torch.Tensor:
+def _attend(
+    attn: nn.MultiheadAttention,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keys_ok: torch.Tensor | None,
+) -> torch.Tensor:
     """Multi-head scaled dot-product attention of projected [B, rows, E] queries over [B, S, E]
     keys and values (`keys_ok` [B, S]: the keys each sample may attend), then the out-projection,
     as `nn.MultiheadAttention` computes it."""
@@ -305,14 +330,15 @@ def _attend(attn: nn.MultiheadAttention, q, k, v, keys_ok: torch.Tensor | None) 
 
     mask = None if keys_ok is None else keys_ok[:, None, None, :]
     out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask)
-    return attn.out_proj(out.transpose(1, 2).reshape(b, rows, e))
+    projected: torch.Tensor = attn.out_proj(out.transpose(1, 2).reshape(b, rows, e))
+    return projected
 
 
 def visibility(
     batch: int,
     visible_modalities: list[int] | tuple[int, ...],
     num_modalities: int = 6,
-    device=None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """A [batch, M] bool mask with the same visible modalities for every sample."""
     mask = torch.zeros(batch, num_modalities, dtype=torch.bool, device=device)

@@ -39,12 +39,15 @@ from __future__ import annotations
 import inspect
 import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, get_type_hints
 
 import numpy as np
 import torch
+from pydantic import ValidationError, create_model
 
 from prom3e_geo.errors import InputError
+from prom3e_geo.recipes import RecipeModel, describe_error
 from prom3e_geo.registry import Registry
 
 
@@ -170,7 +173,7 @@ class OpmMasking(MaskingStrategy):
         k = s.size
         rho = (s[:, None] / s[None, :]).sum(axis=1) - 1.0  # sum over j != m of s_m / s_j
         rho = rho / max(k - 1, 1)
-        return self.q * (1 + self.lam * np.tanh(rho - 1)) * (rho > 1)
+        return np.asarray(self.q * (1 + self.lam * np.tanh(rho - 1)) * (rho > 1))
 
     def probabilities(self, n: int, present: np.ndarray) -> np.ndarray:
         return (self.rng.random((n, present.size)) < self.drop_probability(present)).astype(float)
@@ -249,7 +252,7 @@ class MiamMasking(MaskingStrategy):
         d = np.abs(now - then) / self.window + self.eps
         rho_s = s / _geometric_mean(s)
         rho_d = d / _geometric_mean(d)
-        return (rho_s / rho_d) ** self.lam
+        return np.asarray((rho_s / rho_d) ** self.lam)
 
     def probabilities(self, n: int, present: np.ndarray) -> np.ndarray:
         k = present.size
@@ -297,15 +300,39 @@ STRATEGIES: Registry[type[MaskingStrategy]] = Registry("prom3e_geo.masking", "ma
 
 
 def make_masking(
-    name: str, num_modalities: int = 6, seed: int = 0, **params: Any
+    name: str, num_modalities: int = 6, seed: int = 0, **params: object
 ) -> MaskingStrategy:
-    """Build a strategy by name; unknown names or parameters are input errors."""
+    """Build a strategy by name; unknown names, parameters or parameter types are input errors."""
     cls = STRATEGIES.get(name)
+    options = masking_options(cls, params, f"masking strategy {name!r}")
     try:
-        inspect.signature(cls).bind(num_modalities=num_modalities, seed=seed, **params)
-    except TypeError as exc:
-        raise InputError(f"masking strategy {name!r}: {exc}") from None
-    try:
-        return cls(num_modalities=num_modalities, seed=seed, **params)
+        return cls(num_modalities=num_modalities, seed=seed, **options)
     except ValueError as exc:
         raise InputError(f"masking strategy {name!r}: {exc}") from None
+
+
+def check_masking(masking: Mapping[str, object], source: str) -> None:
+    """A recipe's `masking` section checked against its strategy's signature (names and value
+    types), so that a bad parameter is refused before any data is read."""
+    params = dict(masking)
+    cls = STRATEGIES.get(str(params.pop("strategy")))
+    masking_options(cls, params, f"recipe {source}: masking")
+
+
+def masking_options(
+    cls: type[MaskingStrategy], params: Mapping[str, object], where: str
+) -> dict[str, object]:
+    """`params` validated against the keyword parameters of `cls` (their annotations and
+    defaults, as a strict recipe model); errors say `where`."""
+    hints = get_type_hints(cls.__init__)
+    fields: dict[str, Any] = {
+        p.name: (hints.get(p.name, object), p.default)
+        for p in inspect.signature(cls).parameters.values()
+        if p.name not in ("num_modalities", "seed")
+    }
+    model = create_model(f"{cls.__name__}Options", __base__=RecipeModel, **fields)
+    try:
+        checked = model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise InputError(f"{where}: {describe_error(model, exc)}") from None
+    return {k: getattr(checked, k) for k in params}

@@ -20,7 +20,9 @@ from torch import nn
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
-def contrastive_targets(labels: torch.Tensor | None, n: int, device) -> torch.Tensor:
+def contrastive_targets(
+    labels: torch.Tensor | None, n: int, device: torch.device | str
+) -> torch.Tensor:
     """[n, n] target distribution: the diagonal, or uniform over same-label items."""
     if labels is None:
         return torch.eye(n, device=device)
@@ -52,31 +54,60 @@ def align_to_anchor(
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Train `encoder` so that normalize(encoder(inputs[i])) matches anchors[i]; returns the mean
-    loss per epoch. The anchor is frozen; AdamW with a cosine schedule over all steps."""
+    loss per epoch. The anchor is frozen."""
     anchors = F.normalize(anchors.float(), dim=-1)
     logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    params = [*encoder.parameters(), logit_scale]
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        emb = F.normalize(encoder(inputs[idx]), dim=-1)
+        return info_nce(emb, anchors[idx], logit_scale, None if labels is None else labels[idx])
+
+    encoder.train()
+    history = fit_batches(
+        [*encoder.parameters(), logit_scale],
+        batch_loss,
+        inputs.shape[0],
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        on_epoch=on_epoch,
+    )
+    encoder.eval()
+    return history
+
+
+def fit_batches(
+    params: list[nn.Parameter],
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """The stage-1 loop: `epochs` passes over `n` samples in seeded random batches (the last
+    partial batch dropped), AdamW on `params` with a cosine schedule over all steps;
+    `batch_loss(indices)` gives a batch's loss. Returns the mean loss per epoch."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    n = inputs.shape[0]
     steps = max(1, n // batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
     rng = np.random.default_rng(seed)
     history = []
-    encoder.train()
     for epoch in range(epochs):
         order = torch.from_numpy(rng.permutation(n))
         total = 0.0
         for step in range(steps):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            emb = F.normalize(encoder(inputs[idx]), dim=-1)
-            loss = info_nce(emb, anchors[idx], logit_scale, None if labels is None else labels[idx])
+            loss = batch_loss(order[step * batch_size : (step + 1) * batch_size])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
             scheduler.step()
             total += loss.item()
         history.append(total / steps)
         if on_epoch:
             on_epoch(epoch, history[-1])
-    encoder.eval()
     return history

@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from prom3e_geo.train.masking import make_masking
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
+Metrics = dict[str, float]  # one epoch's numbers: epoch, lr, losses, recalls, seconds
 VAL_MASK_SEED = 20260323
 
 
@@ -56,7 +58,7 @@ class Stage2Trainer:
         out: str | Path,
         device: str = "auto",
         weights: list[float] | None = None,
-        on_epoch: Callable[[dict], None] | None = None,
+        on_epoch: Callable[[Metrics], None] | None = None,
     ) -> None:
         if not datasets:
             raise InputError("training needs at least one dataset")
@@ -84,7 +86,7 @@ class Stage2Trainer:
         self.loss_fn = ProM3ELoss(recipe.loss.kind, recipe.loss.lambda_kl, recipe.loss.masked_only)
         params = dict(recipe.masking)
         self.masking = make_masking(
-            params.pop("strategy"), recipe.model.num_modalities, t.seed, **params
+            str(params.pop("strategy")), recipe.model.num_modalities, t.seed, **params
         )
         o = recipe.optim
         self.optimizer = torch.optim.AdamW(
@@ -98,7 +100,7 @@ class Stage2Trainer:
         self.data_rng = np.random.default_rng(t.seed + 1)
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 2)
         self.epoch = 0
-        self.history: list[dict] = []
+        self.history: list[Metrics] = []
         self.best_val = math.inf
 
     # -- public ---------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ class Stage2Trainer:
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def fit(self, epochs: int | None = None, resume: bool = False) -> list[dict]:
+    def fit(self, epochs: int | None = None, resume: bool = False) -> list[Metrics]:
         """Train until `epochs` (default: the recipe's) are complete; returns per-epoch metrics."""
         state_path = self.out / STATE_FILE
         if resume:
@@ -222,7 +224,7 @@ class Stage2Trainer:
                 model.negative_shift,
             )
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss.total).backward()
+            torch.autograd.backward(self.scaler.scale(loss.total))
             self.scaler.step(self.optimizer)
             self.scaler.update()
             totals += torch.stack([loss.total.detach(), loss.recon, loss.kl])
@@ -230,7 +232,7 @@ class Stage2Trainer:
         return {"train_loss": mean[0], "train_recon": mean[1], "train_kl": mean[2]}
 
     # -- persistence ----------------------------------------------------------------------------
-    def _state(self) -> dict:
+    def _state(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "recipe": self.recipe.to_dict(),
@@ -251,7 +253,8 @@ class Stage2Trainer:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # corrupt or foreign file
             raise InputError(f"cannot resume from {path}: {exc}") from None
-        saved, now = state["recipe"], self.recipe.to_dict()
+        saved: dict[str, Any] = state["recipe"]
+        now: dict[str, Any] = self.recipe.to_dict()
         saved_cmp = {**saved, "train": {**saved["train"], "epochs": None}, "data": None}
         now_cmp = {**now, "train": {**now["train"], "epochs": None}, "data": None}
         if saved_cmp != now_cmp:
@@ -272,7 +275,7 @@ class Stage2Trainer:
             state["best_val"],
         )
 
-    def _save(self, metrics: dict) -> None:
+    def _save(self, metrics: Metrics) -> None:
         tag = {"epoch": str(self.epoch)}
         save_prom3e(self.model, self.out / "last.safetensors", tag)
         val = metrics.get("val_loss", metrics["train_loss"])
@@ -286,7 +289,7 @@ class Stage2Trainer:
         plot_losses(self.history, self.out / "loss.png")
 
 
-def write_metrics(history: list[dict], path: Path) -> None:
+def write_metrics(history: list[Metrics], path: Path) -> None:
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
@@ -298,7 +301,7 @@ def write_metrics(history: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plot_losses(history: list[dict], path: Path) -> None:
+def plot_losses(history: list[Metrics], path: Path) -> None:
     from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]

@@ -8,14 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from prom3e_geo.encoders.worldclim_cache import worldclim_path, worldclim_raster
 from prom3e_geo.engine.pipeline import PRESETS
 from prom3e_geo.engine.presets import (
     WORLDCLIM,
     WeightsRecipe,
     known_parts,
     weights_recipe,
-    worldclim_path,
-    worldclim_raster,
 )
 from prom3e_geo.errors import DownloadError, InputError, UnknownNameError, WeightsError
 from prom3e_geo.hub import (

@@ -23,19 +23,23 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_serializer, field_validator
 
 from prom3e_geo import __version__
 from prom3e_geo.encoders.clip import patches_to_pixels
 from prom3e_geo.encoders.location import LocationEncoder
 from prom3e_geo.errors import InputError
 from prom3e_geo.model.checkpoint import load_prom3e
+from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
 from prom3e_geo.plugins.demo.models import (
+    DIM,
     DemoNetworks,
     demo_encoders,
     save_networks,
@@ -43,10 +47,22 @@ from prom3e_geo.plugins.demo.models import (
 )
 from prom3e_geo.plugins.demo.render import satellite_patches, species_photos
 from prom3e_geo.plugins.demo.world import DemoWorld, sample_observations
-from prom3e_geo.recipes import TrainRecipe, read_yaml, recipe_from_dict
+from prom3e_geo.recipes import (
+    LossSettings,
+    OptimSettings,
+    RecipeModel,
+    TrainRecipe,
+    TrainSettings,
+    parse_recipe,
+    read_yaml,
+)
 from prom3e_geo.train.data import PairedEmbeddings
-from prom3e_geo.train.stage1 import align_to_anchor, info_nce
-from prom3e_geo.train.stage2 import Stage2Trainer
+from prom3e_geo.train.stage1 import MAX_LOGIT_SCALE, align_to_anchor, fit_batches, info_nce
+from prom3e_geo.train.stage2 import Metrics, Stage2Trainer
+
+if TYPE_CHECKING:
+    from prom3e_geo.encoders.base import Encoder
+    from prom3e_geo.engine.cells import CellContext
 
 PHOTO_RENDER_PX = 64
 RENDER_CHUNK = 1000  # photos and patches rendered per call (bounded memory)
@@ -67,34 +83,46 @@ QUERY_SPECIES = (
 )
 
 
-@dataclass(frozen=True)
-class DemoRecipe:
+class DemoRecipe(RecipeModel):
     """Sizes and schedules of a demo build (recipes/demo-world.yaml holds the shipped one)."""
 
-    seed: int = 0
-    train_observations: int = 24_000
-    csv_observations: int = 30_000
-    photo_epochs: int = 12
-    align_epochs: int = 12
-    batch_size: int = 256
-    lr: float = 2e-3
-    prom3e: dict = field(default_factory=lambda: {"embed_dim": 128, "heads": 4, "mlp_dim": 256})
-    stage2_epochs: int = 30
-    stage2_batch: int = 512
-    stage2_lr: float = 1e-3
-    stage2_masking: str = "uniform"
-    stage2_lambda_kl: float = 0.02
+    seed: int = Field(0, description="Seed of the world, the sampling and the training.")
+    train_observations: int = Field(
+        24_000, gt=0, description="Paired (photo, patch, location, environment, name) samples."
+    )
+    csv_observations: int = Field(30_000, gt=0, description="Rows of the example observations CSV.")
+    photo_epochs: int = Field(12, gt=0, description="Epochs of the photo CNN + species names.")
+    align_epochs: int = Field(
+        12, gt=0, description="Stage 1: epochs of sat, env and loc aligned to the photo anchor."
+    )
+    batch_size: int = Field(256, gt=0, description="Batch size of the photo anchor and stage 1.")
+    lr: float = Field(2e-3, gt=0, description="Learning rate of the photo anchor and stage 1.")
+    prom3e: ProM3EConfig = Field(
+        default_factory=lambda: ProM3EConfig(embed_dim=128, heads=4, mlp_dim=256),
+        description="The demo ProM3E's architecture (the training recipe's model keys; "
+        "input_dim stays 512, the demo towers' width).",
+    )
+    stage2_epochs: int = Field(30, gt=0, description="Stage 2: epochs of ProM3E training.")
+    stage2_batch: int = Field(512, gt=0, description="Stage 2: batch size.")
+    stage2_lr: float = Field(1e-3, gt=0, description="Stage 2: learning rate.")
+    stage2_masking: str = Field("uniform", description="Stage 2: masking strategy.")
+    stage2_lambda_kl: float = Field(0.02, ge=0, description="Stage 2: weight of the VIB term.")
+
+    @field_validator("prom3e")
+    @classmethod
+    def _towers_width(cls, value: ProM3EConfig) -> ProM3EConfig:
+        if value.input_dim != DIM:
+            raise ValueError(f"input_dim must be {DIM}, the demo towers' width")
+        return value
+
+    @field_serializer("prom3e")
+    def _keys_given(self, value: ProM3EConfig) -> dict[str, int | float]:
+        """The architecture keys the recipe sets (what `demo.json` records)."""
+        return value.model_dump(exclude_unset=True)
 
     @classmethod
     def load(cls, path: str | Path) -> DemoRecipe:
-        data = read_yaml(path)
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InputError(f"recipe {path}: unknown key(s) {unknown}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise InputError(f"recipe {path}: {exc}") from None
+        return parse_recipe(cls, read_yaml(path), str(path))
 
 
 def _log(progress: Callable[[str], None] | None, message: str) -> None:
@@ -107,7 +135,7 @@ def build_demo(
     out: str | Path,
     examples: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Run the whole build into `out` (and photos + observations into `examples`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +206,7 @@ def build_demo(
     timings["total_s"] = time.perf_counter() - t0
     info = {
         "software": f"prom3e-geo {__version__}",
-        "recipe": asdict(recipe),
+        "recipe": recipe.model_dump(mode="json"),
         "species": [{"scientific": s, "common": c} for s, c in species_names],
         "training": {
             "observations": int(len(labels)),
@@ -251,7 +279,7 @@ def paired_embeddings(
         3: nets.env(sample.env),
         4: nets.text(sample.labels),
     }
-    values = np.zeros((len(sample.labels), 6, 512), dtype=np.float32)
+    values = np.zeros((len(sample.labels), 6, DIM), dtype=np.float32)
     for i, embedding in paired.items():
         values[:, i] = F.normalize(embedding, dim=-1).numpy()
     return PairedEmbeddings(values, list(paired), "demo-world")
@@ -259,25 +287,23 @@ def paired_embeddings(
 
 def stage2_recipe(recipe: DemoRecipe) -> TrainRecipe:
     """The stage-2 training recipe a demo recipe stands for."""
-    return recipe_from_dict(
-        {
-            "model": {"input_dim": 512, **recipe.prom3e},
-            "loss": {"lambda_kl": recipe.stage2_lambda_kl},
-            "masking": {"strategy": recipe.stage2_masking},
-            "optim": {"lr": recipe.stage2_lr, "t0_epochs": recipe.stage2_epochs},
-            "train": {
-                "epochs": recipe.stage2_epochs,
-                "batch_size": recipe.stage2_batch,
-                "val_fraction": 0.1,
-                "val_batch": 1000,
-                "seed": recipe.seed,
-                "amp": "none",
-            },
-        }
+    return TrainRecipe(
+        model=recipe.prom3e,
+        loss=LossSettings(lambda_kl=recipe.stage2_lambda_kl),
+        masking={"strategy": recipe.stage2_masking},
+        optim=OptimSettings(lr=recipe.stage2_lr, t0_epochs=recipe.stage2_epochs),
+        train=TrainSettings(
+            epochs=recipe.stage2_epochs,
+            batch_size=recipe.stage2_batch,
+            val_fraction=0.1,
+            val_batch=1000,
+            seed=recipe.seed,
+            amp="none",
+        ),
     )
 
 
-def train_prom3e(data: PairedEmbeddings, recipe: DemoRecipe) -> tuple[torch.nn.Module, list[dict]]:
+def train_prom3e(data: PairedEmbeddings, recipe: DemoRecipe) -> tuple[ProM3E, list[Metrics]]:
     """Stage 2: the demo ProM3E trained by the toolkit's trainer with the recipe's settings."""
     stage2 = stage2_recipe(recipe)
     with tempfile.TemporaryDirectory() as run:
@@ -286,43 +312,41 @@ def train_prom3e(data: PairedEmbeddings, recipe: DemoRecipe) -> tuple[torch.nn.M
 
 
 def train_photo_anchor(
-    nets: DemoNetworks, photos: torch.Tensor, labels: torch.Tensor, recipe: DemoRecipe, progress
+    nets: DemoNetworks,
+    photos: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: DemoRecipe,
+    progress: Callable[[str], None] | None,
 ) -> list[float]:
     """Photo CNN + species-name table: cosine logits over all species with a learnable scale,
-    trained with the label-aware InfoNCE of stage 1 (photo -> name direction over every name)."""
-    params = [*nets.photo.parameters(), *nets.text.parameters()]
+    plus the label-aware InfoNCE of stage 1 (photo -> name direction over every name), trained
+    by the stage-1 loop (`fit_batches`)."""
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    optimizer = torch.optim.AdamW([*params, logit_scale], lr=recipe.lr, weight_decay=1e-4)
-    n = photos.shape[0]
-    steps = max(1, n // recipe.batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=recipe.photo_epochs * steps
-    )
-    rng = np.random.default_rng(recipe.seed + 7)
     all_names = torch.arange(nets.text.num_embeddings)
-    history = []
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        image = F.normalize(nets.photo(photos[idx]), dim=-1)
+        names = F.normalize(nets.text(all_names), dim=-1)
+        logits = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * image @ names.T
+        loss = F.cross_entropy(logits, labels[idx])
+        # keep the names spread: the symmetric term over the names present in the batch
+        return loss + 0.5 * info_nce(image, names[labels[idx]], logit_scale, labels[idx])
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        _log(progress, f"photo anchor epoch {epoch + 1}/{recipe.photo_epochs}: loss {loss:.3f}")
+
     nets.photo.train()
-    for epoch in range(recipe.photo_epochs):
-        order = torch.from_numpy(rng.permutation(n))
-        total = 0.0
-        for step in range(steps):
-            idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            image = F.normalize(nets.photo(photos[idx]), dim=-1)
-            names = F.normalize(nets.text(all_names), dim=-1)
-            logits = logit_scale.clamp(max=math.log(100)).exp() * image @ names.T
-            loss = F.cross_entropy(logits, labels[idx])
-            # keep the names spread: the symmetric term over the names present in the batch
-            loss = loss + 0.5 * info_nce(image, names[labels[idx]], logit_scale, labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item()
-        history.append(total / steps)
-        _log(
-            progress,
-            f"photo anchor epoch {epoch + 1}/{recipe.photo_epochs}: loss {history[-1]:.3f}",
-        )
+    history = fit_batches(
+        [*nets.photo.parameters(), *nets.text.parameters(), logit_scale],
+        batch_loss,
+        photos.shape[0],
+        epochs=recipe.photo_epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=1e-4,
+        seed=recipe.seed + 7,
+        on_epoch=on_epoch,
+    )
     nets.photo.eval()
     return history
 
@@ -375,12 +399,12 @@ class DemoModels:
     """The shipped (or a freshly built) demo: world, encoders, ProM3E and build record."""
 
     world: DemoWorld
-    encoders: dict
-    prom3e: torch.nn.Module
-    info: dict
+    encoders: dict[str, Encoder]
+    prom3e: ProM3E
+    info: dict[str, Any]
     folder: Path
 
-    def context(self):
+    def context(self) -> CellContext:
         """A `CellContext` over the demo world: demo patches, real coordinates, world fields."""
         from prom3e_geo.engine.cells import CellContext
         from prom3e_geo.plugins.demo.source import DemoSource

@@ -32,7 +32,9 @@ def demo_group() -> None:
     help="Also write query photos and observations.csv here.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace models already in --out.")
-def demo_build_command(recipe, out, examples, overwrite) -> None:
+def demo_build_command(
+    recipe: Path | None, out: Path, examples: Path | None, overwrite: bool
+) -> None:
     """Regenerate the demo world's models, observations and query photos.
 
     \b
@@ -55,7 +57,7 @@ def demo_build_command(recipe, out, examples, overwrite) -> None:
 @click.option(
     "--models", type=click.Path(path_type=Path), default=None, help="A demo build folder."
 )
-def demo_info_command(models) -> None:
+def demo_info_command(models: Path | None) -> None:
     """Describe the demo world and how its models were made.
 
     \b
@@ -75,7 +77,15 @@ def demo_info_command(models) -> None:
 @click.option("--resolution", default=None, help="Cell size in CRS units instead of --shape.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output COG.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-def demo_truth_command(species, aoi, crs, shape, resolution, out, overwrite) -> None:
+def demo_truth_command(
+    species: str,
+    aoi: str,
+    crs: str,
+    shape: str | None,
+    resolution: str | None,
+    out: Path,
+    overwrite: bool,
+) -> None:
     """The true range of a demo-world species (1 in range, 0 outside), on a map's grid: the
     truth that `compare --truth` judges maps and their uncertainty against.
 

@@ -17,11 +17,13 @@ import difflib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from prom3e_geo.encoders.base import Encoder
@@ -57,7 +59,8 @@ class SmallCNN(nn.Module):
         self.proj = nn.Linear(4 * width, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.features(x))
+        out: torch.Tensor = self.proj(self.features(x))
+        return out
 
 
 def mlp(inputs: int, hidden: int = 256, dim: int = DIM) -> nn.Sequential:
@@ -82,7 +85,7 @@ class DemoNetworks(nn.Module):
         self.text = nn.Embedding(num_species, DIM)
 
 
-def photo_pixels(images: Sequence) -> torch.Tensor:
+def photo_pixels(images: Sequence[Any]) -> torch.Tensor:
     """Photos (paths, PIL images or uint8 [H, W, 3] arrays) -> normalised [B, 3, 32, 32]."""
     arrays = []
     for item in images:
@@ -109,36 +112,38 @@ def uint8_photos_to_pixels(batch: torch.Tensor, size: int = IMAGE_PX) -> torch.T
 class DemoPhotoEncoder(Encoder):
     modality = "image"
 
-    def preprocess(self, raw: Sequence) -> torch.Tensor:
+    def preprocess(self, raw: Sequence[Any]) -> torch.Tensor:
         return photo_pixels(raw)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.module(batch)
+        out: torch.Tensor = self.module(batch)
+        return out
 
 
 class DemoSatEncoder(Encoder):
     modality = "sat"
 
-    def preprocess(self, raw) -> torch.Tensor:
+    def preprocess(self, raw: Sequence[Any]) -> torch.Tensor:
         return stack_patches(raw)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.module(patches_to_pixels(batch, IMAGE_PX))
+        out: torch.Tensor = self.module(patches_to_pixels(batch, IMAGE_PX))
+        return out
 
 
 class DemoEnvEncoder(Encoder):
     modality = "env"
 
-    def preprocess(self, raw) -> torch.Tensor:
+    def preprocess(self, raw: Sequence[Any]) -> torch.Tensor:
         values = np.asarray(raw, dtype=np.float32)
-        if values.ndim != 2 or values.shape[1] != self.module[0].in_features:
-            raise InputError(
-                f"demo environment vectors must be [N, {self.module[0].in_features}], got {values.shape}"
-            )
+        width = self.module.get_submodule("0").in_features
+        if values.ndim != 2 or values.shape[1] != width:
+            raise InputError(f"demo environment vectors must be [N, {width}], got {values.shape}")
         return torch.from_numpy(values)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.module(batch)
+        out: torch.Tensor = self.module(batch)
+        return out
 
 
 class DemoLocEncoder(Encoder):
@@ -151,11 +156,12 @@ class DemoLocEncoder(Encoder):
         self.geoclip = geoclip
         self.batch_size = 4096
 
-    def preprocess(self, raw) -> torch.Tensor:
+    def preprocess(self, raw: Sequence[Any]) -> torch.Tensor:
         return self.geoclip.preprocess(raw)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.module(F.normalize(self.geoclip.module(batch), dim=-1))
+        out: torch.Tensor = self.module(F.normalize(self.geoclip.module(batch), dim=-1))
+        return out
 
 
 class DemoTextEncoder(Encoder):
@@ -168,7 +174,7 @@ class DemoTextEncoder(Encoder):
     ) -> None:
         super().__init__(table, device)
         self.species = species
-        self.lookup = {}
+        self.lookup: dict[str, int] = {}
         for i, (scientific, common) in enumerate(species):
             self.lookup[scientific.lower()] = i
             self.lookup[common.lower()] = i
@@ -185,7 +191,8 @@ class DemoTextEncoder(Encoder):
         return torch.tensor(ids, dtype=torch.long)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.module(batch)
+        out: torch.Tensor = self.module(batch)
+        return out
 
 
 def save_networks(nets: DemoNetworks, species: list[tuple[str, str]], path: Path) -> None:

@@ -13,7 +13,7 @@ from prom3e_geo.errors import InputError
 from prom3e_geo.evaluate.report import EvaluationSet
 from prom3e_geo.evaluate.uncertainty import OodCase
 from prom3e_geo.hashing import file_sha256
-from prom3e_geo.plugins.demo.build import load_demo
+from prom3e_geo.plugins.demo.build import DemoModels, load_demo
 
 CONUS_BOX = (-125.0, 24.4, -66.9, 49.4)  # the demo world: the contiguous USA
 COMPANIONS = {"novelty": "novelty.safetensors", "calibration": "calibration.safetensors"}
@@ -87,7 +87,9 @@ OOD_PLACES = {  # lon/lat boxes outside the demo world: (min lon, min lat, max l
 }  # fmt: skip
 
 
-def demo_ood_cases(demo, lon, lat, rng: np.random.Generator, n: int) -> dict[str, OodCase]:
+def demo_ood_cases(
+    demo: DemoModels, lon: np.ndarray, lat: np.ndarray, rng: np.random.Generator, n: int
+) -> dict[str, OodCase]:
     """Inputs the demo world never produces, each with the visible modalities it is judged
     with: cloud-covered and empty (nodata) patches at real places (sat+loc+env), places outside
     the world (loc+env, with the world's fields extrapolated there), and photos of no species
@@ -101,7 +103,7 @@ def demo_ood_cases(demo, lon, lat, rng: np.random.Generator, n: int) -> dict[str
         ("empty patches (nodata)", np.zeros((n, 32, 32, 3))),
     ):
         values = x.clone()
-        values[:, 1] = encoders["sat"].embed(patches.astype(np.float32))
+        values[:, 1] = encoders["sat"].embed(list(patches.astype(np.float32)))
         cases[name] = OodCase(values, [1, 2, 3])
     for name, boxes in OOD_PLACES.items():
         box = np.array(boxes)[rng.integers(0, len(boxes), n)]

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
     x = x * np.uint64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> np.uint64(27))
     x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    mixed: np.ndarray = x ^ (x >> np.uint64(31))
+    return mixed
 
 
 class CellDraws:
@@ -134,10 +136,11 @@ def _surface(
         radius = 0.2 + 0.4 * draws.uniform(11, (1, 1))[cloudy]
         blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / radius**2) * 2)[..., None]
         out[cloudy] = out[cloudy] * (1 - blob) + 0.45 * blob
-    return np.clip(out, 0, 1, out=out)
+    clipped: np.ndarray = np.clip(out, 0, 1, out=out)
+    return clipped
 
 
-def _species_style(species: Species, index: int) -> dict:
+def _species_style(species: Species, index: int) -> dict[str, Any]:
     rng = np.random.default_rng(_seed("style", species.name))
     return {
         "body": rng.uniform(0.05, 0.95, 3),

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,10 +28,13 @@ from prom3e_geo.model.prom3e import MODALITIES, visibility
 from prom3e_geo.plugins.demo.render import species_photos
 from prom3e_geo.plugins.demo.world import RANGE_THRESHOLD, sample_observations
 
+if TYPE_CHECKING:
+    from prom3e_geo.plugins.demo.build import DemoModels
+
 QUERY_SEED = 424242  # held-out photos come from their own random stream
 
 
-def cell_truth(demo, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cell_truth(demo: DemoModels, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lon, lat, in-range [N, S]) for the cells inside the AOI."""
     lon, lat = grid.lonlat()
     inside = grid.mask.ravel()
@@ -38,7 +43,7 @@ def cell_truth(demo, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def query_embedding(
-    demo, species_index: int, n_photos: int = 3, seed: int = QUERY_SEED
+    demo: DemoModels, species_index: int, n_photos: int = 3, seed: int = QUERY_SEED
 ) -> torch.Tensor:
     """Mean embedding of n held-out photos of a species (L2-normalised)."""
     rng = np.random.default_rng(seed + species_index)
@@ -47,7 +52,7 @@ def query_embedding(
 
 
 def cell_scores(
-    demo,
+    demo: DemoModels,
     x: torch.Tensor,
     context: Sequence[str],
     query: torch.Tensor,
@@ -69,7 +74,7 @@ def cell_scores(
 
 
 def sdm_auc(
-    demo,
+    demo: DemoModels,
     grid: Grid,
     species: Sequence[str],
     context: Sequence[str] = ("sat", "loc", "env"),
@@ -98,7 +103,7 @@ def false_band(scores: np.ndarray, in_range: np.ndarray, where: np.ndarray | Non
     return float(np.mean(scores[outside] > np.median(scores[in_range])))
 
 
-def sigma_richness(demo, grid: Grid) -> float:
+def sigma_richness(demo: DemoModels, grid: Grid) -> float:
     """Spearman correlation of location-only ||sigma||_1 with the true local richness."""
     lon, lat, truth = cell_truth(demo, grid)
     x, _ = demo.context().embed(lon, lat, ["loc"])
@@ -107,7 +112,7 @@ def sigma_richness(demo, grid: Grid) -> float:
 
 
 def reconstruction_recall(
-    demo,
+    demo: DemoModels,
     n: int = 1000,
     seed: int = QUERY_SEED,
     ks: tuple[int, ...] = (1, 5, 10),
@@ -136,11 +141,11 @@ def reconstruction_recall(
 
 
 def sigma_tracks_sdm_error(
-    demo,
+    demo: DemoModels,
     grid: Grid,
     species: Sequence[str],
     context: Sequence[str] = ("sat", "loc", "env"),
-    expected_error=None,
+    expected_error: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Spearman over cells, per species, between the uncertainty of each cell and the error of
     that species' similarity map against its true range (|map rescaled to 0-1 - in range|).
@@ -164,8 +169,14 @@ def sigma_tracks_sdm_error(
 
 
 def write_true_range(
-    species: str, aoi: str, crs: str, shape, resolution, out, overwrite: bool = False
-):
+    species: str,
+    aoi: str,
+    crs: str,
+    shape: str | None,
+    resolution: str | None,
+    out: str | Path,
+    overwrite: bool = False,
+) -> Path:
     """The true range of a demo species on a grid, as a COG (1 in range, 0 outside, nodata
     outside the AOI), tagged as synthetic."""
     from prom3e_geo.errors import InputError

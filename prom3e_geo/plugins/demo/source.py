@@ -14,7 +14,7 @@ class DemoSource:
     """Patches of the synthetic demo world (deterministic per location and seed)."""
 
     name = "demo"
-    bands = RGB_BANDS
+    bands: tuple[str, ...] = RGB_BANDS
 
     def __init__(self, *, seed: int = 0, size: int = 32, bands: str = "rgb") -> None:
         if bands != "rgb":
@@ -22,7 +22,7 @@ class DemoSource:
         self.world = DemoWorld(seed)
         self.size = size
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, object]:
         return {"source": "demo", "seed": self.world.seed, "size_px": self.size, "synthetic": True}
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ species ranges, observers, imagery and photos.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -371,7 +372,9 @@ SPECIES: tuple[Species, ...] = (
 )
 
 
-def _segment_distance(lon, lat, vertices) -> np.ndarray:
+def _segment_distance(
+    lon: np.ndarray, lat: np.ndarray, vertices: Sequence[tuple[float, float]]
+) -> np.ndarray:
     """Distance in degrees (lon scaled by cos lat) from points to a polyline."""
     scale = np.cos(np.radians(np.clip(lat, -80, 80)))
     best = np.full(np.shape(lon), np.inf)
@@ -383,8 +386,9 @@ def _segment_distance(lon, lat, vertices) -> np.ndarray:
     return best
 
 
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return out
 
 
 class DemoWorld:
@@ -410,14 +414,17 @@ class DemoWorld:
         ]
         self.species = SPECIES
 
-    def _texture(self, lon, lat, salt: int, fine: bool = False) -> np.ndarray:
+    def _texture(
+        self, lon: np.ndarray, lat: np.ndarray, salt: int, fine: bool = False
+    ) -> np.ndarray:
         waves = self._fine if fine else self._waves
         out = np.zeros(np.shape(lon))
         for i, ((kx, ky), phase) in enumerate(waves):
             out += np.sin(2 * np.pi * (kx * lon + ky * lat) + phase + salt * (i + 1))
-        return out / np.sqrt(len(waves))
+        scaled: np.ndarray = out / np.sqrt(len(waves))
+        return scaled
 
-    def fields(self, lon, lat) -> dict[str, np.ndarray]:
+    def fields(self, lon: np.ndarray, lat: np.ndarray) -> dict[str, np.ndarray]:
         """Environmental fields at points: temperature (C), precipitation (mm), elevation (km),
         seasonality (C)."""
         lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
@@ -455,10 +462,13 @@ class DemoWorld:
         pnw = np.exp(-0.5 * ((lon + 123.3) / 1.6) ** 2) * _sigmoid((lat - 41.5) / 1.2)
         gulf = np.exp(-0.5 * ((lat - 30.0) / 2.0) ** 2) * _sigmoid((lon + 97) / 2)
         shadow = sum(
-            np.exp(-0.5 * ((_segment_distance(lon, lat, v) - 1.8 * w) / w) ** 2)
-            * (lon > v[0][0] - 2)
-            for key, (v, _, w) in RANGES.items()
-            if key in ("sierra_nevada", "cascades")
+            (
+                np.exp(-0.5 * ((_segment_distance(lon, lat, v) - 1.8 * w) / w) ** 2)
+                * (lon > v[0][0] - 2)
+                for key, (v, _, w) in RANGES.items()
+                if key in ("sierra_nevada", "cascades")
+            ),
+            np.zeros_like(lon),  # the start `sum` adds to, as its default 0 would
         )
         southwest = np.exp(-0.5 * (((lon + 113.5) / 4.0) ** 2 + ((lat - 34.0) / 3.0) ** 2))
         california = np.exp(-0.5 * ((lon + 121.5) / 2.0) ** 2) * _sigmoid(
@@ -481,7 +491,7 @@ class DemoWorld:
             "seasonality": seasonality,
         }
 
-    def observer_density(self, lon, lat) -> np.ndarray:
+    def observer_density(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Relative observer density: cities (population-weighted) plus roads between them."""
         lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
         city = np.array(CITIES)
@@ -497,9 +507,12 @@ class DemoWorld:
                     roads,
                     np.exp(-0.5 * (_segment_distance(lon, lat, [(x0, y0), (x1, y1)]) / 0.12) ** 2),
                 )
-        return density + 0.6 * roads + 0.03
+        total: np.ndarray = density + 0.6 * roads + 0.03
+        return total
 
-    def landcover(self, lon, lat, fields: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def landcover(
+        self, lon: np.ndarray, lat: np.ndarray, fields: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
         """Land-cover class index (into LANDCOVER) at points."""
         f = fields or self.fields(lon, lat)
         t, p, e = f["temperature"], f["precipitation"], f["elevation"]
@@ -518,10 +531,15 @@ class DemoWorld:
     def env_vector(self, fields: dict[str, np.ndarray]) -> np.ndarray:
         """[N, 4] scaled environment features for the demo env encoder."""
         raw = np.stack([np.ravel(fields[k]) for k in ENV_FEATURES], axis=1)
-        return ((raw - ENV_CENTER) / ENV_SCALE).astype(np.float32)
+        scaled: np.ndarray = ((raw - ENV_CENTER) / ENV_SCALE).astype(np.float32)
+        return scaled
 
     def suitability(
-        self, lon, lat, fields: dict[str, np.ndarray] | None = None, cover: np.ndarray | None = None
+        self,
+        lon: np.ndarray,
+        lat: np.ndarray,
+        fields: dict[str, np.ndarray] | None = None,
+        cover: np.ndarray | None = None,
     ) -> np.ndarray:
         """[N, S] habitat suitability in [0, 1] for every species at points (flattened)."""
         lon, lat = np.ravel(np.asarray(lon, dtype=float)), np.ravel(np.asarray(lat, dtype=float))
