@@ -35,7 +35,7 @@ def grid_command(out, overwrite, **o) -> None:
     """
     from prom3e_geo.workflows.grid import grid_mask
 
-    grid = grid_mask(grid_spec(o), out, command_line(), overwrite)
+    grid = grid_mask(grid_spec(o), out, overwrite=overwrite, command=command_line())
     click.echo(f"grid: {grid.describe()}")
     click.echo(f"wrote {out}")
 

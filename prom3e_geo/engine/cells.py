@@ -8,7 +8,7 @@ loc encoder, environment vector -> env encoder) into the [N, 6, 512] input of Pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +28,7 @@ Environment = Callable[[np.ndarray, np.ndarray], np.ndarray]  # lon, lat -> raw 
 class CellContext:
     """Everything needed to embed the context modalities of cells."""
 
-    encoders: dict[str, Encoder]
+    encoders: Mapping[str, Encoder]
     source: PatchSource | None = None
     environment: Environment | None = None
 

@@ -20,7 +20,7 @@ class PipelineParts:
 
     model: ProM3E
     weights_sha256: str  # recorded in the manifest: a store is never finished by other weights
-    encoders: dict[str, Encoder]  # built; the other `encoder_specs` are built when first needed
+    encoders: dict[str, Encoder]  # built; the pipeline builds the others from `encoder_specs`
     encoder_specs: dict[str, str]  # modality -> the spec that rebuilds it, for the manifest
     environment: Environment | None = None
     source: str | None = None  # default imagery source spec

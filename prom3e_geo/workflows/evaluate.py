@@ -21,7 +21,7 @@ from prom3e_geo.recipes import EvaluationRecipe, load_evaluation_recipe
 from prom3e_geo.train.data import load_embeddings
 
 
-def evaluation(recipe_path: Path | None, out: Path, overwrite: bool = False) -> Evaluation:
+def evaluation(recipe_path: Path | None, out: Path, *, overwrite: bool = False) -> Evaluation:
     """Run the recipe's measurements (default: the demo model on new demo-world observations)
     and write the report to `out` (figures in `<name>_files/` beside it)."""
     check_output(out, overwrite)
