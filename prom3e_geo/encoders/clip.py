@@ -68,7 +68,7 @@ def load_clip_model(path: str | Path):
 
     from transformers import CLIPModel
 
-    from prom3e_geo.encoders.weights import load_state_dict
+    from prom3e_geo.encoders.state_dicts import load_state_dict
 
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():

@@ -25,7 +25,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.encoders.weights import load_state_dict, mixin_config, select_prefix
+from prom3e_geo.encoders.state_dicts import load_state_dict, mixin_config, select_prefix
 from prom3e_geo.errors import InputError
 from prom3e_geo.worldclim import ENV_CHANNELS, SCALING_TAG
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.encoders.weights import load_state_dict, mixin_config, select_prefix
+from prom3e_geo.encoders.state_dicts import load_state_dict, mixin_config, select_prefix
 from prom3e_geo.errors import InputError, WeightsError
 
 A1, A2, A3, A4 = 1.340264, -0.081106, 0.000893, 0.003796

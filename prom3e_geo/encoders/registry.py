@@ -14,9 +14,8 @@ from pathlib import Path
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError, WeightsError
 from prom3e_geo.hub import MIXIN_FILES, Fetched, fetch_weights, parse_hub_ref
+from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.registry import Registry
-
-MODALITIES = ("image", "sat", "loc", "env", "text", "audio")
 
 NAMED_ENCODERS: Registry[Callable[[str, str], Encoder]] = Registry("prom3e_geo.encoders", "encoder")
 LOADERS: Registry[Callable[[Path, str], Encoder]] = Registry(
