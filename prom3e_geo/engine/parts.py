@@ -26,8 +26,12 @@ class PipelineParts:
     source: str | None = None  # default imagery source spec
     synthetic: bool = False  # outputs are tagged as made from synthetic data
     coverage: tuple[float, float, float, float] | None = None  # lon/lat box the model knows
-    patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
-    preprocessing: dict = field(default_factory=dict)  # modality -> the encoder's preprocessing
+    patch: dict[str, float] | None = (
+        None  # the imagery its sat encoder was trained on: size (px), resolution
+    )
+    preprocessing: dict[str, object] = field(
+        default_factory=dict
+    )  # modality -> the encoder's preprocessing
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
     hint: str | None = None  # what to do when its hub files are missing offline
     # files that travel with the model, by kind: `novelty` (a NoveltyReference of its training

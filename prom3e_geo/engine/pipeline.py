@@ -108,7 +108,8 @@ def build_pipeline(spec: PipelineSpec) -> Pipeline:
         "synthetic": parts.synthetic or bool(described and described.get("synthetic")),
         "origins": {**parts.origins, **origins},
     }
-    model = flush_subnormals_(parts.model.to(spec.device).eval())
+    model = parts.model.to(spec.device).eval()
+    flush_subnormals_(model)
     return Pipeline(
         spec,
         model,

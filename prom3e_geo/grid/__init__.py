@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyproj
@@ -190,7 +191,7 @@ class Grid:
             f"res={rx:.6g},{ry:.6g} bounds=({b}) cells_inside={self.n_inside}"
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description, for manifests (the mask is summarised by its count)."""
         return {
             "aoi": self.aoi_name,
@@ -309,7 +310,7 @@ def build_grid(
     return grid
 
 
-def gdal_crs_attribute(crs: CRS) -> dict:
+def gdal_crs_attribute(crs: CRS) -> dict[str, Any]:
     """GDAL's own CRS attribute of a Zarr array (`_CRS`): the CRS as WKT2:2019 and PROJJSON.
 
     GDAL's Zarr driver (every version since 3.4) reads a `_CRS` dictionary on each array, with
@@ -321,7 +322,7 @@ def gdal_crs_attribute(crs: CRS) -> dict:
     return {"wkt": proj.to_wkt("WKT2_2019"), "projjson": proj.to_json_dict()}
 
 
-def grid_coords(grid: Grid) -> dict:
+def grid_coords(grid: Grid) -> dict[str, Any]:
     """Cell-centre `y`/`x` coordinates with CF attributes for the grid's CRS (xarray)."""
     import xarray as xr
 

@@ -23,7 +23,7 @@ Cells are processed in blocks of rows, so memory stays bounded. `sdm_layers` put
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
+from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Grid
 from prom3e_geo.hashing import file_sha256
@@ -110,7 +111,7 @@ def check_towers(queries: Sequence[str], encoders) -> None:
         raise InputError(f"this pipeline has no {kind} encoder for {what} queries")
 
 
-def encode_queries(queries: Sequence[str], encoders: dict) -> list[Query]:
+def encode_queries(queries: Sequence[str], encoders: Mapping[str, Encoder]) -> list[Query]:
     """Photos through the image tower, recordings through the audio tower, species names
     through the text tower (see `query_kind`); a kind the pipeline has no tower for is an
     input error."""

@@ -9,14 +9,10 @@ import torch
 
 from prom3e_geo.engine.pipeline import PRESETS
 from prom3e_geo.errors import InputError
-from prom3e_geo.evaluate.report import (
-    EVALUATION_DATA,
-    Evaluation,
-    EvaluationSet,
-    evaluate,
-    write_report,
-)
-from prom3e_geo.io.outputs import atomic_output, check_output
+from prom3e_geo.evaluate.figures import report_figures
+from prom3e_geo.evaluate.markdown import markdown_to_html, report_markdown
+from prom3e_geo.evaluate.measure import EVALUATION_DATA, Evaluation, EvaluationSet, evaluate
+from prom3e_geo.io.outputs import atomic_output, check_output, committed_together
 from prom3e_geo.recipes import EvaluationRecipe, load_evaluation_recipe
 from prom3e_geo.train.data import load_embeddings
 
@@ -37,9 +33,26 @@ def evaluation(recipe_path: Path | None, out: Path, *, overwrite: bool = False) 
             raise InputError("save_calibration needs the image and two context modalities")
         with atomic_output(recipe.save_calibration, overwrite) as tmp:
             result.calibration.save(tmp, model_sha256=sha256)
-    with atomic_output(out, overwrite) as tmp:
-        write_report(result, data, tmp, final=Path(out))
+    write_report(result, data, Path(out), overwrite)
     return result
+
+
+def write_report(result: Evaluation, data: EvaluationSet, out: Path, overwrite: bool) -> None:
+    """The report (HTML when the name ends in .html or .htm, else Markdown) and its figures in
+    `<name>_files/` beside it, all written through the atomic writers and committed together."""
+    folder = out.with_name(f"{out.stem}_files")
+    folder.mkdir(exist_ok=True)
+    figures = report_figures(result, data)
+    with committed_together():
+        for figure in figures:
+            with atomic_output(folder / figure.name, overwrite=True) as tmp:
+                figure.figure.savefig(tmp, dpi=110, format="png")
+        links = {figure.caption: f"{folder.name}/{figure.name}" for figure in figures}
+        markdown = report_markdown(result, data, links)
+        if out.suffix.lower() in (".html", ".htm"):
+            markdown = markdown_to_html(markdown, f"ProM3E evaluation: {data.name}")
+        with atomic_output(out, overwrite) as tmp:
+            tmp.write_text(markdown)
 
 
 def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet, str]:

@@ -47,7 +47,7 @@ class PresetInfo:
     env_raster: str | None  # a path, or the cached WorldClim raster
     env_ready: bool
     source: str | None
-    patch: dict | None
+    patch: dict[str, float] | None
     note: str | None = None  # why the list is incomplete (its configuration is not at hand)
 
 
@@ -248,4 +248,5 @@ def _env(recipe: WeightsRecipe, settings: Settings) -> tuple[str | None, bool]:
     if recipe.env_raster == WORLDCLIM:
         path = worldclim_path(settings)
         return str(path), path.is_file()
-    return recipe.env_raster, bool(recipe.env_raster) and Path(recipe.env_raster).is_file()
+    raster = recipe.env_raster
+    return raster, raster is not None and Path(raster).is_file()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.grid import Aoi, load_aoi
+from prom3e_geo.grid.aoi import Aoi, load_aoi
 from prom3e_geo.io.outputs import check_distinct, check_output, committed_together
 from prom3e_geo.io.qgis_project import (
     SUFFIXES,
@@ -57,7 +57,8 @@ def qgis_project(spec: QgisSpec, out: str | Path, *, overwrite: bool = False) ->
     outputs = [out, aoi_path(out)]
     for path in outputs:
         check_output(path, overwrite)
-    check_distinct(outputs, [Path(p) for p in layer_paths])
+    inputs: list[Path | None] = [Path(p) for p in layer_paths]
+    check_distinct(list[Path | None](outputs), inputs)
     layers = [read_raster_layer(p) for p in layer_paths]
     _check_names(layers)
     area = load_aoi(aoi) if aoi is not None else _recorded_aoi(layers)
