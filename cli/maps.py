@@ -21,6 +21,16 @@ embeddings_option = click.option(
 )
 
 
+def echo_result(
+    summaries: dict[str, tuple[float, float, float]], written: list[Path], number: str = ".3f"
+) -> None:
+    """Each band's range and mean (numbers formatted as `number`), then the files written."""
+    for name, (lo, mean, hi) in summaries.items():
+        click.echo(f"{name}: min {lo:{number}}, mean {mean:{number}}, max {hi:{number}}")
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
 @click.command("embed")
 @pipeline_options
 @grid_options
@@ -98,10 +108,7 @@ def sdm_command(queries, embeddings, mode, delta, target, rescale, threshold, **
     output, inputs = output_spec(o), map_inputs(o, embeddings)
     with CellProgress() as progress:
         result = sdm(spec, inputs, output, progress=progress, command=command_line())
-    for name, (lo, mean, hi) in result.layers.summaries().items():
-        click.echo(f"{name}: min {lo:.3f}, mean {mean:.3f}, max {hi:.3f}")
-    for path in result.written:
-        click.echo(f"wrote {path}")
+    echo_result(result.layers.summaries(), result.written)
 
 
 @click.command("uncertainty")
@@ -159,10 +166,7 @@ def uncertainty_command(embeddings, store_context, calibration, layer, reference
     inputs = map_inputs({**o, "context": store_context}, embeddings, fixed)
     with CellProgress() as progress:
         result = uncertainty(spec, inputs, output, progress=progress, command=command_line())
-    for name, (lo, mean, hi) in result.layers.summaries().items():
-        click.echo(f"{name}: min {lo:.4g}, mean {mean:.4g}, max {hi:.4g}")
-    for path in result.written:
-        click.echo(f"wrote {path}")
+    echo_result(result.layers.summaries(), result.written, ".4g")
 
 
 @click.command("ica")
@@ -202,5 +206,4 @@ def ica_command(embeddings, token, model, seed, max_iter, **o) -> None:
     inputs = MapInputs(embeddings, PipelineSpec(model=model))
     spec = IcaSpec(token, seed, max_iter)
     result = ica(spec, inputs, output_spec(o), command=command_line())
-    for path in result.written:
-        click.echo(f"wrote {path}")
+    echo_result({}, result.written)
