@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from prom3e_geo.version import __version__
 
 if TYPE_CHECKING:
     from prom3e_geo.encoders.registry import build_encoder

@@ -116,3 +116,10 @@ def test_one_sdm_run_builds_its_pipeline_once(tmp_path, monkeypatch):
     assert np.allclose(
         band.compressed(), result.layers.bands[next(iter(result.layers.bands))][~band.mask]
     )
+
+
+def test_the_version_is_the_one_pyproject_declares():
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert prom3e_geo.__version__ == declared

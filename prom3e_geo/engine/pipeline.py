@@ -77,8 +77,8 @@ def load_pipeline(spec: PipelineSpec) -> Pipeline:
 
 def build_pipeline(spec: PipelineSpec) -> Pipeline:
     """Load the model, encoders and imagery source a resolved spec names."""
-    from prom3e_geo import __version__
     from prom3e_geo.runtime import flush_subnormals_
+    from prom3e_geo.version import __version__
 
     model_id = spec.model or DEFAULT_MODEL
     parts = _assemble(model_id, spec, spec.device)

@@ -175,7 +175,6 @@ def build_novelty_reference(
     import numpy as np
     import torch
 
-    from prom3e_geo import __version__
     from prom3e_geo.engine.pipeline import load_pipeline
     from prom3e_geo.engine.spec import PipelineSpec
     from prom3e_geo.hashing import file_sha256
@@ -183,6 +182,7 @@ def build_novelty_reference(
     from prom3e_geo.layers.novelty import K_NEAREST, PLACE, NoveltyReference, place_vectors
     from prom3e_geo.model.prom3e import MODALITIES
     from prom3e_geo.observations import ObservationReader
+    from prom3e_geo.version import __version__
 
     if rows <= K_NEAREST:
         raise InputError(f"--rows must be more than {K_NEAREST}, got {rows}")
