@@ -48,16 +48,25 @@ def test_the_lazy_names_and_the_type_checking_block_name_the_same_objects():
         prom3e_geo.nosuch  # noqa: B018
 
 
-def test_only_the_package_root_has_a_type_checking_block():
-    """import-linter skips `TYPE_CHECKING` imports (for the root's); anywhere else one could
+def test_only_the_package_root_names_project_modules_for_type_checkers_alone():
+    """import-linter skips `TYPE_CHECKING` imports (for the root's); anywhere else such a block
+    may name outside libraries (kept out of import time), never a project module, which could
     hide an upward import from the layers contract."""
-    found = [
-        str(path.relative_to(ROOT))
-        for folder in ("prom3e_geo", "cli")
-        for path in sorted((ROOT / folder).rglob("*.py"))
-        if "TYPE_CHECKING" in path.read_text()
-    ]
-    assert found == ["prom3e_geo/__init__.py"]
+    hidden = []
+    for folder in ("prom3e_geo", "cli"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == ROOT / "prom3e_geo" / "__init__.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                    hidden += [
+                        f"{path.relative_to(ROOT)}: {inner.module}"
+                        for inner in ast.walk(node)
+                        if isinstance(inner, ast.ImportFrom)
+                        and (inner.module or "").startswith(("prom3e_geo", "."))
+                    ]
+    assert hidden == []
+    assert "TYPE_CHECKING" in (ROOT / "prom3e_geo" / "__init__.py").read_text()
 
 
 def test_importing_the_package_loads_no_heavy_library():

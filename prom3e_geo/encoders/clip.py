@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +37,14 @@ from prom3e_geo.encoders.clip_preprocessing import (
     taxabind_preprocessing,
 )
 from prom3e_geo.errors import InputError
+from prom3e_geo.hub import Fetched
+
+if TYPE_CHECKING:  # transformers is imported only when a tower is loaded
+    from PIL.Image import Image
+    from transformers import CLIPModel, CLIPTokenizer, CLIPVisionModelWithProjection
+    from transformers.modeling_utils import PreTrainedModel
+
+    Loaded = TypeVar("Loaded", bound=PreTrainedModel)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -60,7 +69,7 @@ OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin
 
 
 @lru_cache(maxsize=2)
-def load_clip_model(path: str | Path):
+def load_clip_model(path: str | Path) -> CLIPModel:
     """A `transformers.CLIPModel` from a Hugging Face CLIP folder, an open_clip folder
     (`open_clip_config.json` + weights), or a bare open_clip weights file. Cached per path:
     the image and text encoders of one checkpoint share one model."""
@@ -98,7 +107,7 @@ def load_clip_model(path: str | Path):
     return model
 
 
-def _from_pretrained(cls, path: Path):
+def _from_pretrained(cls: type[Loaded], path: Path) -> Loaded:
     try:
         return cls.from_pretrained(str(path), local_files_only=True, attn_implementation="sdpa")
     except (OSError, ValueError) as exc:
@@ -123,17 +132,18 @@ class SatelliteEncoder(Encoder):
 
     def __init__(
         self,
-        module,
+        module: CLIPVisionModelWithProjection,
         device: str = "cpu",
         amp: str = "bf16",
         preprocessing: Preprocessing | None = None,
     ) -> None:
         super().__init__(module, device, amp)
-        self.image_size = module.config.image_size
+        self.vision = module
+        self.image_size = _config_int(module.config, "image_size")
         self.preprocessing = _checked(preprocessing, self.image_size, "satellite")
         self.batch_size = 64
         if self.device.type == "cuda":
-            self.module.to(memory_format=torch.channels_last)
+            self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack the keyword nn.Module.to takes
 
     def preprocess(self, raw: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Only stacks the patches: scaling and resizing happen on the device, in `forward`."""
@@ -143,7 +153,8 @@ class SatelliteEncoder(Encoder):
         pixels = patches_to_pixels(batch, self.image_size, self.preprocessing)
         if self.device.type == "cuda":
             pixels = pixels.contiguous(memory_format=torch.channels_last)
-        return self.module(pixel_values=pixels).image_embeds
+        embeds: torch.Tensor = self.vision(pixel_values=pixels).image_embeds
+        return embeds
 
 
 class ImageEncoder(Encoder):
@@ -153,22 +164,23 @@ class ImageEncoder(Encoder):
 
     def __init__(
         self,
-        clip_model,
+        clip_model: CLIPModel,
         device: str = "cpu",
         amp: str = "bf16",
         preprocessing: Preprocessing | None = None,
     ) -> None:
         super().__init__(clip_model, device, amp)
-        self.image_size = clip_model.config.vision_config.image_size
+        self.clip = clip_model
+        self.image_size = _config_int(clip_model.config.vision_config, "image_size")
         self.preprocessing = _checked(preprocessing, self.image_size, "photo")
         self.batch_size = 64
 
-    def preprocess(self, raw: Sequence) -> torch.Tensor:
+    def preprocess(self, raw: Sequence[str | Path | Image]) -> torch.Tensor:
         images = [load_photo(r) if isinstance(r, (str, Path)) else r.convert("RGB") for r in raw]
         return torch.stack([photo_tensor(img, prep=self.preprocessing) for img in images])
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return _features(self.module.get_image_features(pixel_values=batch))
+        return _features(self.clip.get_image_features(pixel_values=batch))
 
 
 class TextEncoder(Encoder):
@@ -176,10 +188,16 @@ class TextEncoder(Encoder):
 
     modality = "text"
 
-    def __init__(self, clip_model, tokenizer, device: str = "cpu", amp: str = "bf16") -> None:
+    def __init__(
+        self,
+        clip_model: CLIPModel,
+        tokenizer: CLIPTokenizer,
+        device: str = "cpu",
+        amp: str = "bf16",
+    ) -> None:
         super().__init__(clip_model, device, amp)
-        self.tokenizer = tokenizer
-        self.context = clip_model.config.text_config.max_position_embeddings
+        self.clip, self.tokenizer = clip_model, tokenizer
+        self.context = _config_int(clip_model.config.text_config, "max_position_embeddings")
 
     def preprocess(self, raw: Sequence[str]) -> dict[str, torch.Tensor]:
         tokens = self.tokenizer(
@@ -192,7 +210,7 @@ class TextEncoder(Encoder):
         return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return _features(self.module.get_text_features(**batch))
+        return _features(self.clip.get_text_features(**batch))
 
 
 def _checked(prep: Preprocessing | None, image_size: int, tower: str) -> Preprocessing:
@@ -206,9 +224,18 @@ def _checked(prep: Preprocessing | None, image_size: int, tower: str) -> Preproc
     return prep
 
 
-def _features(output) -> torch.Tensor:
+def _config_int(config: object, key: str) -> int:
+    """A whole-number field of a CLIP tower's config (every released config has them)."""
+    value = getattr(config, key, None)
+    if not isinstance(value, int):
+        raise InputError(f"the CLIP config has no whole-number {key} (found {value!r})")
+    return value
+
+
+def _features(output: Any) -> torch.Tensor:
     """transformers 5 returns a model output from get_*_features; 4.x returned the tensor."""
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
+    pooled: torch.Tensor = output if isinstance(output, torch.Tensor) else output.pooler_output
+    return pooled
 
 
 # open_clip's tokenizer is the CLIP BPE (49,408 tokens, `bpe_simple_vocab_16e6`); an open_clip
@@ -239,18 +266,19 @@ def has_tokenizer(folder: Path) -> bool:
     return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
 
 
-def fetch_clip_tokenizer():
+def fetch_clip_tokenizer() -> Fetched:
     """The standard CLIP BPE tokenizer files, from `CLIP_TOKENIZER_REPO` (or the hub cache)."""
     from prom3e_geo.hub import HubRef, fetch
 
     return fetch(HubRef(CLIP_TOKENIZER_REPO), TOKENIZER_FILES, "CLIP tokenizer")
 
 
-def _clip_tokenizer(folder: Path):
+def _clip_tokenizer(folder: Path) -> CLIPTokenizer:
     from transformers import CLIPTokenizer
 
     try:
-        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer: CLIPTokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return tokenizer
     except (OSError, ValueError, TypeError):
         raise InputError(
             f"no usable CLIP tokenizer (vocab.json + merges.txt) in {folder}"
