@@ -9,8 +9,12 @@ to transformers' `vision_model.encoder.layers.N.*` and `text_model.encoder.layer
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # transformers is imported when a tower is loaded
+    from transformers import CLIPConfig
 
 from prom3e_geo.errors import InputError
 
@@ -75,7 +79,9 @@ def open_clip_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def clip_config_from_open_clip(state: dict[str, torch.Tensor], model_cfg: dict | None = None):
+def clip_config_from_open_clip(
+    state: dict[str, torch.Tensor], model_cfg: dict[str, Any] | None = None
+) -> CLIPConfig:
     """A `CLIPConfig` for an open_clip state dict: shapes from the tensors, heads and activation
     from open_clip's `model_cfg` when given (defaults: 64-wide heads, GELU)."""
     from transformers import CLIPConfig

@@ -19,12 +19,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from prom3e_geo.errors import InputError
+
+if TYPE_CHECKING:  # PIL is imported when a photo is read
+    from PIL.Image import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,7 +63,7 @@ def _crop_start(size: int, crop: int) -> int:
 
 
 # -- preprocessing --------------------------------------------------------------------------------
-def load_photo(path: str | Path):
+def load_photo(path: str | Path) -> Image:
     """Open a photo as RGB with EXIF orientation applied; one-line errors for bad files."""
     from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -72,10 +76,9 @@ def load_photo(path: str | Path):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS
             try:
-                with Image.open(path) as img:
-                    img.load()
-                    img = ImageOps.exif_transpose(img)
-                    return img.convert("RGB")
+                with Image.open(path) as opened:
+                    opened.load()
+                    return ImageOps.exif_transpose(opened).convert("RGB")
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except UnidentifiedImageError:
@@ -88,21 +91,23 @@ def load_photo(path: str | Path):
         raise InputError(f"image {path} is truncated or corrupt: {exc}") from None
 
 
-def photo_tensor(image, size: int = IMAGE_SIZE, prep: Preprocessing | None = None) -> torch.Tensor:
+def photo_tensor(
+    image: Image, size: int = IMAGE_SIZE, prep: Preprocessing | None = None
+) -> torch.Tensor:
     """[3, crop, crop] by `prep` (default: the shorter side to `size`): the photo squashed to
     resize x resize (bilinear) or, with `resize` None, its shorter side resized to the crop
     (bicubic); centre-cropped and normalised. The towers pass TaxaBind's."""
-    from PIL import Image
+    from PIL.Image import Resampling
 
     prep = prep or Preprocessing(crop=size)
     size = prep.crop
     if prep.resize:
-        resized = image.resize((prep.resize, prep.resize), Image.BILINEAR)
+        resized = image.resize((prep.resize, prep.resize), Resampling.BILINEAR)
     else:
         w, h = image.size
         scale = size / min(w, h)
         resized = image.resize(
-            (max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC
+            (max(size, round(w * scale)), max(size, round(h * scale))), Resampling.BICUBIC
         )
     left, top = _crop_start(resized.width, size), _crop_start(resized.height, size)
     crop = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0

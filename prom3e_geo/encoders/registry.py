@@ -77,14 +77,14 @@ def fetch_encoder(modality: str, spec: str, hint: str | None = None) -> Fetched 
     return fetch_weights(ref, configs, choices, f"{modality} encoder", hint)
 
 
-def _fetched(preprocessing, hint: str | None):
+def _fetched(preprocessing: object, hint: str | None) -> object:
     """Preprocessing whose ClapProcessor repository (`processor`, audio) is a hub id: fetched now,
     with the preset's hint, and named by its folder."""
-    from dataclasses import replace
+    from dataclasses import is_dataclass, replace
 
     processor = getattr(preprocessing, "processor", None)
-    ref = parse_hub_ref(processor) if processor else None
-    if ref is None:
+    ref = parse_hub_ref(processor) if isinstance(processor, str) else None
+    if ref is None or not is_dataclass(preprocessing) or isinstance(preprocessing, type):
         return preprocessing
     from prom3e_geo.hub import fetch
 

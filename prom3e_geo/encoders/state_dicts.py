@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ def select_prefix(
     )
 
 
-def mixin_config(path: str | Path) -> dict:
+def mixin_config(path: str | Path) -> dict[str, Any]:
     """The constructor arguments a hub-mixin folder records in `config.json` ({} otherwise)."""
     config = Path(path) / "config.json"
     if not config.is_file():
