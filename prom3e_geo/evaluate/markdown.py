@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def report_markdown(result: Evaluation, data: EvaluationSet, figures: dict[str, 
 TARGETS = "targets: error prediction >= 0.3; evidence >= 90%; out of distribution >= 80%"
 
 
-def warning_markdown(warning: dict[str, dict]) -> list[str]:
+def warning_markdown(warning: dict[str, dict[str, Any]]) -> list[str]:
     """The uncertainty-as-a-warning tables: one column per layer."""
     names = list(warning)
     head = ["| measurement | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]

@@ -12,8 +12,10 @@ delta chosen on the validation split), zero-shot classification, linear probes, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import permutations
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +39,7 @@ from prom3e_geo.evaluate.uncertainty import (
     uncertainty_checks,
 )
 from prom3e_geo.layers.novelty import NoveltyReference
-from prom3e_geo.model.prom3e import MODALITIES
+from prom3e_geo.model.prom3e import MODALITIES, ProM3E
 from prom3e_geo.recipes import EvaluationRecipe
 from prom3e_geo.registry import Registry
 
@@ -56,7 +58,9 @@ class EvaluationSet:
 log = logging.getLogger(__name__)
 
 # name -> function(n) building an evaluation set of n samples
-EVALUATION_DATA: Registry = Registry("prom3e_geo.evaluation_data", "evaluation dataset")
+EVALUATION_DATA: Registry[Callable[..., EvaluationSet]] = Registry(
+    "prom3e_geo.evaluation_data", "evaluation dataset"
+)
 
 
 @dataclass
@@ -69,7 +73,7 @@ class Evaluation:
     extremes: tuple[np.ndarray, np.ndarray] | None  # (least, most) uncertain, image visible
     n: int
     probe_repeats: int
-    warning: dict[str, dict] = field(default_factory=dict)  # layer -> uncertainty_checks
+    warning: dict[str, dict[str, Any]] = field(default_factory=dict)  # layer -> uncertainty_checks
     calibration: ErrorCalibration | None = None  # the calibrated variant, fitted on validation
 
     def summary(self) -> list[str]:
@@ -102,7 +106,7 @@ def modality_set(text: str, present: list[int] | None = None) -> list[int]:
     return out
 
 
-def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation:
+def evaluate(model: ProM3E, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation:
     n = data.values.shape[0]
     order = np.random.default_rng(recipe.seed).permutation(n)
     n_val, n_test = int(round(recipe.val_fraction * n)), int(round(recipe.test_fraction * n))
@@ -164,7 +168,8 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
     if data.images is not None and recipe.extremes:
         extremes = extreme_sigma(model, data.values, [0], recipe.extremes)
     log.info("evaluate: modality gaps and the uncertainty layer")
-    warning, calibration = {}, None
+    warning: dict[str, dict[str, Any]] = {}
+    calibration = None
     context = [m for m in (1, 2, 3) if m in data.present]
     if recipe.uncertainty_checks and 0 in data.present and len(context) >= 2:
         warning, calibration = warning_checks(model, data, context, val, test)
@@ -173,7 +178,9 @@ def evaluate(model, data: EvaluationSet, recipe: EvaluationRecipe) -> Evaluation
     )
 
 
-def warning_checks(model, data: EvaluationSet, context: list[int], fit, test):
+def warning_checks(
+    model: ProM3E, data: EvaluationSet, context: list[int], fit: np.ndarray, test: np.ndarray
+) -> tuple[dict[str, dict[str, Any]], ErrorCalibration]:
     """`evaluate.uncertainty`'s measurements on the test split for ||sigma||_1 (the paper's
     layer), the calibrated variant, novelty and trust; the calibration and the novelty reference
     (photos and context embeddings) come from the validation split."""
