@@ -123,7 +123,7 @@ def encode_queries(queries: Sequence[str], encoders: Mapping[str, Encoder]) -> l
     ]
 
 
-def file_query(path: Path, encoders: dict, source: str | None = None) -> Query:
+def file_query(path: Path, encoders: Mapping[str, Encoder], source: str | None = None) -> Query:
     """A photo, or a recording (by its suffix), through its tower; `source` names it in the
     provenance (default: the path as given)."""
     modality = "audio" if path.suffix.lower() in AUDIO_SUFFIXES else "image"
@@ -134,7 +134,7 @@ def file_query(path: Path, encoders: dict, source: str | None = None) -> Query:
     return Query(path.stem, source or str(path), emb, modality, file_sha256(path))
 
 
-def text_query(name: str, encoders: dict) -> Query:
+def text_query(name: str, encoders: Mapping[str, Encoder]) -> Query:
     """A species name through the text tower (never looked up as a file)."""
     if "text" not in encoders:
         raise InputError("this pipeline has no text encoder for species-name queries")

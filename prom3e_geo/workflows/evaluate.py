@@ -13,6 +13,7 @@ from prom3e_geo.evaluate.figures import report_figures
 from prom3e_geo.evaluate.markdown import markdown_to_html, report_markdown
 from prom3e_geo.evaluate.measure import EVALUATION_DATA, Evaluation, EvaluationSet, evaluate
 from prom3e_geo.io.outputs import atomic_output, check_output, committed_together
+from prom3e_geo.model.prom3e import ProM3E
 from prom3e_geo.recipes import EvaluationRecipe, load_evaluation_recipe
 from prom3e_geo.train.data import load_embeddings
 
@@ -55,7 +56,7 @@ def write_report(result: Evaluation, data: EvaluationSet, out: Path, overwrite: 
             tmp.write_text(markdown)
 
 
-def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet, str]:
+def load_evaluation(recipe: EvaluationRecipe) -> tuple[ProM3E, EvaluationSet, str]:
     """The model (a preset or weights), the data (a registered dataset or files) a recipe
     names, and the model's weights hash."""
     if recipe.model in PRESETS:
