@@ -11,10 +11,11 @@ the two lists equal).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from prom3e_geo.version import __version__
 
+# `typing.TYPE_CHECKING` without importing typing (5 ms): mypy and pyright read this name as true
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from prom3e_geo.encoders.registry import build_encoder
     from prom3e_geo.engine.pipeline import Pipeline, load_pipeline, resolve_spec
