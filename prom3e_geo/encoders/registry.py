@@ -1,5 +1,7 @@
-"""Build an encoder from a spec: a registered encoder name, a local path, or a hub id
-(`ORG/NAME[@REV]`, `hf-hub:ORG/NAME[@REV]`: only the files its loader reads are downloaded).
+"""Build an encoder from a spec: a registered encoder name, a local path, or a hub id.
+
+Hub ids are `ORG/NAME[@REV]` or `hf-hub:ORG/NAME[@REV]`; only the files its loader reads are
+downloaded.
 
 Two registries: `NAMED_ENCODERS` (entry point group `prom3e_geo.encoders`: `geoclip`, and the
 demo plug-in's `demo`) build an encoder from a name and a modality; `LOADERS` (group

@@ -1,7 +1,10 @@
-"""Reading encoder weights from the files people have: safetensors or torch checkpoints whose
-tensors may sit under `state_dict` and behind a prefix (`model.`, `location_encoder.`, ...), and
-folders saved by `huggingface_hub`'s `PyTorchModelHubMixin` (`config.json` + `model.safetensors`
-or `pytorch_model.bin`, the layout of the GeoCLIP and SINR hub repositories)."""
+"""Encoder weights from the files people have, as state dicts.
+
+Safetensors or torch checkpoints whose tensors may sit under `state_dict` and behind a prefix
+(`model.`, `location_encoder.`, ...), and folders saved by `huggingface_hub`'s
+`PyTorchModelHubMixin` (`config.json` + `model.safetensors` or `pytorch_model.bin`, the layout of
+the GeoCLIP and SINR hub repositories).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What a model preset provides: `PipelineParts` (the presets build them, the pipeline
-assembles them)."""
+"""What a model preset provides: `PipelineParts` (the presets build them, the pipeline uses them)."""
 
 from __future__ import annotations
 

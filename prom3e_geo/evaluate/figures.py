@@ -1,5 +1,4 @@
-"""The evaluation report's figures: ||sigma||_1 distributions and the most/least uncertain
-images, as matplotlib figures (the workflow writes them)."""
+"""The evaluation report's figures as matplotlib figures (the workflow writes them)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""`weights list|info|download` and `env prepare`: what a preset is made of, what of it is
-cached, fetching it ahead of time (for an offline cluster), and the WorldClim raster."""
+"""`weights list|info|download` and `env prepare`: a preset's files, listed and fetched.
+
+What a preset is made of, what of it is cached, fetching it ahead of time (for an offline
+cluster), the novelty reference of a model, and the WorldClim raster.
+"""
 
 from __future__ import annotations
 
