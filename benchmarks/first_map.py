@@ -35,7 +35,9 @@ def build_parts(folder: Path) -> Path:
     """Full-size parts (seeded random weights) and the preset recipe that names them."""
     from transformers import CLIPConfig, CLIPModel
 
-    from prom3e_geo.encoders.clip import hf_to_open_clip
+    sys.path.insert(0, str(ROOT / "tests"))
+    from open_clip_keys import hf_to_open_clip
+
     from prom3e_geo.encoders.environment import EnvironmentNet
     from prom3e_geo.encoders.location import LocationNet
     from prom3e_geo.model import ProM3E

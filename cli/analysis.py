@@ -50,15 +50,17 @@ def compare_command(x_path, y_path, x_band, y_band, png_path, truth, min_obs, ov
       prom3e-geo compare --uncertainty sigma.tif --diversity div.tif --png compare.png
       prom3e-geo compare --uncertainty sigma.tif --diversity map.tif --y-band 1 --truth range.tif
     """
-    from prom3e_geo.workflows.compare import compare
+    from prom3e_geo.workflows.compare import CompareSpec, compare
 
-    r, used = compare(x_path, y_path, x_band, y_band, png_path, overwrite, truth, min_obs)
+    spec = CompareSpec(x_path, y_path, x_band, y_band, truth, min_obs)
+    result = compare(spec, png_path, overwrite=overwrite)
+    r = result.comparison
     click.echo(
-        f"{r.x_name} vs {r.y_name} over {r.n:,} cells ({used}): Spearman {r.spearman:.3f} "
-        f"(p {r.spearman_p:.2g}), Pearson {r.pearson:.3f} (p {r.pearson_p:.2g})"
+        f"{r.x_name} vs {r.y_name} over {r.n:,} cells ({result.used}): Spearman "
+        f"{r.spearman:.3f} (p {r.spearman_p:.2g}), Pearson {r.pearson:.3f} (p {r.pearson_p:.2g})"
     )
-    if png_path is not None:
-        click.echo(f"wrote {png_path}")
+    for path in result.written:
+        click.echo(f"wrote {path}")
 
 
 @click.command("evaluate")
@@ -85,7 +87,7 @@ def evaluate_command(recipe, out, overwrite) -> None:
     """
     from prom3e_geo.workflows.evaluate import evaluation
 
-    result = evaluation(recipe, out, overwrite)
+    result = evaluation(recipe, out, overwrite=overwrite)
     for line in result.summary():
         click.echo(line)
     click.echo(f"wrote {out}")

@@ -37,7 +37,7 @@ def grid_command(out: Path, overwrite: bool, **o: Any) -> None:
     """
     from prom3e_geo.workflows.grid import grid_mask
 
-    grid = grid_mask(grid_spec(o), out, command_line(), overwrite)
+    grid = grid_mask(grid_spec(o), out, overwrite=overwrite, command=command_line())
     click.echo(f"grid: {grid.describe()}")
     click.echo(f"wrote {out}")
 
@@ -77,7 +77,9 @@ def diversity_command(**o: Any) -> None:
 
     grid, output = grid_spec(o), output_spec(o)
     with ByteProgress("reading observations") as bar:
-        result = diversity(DiversitySpec(**o), grid, output, command_line(), bar.update_to)
+        result = diversity(
+            DiversitySpec(**o), grid, output, progress=bar.update_to, command=command_line()
+        )
     layers = result.layers
     click.echo(f"observations: {result.report.summary()}")
     click.echo(
@@ -139,7 +141,8 @@ def fetch_command(
 
     spec = FetchSpec(source, cache, size, patch_resolution, batch_size, retry_failed)
     with CellProgress() as progress:
-        s, stats = fetch_patches(spec, grid_spec(o), progress.watching)
+        fetched = fetch_patches(spec, grid_spec(o), progress=progress.watching)
+    s, stats = fetched.summary, fetched.traffic
     reasons = "; ".join(f"{k}: {v:,}" for k, v in s.reasons.most_common()) or "none"
     traffic = "".join(f"; {k} {v:,}" for k, v in stats.items())
     click.echo(

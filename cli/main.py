@@ -20,9 +20,9 @@ from prom3e_geo_cli.cache import cache_group
 from prom3e_geo_cli.data import diversity_command, fetch_command, grid_command
 from prom3e_geo_cli.maps import embed_command, ica_command, sdm_command, uncertainty_command
 from prom3e_geo_cli.options import PROG
+from prom3e_geo_cli.preset_files import env_group, weights_group
 from prom3e_geo_cli.qgis import qgis_project_command
 from prom3e_geo_cli.serve import serve_command
-from prom3e_geo_cli.weights import env_group, weights_group
 
 from prom3e_geo import __version__
 from prom3e_geo.errors import InputError, RunFailed

@@ -21,6 +21,16 @@ embeddings_option = click.option(
 )
 
 
+def echo_result(
+    summaries: dict[str, tuple[float, float, float]], written: list[Path], number: str = ".3f"
+) -> None:
+    """Each band's range and mean (numbers formatted as `number`), then the files written."""
+    for name, (lo, mean, hi) in summaries.items():
+        click.echo(f"{name}: min {lo:{number}}, mean {mean:{number}}, max {hi:{number}}")
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
 @click.command("embed")
 @pipeline_options
 @grid_options
@@ -40,7 +50,7 @@ def embed_command(out, **o) -> None:
 
     inputs = map_inputs(o)
     with CellProgress() as progress:
-        summary = embed(inputs.pipeline, inputs.grid, out, inputs.run, progress)
+        summary = embed(inputs.pipeline, inputs.grid, out, run=inputs.run, progress=progress)
     s = summary
     click.echo(
         f"embed: {s.chunks_computed} chunk(s) computed ({s.chunks_retried} with failed cells "
@@ -97,11 +107,8 @@ def sdm_command(queries, embeddings, mode, delta, target, rescale, threshold, **
     spec = SdmSpec(tuple(queries), mode, delta, target, rescale, threshold)
     output, inputs = output_spec(o), map_inputs(o, embeddings)
     with CellProgress() as progress:
-        result = sdm(spec, inputs, output, command_line(), progress=progress)
-    for name, (lo, mean, hi) in result.layers.summaries().items():
-        click.echo(f"{name}: min {lo:.3f}, mean {mean:.3f}, max {hi:.3f}")
-    for path in result.written:
-        click.echo(f"wrote {path}")
+        result = sdm(spec, inputs, output, progress=progress, command=command_line())
+    echo_result(result.layers.summaries(), result.written)
 
 
 @click.command("uncertainty")
@@ -151,27 +158,15 @@ def uncertainty_command(embeddings, store_context, calibration, layer, reference
       prom3e-geo uncertainty --layer novelty --aoi 0,40,20,55 --out eu.tif
     """
     from prom3e_geo.engine.spec import parse_context
-    from prom3e_geo.workflows.maps import uncertainty
+    from prom3e_geo.workflows.maps import UncertaintySpec, uncertainty
 
-    context = parse_context(o.pop("context"))
+    spec = UncertaintySpec(tuple(parse_context(o.pop("context"))), layer, calibration, reference)
     fixed = tuple(name for name in STORE_FIXED if name != "context")  # --context: the subset
     output = output_spec(o)
     inputs = map_inputs({**o, "context": store_context}, embeddings, fixed)
     with CellProgress() as progress:
-        result = uncertainty(
-            context,
-            inputs,
-            output,
-            command_line(),
-            progress=progress,
-            calibration=calibration,
-            layer=layer,
-            reference=reference,
-        )
-    for name, (lo, mean, hi) in result.layers.summaries().items():
-        click.echo(f"{name}: min {lo:.4g}, mean {mean:.4g}, max {hi:.4g}")
-    for path in result.written:
-        click.echo(f"wrote {path}")
+        result = uncertainty(spec, inputs, output, progress=progress, command=command_line())
+    echo_result(result.layers.summaries(), result.written, ".4g")
 
 
 @click.command("ica")
@@ -206,9 +201,9 @@ def ica_command(embeddings, token, model, seed, max_iter, **o) -> None:
       prom3e-geo ica --embeddings cube.zarr --token mu --out ica.tif --png ica.png
     """
     from prom3e_geo.engine.spec import PipelineSpec
-    from prom3e_geo.workflows.maps import MapInputs, ica
+    from prom3e_geo.workflows.maps import IcaSpec, MapInputs, ica
 
     inputs = MapInputs(embeddings, PipelineSpec(model=model))
-    result = ica(token, seed, inputs, output_spec(o), command_line(), max_iter)
-    for path in result.written:
-        click.echo(f"wrote {path}")
+    spec = IcaSpec(token, seed, max_iter)
+    result = ica(spec, inputs, output_spec(o), command=command_line())
+    echo_result({}, result.written)

@@ -29,10 +29,11 @@ def qgis_project_command(out, layers, aoi, title, overwrite) -> None:
     Example:
       prom3e-geo qgis-project run.qgz map.tif sigma.tif div.tif
     """
-    from prom3e_geo.workflows.qgis import qgis_project
+    from prom3e_geo.workflows.qgis import QgisSpec, qgis_project
 
-    written_layers, written = qgis_project(out, layers, aoi, title, overwrite)
-    for layer in written_layers:
+    spec = QgisSpec(tuple(Path(p) for p in layers), aoi, title)
+    result = qgis_project(spec, out, overwrite=overwrite)
+    for layer in result.layers:
         click.echo(f"{layer.name}: {', '.join(layer.bands)}")
-    for path in written:
+    for path in result.written:
         click.echo(f"wrote {path}")

@@ -39,10 +39,10 @@ import numpy as np
 import rasterio
 import torch
 from huggingface_hub import PyTorchModelHubMixin
+from open_clip_keys import hf_to_open_clip
 from rasterio.transform import from_origin
 from torch import nn
 
-from prom3e_geo.encoders.clip import hf_to_open_clip
 from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
 
 VOCAB = 64

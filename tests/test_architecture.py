@@ -107,9 +107,12 @@ class _Fussy:
         raise TypeError("a bug inside the source")
 
 
-def test_source_options_are_checked_by_signature_and_bugs_are_not_called_bad_input():
+def test_source_options_are_checked_by_signature_and_bugs_are_not_called_bad_input(monkeypatch):
     from prom3e_geo.imagery.base import SOURCES, open_source
 
+    # registered in a copy of the loaded entries that is put back after the test: the source
+    # must not stay registered for the tests that run after this one
+    monkeypatch.setattr(SOURCES, "_loaded", dict(SOURCES._loaded))
     SOURCES.register("fussy", _Fussy)
     with pytest.raises(SourceError, match="takes the options size"):
         open_source("fussy?colour=red")
@@ -119,3 +122,12 @@ def test_source_options_are_checked_by_signature_and_bugs_are_not_called_bad_inp
         open_source("demo:somewhere")
     with pytest.raises(TypeError, match="a bug inside the source"):
         open_source("fussy?size=16")
+
+
+def test_the_source_registered_by_that_test_does_not_outlive_it():
+    from prom3e_geo.imagery.base import SOURCES
+
+    with pytest.MonkeyPatch.context() as mp:
+        test_source_options_are_checked_by_signature_and_bugs_are_not_called_bad_input(mp)
+        assert "fussy" in SOURCES
+    assert "fussy" not in SOURCES

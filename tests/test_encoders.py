@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 from affine import Affine
 from hub_repos import tokenizer_files
+from open_clip_keys import hf_to_open_clip
 
 from prom3e_geo.encoders import build_encoder
-from prom3e_geo.encoders.clip import (
+from prom3e_geo.encoders.clip_keys import open_clip_to_hf
+from prom3e_geo.encoders.clip_preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    hf_to_open_clip,
     load_photo,
-    open_clip_to_hf,
     patches_tensor,
     patches_to_pixels,
     stack_patches,
@@ -450,7 +450,7 @@ def test_image_and_text_encoders_from_an_open_clip_release(tiny_clip, open_clip_
 def test_photo_preprocessing_exif_modes_and_refusals(tmp_path, monkeypatch):
     from PIL import Image
 
-    from prom3e_geo.encoders import clip
+    from prom3e_geo.encoders import clip_preprocessing as clip
 
     tall = Image.new("RGB", (40, 20), (200, 10, 10))
     exif = Image.Exif()

@@ -166,7 +166,7 @@ def test_evaluate_file_data_to_html(tmp_path, run_cli):
 
 def test_demo_evaluation_shows_hybrid_and_hidden_token_gains():
     """The must-show numbers of docs/evaluation.md, recomputed (same recipe, fewer pairs)."""
-    from prom3e_geo.evaluate.report import evaluate
+    from prom3e_geo.evaluate.measure import evaluate
     from prom3e_geo.recipes import EvaluationRecipe
     from prom3e_geo.workflows.evaluate import load_evaluation
 

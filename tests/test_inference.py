@@ -73,26 +73,36 @@ def test_embed_writes_a_complete_georeferenced_store(reference_store):
     np.testing.assert_allclose(norms, 1.0, atol=2e-3)  # float16 storage
 
 
+# a child that runs `embed` and kills itself (SIGKILL, no clean-up) as it starts writing its
+# fourth chunk: a hard kill mid-run at the same place on any machine, however fast
+KILLED_AT_FOURTH_CHUNK = """
+import os, signal, sys
+from prom3e_geo.stores.embeddings import EmbeddingStore
+from prom3e_geo_cli.main import main
+
+write, written = EmbeddingStore.write, []
+
+def write_then_die(self, result):
+    if len(written) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    written.append(result.chunk)
+    return write(self, result)
+
+EmbeddingStore.write = write_then_die
+sys.argv = ["prom3e-geo", "embed", *sys.argv[1:]]
+main()
+"""
+
+
 def test_killed_embed_resumes_to_the_same_store(reference_store, tmp_path):
     out = tmp_path / "cube.zarr"
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    proc = subprocess.Popen(
-        [EXE, "embed", *SMALL, "--out", out],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
+    args = [*map(str, SMALL), "--out", str(out)]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_FOURTH_CHUNK, *args], capture_output=True
     )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (out / "chunk_done").exists() and zarr.open_group(str(out), mode="r")["chunk_done"][
-            :
-        ].sum() >= 3:
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     done = zarr.open_group(str(out), mode="r")["chunk_done"][:].sum()
-    assert 3 <= done < 18, "killed mid-run"
+    assert done == 3, "killed mid-run, after three chunks"
     with pytest.raises(InputError, match="incomplete"):
         open_store(out)
     rerun = subprocess.run([EXE, "embed", *SMALL, "--out", out], capture_output=True, text=True)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,11 +30,14 @@ import torch
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError
 
+if TYPE_CHECKING:  # transformers is imported when the tower is loaded
+    from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
+
 SAMPLE_RATE = 48_000
 MAX_SECONDS = 10
 # laion/clap-htsat-unfused's preprocessor_config.json (541 bytes, commit 0e991a8 "Upload
 # processor"): the feature settings of the ClapProcessor rshf builds for TaxaBind's audio tower
-LAION_UNFUSED = {
+LAION_UNFUSED: dict[str, Any] = {
     "feature_size": 64,
     "sampling_rate": 48_000,
     "hop_length": 480,
@@ -77,10 +81,10 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
         raise InputError(f"audio {path} cannot be decoded: {exc}") from None
     if data.size == 0:
         raise InputError(f"audio {path} is empty")
-    mono = data.mean(axis=1)
+    mono = np.asarray(data.mean(axis=1), dtype=np.float32)
     if source_rate != rate:
         g = gcd(source_rate, rate)
-        mono = resample_poly(mono, rate // g, source_rate // g).astype(np.float32)
+        mono = np.asarray(resample_poly(mono, rate // g, source_rate // g), dtype=np.float32)
     return mono
 
 
@@ -116,14 +120,14 @@ class AudioEncoder(Encoder):
 
     def __init__(
         self,
-        module,
-        extractor,
+        module: ClapAudioModelWithProjection,
+        extractor: ClapFeatureExtractor,
         device: str = "cpu",
         amp: str = "bf16",
         preprocessing: AudioPreprocessing | None = None,
     ) -> None:
         super().__init__(module, device, amp)
-        self.extractor = extractor
+        self.clap, self.extractor = module, extractor
         self.preprocessing = preprocessing or AudioPreprocessing()
         self.batch_size = 16
 
@@ -155,7 +159,8 @@ class AudioEncoder(Encoder):
                 sampling_rate=prep.sample_rate,
                 max_length=max_length,
                 padding=prep.padding,
-                truncation=truncation,
+                # TaxaBind's `true` cuts nothing: longer clips were refused above
+                truncation=truncation if isinstance(truncation, str) else None,
                 return_tensors="pt",
             )
         finally:
@@ -163,12 +168,13 @@ class AudioEncoder(Encoder):
         return {"input_features": features["input_features"], "is_longer": features["is_longer"]}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.module(**batch).audio_embeds
+        embeds: torch.Tensor = self.clap(**batch).audio_embeds
+        return embeds
 
 
 def feature_extractor(
     tower: Path, prep: AudioPreprocessing, fused: bool = False, hint: str | None = None
-):
+) -> ClapFeatureExtractor:
     """The tower's own `preprocessor_config.json`, else the named ClapProcessor repository's
     (a folder, or fetched from the hub), else `LAION_UNFUSED` with the truncation the tower was
     trained for (see the module docstring)."""
@@ -179,8 +185,9 @@ def feature_extractor(
         from prom3e_geo.hub import download_snapshot, parse_hub_ref
 
         ref = parse_hub_ref(prep.processor)
-        folder = Path(prep.processor) if ref is None else None
-        if ref is not None:
+        if ref is None:
+            folder = Path(prep.processor)
+        else:
             folder = download_snapshot(
                 ref, ["preprocessor_config.json"], "audio processor", hint
             ).path
@@ -190,4 +197,7 @@ def feature_extractor(
         return ClapFeatureExtractor(
             **{**LAION_UNFUSED, "truncation": "fusion" if fused else "rand_trunc"}
         )
-    return ClapFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
+    extractor: ClapFeatureExtractor = ClapFeatureExtractor.from_pretrained(
+        str(folder), local_files_only=True
+    )
+    return extractor

@@ -88,6 +88,6 @@ class PinnedStaging:
         staged = self.buffer[:nbytes].view(tensor.dtype).view(tensor.shape)
         staged.copy_(tensor)
         out = staged.to(device, non_blocking=True)
-        self.sent = torch.cuda.Event()
+        self.sent = torch.cuda.Event()  # type: ignore[no-untyped-call]  # torch leaves Event.__init__ unannotated
         self.sent.record(torch.cuda.current_stream(device))
         return out

@@ -25,7 +25,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.encoders.weights import load_state_dict, mixin_config, select_prefix
+from prom3e_geo.encoders.state_dicts import load_state_dict, mixin_config, select_prefix
 from prom3e_geo.errors import InputError
 from prom3e_geo.worldclim import ENV_CHANNELS, SCALING_TAG
 
@@ -46,18 +46,24 @@ class EnvironmentNet(nn.Module):
 
     def __init__(self, inputs: int = 20, width: int = 512, depth: int = 4) -> None:
         super().__init__()
+        self.inputs = inputs
         self.feats = nn.Sequential(
             nn.Linear(inputs, width), nn.ReLU(), *(ResLayer(width) for _ in range(depth))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.feats(x)
+        out: torch.Tensor = self.feats(x)
+        return out
 
 
 class EnvironmentEncoder(Encoder):
     """[N, 20] z-scored environment vectors -> 512-d embeddings."""
 
     modality = "env"
+
+    def __init__(self, net: EnvironmentNet, device: str = "cpu", amp: str = "bf16") -> None:
+        super().__init__(net, device, amp)
+        self.net = net
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", depth: int = 4) -> EnvironmentEncoder:
@@ -78,13 +84,14 @@ class EnvironmentEncoder(Encoder):
 
     def preprocess(self, raw: Sequence[Sequence[float]] | np.ndarray) -> torch.Tensor:
         values = np.asarray(raw, dtype=np.float32)
-        inputs = self.module.feats[0].in_features
+        inputs = self.net.inputs
         if values.ndim != 2 or values.shape[1] != inputs:
             raise InputError(f"environment vectors must be [N, {inputs}], got {values.shape}")
         return torch.from_numpy(np.nan_to_num(values, nan=0.0))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.module(batch)
+        out: torch.Tensor = self.net(batch)
+        return out
 
 
 class EnvironmentSampler:

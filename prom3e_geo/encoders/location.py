@@ -20,13 +20,14 @@ import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.encoders.weights import load_state_dict, mixin_config, select_prefix
+from prom3e_geo.encoders.state_dicts import load_state_dict, mixin_config, select_prefix
 from prom3e_geo.errors import InputError, WeightsError
 
 A1, A2, A3, A4 = 1.340264, -0.081106, 0.000893, 0.003796
@@ -57,6 +58,8 @@ CONFIG_IGNORED = ("transformers_version",)  # written by the saver, no architect
 class FourierFeatures(nn.Module):
     """[cos(2 pi v b^T), sin(2 pi v b^T)] with a fixed Gaussian matrix b (a buffer)."""
 
+    b: torch.Tensor  # [features, inputs] random frequencies (a buffer: saved, not trained)
+
     def __init__(self, sigma: float, inputs: int = 2, features: int = 256) -> None:
         super().__init__()
         self.register_buffer("b", torch.randn(features, inputs) * sigma)
@@ -84,7 +87,8 @@ class LocationCapsule(nn.Module):
         self.head = nn.Sequential(nn.Linear(2 * dim, dim))
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return self.head(self.capsule(v))
+        out: torch.Tensor = self.head(self.capsule(v))
+        return out
 
 
 class LocationNet(nn.Module):
@@ -100,10 +104,14 @@ class LocationNet(nn.Module):
 
     def forward(self, latlon: torch.Tensor) -> torch.Tensor:
         v = equal_earth(latlon.float())
-        return sum(getattr(self, f"LocEnc{i}")(v) for i in range(self.count))
+        capsules = [self.get_submodule(f"LocEnc{i}") for i in range(self.count)]
+        out: torch.Tensor = capsules[0](v)
+        for capsule in capsules[1:]:
+            out = out + capsule(v)
+        return out
 
 
-def net_from_config(config: dict, path: Path) -> LocationNet:
+def net_from_config(config: dict[str, Any], path: Path) -> LocationNet:
     """The architecture a GeoCLIP `config.json` describes; settings it cannot honour refused."""
     config = config.get("config", config) if isinstance(config.get("config"), dict) else config
     unknown = sorted(set(config) - set(CONFIG_KEYS) - set(CONFIG_IGNORED))
@@ -185,7 +193,8 @@ class LocationEncoder(Encoder):
         return latlon
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.module(batch)
+        out: torch.Tensor = self.module(batch)
+        return out
 
 
 def geoclip_encoder(modality: str, device: str = "cpu") -> LocationEncoder:

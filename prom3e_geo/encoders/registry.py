@@ -1,5 +1,7 @@
-"""Build an encoder from a spec: a registered encoder name, a local path, or a hub id
-(`ORG/NAME[@REV]`, `hf-hub:ORG/NAME[@REV]`: only the files its loader reads are downloaded).
+"""Build an encoder from a spec: a registered encoder name, a local path, or a hub id.
+
+Hub ids are `ORG/NAME[@REV]` or `hf-hub:ORG/NAME[@REV]`; only the files its loader reads are
+downloaded.
 
 Two registries: `NAMED_ENCODERS` (entry point group `prom3e_geo.encoders`: `geoclip`, and the
 demo plug-in's `demo`) build an encoder from a name and a modality; `LOADERS` (group
@@ -14,9 +16,8 @@ from pathlib import Path
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.errors import InputError, WeightsError
 from prom3e_geo.hub import MIXIN_FILES, Fetched, fetch_weights, parse_hub_ref
+from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.registry import Registry
-
-MODALITIES = ("image", "sat", "loc", "env", "text", "audio")
 
 NAMED_ENCODERS: Registry[Callable[[str, str], Encoder]] = Registry("prom3e_geo.encoders", "encoder")
 LOADERS: Registry[Callable[[Path, str], Encoder]] = Registry(
@@ -78,14 +79,14 @@ def fetch_encoder(modality: str, spec: str, hint: str | None = None) -> Fetched 
     return fetch_weights(ref, configs, choices, f"{modality} encoder", hint)
 
 
-def _fetched(preprocessing, hint: str | None):
+def _fetched(preprocessing: object, hint: str | None) -> object:
     """Preprocessing whose ClapProcessor repository (`processor`, audio) is a hub id: fetched now,
     with the preset's hint, and named by its folder."""
-    from dataclasses import replace
+    from dataclasses import is_dataclass, replace
 
     processor = getattr(preprocessing, "processor", None)
-    ref = parse_hub_ref(processor) if processor else None
-    if ref is None:
+    ref = parse_hub_ref(processor) if isinstance(processor, str) else None
+    if ref is None or not is_dataclass(preprocessing) or isinstance(preprocessing, type):
         return preprocessing
     from prom3e_geo.hub import download_snapshot
 

@@ -8,8 +8,9 @@ loc encoder, environment vector -> env encoder) into the [N, 6, 512] input of Pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,17 +29,17 @@ Environment = Callable[[np.ndarray, np.ndarray], np.ndarray]  # lon, lat -> raw 
 class CellContext:
     """Everything needed to embed the context modalities of cells."""
 
-    encoders: dict[str, Encoder]
+    encoders: Mapping[str, Encoder]
     source: PatchSource | None = None
     environment: Environment | None = None
 
     def gather(
         self, lon: np.ndarray, lat: np.ndarray, context: Sequence[str]
-    ) -> tuple[dict, dict[str, np.ndarray]]:
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Raw inputs per context modality (patch fetches happen here) and each modality's [N]
         validity (a failed patch invalidates only the sat input of its cell)."""
         lon, lat = np.ravel(lon), np.ravel(lat)
-        raw: dict[str, object] = {}
+        raw: dict[str, Any] = {}
         valid = {}
         for name in context:
             if name not in self.encoders:
@@ -58,7 +59,7 @@ class CellContext:
                 raw[name] = self.environment(lon, lat)
         return raw, valid
 
-    def encode(self, raw: dict, n: int) -> torch.Tensor:
+    def encode(self, raw: Mapping[str, Any], n: int) -> torch.Tensor:
         """[N, 6, 512] ProM3E input with the gathered modalities encoded, each as one batch."""
         x = torch.zeros(n, len(MODALITIES), 512)
         for name, values in raw.items():

@@ -1,5 +1,4 @@
-"""What a model preset provides: `PipelineParts` (the presets build them, the pipeline
-assembles them)."""
+"""What a model preset provides: `PipelineParts` (the presets build them, the pipeline uses them)."""
 
 from __future__ import annotations
 
@@ -20,14 +19,18 @@ class PipelineParts:
 
     model: ProM3E
     weights_sha256: str  # recorded in the manifest: a store is never finished by other weights
-    encoders: dict[str, Encoder]  # built; the other `encoder_specs` are built when first needed
+    encoders: dict[str, Encoder]  # built; the pipeline builds the others from `encoder_specs`
     encoder_specs: dict[str, str]  # modality -> the spec that rebuilds it, for the manifest
     environment: Environment | None = None
     source: str | None = None  # default imagery source spec
     synthetic: bool = False  # outputs are tagged as made from synthetic data
     coverage: tuple[float, float, float, float] | None = None  # lon/lat box the model knows
-    patch: dict | None = None  # the imagery its sat encoder was trained on: size (px), resolution
-    preprocessing: dict = field(default_factory=dict)  # modality -> the encoder's preprocessing
+    patch: dict[str, float] | None = (
+        None  # the imagery its sat encoder was trained on: size (px), resolution
+    )
+    preprocessing: dict[str, object] = field(
+        default_factory=dict
+    )  # modality -> the encoder's preprocessing
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (hub parts)
     hint: str | None = None  # what to do when its hub files are missing offline
     # files that travel with the model, by kind: `novelty` (a NoveltyReference of its training

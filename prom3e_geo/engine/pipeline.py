@@ -11,12 +11,13 @@ workers rebuild them from the spec).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from prom3e_geo.encoders.base import Encoder
-from prom3e_geo.engine.cells import CellContext
+from prom3e_geo.engine.cells import CellContext, Environment
+from prom3e_geo.engine.encoder_set import EncoderSet
 from prom3e_geo.engine.parts import TAXABIND_PATCH, PipelineParts
 from prom3e_geo.engine.presets import is_recipe_path, read_weights_recipe, recipe_parts
 from prom3e_geo.engine.spec import DEFAULT_MODEL, PipelineSpec
@@ -26,76 +27,19 @@ from prom3e_geo.registry import Registry
 DEFAULT_ENCODERS = {"loc": "geoclip"}  # for a ProM3E weights path without a preset
 
 
-class EncoderSet(Mapping):
-    """A pipeline's encoders by modality: those built already, and the others built from their
-    spec on first use (with the preset's preprocessing and the run's autocast)."""
-
-    def __init__(
-        self, built, specs, device: str, preprocessing: dict, hint: str | None = None
-    ) -> None:
-        self.built = dict(built)
-        self.specs = {m: s for m, s in specs.items() if m not in self.built}
-        self.device, self.preprocessing, self.amp = device, preprocessing, None
-        self.hint = hint
-
-    def __getitem__(self, modality: str) -> Encoder:
-        if modality not in self.built:
-            if modality not in self.specs:
-                raise KeyError(modality)
-            from prom3e_geo.encoders import build_encoder
-
-            encoder = build_encoder(
-                modality,
-                self.specs[modality],
-                self.device,
-                self.preprocessing.get(modality),
-                self.hint,
-            )
-            self.built[modality] = self._with_amp(encoder)
-        return self.built[modality]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({**self.built, **self.specs})
-
-    def __len__(self) -> int:
-        return len({**self.built, **self.specs})
-
-    def set_amp(self, amp: str) -> None:
-        self.amp = amp
-        for encoder in self.built.values():
-            self._with_amp(encoder)
-
-    def _with_amp(self, encoder: Encoder) -> Encoder:
-        if self.amp is not None:
-            encoder.amp = self.amp
-        return encoder
-
-    def origins(self) -> dict[str, str]:
-        """modality -> ORG/NAME@COMMIT of the built encoders whose weights came from the hub."""
-        return {m: e.origin for m, e in self.built.items() if e.origin}
-
-    def origin(self, modality: str) -> str | None:
-        """ORG/NAME@COMMIT of a modality's hub weights, fetched but not loaded when not built
-        yet (a store records its context encoders without loading them twice)."""
-        if modality in self.built:
-            return self.built[modality].origin
-        if modality not in self.specs:
-            return None
-        from prom3e_geo.encoders.registry import fetch_encoder
-
-        fetched = fetch_encoder(modality, self.specs[modality], self.hint)
-        return fetched.origin if fetched else None
-
-
 PRESETS: Registry[Callable[[str], PipelineParts]] = Registry("prom3e_geo.presets", "model preset")
 
 
 @dataclass
 class Pipeline:
-    spec: PipelineSpec
+    """A resolved spec's loaded parts: the model on its device, the cell context (encoders,
+    imagery source, environment) and the manifest a store made with it records."""
+
+    spec: PipelineSpec  # resolved (`resolve_spec`): Dask workers rebuild the pipeline from it
     model: ProM3E
+    encoders: EncoderSet  # the context's towers and the query towers (built when first used)
     cells: CellContext
-    manifest: dict
+    manifest: dict[str, Any]
     precision: str  # resolved: bf16 or float32
     coverage: tuple[float, float, float, float] | None = None
     companions: dict[str, str] = field(default_factory=dict)  # PipelineParts.companions
@@ -108,48 +52,77 @@ class Pipeline:
 _PIPELINES: dict[PipelineSpec, Pipeline] = {}
 
 
-def load_pipeline(spec: PipelineSpec) -> Pipeline:
-    """Build (once per process) the models a spec names."""
-    if spec in _PIPELINES:
-        return _PIPELINES[spec]
-    from prom3e_geo import __version__
-    from prom3e_geo.runtime import flush_subnormals_, resolve_device, resolve_precision
+def resolve_spec(spec: PipelineSpec) -> PipelineSpec:
+    """The spec with every choice made: the model named (`DEFAULT_MODEL` for None), the device
+    and the precision concrete (`auto` -> cuda or cpu, bf16 or float32). Resolving a resolved
+    spec changes nothing, so a spec and its resolution name one pipeline."""
+    from prom3e_geo.runtime import resolve_device, resolve_precision
 
     device = resolve_device(spec.device)
-    precision = resolve_precision(spec.precision, device)
+    return replace(
+        spec,
+        model=spec.model or DEFAULT_MODEL,
+        device=str(device),
+        precision=resolve_precision(spec.precision, device),
+    )
+
+
+def load_pipeline(spec: PipelineSpec) -> Pipeline:
+    """The pipeline of a spec, built once per process (`build_pipeline`) for its resolution."""
+    resolved = resolve_spec(spec)
+    if resolved not in _PIPELINES:
+        _PIPELINES[resolved] = build_pipeline(resolved)
+    return _PIPELINES[resolved]
+
+
+def build_pipeline(spec: PipelineSpec) -> Pipeline:
+    """Load the model, encoders and imagery source a resolved spec names."""
+    from prom3e_geo.runtime import flush_subnormals_
+    from prom3e_geo.version import __version__
+
     model_id = spec.model or DEFAULT_MODEL
-    parts = _parts(model_id, spec, str(device))
+    parts = _assemble(model_id, spec, spec.device)
+    encoders = EncoderSet(
+        parts.encoders, parts.encoder_specs, spec.device, parts.preprocessing, parts.hint
+    )
     source = None
     if "sat" in spec.context and (spec.source or parts.source):
         from prom3e_geo.imagery.base import open_source
 
         # the pipeline's patch size (and resolution) are the source's defaults, and a patch
         # cache made with others is refused by the cache source
-        source = open_source(spec.source or parts.source, **(parts.patch or {}))
-    cells = CellContext(parts.encoders, source, parts.environment)
-    parts.encoders.set_amp(precision)
-    origins = {m: o for m in spec.context if (o := parts.encoders.origin(m))}
+        source = open_source(spec.source or parts.source or "", **(parts.patch or {}))
+    cells = CellContext(encoders, source, parts.environment)
+    encoders.set_amp(spec.precision)
+    origins = {m: o for m in spec.context if (o := encoders.origin(m))}
+    described = source.describe() if source is not None else None
     manifest = {
         "software": f"prom3e-geo {__version__}",
         "model": model_id,
         "model_sha256": parts.weights_sha256,
-        "source": source.describe() if source is not None else None,
+        "source": described,
         "context": list(spec.context),
         "encoders": parts.encoder_specs,
         "env_raster": spec.env_raster,
-        "precision": precision,
-        "synthetic": parts.synthetic or bool(source and source.describe().get("synthetic")),
+        "precision": spec.precision,
+        "synthetic": parts.synthetic or bool(described and described.get("synthetic")),
         "origins": {**parts.origins, **origins},
     }
-    model = flush_subnormals_(parts.model.to(device).eval())
-    pipeline = Pipeline(
-        spec, model, cells, manifest, precision, parts.coverage, dict(parts.companions)
+    model = parts.model.to(spec.device).eval()
+    flush_subnormals_(model)
+    return Pipeline(
+        spec,
+        model,
+        encoders,
+        cells,
+        manifest,
+        spec.precision,
+        parts.coverage,
+        dict(parts.companions),
     )
-    _PIPELINES[spec] = pipeline
-    return pipeline
 
 
-def _parts(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
+def _assemble(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
     """The preset's parts (or a weights path's, with default encoders), with the spec's
     encoders and environment raster applied over them."""
     overrides = dict(spec.encoders)
@@ -178,18 +151,23 @@ def _parts(model_id: str, spec: PipelineSpec, device: str) -> PipelineParts:
     specs = {**parts.encoder_specs, **overrides}
     # a preset's preprocessing belongs to its own towers, not to a tower the spec puts instead
     preprocessing = {m: p for m, p in parts.preprocessing.items() if m not in overrides}
-    encoders = EncoderSet(built, specs, device, preprocessing, parts.hint)
-    environment = parts.environment
+    environment: Environment | None = parts.environment
     if spec.env_raster:
         from prom3e_geo.encoders.environment import EnvironmentSampler
 
         environment = EnvironmentSampler(spec.env_raster).sample
-    return replace(parts, encoders=encoders, encoder_specs=specs, environment=environment)
+    return replace(
+        parts,
+        encoders=built,
+        encoder_specs=specs,
+        preprocessing=preprocessing,
+        environment=environment,
+    )
 
 
-def spec_from_manifest(manifest: dict, **speed) -> PipelineSpec:
-    """The spec that rebuilds the pipeline a store was made with (for queries, inversion and
-    sigma of context subsets); `speed` sets device, batch size and the like."""
+def spec_from_manifest(manifest: dict[str, Any], **speed: Any) -> PipelineSpec:
+    """The spec that rebuilds the pipeline a given store was made with (for queries, inversion
+    and sigma of context subsets); `speed` sets device, batch size and the like."""
     preset_own = manifest["model"] if manifest["model"] in PRESETS else None
     encoders = tuple((m, s) for m, s in (manifest.get("encoders") or {}).items() if s != preset_own)
     return PipelineSpec(

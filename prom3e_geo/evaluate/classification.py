@@ -14,12 +14,15 @@ MinMax-scaled on the training split; classes by `RidgeClassifierCV(alphas=(0.1, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.linear_model import RidgeClassifierCV, RidgeCV
 from sklearn.preprocessing import MinMaxScaler
 
-from prom3e_geo.model.prom3e import visibility
+from prom3e_geo.model.prom3e import ProM3E, visibility
 
 FEATURE_KINDS = ("recon", "mu", "modality", "register", "hidden")
 ALPHAS = (0.1, 1.0, 10.0)
@@ -33,7 +36,7 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def zero_shot(
-    model, values: torch.Tensor, visible: list[int], labels: np.ndarray, text: int = 4
+    model: ProM3E, values: torch.Tensor, visible: list[int], labels: np.ndarray, text: int = 4
 ) -> dict[int, float]:
     """Top-1/top-5 accuracy of the reconstructed text embedding against the class texts."""
     from prom3e_geo.evaluate.retrieval import reconstruct
@@ -47,7 +50,11 @@ def zero_shot(
 
 
 def probe_features(
-    model, values: torch.Tensor, visible: list[int], kinds=FEATURE_KINDS, batch: int = 1024
+    model: ProM3E,
+    values: torch.Tensor,
+    visible: list[int],
+    kinds: Sequence[str] = FEATURE_KINDS,
+    batch: int = 1024,
 ) -> dict[str, np.ndarray]:
     """[N, F] features of each kind (see the module docstring), from one pass of the model."""
     unknown = [k for k in kinds if k not in FEATURE_KINDS]
@@ -60,7 +67,7 @@ def probe_features(
         "modality": [prefix + m for m in visible],
         "hidden": [*range(prefix), *(prefix + m for m in visible)],
     }
-    out: dict[str, list] = {k: [] for k in kinds}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
     with torch.no_grad():
         for start in range(0, values.shape[0], batch):
             part = values[start : start + batch].float()
@@ -90,7 +97,9 @@ def ridge_r2(
     return _fit_score(RidgeCV(alphas=ALPHAS), features, target, train, test)
 
 
-def _fit_score(estimator, features, y, train, test) -> float:
+def _fit_score(
+    estimator: Any, features: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> float:
     """Scale to [0, 1] on the training rows, fit, and score on the test rows."""
     scaler = MinMaxScaler().fit(features[train])
     estimator.fit(scaler.transform(features[train]), y[train])

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prom3e_geo.model.prom3e import visibility
+from prom3e_geo.model.prom3e import ProM3E, ProM3EOutput, visibility
 
 
 def modality_gap(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -20,12 +20,15 @@ def modality_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.mean(0) - b.mean(0)).norm())
 
 
-def _forward(model, values: torch.Tensor, visible: list[int]):
+def _forward(model: ProM3E, values: torch.Tensor, visible: list[int]) -> ProM3EOutput:
     with torch.no_grad():
-        return model(values.float(), visibility(values.shape[0], visible, values.shape[1]))
+        out: ProM3EOutput = model(
+            values.float(), visibility(values.shape[0], visible, values.shape[1])
+        )
+    return out
 
 
-def gap_change(model, values: torch.Tensor, a: int, b: int, third: int) -> dict[str, float]:
+def gap_change(model: ProM3E, values: torch.Tensor, a: int, b: int, third: int) -> dict[str, float]:
     """Gap between a and b: raw embeddings, reconstructions from {a, b}, and from {a, b, third}."""
     two = _forward(model, values, [a, b]).recon
     three = _forward(model, values, [a, b, third]).recon
@@ -36,13 +39,13 @@ def gap_change(model, values: torch.Tensor, a: int, b: int, third: int) -> dict[
     }
 
 
-def sigma_values(model, values: torch.Tensor, visible: list[int]) -> np.ndarray:
+def sigma_values(model: ProM3E, values: torch.Tensor, visible: list[int]) -> np.ndarray:
     """||sigma||_1 of every sample with `visible` modalities."""
     return _forward(model, values, visible).sigma_l1.numpy()
 
 
 def extreme_sigma(
-    model, values: torch.Tensor, visible: list[int], n: int
+    model: ProM3E, values: torch.Tensor, visible: list[int], n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the n least and n most uncertain samples (by ||sigma||_1)."""
     order = np.argsort(sigma_values(model, values, visible), kind="stable")

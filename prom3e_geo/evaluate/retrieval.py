@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from prom3e_geo.model.prom3e import ProM3E
+
 
 def retrieval_ranks(
     queries: torch.Tensor, gallery: torch.Tensor, labels: torch.Tensor | None = None
@@ -44,7 +46,9 @@ class RetrievalResult:
     median_rank: dict[str, float]
 
 
-def reconstruct(model, values: torch.Tensor, visible: list[int], batch: int = 1024) -> torch.Tensor:
+def reconstruct(
+    model: ProM3E, values: torch.Tensor, visible: list[int], batch: int = 1024
+) -> torch.Tensor:
     """ProM3E's deterministic reconstructions [N, M, D] of every modality from `visible`."""
     from prom3e_geo.model.prom3e import visibility
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from prom3e_geo.layers.novelty import NoveltyReference
-from prom3e_geo.model.prom3e import MODALITIES, visibility
+from prom3e_geo.model.prom3e import MODALITIES, ProM3E, visibility
 
 
 @dataclass
@@ -33,7 +35,9 @@ class OodCase:
     visible: list[int]
 
 
-def _outputs(model, values: torch.Tensor, visible: Sequence[int]):
+def _outputs(
+    model: ProM3E, values: torch.Tensor, visible: Sequence[int]
+) -> tuple[np.ndarray, torch.Tensor]:
     with torch.no_grad():
         out = model(values.float(), visibility(values.shape[0], list(visible), values.shape[1]))
     return out.sigma_l1.numpy(), out.recon[:, 0]
@@ -53,7 +57,7 @@ def class_ranks(recon: torch.Tensor, images: torch.Tensor, labels: np.ndarray) -
 Score = Callable[[torch.Tensor, Sequence[int]], np.ndarray]  # (values, visible) -> per sample
 
 
-def sigma_score(model) -> Score:
+def sigma_score(model: ProM3E) -> Score:
     """The paper's layer: ||sigma||_1."""
     return lambda values, visible: _outputs(model, values, visible)[0]
 
@@ -67,7 +71,7 @@ def novelty_score(reference: NoveltyReference) -> Score:
     return joint
 
 
-def trust_score(reference: NoveltyReference, calibration: ErrorCalibration, model) -> Score:
+def trust_score(reference: NoveltyReference, calibration: ErrorCalibration, model: ProM3E) -> Score:
     """The trust layer: novelty and the calibrated expected error, combined by
     `NoveltyReference.trust`."""
     expected = calibration.score(model)
@@ -96,14 +100,14 @@ def _inputs(embeddings: Mapping[str, torch.Tensor], slots: int) -> torch.Tensor:
 
 def uncertainty_checks(
     score: Score,
-    model,
+    model: ProM3E,
     values: torch.Tensor,
     labels: np.ndarray | None,
     visible_sets: Mapping[str, list[int]],
     context: Sequence[int],
     cases: Mapping[str, OodCase],
     quantile: float = 0.95,
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """The three measurements of the module docstring for one uncertainty `score`:
 
     `error_prediction`: visible set -> Spearman with the `cosine` error and the class `rank`;
@@ -153,7 +157,7 @@ class ErrorCalibration:
 
     @classmethod
     def fit(
-        cls, model, values: torch.Tensor, visible_sets: Sequence[list[int]]
+        cls, model: ProM3E, values: torch.Tensor, visible_sets: Sequence[list[int]]
     ) -> ErrorCalibration:
         from sklearn.linear_model import RidgeCV
 
@@ -171,9 +175,10 @@ class ErrorCalibration:
 
     def predict(self, logvar: torch.Tensor | np.ndarray) -> np.ndarray:
         """Expected cosine error for [N, E] log-variances."""
-        return np.asarray(logvar, dtype=np.float32) @ self.weight + self.bias
+        errors: np.ndarray = np.asarray(logvar, dtype=np.float32) @ self.weight + self.bias
+        return errors
 
-    def score(self, model) -> Score:
+    def score(self, model: ProM3E) -> Score:
         """The variant's layer: expected error of `model`'s reconstructions."""
 
         def expected(values: torch.Tensor, visible: Sequence[int]) -> np.ndarray:
@@ -183,7 +188,7 @@ class ErrorCalibration:
 
         return expected
 
-    def save(self, path, model_sha256: str = "") -> None:
+    def save(self, path: str | Path, model_sha256: str = "") -> None:
         from safetensors.numpy import save_file
 
         save_file(
@@ -193,7 +198,7 @@ class ErrorCalibration:
         )
 
     @classmethod
-    def load(cls, path, model_sha256: str | None = None) -> ErrorCalibration:
+    def load(cls, path: str | Path, model_sha256: str | None = None) -> ErrorCalibration:
         """A saved calibration; with `model_sha256`, refused unless fitted for that model."""
         from safetensors import SafetensorError, safe_open
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from prom3e_geo import __version__
 from prom3e_geo.grid import Grid
 from prom3e_geo.hashing import file_sha256
+from prom3e_geo.version import __version__
 
 SYNTHETIC_NOTE = "SYNTHETIC (demo world): not a map of real species"
 SYNTHETIC_TAG = (

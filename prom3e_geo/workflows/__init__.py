@@ -1,7 +1,8 @@
-"""One function per user task, what the CLI and notebooks call: `grid`, `diversity`, `fetch`,
-`embed`, `sdm`, `uncertainty`, `ica`, `compare`, `evaluate`, `train`.
+"""One function per user task, what the CLI and notebooks call (docs/api.md).
 
-A workflow takes typed specs (`GridSpec`, `OutputSpec`, `PipelineSpec`, ...), owns the settings,
-the store cache, the store <-> model checks and the output writing, and returns a result the
-caller reports. It reports progress through callbacks and never prints.
+`grid_mask`, `diversity`, `fetch`, `embed`, `sdm`, `uncertainty`, `ica`, `compare`,
+`evaluation`, `qgis_project`, `prepare_training`. A workflow takes its own spec first, then where
+its data come from and where its results go; settings, a progress callback and the command line
+for the provenance are keyword arguments. It returns a result the caller reports, reports
+progress through callbacks and never prints.
 """

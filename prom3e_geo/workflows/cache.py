@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import zarr
 
 from prom3e_geo.partials import remove
@@ -32,7 +33,7 @@ def cached_stores(settings: Settings | None = None) -> list[CachedStore]:
         files = [p for p in path.rglob("*") if p.is_file()]
         try:
             manifest = read_manifest(path)
-            done = int(zarr.open_group(str(path), mode="r")["chunk_done"][:].sum())
+            done = int(np.asarray(zarr.open_group(str(path), mode="r")["chunk_done"]).sum())
             complete = done >= int(manifest.get("chunks_with_cells", 0))
             grid = manifest.get("grid", {})
             described = (

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.io.outputs import check_extension, check_output
@@ -13,37 +15,51 @@ from prom3e_geo.io.rasters import read_band
 from prom3e_geo.layers.compare import Comparison, compare_layers, map_error
 
 
-def compare(
-    x_path: Path,
-    y_path: Path,
-    x_band: str | None = None,
-    y_band: str | None = None,
-    png: Path | None = None,
-    overwrite: bool = False,
-    truth: Path | None = None,
-    min_obs: int | None = None,
-) -> tuple[Comparison, str]:
-    """Spearman and Pearson correlation of one band of each raster over their common valid
-    cells; with `png`, the bin-mean plot. With `truth` (a raster of 1 where the mapped species
-    is present, 0 where absent), the second layer becomes its error against the truth: |the
-    layer rescaled to 0-1 over its cells - truth|, so that an uncertainty layer can be judged
-    by whether it is high where the map is wrong.
+@dataclass(frozen=True)
+class CompareSpec:
+    """`compare`: one band of each of two rasters on one grid (default: each one's first band).
+    With `truth` (a raster of 1 where the mapped species is present, 0 where absent), the second
+    layer becomes its error against the truth: |the layer rescaled to 0-1 over its cells -
+    truth|, so that an uncertainty layer can be judged by whether it is high where the map is
+    wrong. When the second raster is a diversity map (it has an `n_obs` band), only cells with
+    at least `min_obs` observations are compared (default 1: the observed cells; unobserved
+    cells have no diversity to compare)."""
 
-    When the second raster is a diversity map (it has an `n_obs` band), only cells with at
-    least `min_obs` observations are compared (default 1: the observed cells; unobserved cells
-    have no diversity to compare). Returns the comparison and a note of the cells used."""
+    x: Path
+    y: Path
+    x_band: str | None = None
+    y_band: str | None = None
+    truth: Path | None = None
+    min_obs: int | None = None
+
+
+@dataclass
+class CompareResult:
+    """The correlations, a note of the cells used, and the files written."""
+
+    comparison: Comparison
+    used: str
+    written: list[Path]
+
+
+def compare(
+    spec: CompareSpec, png: Path | None = None, *, overwrite: bool = False
+) -> CompareResult:
+    """Spearman and Pearson correlation of the two bands over their common valid cells (see
+    `CompareSpec`); with `png`, the bin-mean plot."""
+    x_path, y_path, truth, min_obs = spec.x, spec.y, spec.truth, spec.min_obs
     if png is not None:
         check_output(png, overwrite)
         check_extension(png, (".png",), "a PNG image")
-    x, tx, cx, x_name = read_band(x_path, x_band)
-    y, ty, cy, y_name = read_band(y_path, y_band)
+    x, tx, cx, x_name = read_band(x_path, spec.x_band)
+    y, ty, cy, y_name = read_band(y_path, spec.y_band)
     rasters = [(x_path, x, tx, cx), (y_path, y, ty, cy)]
     if truth is not None:
         t, tt, ct, t_name = read_band(truth)
         rasters.append((truth, t, tt, ct))
         y, y_name = map_error(y, t), f"error of {y_name} against {t_name}"
     for path, values, transform, crs in rasters[1:]:
-        if values.shape != x.shape or not transform.almost_equals(tx) or crs != cx:
+        if values.shape != x.shape or not _same_transform(transform, tx) or crs != cx:
             raise InputError(
                 f"{x_path} and {path} are not on the same grid (shape, transform or CRS differ)"
             )
@@ -60,7 +76,12 @@ def compare(
     result = compare_layers(x, y, x_name, y_name)
     if png is not None:
         write_comparison_plot(result, png, overwrite)
-    return result, used
+    return CompareResult(result, used, [png] if png is not None else [])
+
+
+def _same_transform(a: object, b: object) -> bool:
+    """Two rasters' affine transforms are equal to float precision."""
+    return isinstance(a, Affine) and isinstance(b, Affine) and a.almost_equals(b)
 
 
 def _n_obs(path: Path) -> np.ndarray | None:

@@ -23,7 +23,7 @@ from prom3e_geo.layers.diversity import (
     diversity_memory,
 )
 from prom3e_geo.observations import ObservationReader, ReadReport
-from prom3e_geo.workflows.specs import GridSpec
+from prom3e_geo.workflows.specs import GridSpec, provenance_command
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,9 @@ def diversity(
     spec: DiversitySpec,
     grid: GridSpec,
     output: OutputSpec,
-    command: str,
-    read_progress: Callable[[int, int], None] | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    command: str | None = None,
 ) -> DiversityResult:
     """Count observations per cell and species, smooth, write the five bands."""
     output.check([spec.observations])
@@ -68,7 +69,7 @@ def diversity(
         species_col=spec.species_col,
         research_grade=spec.research_grade,
         date_range=date_range,
-        progress=read_progress,
+        progress=progress,
     )
     layers = compute_diversity(reader, built, sigma=spec.sigma)
     report = reader.report
@@ -82,7 +83,7 @@ def diversity(
     if swapped:
         log.warning("%s", swapped)
     tags = provenance(
-        command,
+        provenance_command(command, "diversity"),
         built,
         inputs={"observations": spec.observations},
         params={

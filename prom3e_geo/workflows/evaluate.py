@@ -9,19 +9,16 @@ import torch
 
 from prom3e_geo.engine.pipeline import PRESETS
 from prom3e_geo.errors import InputError
-from prom3e_geo.evaluate.report import (
-    EVALUATION_DATA,
-    Evaluation,
-    EvaluationSet,
-    evaluate,
-    write_report,
-)
-from prom3e_geo.io.outputs import atomic_output, check_output
+from prom3e_geo.evaluate.figures import report_figures
+from prom3e_geo.evaluate.markdown import markdown_to_html, report_markdown
+from prom3e_geo.evaluate.measure import EVALUATION_DATA, Evaluation, EvaluationSet, evaluate
+from prom3e_geo.io.outputs import atomic_output, check_output, committed_together
+from prom3e_geo.model.prom3e import ProM3E
 from prom3e_geo.recipes import EvaluationRecipe, load_evaluation_recipe
 from prom3e_geo.train.data import load_embeddings
 
 
-def evaluation(recipe_path: Path | None, out: Path, overwrite: bool = False) -> Evaluation:
+def evaluation(recipe_path: Path | None, out: Path, *, overwrite: bool = False) -> Evaluation:
     """Run the recipe's measurements (default: the demo model on new demo-world observations)
     and write the report to `out` (figures in `<name>_files/` beside it)."""
     check_output(out, overwrite)
@@ -37,12 +34,29 @@ def evaluation(recipe_path: Path | None, out: Path, overwrite: bool = False) -> 
             raise InputError("save_calibration needs the image and two context modalities")
         with atomic_output(recipe.save_calibration, overwrite) as tmp:
             result.calibration.save(tmp, model_sha256=sha256)
-    with atomic_output(out, overwrite) as tmp:
-        write_report(result, data, tmp, final=Path(out))
+    write_report(result, data, Path(out), overwrite)
     return result
 
 
-def load_evaluation(recipe: EvaluationRecipe) -> tuple[torch.nn.Module, EvaluationSet, str]:
+def write_report(result: Evaluation, data: EvaluationSet, out: Path, overwrite: bool) -> None:
+    """The report (HTML when the name ends in .html or .htm, else Markdown) and its figures in
+    `<name>_files/` beside it, all written through the atomic writers and committed together."""
+    folder = out.with_name(f"{out.stem}_files")
+    folder.mkdir(exist_ok=True)
+    figures = report_figures(result, data)
+    with committed_together():
+        for figure in figures:
+            with atomic_output(folder / figure.name, overwrite=True) as tmp:
+                figure.figure.savefig(tmp, dpi=110, format="png")
+        links = {figure.caption: f"{folder.name}/{figure.name}" for figure in figures}
+        markdown = report_markdown(result, data, links)
+        if out.suffix.lower() in (".html", ".htm"):
+            markdown = markdown_to_html(markdown, f"ProM3E evaluation: {data.name}")
+        with atomic_output(out, overwrite) as tmp:
+            tmp.write_text(markdown)
+
+
+def load_evaluation(recipe: EvaluationRecipe) -> tuple[ProM3E, EvaluationSet, str]:
     """The model (a preset or weights), the data (a registered dataset or files) a recipe
     names, and the model's weights hash."""
     if recipe.model in PRESETS:

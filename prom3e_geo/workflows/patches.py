@@ -21,14 +21,20 @@ class FetchSpec:
     retry_failed: bool = True  # fetch again the cells that failed in an earlier run
 
 
+@dataclass(frozen=True)
+class FetchResult:
+    summary: FetchSummary  # chunks and cells done, failed cells by reason
+    traffic: dict[str, int]  # the source's own counts (requests, bytes, ...); empty if none
+
+
 def fetch_patches(
     spec: FetchSpec,
     grid: GridSpec,
+    *,
     progress: Callable[[PatchSource], Progress] | None = None,
-) -> tuple[FetchSummary, dict[str, int]]:
-    """Fill (or finish) the cache; returns the summary and the source's traffic counts.
-    `progress` is given the opened source (whose `stats` a progress display may show) and
-    returns the chunk callback."""
+) -> FetchResult:
+    """Fill (or finish) the cache. `progress` is given the opened source (whose `stats` a
+    progress display may show) and returns the chunk callback."""
     options = {"size": spec.size, "resolution": spec.resolution}
     source = open_source(spec.source, **{k: v for k, v in options.items() if v is not None})
     try:
@@ -44,4 +50,4 @@ def fetch_patches(
         stats = source.stats() if hasattr(source, "stats") else {}
     finally:
         source.close()
-    return summary, stats
+    return FetchResult(summary, stats)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.grid import Aoi, load_aoi
+from prom3e_geo.grid.aoi import Aoi, load_aoi
 from prom3e_geo.io.outputs import check_distinct, check_output, committed_together
 from prom3e_geo.io.qgis_project import (
     SUFFIXES,
@@ -25,17 +26,29 @@ from prom3e_geo.io.qgis_project import (
 _AOI_TAG = re.compile(r"\baoi=(\S+)")
 
 
-def qgis_project(
-    out: str | Path,
-    layer_paths: Sequence[str | Path],
-    aoi: str | None = None,
-    title: str | None = None,
-    overwrite: bool = False,
-) -> tuple[list[RasterLayer], list[Path]]:
-    """Write the QGIS project `out` (.qgz or .qgs) of the GeoTIFFs `layer_paths` and the AOI
-    outline beside it (`NAME_aoi.geojson`). The AOI is `aoi` (as `--aoi`: conus, a vector file
-    or a bbox) or else the one recorded in the layers' provenance. Every input is checked before
-    anything is written. Returns the layers and the paths written."""
+@dataclass(frozen=True)
+class QgisSpec:
+    """`qgis-project`: the GeoTIFFs `layers` (drawn in that order, the first on top), the AOI
+    (as `--aoi`: conus, a vector file or a bbox; None: the one recorded in the layers'
+    provenance) and the project's title (None: the file's name)."""
+
+    layers: tuple[Path, ...]
+    aoi: str | None = None
+    title: str | None = None
+
+
+@dataclass
+class QgisResult:
+    """The layers the project holds and the files written."""
+
+    layers: list[RasterLayer]
+    written: list[Path]
+
+
+def qgis_project(spec: QgisSpec, out: str | Path, *, overwrite: bool = False) -> QgisResult:
+    """Write the QGIS project `out` (.qgz or .qgs) of the spec's layers and the AOI outline
+    beside it (`NAME_aoi.geojson`). Every input is checked before anything is written."""
+    layer_paths, aoi, title = spec.layers, spec.aoi, spec.title
     out = Path(out)
     if out.suffix.lower() not in SUFFIXES:
         raise InputError(f"QGIS project {out} must end in .qgz or .qgs")
@@ -44,13 +57,14 @@ def qgis_project(
     outputs = [out, aoi_path(out)]
     for path in outputs:
         check_output(path, overwrite)
-    check_distinct(outputs, [Path(p) for p in layer_paths])
+    inputs: list[Path | None] = [Path(p) for p in layer_paths]
+    check_distinct(list[Path | None](outputs), inputs)
     layers = [read_raster_layer(p) for p in layer_paths]
     _check_names(layers)
     area = load_aoi(aoi) if aoi is not None else _recorded_aoi(layers)
     with committed_together():
         written = write_qgis_project(out, layers, area, title or out.stem, overwrite)
-    return layers, written
+    return QgisResult(layers, written)
 
 
 def _check_names(layers: Sequence[RasterLayer]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prom3e_geo.grid import DEFAULT_CHUNK, CellMemory, Grid, build_grid
+from prom3e_geo.layers.sdm import DEFAULT_MODE
 
 Progress = Callable[[int, int], None]  # (done, total) chunks
 
@@ -40,3 +41,21 @@ class RunSpec:
     workers: int | None = None
     scheduler: str | None = None
     retry_failed: bool = True
+
+
+@dataclass(frozen=True)
+class SdmSpec:
+    """`sdm`: the query photos, recordings or species names, and how they are compared."""
+
+    queries: tuple[str, ...]
+    mode: str = DEFAULT_MODE  # hybrid or recon
+    delta: float = 0.5  # hybrid mixing weight
+    target: str | None = None  # hybrid target modality (None: layers.sdm.hybrid_target)
+    rescale: bool = False
+    threshold: float | None = None
+
+
+def provenance_command(command: str | None, workflow: str) -> str:
+    """The command recorded in an output's provenance: the CLI's own line, or for a library
+    call the workflow's name."""
+    return command if command is not None else f"prom3e_geo.{workflow}()"

@@ -10,7 +10,7 @@ import torch
 from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.engine.parts import PipelineParts
 from prom3e_geo.errors import InputError
-from prom3e_geo.evaluate.report import EvaluationSet
+from prom3e_geo.evaluate.measure import EvaluationSet
 from prom3e_geo.evaluate.uncertainty import OodCase
 from prom3e_geo.hashing import file_sha256
 from prom3e_geo.plugins.demo.build import DemoModels, load_demo

@@ -1,13 +1,17 @@
-"""Reading encoder weights from the files people have: safetensors or torch checkpoints whose
-tensors may sit under `state_dict` and behind a prefix (`model.`, `location_encoder.`, ...), and
-folders saved by `huggingface_hub`'s `PyTorchModelHubMixin` (`config.json` + `model.safetensors`
-or `pytorch_model.bin`, the layout of the GeoCLIP and SINR hub repositories)."""
+"""Encoder weights from the files people have, as state dicts.
+
+Safetensors or torch checkpoints whose tensors may sit under `state_dict` and behind a prefix
+(`model.`, `location_encoder.`, ...), and folders saved by `huggingface_hub`'s
+`PyTorchModelHubMixin` (`config.json` + `model.safetensors` or `pytorch_model.bin`, the layout of
+the GeoCLIP and SINR hub repositories).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,7 +52,7 @@ def select_prefix(
     )
 
 
-def mixin_config(path: str | Path) -> dict:
+def mixin_config(path: str | Path) -> dict[str, Any]:
     """The constructor arguments a hub-mixin folder records in `config.json` ({} otherwise)."""
     config = Path(path) / "config.json"
     if not config.is_file():

@@ -1,5 +1,8 @@
-"""`weights list|info|download` and `env prepare`: what a preset is made of, what of it is
-cached, fetching it ahead of time (for an offline cluster), and the WorldClim raster."""
+"""`weights list|info|download` and `env prepare`: a preset's files, listed and fetched.
+
+What a preset is made of, what of it is cached, fetching it ahead of time (for an offline
+cluster), the novelty reference of a model, and the WorldClim raster.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ class PresetInfo:
     env_raster: str | None  # a path, or the cached WorldClim raster
     env_ready: bool
     source: str | None
-    patch: dict | None
+    patch: dict[str, float] | None
     note: str | None = None  # why the list is incomplete (its configuration is not at hand)
 
 
@@ -174,7 +177,6 @@ def build_novelty_reference(
     import numpy as np
     import torch
 
-    from prom3e_geo import __version__
     from prom3e_geo.engine.pipeline import load_pipeline
     from prom3e_geo.engine.spec import PipelineSpec
     from prom3e_geo.hashing import file_sha256
@@ -182,6 +184,7 @@ def build_novelty_reference(
     from prom3e_geo.layers.novelty import K_NEAREST, PLACE, NoveltyReference, place_vectors
     from prom3e_geo.model.prom3e import MODALITIES
     from prom3e_geo.observations import ObservationReader
+    from prom3e_geo.version import __version__
 
     if rows <= K_NEAREST:
         raise InputError(f"--rows must be more than {K_NEAREST}, got {rows}")
@@ -247,4 +250,5 @@ def _env(recipe: WeightsRecipe, settings: Settings) -> tuple[str | None, bool]:
     if recipe.env_raster == WORLDCLIM:
         path = worldclim_path(settings)
         return str(path), path.is_file()
-    return recipe.env_raster, bool(recipe.env_raster) and Path(recipe.env_raster).is_file()
+    raster = recipe.env_raster
+    return raster, raster is not None and Path(raster).is_file()

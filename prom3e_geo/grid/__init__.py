@@ -12,29 +12,32 @@ Constructors, all through `build_grid`:
   snapped outward to multiples of the resolution so that grids of one resolution align;
 * any AOI: a vector file (GeoJSON, GeoPackage, shapefile, anything GDAL reads) or a lon/lat bbox.
 
-Geometries are densified before they are reprojected, so that straight edges in one CRS (e.g. the
-49th parallel in lon/lat) stay on their true path in another.
+AOIs are read in `grid.aoi`.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyproj
-import shapely
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.features import geometry_mask
 
 from prom3e_geo.errors import AoiError
+from prom3e_geo.grid.aoi import (
+    WGS84,
+    Aoi,
+    conus_boundary,
+    crs_transformer,
+    load_aoi,
+    reproject_geometry,
+)
 from prom3e_geo.memory import check_memory
 
 PAPER_SHAPE = (250, 500)
@@ -43,15 +46,6 @@ MAX_CELLS = 500_000_000
 # peak memory of building a grid and writing its mask: 16 bytes a cell measured (`grid --shape
 # 4000x4000`: 534 MB, 1000x1000: 292 MB), with a margin
 GRID_BYTES_PER_CELL = 24
-WGS84 = CRS.from_epsg(4326)
-
-
-@dataclass(frozen=True)
-class Aoi:
-    """An area of interest: a polygonal geometry in EPSG:4326 and a short name for provenance."""
-
-    name: str
-    geometry: shapely.Geometry
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,7 @@ class Grid:
         x, y = self.centres(chunk)
         if self.crs == WGS84:
             return x, y
-        lon, lat = _transformer(self.crs.to_wkt(), WGS84.to_wkt()).transform(x, y)
+        lon, lat = crs_transformer(self.crs.to_wkt(), WGS84.to_wkt()).transform(x, y)
         return np.asarray(lon), np.asarray(lat)
 
     def cell_index(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -168,7 +162,7 @@ class Grid:
         """Like `cell_index`, for points given in lon/lat degrees."""
         if self.crs == WGS84:
             return self.cell_index(lon, lat)
-        x, y = _transformer(WGS84.to_wkt(), self.crs.to_wkt()).transform(lon, lat)
+        x, y = crs_transformer(WGS84.to_wkt(), self.crs.to_wkt()).transform(lon, lat)
         return self.cell_index(np.asarray(x), np.asarray(y))
 
     # -- chunks ---------------------------------------------------------------------------------
@@ -197,7 +191,7 @@ class Grid:
             f"res={rx:.6g},{ry:.6g} bounds=({b}) cells_inside={self.n_inside}"
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description, for manifests (the mask is summarised by its count)."""
         return {
             "aoi": self.aoi_name,
@@ -206,110 +200,6 @@ class Grid:
             "shape": list(self.shape),
             "cells_inside": self.n_inside,
         }
-
-
-# -- AOIs ---------------------------------------------------------------------------------------
-@functools.cache
-def conus_boundary() -> shapely.Geometry:
-    """The bundled contiguous-US boundary (48 states + DC) in EPSG:4326; see data/PROVENANCE.md."""
-    text = resources.files("prom3e_geo.data").joinpath("conus.geojson").read_text()
-    features = json.loads(text)["features"]
-    return shapely.union_all([shapely.geometry.shape(f["geometry"]) for f in features])
-
-
-def load_aoi(spec: str) -> Aoi:
-    """Parse an AOI spec: `conus`, a vector file path, or `minx,miny,maxx,maxy` in lon/lat."""
-    spec = spec.strip()
-    if spec.lower() == "conus":
-        return Aoi("conus", conus_boundary())
-    if _looks_like_bbox(spec):
-        return Aoi(f"bbox({spec})", _parse_bbox(spec))
-    return _read_aoi_file(Path(spec))
-
-
-def _looks_like_bbox(spec: str) -> bool:
-    return spec.count(",") == 3 and not Path(spec).exists()
-
-
-def _parse_bbox(spec: str) -> shapely.Geometry:
-    try:
-        minx, miny, maxx, maxy = (float(v) for v in spec.split(","))
-    except ValueError:
-        raise AoiError(f"AOI bbox {spec!r} is not four numbers minx,miny,maxx,maxy") from None
-    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
-        raise AoiError(f"AOI bbox {spec!r} has a non-finite value")
-    if not (
-        -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
-    ):
-        raise AoiError(
-            f"AOI bbox {spec!r} is out of range: longitudes must lie in [-180, 180] and "
-            "latitudes in [-90, 90] (order: minx,miny,maxx,maxy)"
-        )
-    if minx > maxx:
-        raise AoiError(
-            f"AOI bbox {spec!r} is empty as given (minx > maxx): an area across the "
-            "antimeridian (180 degrees) is not supported as one bbox; map each side separately"
-        )
-    if minx >= maxx or miny >= maxy:
-        raise AoiError(f"AOI bbox {spec!r} is empty: need minx < maxx and miny < maxy")
-    return shapely.box(minx, miny, maxx, maxy)
-
-
-def _read_aoi_file(path: Path) -> Aoi:
-    import geopandas as gpd  # heavy import, only needed for AOI files
-
-    if not path.exists():
-        raise AoiError(f"AOI file {path} does not exist (and is not a minx,miny,maxx,maxy bbox)")
-    try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # GDAL/pyogrio raise many types for unreadable files
-        raise AoiError(
-            f"AOI file {path} cannot be read as vector data: {_first_line(exc)}"
-        ) from None
-    geoms = frame.geometry[frame.geometry.notna() & ~frame.geometry.is_empty]
-    polygons = [g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon")]
-    if not polygons:
-        raise AoiError(f"AOI file {path} holds no polygon geometry")
-    geometry = shapely.union_all(shapely.make_valid(np.asarray(polygons, dtype=object)))
-    if frame.crs is None:
-        minx, miny, maxx, maxy = geometry.bounds
-        if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
-            raise AoiError(f"AOI file {path} has no CRS and its coordinates are not lon/lat")
-        src = WGS84
-    else:
-        src = CRS.from_user_input(frame.crs.to_wkt())
-    geometry = reproject_geometry(geometry, src, WGS84)
-    if geometry.is_empty:
-        raise AoiError(f"AOI file {path} has an empty geometry")
-    return Aoi(path.stem, geometry)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-# -- reprojection -------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=16)
-def _transformer(src_wkt: str, dst_wkt: str) -> pyproj.Transformer:
-    return pyproj.Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
-
-
-def reproject_geometry(geometry: shapely.Geometry, src: CRS, dst: CRS) -> shapely.Geometry:
-    """Reproject a geometry, densifying its edges first (1/1000 of its extent per segment)."""
-    if src == dst or geometry.is_empty:
-        return geometry
-    minx, miny, maxx, maxy = geometry.bounds
-    step = max(maxx - minx, maxy - miny) / 1000.0
-    dense = shapely.segmentize(geometry, step) if step > 0 else geometry
-    tr = _transformer(src.to_wkt(), dst.to_wkt())
-
-    def forward(coords: np.ndarray) -> np.ndarray:
-        x, y = tr.transform(coords[:, 0], coords[:, 1])
-        return np.column_stack([x, y])
-
-    out = shapely.transform(dense, forward)
-    return shapely.make_valid(out) if not out.is_valid else out
 
 
 # -- grid construction --------------------------------------------------------------------------
@@ -420,7 +310,7 @@ def build_grid(
     return grid
 
 
-def gdal_crs_attribute(crs: CRS) -> dict:
+def gdal_crs_attribute(crs: CRS) -> dict[str, Any]:
     """GDAL's own CRS attribute of a Zarr array (`_CRS`): the CRS as WKT2:2019 and PROJJSON.
 
     GDAL's Zarr driver (every version since 3.4) reads a `_CRS` dictionary on each array, with
@@ -432,7 +322,7 @@ def gdal_crs_attribute(crs: CRS) -> dict:
     return {"wkt": proj.to_wkt("WKT2_2019"), "projjson": proj.to_json_dict()}
 
 
-def grid_coords(grid: Grid) -> dict:
+def grid_coords(grid: Grid) -> dict[str, Any]:
     """Cell-centre `y`/`x` coordinates with CF attributes for the grid's CRS (xarray)."""
     import xarray as xr
 

@@ -25,7 +25,7 @@ def weights_list_command() -> None:
     Example:
       prom3e-geo weights list
     """
-    from prom3e_geo.workflows.weights import preset_names, preset_summary
+    from prom3e_geo.workflows.preset_files import preset_names, preset_summary
 
     for name in preset_names():
         click.echo(f"{name:<10} {preset_summary(name)}")
@@ -41,7 +41,7 @@ def weights_info_command(name) -> None:
       prom3e-geo weights info taxabind
     """
     from prom3e_geo.hub import hub_cache
-    from prom3e_geo.workflows.weights import preset_info
+    from prom3e_geo.workflows.preset_files import preset_info
 
     info = preset_info(name)
     click.echo(f"{info.name}: {info.description}")
@@ -77,7 +77,7 @@ def weights_download_command(name) -> None:
     Example:
       prom3e-geo weights download taxabind
     """
-    from prom3e_geo.workflows.weights import download_preset
+    from prom3e_geo.workflows.preset_files import download_preset
 
     fetched = download_preset(name, report=lambda line: click.echo(line, err=True))
     for f in fetched:
@@ -127,7 +127,7 @@ def weights_reference_command(
       prom3e-geo weights reference taxabind --observations inat.csv --out taxabind-ref.safetensors
     """
     from prom3e_geo.engine.spec import parse_context
-    from prom3e_geo.workflows.weights import build_novelty_reference
+    from prom3e_geo.workflows.preset_files import build_novelty_reference
 
     summary = build_novelty_reference(
         name,
@@ -171,7 +171,7 @@ def env_prepare_command(out, source, overwrite) -> None:
     Example:
       prom3e-geo env prepare --out env.tif
     """
-    from prom3e_geo.workflows.weights import prepare_environment
+    from prom3e_geo.workflows.preset_files import prepare_environment
 
     prepare_environment(out, source, overwrite, report=lambda line: click.echo(line, err=True))
     click.echo(f"wrote {out}")
