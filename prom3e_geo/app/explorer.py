@@ -42,6 +42,7 @@ from prom3e_geo.workflows.maps import (
     MapInputs,
     MapSession,
     SdmSpec,
+    UncertaintySpec,
     uncertainty,
     write_sdm,
     write_uncertainty,
@@ -276,8 +277,9 @@ class Explorer:
         made = OutputSpec(folder / f"{stem}.tif", png=folder / f"{stem}.png")
         command = shlex.join([PROG, "uncertainty", "--embeddings", self.store_arg, "--context",
                               ",".join(context), "--layer", layer, "--out", made.out.name])  # fmt: skip
-        layers = uncertainty(context, MapInputs(self.session.store.path), made, command,
-                             layer=layer).layers  # fmt: skip
+        spec = UncertaintySpec(context=context, layer=layer)
+        inputs = MapInputs(self.session.store.path)
+        layers = uncertainty(spec, inputs, made, command=command).layers
 
         def write(cog: Path, png: Path) -> None:  # the workflow's files, as written
             shutil.copyfile(made.out, cog)

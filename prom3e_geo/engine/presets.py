@@ -34,12 +34,13 @@ from pydantic import Field, field_validator
 
 from prom3e_geo.encoders.audio import AudioPreprocessing
 from prom3e_geo.encoders.clip import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from prom3e_geo.encoders.registry import HUB_FILES, MODALITIES
+from prom3e_geo.encoders.registry import HUB_FILES
 from prom3e_geo.encoders.worldclim_cache import WorldClimEnvironment
 from prom3e_geo.engine.cells import Environment
 from prom3e_geo.engine.parts import TAXABIND_PATCH, PipelineParts
 from prom3e_geo.errors import WeightsError
 from prom3e_geo.hub import MIXIN_FILES, HubRef, download_snapshot, offline_hint, parse_hub_ref
+from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.recipes import RecipeModel, parse_recipe, read_yaml
 from prom3e_geo.settings import Settings
 

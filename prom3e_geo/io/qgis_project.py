@@ -30,7 +30,7 @@ import rasterio
 import shapely
 
 from prom3e_geo.errors import InputError
-from prom3e_geo.grid import WGS84, Aoi
+from prom3e_geo.grid.aoi import WGS84, Aoi
 from prom3e_geo.io.outputs import atomic_output
 
 QGIS_VERSION = "3.22.16-Białowieża"  # the format of QGIS 3.22 (LTR, Debian 12); newer QGIS read it

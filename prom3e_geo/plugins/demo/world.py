@@ -573,7 +573,7 @@ def sample_observations(
     density times total suitability, inside CONUS; the species in proportion to its suitability."""
     import shapely
 
-    from prom3e_geo.grid import conus_boundary
+    from prom3e_geo.grid.aoi import conus_boundary
 
     conus = conus_boundary()
     minx, miny, maxx, maxy = conus.bounds
