@@ -53,7 +53,7 @@ class MapInputs:
     over `grid` (run as `run` says). `pipeline.model` None means: the store's model, or the
     default preset when a store is built."""
 
-    embeddings: Path | None = None
+    embeddings: Path | str | None = None  # a path or a URL (stores.location)
     pipeline: PipelineSpec = PipelineSpec()
     grid: GridSpec = GridSpec()
     run: RunSpec = RunSpec()
@@ -62,7 +62,7 @@ class MapInputs:
 
 @dataclass
 class StoreView:
-    path: Path
+    path: Path | str
     ds: xr.Dataset
     grid: Grid
     manifest: dict
@@ -132,7 +132,7 @@ def open_embeddings(
         settings = settings or Settings.from_environment()
         path = cached_store(spec, inputs.grid.build(), settings, progress, inputs.run)
     ds = open_store(path)
-    return StoreView(Path(path), ds, grid_from_store(ds), read_manifest(path))
+    return StoreView(path, ds, grid_from_store(ds), read_manifest(path))
 
 
 def store_pipeline(store: StoreView, inputs: MapInputs) -> Pipeline:

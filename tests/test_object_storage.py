@@ -1,0 +1,169 @@
+"""Embedding stores on object storage, against moto's S3 server on 127.0.0.1.
+
+Every store is compared with one written by a one-process local run of the same command: the
+S3 store must hold the same bytes, whatever wrote it (a resumed run after `kill -9`, a Dask
+cluster whose workers share nothing but the bucket, a worker killed mid-run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from prom3e_geo.errors import InputError
+from prom3e_geo.stores.embeddings import open_store
+from prom3e_geo.stores.grid_store import building, read_manifest
+from prom3e_geo.stores.location import Location
+from tests.s3_server import moto_s3
+
+EXE = Path(sys.executable).with_name("prom3e-geo")
+GRID = ["--aoi", "-100,33,-88,39", "--resolution", "0.5", "--chunk", "4", "--context", "loc"]
+ARRAYS = ("mu", "sigma_l1", "recon_image", "ctx_loc", "valid", "valid_loc", "chunk_done", "aoi")
+CHUNKS = 18  # 12 x 24 cells in chunks of 4
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with moto_s3() as (env, log):
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield env, log
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROM3E_GEO_CACHE", str(tmp_path / "cache"))
+
+
+def embed(out, *extra, check=True):
+    r = subprocess.run([EXE, "embed", *GRID, *extra, "--out", str(out)], capture_output=True, text=True)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "cube.zarr"
+    embed(out)
+    return out
+
+
+def arrays(where) -> dict[str, np.ndarray]:
+    group = zarr.open_group(Location.parse(where).zarr_store(read_only=True), mode="r")
+    return {name: np.asarray(group[name][:]) for name in ARRAYS}
+
+
+def assert_same_store(a, b) -> None:
+    x, y = arrays(a), arrays(b)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(x[name], y[name], err_msg=name)
+
+
+def test_embed_to_s3_equals_a_local_run_and_opens_in_xarray(s3, local_store):
+    url = "s3://maps/plain/cube.zarr"
+    embed(url)
+    assert_same_store(url, local_store)
+    assert read_manifest(url) == read_manifest(local_store)
+    # the user's own xarray on the URL: the same dataset as on the local folder
+    remote = xr.open_zarr(url, decode_coords="all")
+    local = xr.open_zarr(local_store, decode_coords="all")
+    xr.testing.assert_identical(remote, local)
+    assert remote.rio.crs.to_epsg() == 4326
+    # no lock object is left beside a finished store
+    assert Location.parse("s3://maps/plain").filesystem().ls("maps/plain") == ["maps/plain/cube.zarr"]
+
+
+def test_a_store_of_another_run_on_s3_is_refused(s3, local_store):
+    url = "s3://maps/refuse/cube.zarr"
+    embed(url)
+    before = arrays(url)
+    r = embed(url, "--resolution", "0.5", "--context", "sat,loc", check=False)
+    assert r.returncode == 2 and "refusing to mix runs" in r.stderr
+    assert "Traceback" not in r.stderr
+    after = arrays(url)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(before[name], after[name])
+
+
+def test_killed_embed_on_s3_resumes_to_the_same_store(s3, local_store):
+    url = "s3://maps/killed/cube.zarr"
+    proc = subprocess.Popen(
+        [EXE, "embed", *GRID, "--out", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    fs = Location.parse(url).filesystem()
+    deadline, done = time.time() + 180, 0
+    while time.time() < deadline and proc.poll() is None:
+        done = len(fs.glob("maps/killed/cube.zarr/chunk_done/*"))  # one object per marker
+        if done >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = int(arrays(url)["chunk_done"].sum())
+    assert 3 <= done < CHUNKS, "killed mid-run"
+    assert fs.exists("maps/killed/.cube.zarr.lock"), "the dead run's lock object is left"
+    with pytest.raises(InputError, match="incomplete"):
+        open_store(url)
+    rerun = embed(url)  # takes the dead process's lock over at once, then resumes
+    assert f"{done} already done" in rerun.stdout
+    assert_same_store(url, local_store)
+    assert not fs.exists("maps/killed/.cube.zarr.lock")
+
+
+def test_the_lock_object_makes_a_second_builder_wait(s3):
+    """The conditional put refuses a second holder until the first lets go."""
+    url = "s3://maps/lock/cube.zarr"
+    order = []
+    import threading
+
+    with building(url):
+        second = threading.Thread(target=lambda: (building(url).__enter__(), order.append("2")))
+        second.start()
+        time.sleep(1.5)
+        order.append("1")
+    second.join(10)
+    assert order == ["1", "2"]
+
+
+def test_sdm_from_an_s3_store(s3, local_store, tmp_path):
+    url = "s3://maps/sdm/cube.zarr"
+    embed(url)
+    query = Path(__file__).resolve().parents[1] / "examples" / "cardinal.jpg"
+    outs = []
+    for name, store in (("remote", url), ("local", str(local_store))):
+        out = tmp_path / f"{name}.tif"
+        r = subprocess.run(
+            [EXE, "sdm", "--query", str(query), "--embeddings", store, "--out", str(out)],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr
+        outs.append(out)
+    import rasterio
+
+    with rasterio.open(outs[0]) as a, rasterio.open(outs[1]) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_read_only_and_unknown_locations_are_refused(s3, tmp_path):
+    r = embed("hf-hub:datasets/org/name/cube.zarr", check=False)
+    assert r.returncode == 2 and "read-only" in r.stderr
+    r = embed("ftp://host/cube.zarr", check=False)
+    assert r.returncode == 2 and "unknown URL scheme" in r.stderr
