@@ -52,7 +52,9 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 def embed(out, *extra, check=True):
-    r = subprocess.run([EXE, "embed", *GRID, *extra, "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run(
+        [EXE, "embed", *GRID, *extra, "--out", str(out)], capture_output=True, text=True
+    )
     if check:
         assert r.returncode == 0, r.stderr
     return r
@@ -87,7 +89,9 @@ def test_embed_to_s3_equals_a_local_run_and_opens_in_xarray(s3, local_store):
     xr.testing.assert_identical(remote, local)
     assert remote.rio.crs.to_epsg() == 4326
     # no lock object is left beside a finished store
-    assert Location.parse("s3://maps/plain").filesystem().ls("maps/plain") == ["maps/plain/cube.zarr"]
+    assert Location.parse("s3://maps/plain").filesystem().ls("maps/plain") == [
+        "maps/plain/cube.zarr"
+    ]
 
 
 def test_a_store_of_another_run_on_s3_is_refused(s3, local_store):
@@ -110,7 +114,8 @@ def test_killed_embed_on_s3_resumes_to_the_same_store(s3, local_store):
     fs = Location.parse(url).filesystem()
     deadline, done = time.time() + 180, 0
     while time.time() < deadline and proc.poll() is None:
-        done = len(fs.glob("maps/killed/cube.zarr/chunk_done/*"))  # one object per marker
+        keys = fs.glob("maps/killed/cube.zarr/chunk_done/*")  # one object per marker
+        done = sum(not key.rsplit("/", 1)[-1].startswith(".") for key in keys)
         if done >= 3:
             break
         time.sleep(0.05)
@@ -167,3 +172,59 @@ def test_read_only_and_unknown_locations_are_refused(s3, tmp_path):
     assert r.returncode == 2 and "read-only" in r.stderr
     r = embed("ftp://host/cube.zarr", check=False)
     assert r.returncode == 2 and "unknown URL scheme" in r.stderr
+
+
+@pytest.fixture
+def cluster(s3, tmp_path):
+    """A `LocalCluster(processes=True)` whose two workers each run in their own empty folder:
+    they share nothing with the client or each other but the bucket."""
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as c,
+        Client(c) as client,
+    ):
+        folders = []
+        for i, address in enumerate(client.scheduler_info()["workers"]):
+            folder = tmp_path / f"worker{i}"
+            folder.mkdir()
+            client.run(os.chdir, str(folder), workers=[address])
+            folders.append(folder)
+        assert sorted(client.run(os.getcwd).values()) == sorted(map(str, folders))
+        yield c, client, folders
+
+
+def test_a_cluster_without_a_shared_disk_writes_one_s3_store(cluster, local_store, tmp_path):
+    c, _, folders = cluster
+    url = "s3://maps/cluster/cube.zarr"
+    embed(url, "--scheduler", c.scheduler_address)
+    assert_same_store(url, local_store)
+    assert all(not any(f.iterdir()) for f in folders), "a worker wrote to its own disk"
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_has_its_chunk_rerun(cluster, local_store):
+    c, client, _ = cluster
+    url = "s3://maps/lost-worker/cube.zarr"
+    proc = subprocess.Popen(
+        [EXE, "embed", *GRID, "--scheduler", c.scheduler_address, "--out", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids = client.run(os.getpid)
+    killed = None
+    deadline = time.time() + 180
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        started = Location.parse(url).has_zarr_group() and arrays(url)["chunk_done"].sum() >= 2
+        busy = [w for w, tasks in client.processing().items() if tasks]
+        if started and busy:
+            killed = busy[0]
+            os.kill(pids[killed], signal.SIGKILL)  # mid-chunk: its task is in flight
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=600)
+    assert killed is not None, "no chunk was in flight to lose"
+    assert proc.returncode == 0, err
+    assert_same_store(url, local_store)

@@ -25,12 +25,13 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
+from zarr.core.common import JSON
 
 from prom3e_geo.errors import InputError, StoreMismatchError
 from prom3e_geo.grid import Chunk, Grid, gdal_crs_attribute, grid_coords
@@ -58,12 +59,25 @@ class ArrayFactory(Protocol):
         fill: Any,
         dims: tuple[str, ...],
         **attrs: str,
-    ) -> zarr.Array: ...
+    ) -> zarr.Array[Any]: ...
 
 
 def is_zarr_store(path: StoreName) -> bool:
     """True for a folder (or prefix) holding Zarr v2 or v3 group metadata."""
     return Location.parse(path).has_zarr_group()
+
+
+def read_array(group: zarr.Group, name: str) -> np.ndarray:
+    """The whole of array `name` of a group, as numpy."""
+    return np.asarray(array_of(group, name)[:])
+
+
+def array_of(group: zarr.Group, name: str) -> zarr.Array[Any]:
+    """Member `name` of a group, which must be an array."""
+    member = group[name]
+    if not isinstance(member, zarr.Array):
+        raise InputError(f"{name} in {group.store} is not a Zarr array")
+    return member
 
 
 def open_group(path: StoreName, mode: str = "r") -> zarr.Group:
@@ -139,9 +153,9 @@ class GridStore:
             raise
         return cls(location, grid)
 
-    @staticmethod
-    def _declare(array: ArrayFactory, grid: Grid, **layout: Any) -> None:
-        """Create the subclass's arrays with `array(name, shape, chunks, dtype, fill, dims, **attrs)`."""
+    # the subclass's arrays: `_declare(array, grid, **layout)` creates each one with
+    # `array(name, shape, chunks, dtype, fill, dims, **attrs)` (an `ArrayFactory`)
+    _declare: ClassVar[Callable[..., None]]
 
     # -- chunk bookkeeping ----------------------------------------------------------------------
     def chunk_position(self, chunk: Chunk) -> tuple[int, int]:
@@ -150,7 +164,7 @@ class GridStore:
 
     def pending(self) -> list[Chunk]:
         """Chunks with cells inside the AOI that are not complete yet."""
-        done = self.group["chunk_done"][:]
+        done = read_array(self.group, "chunk_done")
         return [
             c
             for c in self.grid.chunks()
@@ -170,7 +184,7 @@ class GridStore:
 
     def mark_done(self, chunk: Chunk) -> None:
         """Set a chunk's marker: its own object, written after the chunk's data."""
-        self.group["chunk_done"][self.chunk_position(chunk)] = 1
+        array_of(self.group, "chunk_done")[self.chunk_position(chunk)] = 1
 
     def finish(self) -> None:
         zarr.consolidate_metadata(self.location.zarr_store())
@@ -226,7 +240,7 @@ def _unfinished_skeleton(location: Location) -> bool:
         group = open_group(location)
         if MANIFEST_KEY in group.attrs:
             return False
-        done = group["chunk_done"][:] if "chunk_done" in group else np.zeros(1)
+        done = read_array(group, "chunk_done") if "chunk_done" in group else np.zeros(1)
     except Exception:  # unreadable metadata: not ours to judge
         return False
     return not np.asarray(done).any()
@@ -261,7 +275,10 @@ def _create(
     ch, cw = grid.chunk_shape
     h, w = grid.shape
 
-    spatial = {"grid_mapping": "spatial_ref", "_CRS": gdal_crs_attribute(grid.crs)}
+    spatial: dict[str, JSON] = {
+        "grid_mapping": "spatial_ref",
+        "_CRS": gdal_crs_attribute(grid.crs),
+    }
 
     def array(
         name: str,
@@ -271,12 +288,13 @@ def _create(
         fill: Any,
         dims: tuple[str, ...],
         **attrs: str,
-    ) -> zarr.Array:
+    ) -> zarr.Array[Any]:
         # integer markers get no fill value: xarray would otherwise decode their 0s as NaN
         fill = None if dtype == "uint8" else fill
         arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill)
         georef = spatial if tuple(dims[:2]) == ("y", "x") else {}  # CF and GDAL's own CRS
-        arr.attrs.update({"_ARRAY_DIMENSIONS": list(dims), **attrs, **georef})
+        own: dict[str, JSON] = {"_ARRAY_DIMENSIONS": list(dims), **attrs, **georef}
+        arr.attrs.update(own)
         return arr
 
     declare(array)

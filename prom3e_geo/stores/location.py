@@ -105,7 +105,9 @@ class Location:
     def check_writable(self) -> None:
         """Refuse, before any work, a location that prom3e-geo only reads."""
         if not self.writable:
-            raise InputError(f"{self.text} is read-only (write stores to a path, s3://, gs:// or az://)")
+            raise InputError(
+                f"{self.text} is read-only (write stores to a path, s3://, gs:// or az://)"
+            )
 
     def filesystem(self) -> AbstractFileSystem:
         """The fsspec file system (instances are cached by fsspec itself)."""
