@@ -22,6 +22,7 @@ from prom3e_geo_cli.maps import embed_command, ica_command, sdm_command, uncerta
 from prom3e_geo_cli.options import PROG
 from prom3e_geo_cli.qgis import qgis_project_command
 from prom3e_geo_cli.serve import serve_command
+from prom3e_geo_cli.store import store_group
 from prom3e_geo_cli.weights import env_group, weights_group
 
 from prom3e_geo import __version__
@@ -62,6 +63,7 @@ for command in (
     train_command,
     serve_command,
     cache_group,
+    store_group,
     weights_group,
     env_group,
 ):

@@ -142,7 +142,9 @@ def write_fault(exc: BaseException, path: Path) -> WriteFailed | None:
     return WriteFailed(f"{reason} writing {path}")
 
 
-_TOGETHER: ContextVar[list[tuple[Path, Path, bool]] | None] = ContextVar("prom3e_geo_outputs_together", default=None)
+_TOGETHER: ContextVar[list[tuple[Path, Path, bool]] | None] = ContextVar(
+    "prom3e_geo_outputs_together", default=None
+)
 
 
 class OutputAppeared(InputError):

@@ -92,6 +92,14 @@ class Location:
             raise ValueError(f"{self.text} is not a local path")
         return Path(self.path)
 
+    def hub_parts(self) -> tuple[str, str | None, str]:
+        """For a hub location: (ORG/NAME, revision or None, path inside the repository)."""
+        match = _HF_HUB.match(self.text) if self.protocol == "hf" else None
+        if match is None:
+            raise InputError(f"{self.text} is not a hub store (hf-hub:datasets/ORG/NAME/PATH.zarr)")
+        repo, revision, inner = match.groups()
+        return repo.removeprefix("datasets/"), revision, (inner or "").strip("/")
+
     def sibling(self, name: str) -> Location:
         """The location `name` in the same folder (or under the same prefix)."""
         parent = self.path.rstrip("/").rsplit("/", 1)[0]
