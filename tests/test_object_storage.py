@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -136,15 +137,19 @@ def test_the_lock_object_makes_a_second_builder_wait(s3):
     """The conditional put refuses a second holder until the first lets go."""
     url = "s3://maps/lock/cube.zarr"
     order = []
-    import threading
+
+    def second() -> None:
+        with building(url):
+            order.append("2")
 
     with building(url):
-        second = threading.Thread(target=lambda: (building(url).__enter__(), order.append("2")))
-        second.start()
+        waiter = threading.Thread(target=second)
+        waiter.start()
         time.sleep(1.5)
         order.append("1")
-    second.join(10)
+    waiter.join(10)
     assert order == ["1", "2"]
+    assert not Location.parse(url).sibling(".cube.zarr.lock").exists()
 
 
 def test_sdm_from_an_s3_store(s3, local_store, tmp_path):
