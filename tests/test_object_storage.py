@@ -52,9 +52,9 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROM3E_GEO_CACHE", str(tmp_path / "cache"))
 
 
-def embed(out, *extra, check=True):
+def embed(out, *extra, check=True, env=None):
     r = subprocess.run(
-        [EXE, "embed", *GRID, *extra, "--out", str(out)], capture_output=True, text=True
+        [EXE, "embed", *GRID, *extra, "--out", str(out)], capture_output=True, text=True, env=env
     )
     if check:
         assert r.returncode == 0, r.stderr
@@ -182,9 +182,13 @@ def test_read_only_and_unknown_locations_are_refused(s3, tmp_path):
 @pytest.fixture
 def cluster(s3, tmp_path):
     """A `LocalCluster(processes=True)` whose two workers each run in their own empty folder:
-    they share nothing with the client or each other but the bucket."""
+    they share nothing with the client or each other but the bucket. Yields the environment
+    from before the cluster started for the client: distributed sets OMP_NUM_THREADS=1 (and
+    MKL's, OpenBLAS's) in the process that starts a cluster, and a client inheriting that would
+    hand its workers one intra-op thread, not the count a plain run uses."""
     from dask.distributed import Client, LocalCluster
 
+    client_env = dict(os.environ)
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -198,26 +202,27 @@ def cluster(s3, tmp_path):
             client.run(os.chdir, str(folder), workers=[address])
             folders.append(folder)
         assert sorted(client.run(os.getcwd).values()) == sorted(map(str, folders))
-        yield c, client, folders
+        yield c, client, folders, client_env
 
 
 def test_a_cluster_without_a_shared_disk_writes_one_s3_store(cluster, local_store, tmp_path):
-    c, _, folders = cluster
+    c, _, folders, env = cluster
     url = "s3://maps/cluster/cube.zarr"
-    embed(url, "--scheduler", c.scheduler_address)
+    embed(url, "--scheduler", c.scheduler_address, env=env)
     assert_same_store(url, local_store)
     assert all(not any(f.iterdir()) for f in folders), "a worker wrote to its own disk"
 
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_has_its_chunk_rerun(cluster, local_store):
-    c, client, _ = cluster
+    c, client, _, env = cluster
     url = "s3://maps/lost-worker/cube.zarr"
     proc = subprocess.Popen(
         [EXE, "embed", *GRID, "--scheduler", c.scheduler_address, "--out", url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     pids = client.run(os.getpid)
     killed = None
