@@ -6,7 +6,7 @@ on a laptop CPU), then counts the bytes the server sends for:
 
 1. `prom3e-geo sdm --embeddings s3://...` (a CONUS map);
 2. a lazy `xr.open_zarr(URL)` cut to Colorado's bounding box (Colorado is a lat/lon rectangle:
-   -109.06..-102.04 E, 36.99..41.00 N), with the variables an sdm map reads loaded.
+   -109.06..-102.04 E, 36.99..41.00 N), with `recon_image`, `ctx_loc`, `valid_loc`, `aoi` loaded.
 
 Run: `.venv/bin/python benchmarks/remote_store.py [--resolution 0.5] [--chunk 16]`.
 """
