@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prom3e_geo.errors import InputError
+from prom3e_geo.partials import remove
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -166,8 +167,6 @@ class Location:
     def remove(self) -> None:
         """Delete everything at this location (nothing if it is gone)."""
         if self.is_local:
-            from prom3e_geo.partials import remove
-
             remove(Path(self.path))
             return
         fs = self.filesystem()
