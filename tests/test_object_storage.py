@@ -2,7 +2,9 @@
 
 Every store is compared with one written by a one-process local run of the same command: the
 S3 store must hold the same bytes, whatever wrote it (a resumed run after `kill -9`, a Dask
-cluster whose workers share nothing but the bucket, a worker killed mid-run).
+cluster whose workers share nothing but the bucket, a worker killed mid-run). Those three run
+under `-m slow` (each computes the store again); the default run keeps creation, refusal, the
+lock, a map and the location checks.
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ def local_store(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def s3_store(s3, local_store):
+    """A store written to S3 by a plain `embed --out s3://...`."""
+    url = "s3://maps/plain/cube.zarr"
+    embed(url)
+    return url
+
+
 def arrays(where) -> dict[str, np.ndarray]:
     group = zarr.open_group(Location.parse(where).zarr_store(read_only=True), mode="r")
     return {name: np.asarray(group[name][:]) for name in ARRAYS}
@@ -86,9 +96,8 @@ def assert_same_store(a, b) -> None:
         np.testing.assert_array_equal(x[name], y[name], err_msg=name)
 
 
-def test_embed_to_s3_equals_a_local_run_and_opens_in_xarray(s3, local_store):
-    url = "s3://maps/plain/cube.zarr"
-    embed(url)
+def test_embed_to_s3_equals_a_local_run_and_opens_in_xarray(s3_store, local_store):
+    url = s3_store
     assert_same_store(url, local_store)
     assert read_manifest(url) == read_manifest(local_store)
     # the user's own xarray on the URL: the same dataset as on the local folder
@@ -102,9 +111,8 @@ def test_embed_to_s3_equals_a_local_run_and_opens_in_xarray(s3, local_store):
     ]
 
 
-def test_a_store_of_another_run_on_s3_is_refused(s3, local_store):
-    url = "s3://maps/refuse/cube.zarr"
-    embed(url)
+def test_a_store_of_another_run_on_s3_is_refused(s3_store):
+    url = s3_store
     before = arrays(url)
     r = embed(url, "--resolution", "0.5", "--context", "sat,loc", check=False)
     assert r.returncode == 2 and "refusing to mix runs" in r.stderr
@@ -114,6 +122,7 @@ def test_a_store_of_another_run_on_s3_is_refused(s3, local_store):
         np.testing.assert_array_equal(before[name], after[name])
 
 
+@pytest.mark.slow
 def test_killed_embed_on_s3_resumes_to_the_same_store(s3, local_store):
     url = "s3://maps/killed/cube.zarr"
     proc = subprocess.Popen(
@@ -158,9 +167,8 @@ def test_the_lock_object_makes_a_second_builder_wait(s3):
     assert not Location.parse(url).sibling(".cube.zarr.lock").exists()
 
 
-def test_sdm_from_an_s3_store(s3, local_store, tmp_path):
-    url = "s3://maps/sdm/cube.zarr"
-    embed(url)
+def test_sdm_from_an_s3_store(s3_store, local_store, tmp_path):
+    url = s3_store
     query = Path(__file__).resolve().parents[1] / "examples" / "cardinal.jpg"
     outs = []
     for name, store in (("remote", url), ("local", str(local_store))):
@@ -211,6 +219,7 @@ def cluster(s3, tmp_path):
         yield c, client, folders, client_env
 
 
+@pytest.mark.slow
 def test_a_cluster_without_a_shared_disk_writes_one_s3_store(cluster, local_store, tmp_path):
     c, _, folders, env = cluster
     url = "s3://maps/cluster/cube.zarr"

@@ -73,6 +73,7 @@ def test_push_uploads_every_file_as_one_commit(hub, local_store, pushed):
     assert "hf_test_token" not in json.dumps({k: v.decode("latin-1") for k, v in files.items()})
 
 
+@pytest.mark.slow
 def test_a_map_from_the_hub_equals_a_map_from_the_local_store(hub, local_store, pushed, tmp_path):
     query = ROOT / "examples" / "cardinal.jpg"
     maps = []
