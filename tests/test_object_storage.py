@@ -54,9 +54,23 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROM3E_GEO_CACHE", str(tmp_path / "cache"))
 
 
-def embed(out, *extra, check=True, env=None):
+def plain_env() -> dict[str, str]:
+    """This process's environment without the thread limits (OMP_NUM_THREADS=1, MKL's,
+    OpenBLAS's) that distributed sets in a process that starts a cluster, and never takes back:
+    a command inheriting them would compute with one intra-op thread, not as a plain run."""
+    import dask
+    import distributed  # noqa: F401  (loads the nanny's configuration)
+
+    spawned = dask.config.get("distributed.nanny.pre-spawn-environ")
+    return {k: v for k, v in os.environ.items() if k not in spawned}
+
+
+def embed(out, *extra, check=True):
     r = subprocess.run(
-        [EXE, "embed", *GRID, *extra, "--out", str(out)], capture_output=True, text=True, env=env
+        [EXE, "embed", *GRID, *extra, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=plain_env(),
     )
     if check:
         assert r.returncode == 0, r.stderr
@@ -126,7 +140,10 @@ def test_a_store_of_another_run_on_s3_is_refused(s3_store):
 def test_killed_embed_on_s3_resumes_to_the_same_store(s3, local_store):
     url = "s3://maps/killed/cube.zarr"
     proc = subprocess.Popen(
-        [EXE, "embed", *GRID, "--out", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [EXE, "embed", *GRID, "--out", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=plain_env(),
     )
     fs = Location.parse(url).filesystem()
     deadline, done = time.time() + 180, 0
@@ -196,48 +213,50 @@ def test_read_only_and_unknown_locations_are_refused(s3, tmp_path):
 @pytest.fixture
 def cluster(s3, tmp_path):
     """A `LocalCluster(processes=True)` whose two workers each run in their own empty folder:
-    they share nothing with the client or each other but the bucket. Yields the environment
-    from before the cluster started for the client: distributed sets OMP_NUM_THREADS=1 (and
-    MKL's, OpenBLAS's) in the process that starts a cluster, and a client inheriting that would
-    hand its workers one intra-op thread, not the count a plain run uses."""
+    they share nothing with the client or each other but the bucket. The thread limits that
+    distributed leaves in this process's environment are taken back afterwards."""
     from dask.distributed import Client, LocalCluster
 
-    client_env = dict(os.environ)
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as c,
-        Client(c) as client,
-    ):
-        folders = []
-        for i, address in enumerate(client.scheduler_info()["workers"]):
-            folder = tmp_path / f"worker{i}"
-            folder.mkdir()
-            client.run(os.chdir, str(folder), workers=[address])
-            folders.append(folder)
-        assert sorted(client.run(os.getcwd).values()) == sorted(map(str, folders))
-        yield c, client, folders, client_env
+    before = dict(os.environ)
+    try:
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as c,
+            Client(c) as client,
+        ):
+            folders = []
+            for i, address in enumerate(client.scheduler_info()["workers"]):
+                folder = tmp_path / f"worker{i}"
+                folder.mkdir()
+                client.run(os.chdir, str(folder), workers=[address])
+                folders.append(folder)
+            assert sorted(client.run(os.getcwd).values()) == sorted(map(str, folders))
+            yield c, client, folders
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 @pytest.mark.slow
 def test_a_cluster_without_a_shared_disk_writes_one_s3_store(cluster, local_store, tmp_path):
-    c, _, folders, env = cluster
+    c, _, folders = cluster
     url = "s3://maps/cluster/cube.zarr"
-    embed(url, "--scheduler", c.scheduler_address, env=env)
+    embed(url, "--scheduler", c.scheduler_address)
     assert_same_store(url, local_store)
     assert all(not any(f.iterdir()) for f in folders), "a worker wrote to its own disk"
 
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_has_its_chunk_rerun(cluster, local_store):
-    c, client, _, env = cluster
+    c, client, _ = cluster
     url = "s3://maps/lost-worker/cube.zarr"
     proc = subprocess.Popen(
         [EXE, "embed", *GRID, "--scheduler", c.scheduler_address, "--out", url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=plain_env(),
     )
     pids = client.run(os.getpid)
     killed = None
