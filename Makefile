@@ -45,6 +45,7 @@ test-min:
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 typecheck: install
 	$(VENV)/bin/mypy

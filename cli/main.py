@@ -23,6 +23,7 @@ from prom3e_geo_cli.options import PROG
 from prom3e_geo_cli.preset_files import env_group, weights_group
 from prom3e_geo_cli.qgis import qgis_project_command
 from prom3e_geo_cli.serve import serve_command
+from prom3e_geo_cli.store import store_group
 
 from prom3e_geo import __version__
 from prom3e_geo.errors import InputError, RunFailed
@@ -62,6 +63,7 @@ for command in (
     train_command,
     serve_command,
     cache_group,
+    store_group,
     weights_group,
     env_group,
 ):

@@ -17,7 +17,10 @@ from prom3e_geo_cli.options import (
 from prom3e_geo_cli.progress import CellProgress
 
 embeddings_option = click.option(
-    "--embeddings", type=click.Path(path_type=Path), default=None, help="Reuse an embedding store."
+    "--embeddings",
+    default=None,
+    help="Reuse an embedding store: a path, s3://, gs://, az://, https:// or "
+    "hf-hub:datasets/ORG/NAME[@REV]/PATH.zarr.",
 )
 
 
@@ -35,7 +38,7 @@ def echo_result(
 @pipeline_options
 @grid_options
 @click.option(
-    "--out", required=True, type=click.Path(path_type=Path), help="Embedding store (.zarr)."
+    "--out", required=True, help="Embedding store (.zarr): a path, s3://, gs:// or az://."
 )
 def embed_command(out, **o) -> None:
     """Run the encoders and ProM3E over every grid cell into an embedding store.

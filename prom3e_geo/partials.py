@@ -37,13 +37,13 @@ def remove_stale_partials(path: str | Path) -> list[Path]:
         return stale
     for candidate in path.parent.glob(f".{path.name}.partial-*"):
         match = _PID.search(candidate.name[len(path.name) + 1 :])
-        if match and not _running(int(match.group(1))):
+        if match and not is_running(int(match.group(1))):
             remove(candidate)
             stale.append(candidate)
     return stale
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:

@@ -58,6 +58,9 @@ class _Server:
             def do_HEAD(self):
                 owner.route(self, "HEAD")
 
+            def do_POST(self):
+                owner.route(self, "POST")
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

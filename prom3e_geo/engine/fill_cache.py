@@ -14,7 +14,7 @@ import numpy as np
 from prom3e_geo.errors import RunFailed
 from prom3e_geo.grid import Grid
 from prom3e_geo.imagery.base import PatchSource
-from prom3e_geo.stores.grid_store import scatter
+from prom3e_geo.stores.grid_store import array_of, scatter
 from prom3e_geo.stores.patches import INVALID, OK, PatchCache
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,12 @@ def fill_patch_cache(
     work = [(c, False) for c in pending] + [(c, True) for c in failed]
     if work:
         log.info("grid: %s; %d chunk(s) to fetch", grid.describe(), len(work))
+    patches_array = array_of(store.group, "patches")
+    status_array = array_of(store.group, "status")
     with store.writing():  # a full disk names the cache
         for i, (chunk, retry) in enumerate(work, start=1):
             inside = grid.mask[chunk.rows, chunk.cols].ravel()
-            before = store.group["status"][chunk.rows, chunk.cols].ravel()
+            before = np.asarray(status_array[chunk.rows, chunk.cols]).ravel()
             cells = np.flatnonzero(inside & (before == INVALID) if retry else inside)
             lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
             patches = np.zeros((cells.size, size, size, len(source.bands)), dtype=np.float16)
@@ -83,23 +85,21 @@ def fill_patch_cache(
                 rows, cols = np.divmod(cells, chunk.shape[1])
                 for k in np.flatnonzero(status == OK):
                     r, c = chunk.row0 + rows[k], chunk.col0 + cols[k]
-                    store.group["patches"][r, c] = patches[k]
-                    store.group["status"][r, c] = OK
+                    patches_array[r, c] = patches[k]
+                    status_array[r, c] = OK
                 summary.cells_retried += cells.size
             else:
-                store.group["patches"][chunk.rows, chunk.cols] = scatter(
+                patches_array[chunk.rows, chunk.cols] = scatter(
                     chunk, cells, patches, np.nan, np.float16
                 )
-                store.group["status"][chunk.rows, chunk.cols] = scatter(
-                    chunk, cells, status, 0, np.uint8
-                )
+                status_array[chunk.rows, chunk.cols] = scatter(chunk, cells, status, 0, np.uint8)
                 store.mark_done(chunk)
             summary.cells_fetched += int((status == OK).sum())
             summary.cells_invalid += int((status == INVALID).sum())
             if progress:
                 progress(min(summary.chunks_done_before + i, total), total)
         store.finish()
-    final = store.group["status"][:]
+    final = np.asarray(status_array[:])
     summary.cells_ok_in_cache = int((final == OK).sum())
     summary.cells_failed_in_cache = int((final == INVALID).sum())
     summary.seconds = time.perf_counter() - started

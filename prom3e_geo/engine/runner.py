@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from prom3e_geo.grid import Chunk, Grid
 from prom3e_geo.model.prom3e import MODALITIES
 from prom3e_geo.runtime import release_freed_memory
 from prom3e_geo.stores.embeddings import ChunkResult, EmbeddingStore
-from prom3e_geo.stores.grid_store import building
+from prom3e_geo.stores.grid_store import building, read_array
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,13 @@ def compute_chunk(pipeline: Pipeline, grid: Grid, chunk: Chunk) -> ChunkResult:
     inside = np.flatnonzero(grid.mask[chunk.rows, chunk.cols].ravel())
     lon, lat = (a.ravel()[inside] for a in grid.lonlat(chunk))
     size, context, ahead = pipeline.spec.batch_size, pipeline.spec.context, pipeline.spec.prefetch
-    parts: dict[str, list] = {k: [] for k in ("mu", "sigma", "recon")}
-    ctx_parts: dict[str, list] = {m: [] for m in context}
-    valid_parts: dict[str, list] = {m: [] for m in context}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("mu", "sigma", "recon")}
+    ctx_parts: dict[str, list[np.ndarray]] = {m: [] for m in context}
+    valid_parts: dict[str, list[np.ndarray]] = {m: [] for m in context}
     with ThreadPoolExecutor(max_workers=ahead) as pool:
         starts = iter(range(0, inside.size, size))
 
-        def submit(start: int):
+        def submit(start: int) -> Future[tuple[dict[str, Any], dict[str, np.ndarray]]]:
             part = slice(start, start + size)
             return pool.submit(pipeline.cells.gather, lon[part], lat[part], context)
 
@@ -88,7 +89,9 @@ class EmbedSummary:
     cells_invalid_in_store: int = 0
 
 
-def _dask_chunk(spec: PipelineSpec, grid: Grid, path: str, chunk, threads: int) -> tuple[int, int]:
+def _dask_chunk(
+    spec: PipelineSpec, grid: Grid, path: str, chunk: Chunk, threads: int
+) -> tuple[int, int]:
     """One Dask task: compute a chunk and write its region (idempotent: recomputing rewrites the
     same values, so a lost worker's chunk can simply run again). It uses the submitting
     process's intra-op thread count: float summation order follows the thread count, and equal
@@ -161,7 +164,7 @@ def embed_grid(
                 progress(min(done_before + i, total), total)
         with store.writing():
             store.finish()
-        valid = store.group["valid"][:].astype(bool)
+        valid = read_array(store.group, "valid").astype(bool)
         summary = EmbedSummary(
             str(out),
             total,
@@ -202,12 +205,19 @@ def _check_scheduler(address: str, timeout: str = "15s") -> None:
     from dask.distributed import Client
 
     try:
-        Client(address, timeout=timeout).close()
+        Client(address, timeout=timeout).close()  # type: ignore[no-untyped-call]  # distributed is untyped
     except OSError as exc:  # includes connection timeouts
         raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
-def _run_on_dask(spec, grid, out, pending, workers, scheduler):
+def _run_on_dask(
+    spec: PipelineSpec,
+    grid: Grid,
+    out: str | Path,
+    pending: list[Chunk],
+    workers: int | None,
+    scheduler: str | None,
+) -> Iterator[tuple[int, int]]:
     """Yield each chunk's (valid, invalid) counts as its Dask task finishes. A local cluster is
     closed however the run ends (a failed task, an interrupt)."""
     from contextlib import ExitStack
@@ -217,15 +227,18 @@ def _run_on_dask(spec, grid, out, pending, workers, scheduler):
     with ExitStack() as stack:
         if scheduler is None:
             cluster = stack.enter_context(
-                LocalCluster(
+                LocalCluster(  # type: ignore[no-untyped-call]  # distributed is untyped
                     n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
                 )
             )
-        client = stack.enter_context(Client(scheduler or cluster, timeout="15s"))
+        client = stack.enter_context(
+            Client(scheduler or cluster, timeout="15s")  # type: ignore[no-untyped-call]  # distributed is untyped
+        )
         threads = torch.get_num_threads()
         futures = [
             client.submit(_dask_chunk, spec, grid, str(out), c, threads, pure=False, retries=3)
             for c in pending
         ]
-        for future in as_completed(futures):
-            yield future.result()
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]  # distributed is untyped
+            counts: tuple[int, int] = future.result()
+            yield counts

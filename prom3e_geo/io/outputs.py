@@ -58,7 +58,7 @@ class OutputSpec:
     def paths(self) -> list[Path]:
         return [p for p in (self.out, self.zarr, self.png) if p is not None]
 
-    def check(self, inputs: Sequence[Path | None] = ()) -> None:
+    def check(self, inputs: Sequence[Path | str | None] = ()) -> None:
         """Refuse, before any work, outputs that exist (without overwrite), sit in a missing
         folder, repeat each other, name an input or carry the extension of another format."""
         for path in self.paths():
@@ -92,7 +92,7 @@ def check_writable(folder: Path) -> None:
         raise InputError(f"cannot write in {folder}: {exc.strerror or exc}") from None
 
 
-def check_distinct(outputs: list[Path | None], inputs: list[Path | None]) -> None:
+def check_distinct(outputs: Sequence[Path | None], inputs: Sequence[Path | str | None]) -> None:
     """Refuse an output path that repeats another output or names an input."""
     seen: set[Path] = set()
     ins = {Path(p).resolve() for p in inputs if p is not None}
@@ -129,7 +129,7 @@ def write_fault(exc: BaseException, path: Path) -> WriteFailed | None:
     while the output's folder is full or read-only. None for anything else."""
     if isinstance(exc, Prom3eGeoError):  # already says what is wrong
         return None
-    reason = FAULTS.get(exc.errno) if isinstance(exc, OSError) else None
+    reason = FAULTS.get(exc.errno) if isinstance(exc, OSError) and exc.errno else None
     if reason is None:
         try:
             stat = os.statvfs(path.parent)
@@ -144,7 +144,9 @@ def write_fault(exc: BaseException, path: Path) -> WriteFailed | None:
     return WriteFailed(f"{reason} writing {path}")
 
 
-_TOGETHER: ContextVar[list | None] = ContextVar("prom3e_geo_outputs_together", default=None)
+_TOGETHER: ContextVar[list[tuple[Path, Path, bool]] | None] = ContextVar(
+    "prom3e_geo_outputs_together", default=None
+)
 
 
 class OutputAppeared(InputError):

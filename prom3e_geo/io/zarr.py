@@ -36,7 +36,8 @@ def layer_dataset(
         data_vars[name] = xr.DataArray(values, dims=("y", "x"), attrs=own)
     ds = xr.Dataset(data_vars, coords=grid_coords(grid), attrs=dict(attrs or {}))
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    return ds.rio.write_coordinate_system()
+    written: xr.Dataset = ds.rio.write_coordinate_system()
+    return written
 
 
 def write_zarr(

@@ -1,1 +1,1 @@
-"""Zarr stores on a grid: the embedding store, the patch cache and its reader."""
+"""Zarr stores on a grid (embedding store, patch cache and its reader), on a disk or object storage."""

@@ -21,7 +21,7 @@ def store_key(manifest: Mapping[str, Any], grid: Grid) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def refuse_fixed_options(path: Path, given: Iterable[str]) -> None:
+def refuse_fixed_options(path: Path | str, given: Iterable[str]) -> None:
     """A given store fixes the grid, imagery and context: options that set them are refused
     rather than ignored."""
     options = ", ".join(f"--{name.replace('_', '-')}" for name in given)
@@ -32,7 +32,7 @@ def refuse_fixed_options(path: Path, given: Iterable[str]) -> None:
         )
 
 
-def check_model(path: Path, manifest: Mapping[str, Any], asked: str | None) -> None:
+def check_model(path: Path | str, manifest: Mapping[str, Any], asked: str | None) -> None:
     """A model asked for (None: any) must be the one the store was computed with."""
     if asked is not None and asked != manifest["model"]:
         raise StoreMismatchError(
@@ -42,7 +42,7 @@ def check_model(path: Path, manifest: Mapping[str, Any], asked: str | None) -> N
 
 
 def merge_encoders(
-    path: Path, stored: Mapping[str, str], asked: Iterable[tuple[str, str]]
+    path: Path | str, stored: Mapping[str, str], asked: Iterable[tuple[str, str]]
 ) -> dict[str, str]:
     """The store's encoders with those asked for added: a tower of a modality the store did
     not use (a query tower) may be added, one that differs from the store's is refused."""
@@ -57,7 +57,7 @@ def merge_encoders(
     return merged
 
 
-def check_weights(path: Path, manifest: Mapping[str, Any], model_sha256: str) -> None:
+def check_weights(path: Path | str, manifest: Mapping[str, Any], model_sha256: str) -> None:
     """The model's weights must be the ones the store was computed with."""
     if model_sha256 != manifest.get("model_sha256"):
         raise StoreMismatchError(

@@ -32,6 +32,7 @@ from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
 from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Chunk, Grid
 from prom3e_geo.stores.grid_store import GridStore, is_zarr_store, read_manifest, scatter
+from prom3e_geo.stores.location import Location
 
 
 @dataclass
@@ -58,7 +59,7 @@ class EmbeddingStore(GridStore):
     kind = "embedding store"
 
     @staticmethod
-    def _declare(  # type: ignore[override]  # the layout keywords are this store's own
+    def _declare(
         array: Callable[..., None],
         grid: Grid,
         latent: int = 1024,
@@ -114,15 +115,18 @@ class EmbeddingStore(GridStore):
         self.mark_done(c)
 
 
-def open_store(path: str | Path) -> xr.Dataset:
-    """The store as an xarray Dataset (lazy), refusing incomplete or foreign stores."""
-    path = Path(path)
+def open_store(path: str | Path | Location) -> xr.Dataset:
+    """The store at a path or URL as an xarray Dataset (lazy), refusing incomplete or foreign
+    stores."""
+    path = Location.parse(path)
     if not path.exists():
         raise InputError(f"embedding store {path} does not exist")
-    if not (path.is_dir() and is_zarr_store(path)):
+    if not is_zarr_store(path):
         raise InputError(f"{path} is not an embedding store (no Zarr group)")
     manifest = read_manifest(path)
-    ds: xr.Dataset = xr.open_zarr(path, decode_coords="all", consolidated=False)
+    ds: xr.Dataset = xr.open_zarr(
+        path.zarr_store(read_only=True), decode_coords="all", consolidated=False
+    )
     if "mu" not in ds or "chunk_done" not in ds:
         raise InputError(f"{path} is not an embedding store (a patch cache or another store?)")
     if int(ds["chunk_done"].sum()) < int(manifest["chunks_with_cells"]):

@@ -20,14 +20,23 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
-import zarr
+from zarr.core.metadata import ArrayV2Metadata
 
 from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import PatchBatch
-from prom3e_geo.stores.grid_store import grid_from_store, is_zarr_store, read_manifest
+from prom3e_geo.stores.grid_store import (
+    array_of,
+    grid_from_store,
+    is_zarr_store,
+    open_group,
+    read_array,
+    read_manifest,
+)
+from prom3e_geo.stores.location import Location
 
 REASONS = {0: "not fetched into the cache", 2: "invalid when fetched"}
 
@@ -44,8 +53,9 @@ class CacheSource:
         resolution: float | None = None,
         threads: int | None = None,
     ) -> None:
-        self.path = Path(path)
-        if not (self.path.is_dir() and is_zarr_store(self.path)):
+        self.location = Location.parse(path)
+        self.path = self.location.text
+        if not is_zarr_store(self.location):
             raise SourceError(f"patch cache {self.path} does not exist")
         self.manifest = read_manifest(self.path)
         if not {"size_px", "bands", "source"} <= set(self.manifest):
@@ -65,13 +75,14 @@ class CacheSource:
                 f"patch cache {self.path} holds patches at {held} m, not the {resolution} m this "
                 f"pipeline uses (fetch again with --patch-resolution {resolution})"
             )
-        group = zarr.open_group(str(self.path), mode="r")
-        self.grid = grid_from_store(xr.open_zarr(self.path, consolidated=False))
-        self.status = np.asarray(group["status"][:]).ravel()
-        patches = group["patches"].metadata
+        group = open_group(self.location)
+        store = self.location.zarr_store(read_only=True)
+        self.grid = grid_from_store(xr.open_zarr(store, consolidated=False))
+        self.status = read_array(group, "status").ravel()
+        patches = array_of(group, "patches").metadata
         cell = (1, 1, self.size, self.size, len(self.bands))
         if (
-            patches.zarr_format != 2
+            not isinstance(patches, ArrayV2Metadata)
             or tuple(patches.chunks) != cell
             or patches.order != "C"
             or patches.filters
@@ -84,11 +95,12 @@ class CacheSource:
         self._chunk_key = patches.encode_chunk_key
         self._compressor = patches.compressor
         self._fill = patches.fill_value
-        self._dir = self.path / "patches"
+        # chunk files read straight from the file system (an object store's `cat_file`)
+        self._fs = None if self.location.is_local else self.location.filesystem()
         self.threads = threads or min(16, 2 * (os.cpu_count() or 1))  # reads also wait on I/O
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="prom3e-cache-read")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "source": "cache",
             "path": str(self.path),
@@ -108,7 +120,7 @@ class CacheSource:
             np.zeros((index.size, self.size, self.size, len(self.bands)), dtype=np.float16),
             state == 1,
             [
-                {"scene": f"cache {self.path.name}"}
+                {"scene": f"cache {self.location.name}"}
                 if s == 1
                 else {"error": REASONS.get(int(s), "outside the cache's grid")}
                 for s in state
@@ -137,8 +149,9 @@ class CacheSource:
         returns the cells whose chunk file does not decode."""
         corrupt = []
         for i, row, col in zip(at, rows, cols, strict=True):
+            key = self.location.child(f"patches/{self._chunk_key((int(row), int(col), 0, 0, 0))}")
             try:
-                data = (self._dir / self._chunk_key((int(row), int(col), 0, 0, 0))).read_bytes()
+                data = self._fs.cat_file(key) if self._fs else Path(key).read_bytes()
             except FileNotFoundError:
                 out[i] = self._fill
                 continue

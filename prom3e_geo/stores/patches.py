@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from prom3e_geo.grid import Grid
-from prom3e_geo.stores.grid_store import GridStore
+from prom3e_geo.grid import Chunk, Grid
+from prom3e_geo.stores.grid_store import ArrayFactory, GridStore, read_array
 
 OK, INVALID = 1, 2
 
 
 class PatchCache(GridStore):
+    """The patch cache (see the module docstring)."""
+
     kind = "patch cache"
 
     @staticmethod
-    def _declare(array, grid: Grid, size: int = 256, bands: tuple[str, ...] = ()) -> None:
+    def _declare(
+        array: ArrayFactory, grid: Grid, size: int = 256, bands: tuple[str, ...] = ()
+    ) -> None:
         h, w = grid.shape
         ch, cw = grid.chunk_shape
         array(
@@ -46,10 +50,10 @@ class PatchCache(GridStore):
             long_name="0 outside the AOI, 1 fetched, 2 invalid",
         )
 
-    def chunks_with_failures(self) -> list:
+    def chunks_with_failures(self) -> list[Chunk]:
         """Finished chunks holding cells whose fetch failed (status 2)."""
-        status = self.group["status"][:]
-        done = self.group["chunk_done"][:]
+        status = read_array(self.group, "status")
+        done = read_array(self.group, "chunk_done")
         return [
             c
             for c in self.grid.chunks()

@@ -52,7 +52,7 @@ class MapInputs:
     over `grid` (run as `run` says). `pipeline.model` None means: the store's model, or the
     default preset when a store is built."""
 
-    embeddings: Path | None = None
+    embeddings: Path | str | None = None  # a path or a URL (stores.location)
     pipeline: PipelineSpec = PipelineSpec()
     grid: GridSpec = GridSpec()
     run: RunSpec = RunSpec()
@@ -63,7 +63,7 @@ class MapInputs:
 class StoreView:
     """An opened embedding store; `built_by` is the pipeline that computed it in this run."""
 
-    path: Path
+    path: Path | str
     ds: xr.Dataset
     grid: Grid
     manifest: dict[str, Any]
@@ -105,7 +105,7 @@ def open_embeddings(
         settings = settings or Settings.from_environment()
         path = cached_store(built_by, inputs.grid.build(), settings, progress, inputs.run)
     ds = open_store(path)
-    return StoreView(Path(path), ds, grid_from_store(ds), read_manifest(path), built_by)
+    return StoreView(path, ds, grid_from_store(ds), read_manifest(path), built_by)
 
 
 def store_pipeline(store: StoreView, inputs: MapInputs) -> Pipeline:
