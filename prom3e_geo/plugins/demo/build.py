@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +33,10 @@ import torch.nn.functional as F
 from pydantic import Field, field_serializer, field_validator
 
 from prom3e_geo import __version__
+from prom3e_geo.encoders.base import Encoder
 from prom3e_geo.encoders.clip import patches_to_pixels
 from prom3e_geo.encoders.location import LocationEncoder
+from prom3e_geo.engine.cells import CellContext
 from prom3e_geo.errors import InputError
 from prom3e_geo.model.checkpoint import load_prom3e
 from prom3e_geo.model.prom3e import ProM3E, ProM3EConfig
@@ -59,10 +61,6 @@ from prom3e_geo.recipes import (
 from prom3e_geo.train.data import PairedEmbeddings
 from prom3e_geo.train.stage1 import MAX_LOGIT_SCALE, align_to_anchor, fit_batches, info_nce
 from prom3e_geo.train.stage2 import Metrics, Stage2Trainer
-
-if TYPE_CHECKING:
-    from prom3e_geo.encoders.base import Encoder
-    from prom3e_geo.engine.cells import CellContext
 
 PHOTO_RENDER_PX = 64
 RENDER_CHUNK = 1000  # photos and patches rendered per call (bounded memory)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,11 +24,9 @@ from prom3e_geo.evaluate.retrieval import recall_at_k, retrieval_ranks
 from prom3e_geo.grid import Grid
 from prom3e_geo.layers.sdm import Query, invert
 from prom3e_geo.model.prom3e import MODALITIES, visibility
+from prom3e_geo.plugins.demo.build import DemoModels
 from prom3e_geo.plugins.demo.render import species_photos
 from prom3e_geo.plugins.demo.world import RANGE_THRESHOLD, sample_observations
-
-if TYPE_CHECKING:
-    from prom3e_geo.plugins.demo.build import DemoModels
 
 QUERY_SEED = 424242  # held-out photos come from their own random stream
 
