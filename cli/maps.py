@@ -176,8 +176,7 @@ def uncertainty_command(embeddings, store_context, calibration, layer, reference
 @click.option(
     "--embeddings",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Embedding store (from embed, sdm or uncertainty).",
+    help="Embedding store (from embed, sdm or uncertainty): a path or a URL as for sdm.",
 )
 @click.option(
     "--token",

@@ -1,0 +1,1 @@
+"""Bundled data files (the CONUS boundary and its provenance)."""

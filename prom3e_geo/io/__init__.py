@@ -1,0 +1,1 @@
+"""Writers and readers of what users open: COG, Zarr, PNG, QGIS styles and projects."""

@@ -38,71 +38,49 @@ def write_layer_outputs(
     `long_name`). With `style_cmap`, the GeoTIFF gets a QGIS style sidecar for its first band
     (`io.qml`). The outputs appear together, or none of them does. Returns the paths written.
     """
+    unit_of = dict(units or {})
+
+    def described(band: str, key: str) -> dict[str, str]:  # a band's description and unit
+        return {
+            key: band_docs.get(band, band),
+            **({"units": unit_of[band]} if band in unit_of else {}),
+        }
+
     with committed_together():
-        return _write_all(
-            bands, grid, tags, band_docs, out, zarr_path, zarr_format, png_path, png_panels,
-            png_title, style_cmap, overwrite, dict(units or {}),
-        )  # fmt: skip
-
-
-def _write_all(
-    bands: Mapping[str, np.ndarray],
-    grid: Grid,
-    tags: Mapping[str, str],
-    band_docs: Mapping[str, str],
-    out: str | Path,
-    zarr_path: str | Path | None,
-    zarr_format: int,
-    png_path: str | Path | None,
-    png_panels: Sequence[Panel],
-    png_title: str | None,
-    style_cmap: str | None,
-    overwrite: bool,
-    units: dict[str, str],
-) -> list[Path]:
-    written = [
-        write_cog(
-            out,
-            bands,
-            grid,
-            tags,
-            band_tags={
-                n: {
-                    "description": band_docs.get(n, n),
-                    **({"units": units[n]} if n in units else {}),
-                }
-                for n in bands
-            },
-            overwrite=overwrite,
-        )
-    ]
-    if style_cmap is not None:
-        first = next(iter(bands))
-        label = f"{first}: {band_docs.get(first, first)}"
-        written.append(write_style(out, bands[first], style_cmap, label, overwrite))
-    if zarr_path is not None:
-        from prom3e_geo.io.zarr import layer_dataset, write_zarr  # xarray: only when asked
-
-        ds = layer_dataset(
-            bands,
-            grid,
-            attrs=tags,
-            var_attrs={
-                n: {"long_name": band_docs.get(n, n), **({"units": units[n]} if n in units else {})}
-                for n in bands
-            },
-        )
-        written.append(
-            write_zarr(zarr_path, ds, zarr_format, chunks=grid.chunk_shape, overwrite=overwrite)
-        )
-    if png_path is not None:
-        note = SYNTHETIC_NOTE if "demo_world" in tags else None
-        written.append(
-            write_quicklook(
-                png_path, png_panels, grid, suptitle=png_title, overwrite=overwrite, note=note
+        written = [
+            write_cog(
+                out,
+                bands,
+                grid,
+                tags,
+                band_tags={n: described(n, "description") for n in bands},
+                overwrite=overwrite,
             )
-        )
-    return written
+        ]
+        if style_cmap is not None:
+            first = next(iter(bands))
+            label = f"{first}: {band_docs.get(first, first)}"
+            written.append(write_style(out, bands[first], style_cmap, label, overwrite))
+        if zarr_path is not None:
+            from prom3e_geo.io.zarr import layer_dataset, write_zarr  # xarray: only when asked
+
+            ds = layer_dataset(
+                bands,
+                grid,
+                attrs=tags,
+                var_attrs={n: described(n, "long_name") for n in bands},
+            )
+            written.append(
+                write_zarr(zarr_path, ds, zarr_format, chunks=grid.chunk_shape, overwrite=overwrite)
+            )
+        if png_path is not None:
+            note = SYNTHETIC_NOTE if "demo_world" in tags else None
+            written.append(
+                write_quicklook(
+                    png_path, png_panels, grid, suptitle=png_title, overwrite=overwrite, note=note
+                )
+            )
+        return written
 
 
 def write_layer_set(

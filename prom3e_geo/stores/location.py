@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prom3e_geo.errors import InputError
+from prom3e_geo.errors import CredentialsError, DownloadError, InputError
 from prom3e_geo.partials import remove
 
 if TYPE_CHECKING:
@@ -152,10 +152,27 @@ class Location:
         return f"{self.protocol}://{self.path}"
 
     def exists(self) -> bool:
-        """Something (a file, a folder, a prefix holding objects) is at this location."""
+        """Something (a file, a folder, a prefix holding objects) is at this location. The first
+        remote call of a run: missing or refused credentials and an unreachable endpoint are
+        named here in one line, before any work."""
         if self.is_local:
             return Path(self.path).exists()
-        return bool(self.filesystem().exists(self.path))
+        try:
+            return bool(self.filesystem().exists(self.path))
+        except Exception as exc:  # the back ends' own exception types (botocore, aiohttp, ...)
+            raise self._access_error(exc) from exc
+
+    def _access_error(self, exc: Exception) -> Exception:
+        """A back end's failure as prom3e-geo's: credentials (exit 2) or the world (exit 1)."""
+        name = type(exc).__name__
+        if isinstance(exc, PermissionError) or "Credentials" in name or "Auth" in name:
+            return CredentialsError(
+                f"{self.text}: {exc} (credentials come from the back end's standard environment "
+                "variables and config files)"
+            )
+        if isinstance(exc, OSError) or "Connect" in name or "Endpoint" in name:
+            return DownloadError(f"{self.text}: cannot reach the storage service ({exc})")
+        return exc
 
     def has_zarr_group(self) -> bool:
         """Zarr v2 or v3 group metadata at this location."""
