@@ -119,8 +119,9 @@ def train_command(recipe, data_paths, out, resume, epochs, device) -> None:
     """
     from prom3e_geo.workflows.train import prepare_training
 
-    trainer, datasets = prepare_training(recipe, data_paths, out, device, report_epoch)
-    for d in datasets:
+    run = prepare_training(recipe, data_paths, out, device=device, on_epoch=report_epoch)
+    trainer = run.trainer
+    for d in run.datasets:
         click.echo(f"data: {d.name}: {len(d):,} samples, modalities {d.present}")
     click.echo(
         f"training on {trainer.device}: {trainer.parameter_count:,} parameters, "

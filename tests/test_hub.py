@@ -207,7 +207,7 @@ def test_the_published_taxabind_configuration_is_read_as_published(hub, repos):
         48_000, 10.0, "repeatpad", "fusion", None
     )
     assert recipe.origins == {"config": f"{CONFIG_REPO}@{hub.commits[CONFIG_REPO]}"}
-    assert set(recipe.hub_parts()) == {"model", "image", "text", "sat", "loc", "env", "audio"}
+    assert set(recipe.hub_downloads()) == {"model", "image", "text", "sat", "loc", "env", "audio"}
 
 
 def test_the_rshf_spelling_of_the_configuration_is_read_too(hub, repos):
@@ -218,7 +218,7 @@ def test_the_rshf_spelling_of_the_configuration_is_read_too(hub, repos):
     assert recipe.encoders["env"] == "MVRL/ecoclim"
     audio = recipe.preprocessing["audio"]
     assert audio.truncation is True and audio.processor == AUDIO_PROCESSOR_REPO
-    assert recipe.hub_parts()["audio processor"][0] == HubRef(AUDIO_PROCESSOR_REPO)
+    assert recipe.hub_downloads()["audio processor"][0] == HubRef(AUDIO_PROCESSOR_REPO)
 
 
 def test_a_configuration_without_a_tower_names_the_field_and_its_commit(hub, repos, tmp_path):

@@ -19,7 +19,7 @@ the imagery the satellite tower was trained on.
       patch: {size: 256, resolution: 4}
 
 Parts are fetched when first needed: a map loads ProM3E and the context encoders, a query loads
-its tower; `weights download` fetches them all ahead of time (`hub_parts`).
+its tower; `weights download` fetches them all ahead of time (`hub_downloads`).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class WeightsRecipe:
     preprocessing: dict[str, Preprocessing | AudioPreprocessing] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)  # part -> ORG/NAME@COMMIT (configs)
 
-    def hub_parts(self) -> dict[str, tuple[HubRef, list[str], list[list[str]]]]:
+    def hub_downloads(self) -> dict[str, tuple[HubRef, list[str], list[list[str]]]]:
         """part -> (repository, configuration files, weight-file choices) of every hub part."""
         parts = {}
         model = parse_hub_ref(self.model)

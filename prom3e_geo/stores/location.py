@@ -93,7 +93,7 @@ class Location:
             raise ValueError(f"{self.text} is not a local path")
         return Path(self.path)
 
-    def hub_parts(self) -> tuple[str, str | None, str]:
+    def hub_address(self) -> tuple[str, str | None, str]:
         """For a hub location: (ORG/NAME, revision or None, path inside the repository)."""
         match = _HF_HUB.match(self.text) if self.protocol == "hf" else None
         if match is None:

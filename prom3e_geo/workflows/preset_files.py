@@ -84,7 +84,7 @@ def preset_info(name: str, settings: Settings | None = None) -> PresetInfo:
     for part, origin in recipe.origins.items():
         repo_id = origin.split("@")[0]
         parts.append(PartInfo(part, repo_id, HubRef(repo_id), cached.get(repo_id)))
-    hub = recipe.hub_parts()
+    hub = recipe.hub_downloads()
     for part, spec in {"model": recipe.model, **recipe.encoders}.items():
         ref = hub[part][0] if part in hub else None
         parts.append(PartInfo(part, spec, ref, cached.get(ref.repo_id) if ref else None))
@@ -115,7 +115,7 @@ def download_preset(
     from prom3e_geo.encoders.clip import CLIP_TOKENIZER_REPO, fetch_clip_tokenizer, has_tokenizer
 
     fetched = []
-    for part, (ref, configs, choices) in recipe.hub_parts().items():
+    for part, (ref, configs, choices) in recipe.hub_downloads().items():
         report(f"{part}: {ref}")
         fetched.append(fetch_weights(ref, configs, choices, f"{part} weights", offline_hint(name)))
         if part == "text" and not has_tokenizer(fetched[-1].path):

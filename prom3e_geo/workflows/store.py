@@ -43,7 +43,7 @@ def push(store: str | Path, target: str) -> Shared:
     if not source.is_local:
         raise InputError(f"{store}: push uploads a local store (pull it first)")
     destination = Location.parse(target)
-    repo, revision, inner = destination.hub_parts()
+    repo, revision, inner = destination.hub_address()
     open_store(source)  # refuses an incomplete or foreign store before any upload
     manifest = read_manifest(source)
     inner = inner or source.name

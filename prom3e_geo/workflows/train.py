@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from prom3e_geo.errors import InputError
@@ -12,15 +13,22 @@ from prom3e_geo.train.masking import check_masking
 from prom3e_geo.train.stage2 import Stage2Trainer
 
 
+@dataclass(frozen=True)
+class TrainingRun:
+    trainer: Stage2Trainer  # `fit(epochs, resume)` trains
+    datasets: list[PairedEmbeddings]  # the data files it reads, as loaded
+
+
 def prepare_training(
     recipe_path: Path,
     data_paths: Sequence[Path],
     out: Path,
+    *,
     device: str = "auto",
     on_epoch: Callable[[dict[str, float]], None] | None = None,
-) -> tuple[Stage2Trainer, list[PairedEmbeddings]]:
+) -> TrainingRun:
     """The trainer for a recipe and its data (`data_paths` replace the recipe's list, each with
-    weight 1), checked before any epoch runs; `trainer.fit(...)` trains."""
+    weight 1), checked before any epoch runs; `run.trainer.fit(...)` trains."""
     recipe = load_recipe(recipe_path)
     check_masking(recipe.masking, str(recipe_path))
     sources = [DataSource(path=str(p)) for p in data_paths] or list(recipe.data)
@@ -39,4 +47,4 @@ def prepare_training(
         weights=[s.weight for s in sources],
         on_epoch=on_epoch,
     )
-    return trainer, datasets
+    return TrainingRun(trainer, datasets)
