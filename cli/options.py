@@ -234,6 +234,9 @@ def map_inputs(o: dict, embeddings: Path | None = None, store_fixed=STORE_FIXED)
         name for name in store_fixed
         if context.get_parameter_source(name) == ParameterSource.COMMANDLINE
     )  # fmt: skip
+    window = None  # --aoi with a given store: the part of it to map
+    if embeddings is not None and "aoi" in typed:
+        window, typed = o["aoi"], tuple(name for name in typed if name != "aoi")
     pipeline, grid = pipeline_spec(o), grid_spec(o)
     run = RunSpec(o.pop("workers"), o.pop("scheduler"), o.pop("retry_failed"))
-    return MapInputs(embeddings, pipeline, grid, run, typed)
+    return MapInputs(embeddings, pipeline, grid, run, typed, window)

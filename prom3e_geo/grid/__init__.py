@@ -310,6 +310,25 @@ def build_grid(
     return grid
 
 
+def grid_window(grid: Grid, aoi: str | Aoi) -> tuple[Grid, slice, slice]:
+    """The part of `grid` under `aoi` (a state of a CONUS store): the smallest window of rows
+    and columns holding every cell whose centre is inside both, on the same lattice, its mask
+    their intersection; returns it with its rows and columns in `grid`."""
+    aoi = load_aoi(aoi) if isinstance(aoi, str) else aoi
+    geometry = reproject_geometry(aoi.geometry, WGS84, grid.crs)
+    inside = grid.mask & geometry_mask(
+        [geometry], out_shape=grid.shape, transform=grid.transform, invert=True
+    )
+    if not inside.any():
+        raise AoiError(f"AOI {aoi.name} holds no cell of the store's grid ({grid.describe()})")
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    r = slice(int(rows[0]), int(rows[-1]) + 1)
+    c = slice(int(cols[0]), int(cols[-1]) + 1)
+    transform = grid.transform * Affine.translation(c.start, r.start)
+    shape = (r.stop - r.start, c.stop - c.start)
+    return Grid(grid.crs, transform, shape, inside[r, c].copy(), aoi.name, grid.chunk_shape), r, c
+
+
 def gdal_crs_attribute(crs: CRS) -> dict[str, Any]:
     """GDAL's own CRS attribute of a Zarr array (`_CRS`): the CRS as WKT2:2019 and PROJJSON.
 

@@ -25,7 +25,7 @@ from prom3e_geo.engine.encoder_set import EncoderSet
 from prom3e_geo.engine.pipeline import Pipeline, load_pipeline, spec_from_manifest
 from prom3e_geo.engine.runner import embed_grid
 from prom3e_geo.engine.spec import PipelineSpec
-from prom3e_geo.grid import Grid
+from prom3e_geo.grid import Grid, grid_window
 from prom3e_geo.layers.base import LayerSet
 from prom3e_geo.layers.sdm import Query, cell_blocks, check_sdm_options, encode_queries, sdm_layers
 from prom3e_geo.layers.uncertainty import uncertainty_layers
@@ -57,6 +57,7 @@ class MapInputs:
     grid: GridSpec = GridSpec()
     run: RunSpec = RunSpec()
     given: tuple[str, ...] = ()  # options the caller set that a given store fixes (refused)
+    window: str | None = None  # with a given store: map only its part under this AOI
 
 
 @dataclass
@@ -105,7 +106,20 @@ def open_embeddings(
         settings = settings or Settings.from_environment()
         path = cached_store(built_by, inputs.grid.build(), settings, progress, inputs.run)
     ds = open_store(path)
-    return StoreView(path, ds, grid_from_store(ds), read_manifest(path), built_by)
+    grid = grid_from_store(ds)
+    if inputs.embeddings is not None and inputs.window is not None:
+        grid, rows, cols = grid_window(grid, inputs.window)
+        ds = store_window(ds, grid.mask, rows, cols)
+    return StoreView(path, ds, grid, read_manifest(path), built_by)
+
+
+def store_window(ds: xr.Dataset, mask: np.ndarray, rows: slice, cols: slice) -> xr.Dataset:
+    """The store's rows and columns of a window, still lazy (a map reads only the chunks under
+    it), with the cells outside `mask` marked invalid: no layer computes them."""
+    part = ds.isel(y=rows, x=cols)
+    inside = xr.DataArray(mask, dims=("y", "x"))
+    marks = [name for name in part.data_vars if name == "aoi" or str(name).startswith("valid")]
+    return part.assign({name: (part[name] * inside).astype(part[name].dtype) for name in marks})
 
 
 def store_pipeline(store: StoreView, inputs: MapInputs) -> Pipeline:
