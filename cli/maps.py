@@ -25,7 +25,7 @@ embeddings_option = click.option(
 
 
 def echo_result(
-    summaries: dict[str, tuple[float, float, float]], written: list[Path], number: str = ".3f"
+    summaries: dict[str, tuple[float, float, float]], written: list[Path | str], number: str = ".3f"
 ) -> None:
     """Each band's range and mean (numbers formatted as `number`), then the files written."""
     for name, (lo, mean, hi) in summaries.items():

@@ -77,7 +77,10 @@ output_options = with_options(
             "--out", required=True, type=click.Path(path_type=Path), help="Output GeoTIFF (COG)."
         ),
         click.option(
-            "--zarr", "zarr_path", type=click.Path(path_type=Path), help="Also write a Zarr store."
+            "--zarr",
+            "zarr_path",
+            default=None,
+            help="Also write a Zarr store: a path, or s3://, gs://, az:// (uploaded when complete).",
         ),
         click.option(
             "--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True

@@ -31,7 +31,7 @@ def write_layer_outputs(
     style_cmap: str | None = "viridis",
     overwrite: bool = False,
     units: Mapping[str, str] | None = None,
-) -> list[Path]:
+) -> list[Path | str]:
     """Write `bands` (name -> 2-D array on `grid`) with the same provenance everywhere.
 
     `band_docs` gives each band a one-line description (GeoTIFF band tag `description`, Zarr
@@ -47,7 +47,7 @@ def write_layer_outputs(
         }
 
     with committed_together():
-        written = [
+        written: list[Path | str] = [
             write_cog(
                 out,
                 bands,
@@ -85,7 +85,7 @@ def write_layer_outputs(
 
 def write_layer_set(
     layers: LayerSet, output: OutputSpec, command: str, title: str, cmap: str = "viridis"
-) -> list[Path]:
+) -> list[Path | str]:
     """A layer set to its outputs with provenance tags (the command, the grid, the layer's
     parameters, the store's manifest); the PNG shows the first three bands, or with
     `cmap="rgb"` the first three as one composite."""

@@ -50,28 +50,55 @@ class OutputSpec:
     """A layer command's outputs: a COG, and optionally its Zarr twin and a PNG quicklook."""
 
     out: Path
-    zarr: Path | None = None
+    zarr: Path | str | None = None  # a path, or an object-storage URL (s3://, gs://, az://)
     zarr_format: int = 2
     png: Path | None = None
     overwrite: bool = False
 
     def paths(self) -> list[Path]:
-        return [p for p in (self.out, self.zarr, self.png) if p is not None]
+        """The outputs on this machine's disk."""
+        return [Path(p) for p in (self.out, self.zarr, self.png) if p is not None and is_local(p)]
 
     def check(self, inputs: Sequence[Path | str | None] = ()) -> None:
         """Refuse, before any work, outputs that exist (without overwrite), sit in a missing
         folder, repeat each other, name an input or carry the extension of another format."""
         for path in self.paths():
             check_output(path, self.overwrite)
+        if self.zarr is not None and not is_local(self.zarr):
+            check_remote_output(self.zarr, self.overwrite)
         check_distinct(self.paths(), list(inputs))
         check_extension(self.out, GEOTIFF_SUFFIXES, "a GeoTIFF (COG)")
         if self.zarr is not None:
-            check_extension(self.zarr, (".zarr",), "a Zarr store")
+            check_extension(Path(str(self.zarr)), (".zarr",), "a Zarr store")
         if self.png is not None:
             check_extension(self.png, (".png",), "a PNG image")
 
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def is_local(path: str | Path) -> bool:
+    """Whether an output names this machine's disk (not an object-storage URL)."""
+    from prom3e_geo.stores.location import Location
+
+    return Location.parse(path).is_local
+
+
+def check_remote_output(url: str | Path, overwrite: bool = False) -> None:
+    """Validate a Zarr output on object storage before any work: a scheme prom3e-geo writes,
+    credentials that work, and no existing output (or, with `overwrite`, a Zarr store)."""
+    from prom3e_geo.stores.location import Location
+
+    location = Location.parse(url)
+    location.check_writable()
+    if not location.exists():
+        return
+    if not overwrite:
+        raise InputError(f"output {url} already exists (pass --overwrite to replace it)")
+    if not location.has_zarr_group():
+        raise InputError(
+            f"output {url} holds objects that are not a Zarr store; refusing to replace it"
+        )
 
 
 def check_extension(path: Path, suffixes: Sequence[str], written: str) -> None:
@@ -144,7 +171,7 @@ def write_fault(exc: BaseException, path: Path) -> WriteFailed | None:
     return WriteFailed(f"{reason} writing {path}")
 
 
-_TOGETHER: ContextVar[list[tuple[Path, Path, bool]] | None] = ContextVar(
+_TOGETHER: ContextVar[list[tuple[Path, Path | str, bool]] | None] = ContextVar(
     "prom3e_geo_outputs_together", default=None
 )
 
@@ -158,7 +185,7 @@ class OutputAppeared(InputError):
 def committed_together() -> Iterator[None]:
     """Outputs finished inside the block (by `atomic_output`) are renamed into place together
     when the whole block succeeds; if any part fails, none of them appears."""
-    finished: list[tuple[Path, Path, bool]] = []
+    finished: list[tuple[Path, Path | str, bool]] = []
     token = _TOGETHER.set(finished)
     try:
         yield
@@ -197,7 +224,58 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         _commit([(tmp, path, overwrite)])
 
 
-def _commit(finished: list[tuple[Path, Path, bool]]) -> None:
+@contextmanager
+def remote_zarr_output(url: str, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a local temporary folder for a Zarr store bound for object storage; upload it only
+    if the block succeeds (inside `committed_together`: with the other outputs of the block)."""
+    check_remote_output(url, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix="prom3e-geo-upload-")) / "store.zarr"
+    try:
+        yield tmp
+    except BaseException:
+        remove(tmp.parent)
+        raise
+    together = _TOGETHER.get()
+    if together is not None:
+        together.append((tmp, url, overwrite))
+    else:
+        _commit([(tmp, url, overwrite)])
+
+
+def _upload_zarr(tmp: Path, url: str, overwrite: bool) -> None:
+    """Put a finished local Zarr store at `url`. Object storage has no rename, so the order of
+    writes keeps readers safe: an old store being replaced is deleted first, then the chunks
+    go up, and the metadata objects (`.zmetadata`, `.zgroup`, `zarr.json`, ...) last: until
+    they are in place, xarray and GDAL find no store there, never a partial one."""
+    from prom3e_geo.stores.location import Location
+
+    location = Location.parse(url)
+    if location.exists():
+        if not overwrite:
+            raise OutputAppeared(
+                f"output {url} appeared while this run was writing it (another run writing the "
+                "same outputs?); kept it, wrote nothing (pass --overwrite to replace it)"
+            )
+        location.remove()
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    metadata = {".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json"}
+    fs = location.filesystem()
+    try:
+        for group in (
+            [p for p in files if p.name not in metadata],
+            [p for p in files if p.name in metadata],
+        ):
+            # the arrays' metadata before the group's, consolidated metadata last of all
+            for file in sorted(group, key=lambda p: (p.name == ".zmetadata", -len(p.parts))):
+                fs.put_file(str(file), location.child(file.relative_to(tmp).as_posix()))
+    except Exception as exc:
+        location.remove()
+        raise WriteFailed(
+            f"uploading {url} failed ({type(exc).__name__}: {exc}); nothing kept"
+        ) from None
+
+
+def _commit(finished: list[tuple[Path, Path | str, bool]]) -> None:
     """Move finished temporary outputs into place, all or none against a concurrent writer.
 
     Every output's lock file (`.NAME.lock`, `flock`: released by the kernel if the process
@@ -205,18 +283,34 @@ def _commit(finished: list[tuple[Path, Path, bool]]) -> None:
     outputs exactly one wins the whole set; the other finds an output that appeared meanwhile,
     removes its temporaries and raises `OutputAppeared` (unless it may overwrite). An old
     output being replaced is moved aside first and deleted last."""
+    uploads = [
+        (tmp, str(url), overwrite) for tmp, url, overwrite in finished if not isinstance(url, Path)
+    ]
+    local = [(tmp, path, overwrite) for tmp, path, overwrite in finished if isinstance(path, Path)]
+    try:  # the uploads first: the world's failures are likelier there, and then nothing is kept
+        for tmp, url, overwrite in uploads:
+            _upload_zarr(tmp, url, overwrite)
+    except BaseException:
+        for tmp, _, _ in finished:
+            remove(tmp)
+        for tmp, _, _ in uploads:
+            remove(tmp.parent)
+        raise
+    for tmp, _, _ in uploads:
+        remove(tmp.parent)
+    finished_local: list[tuple[Path, Path, bool]] = local
     with ExitStack() as stack:
-        for path in sorted({path.resolve() for _, path, _ in finished}):
+        for path in sorted({path.resolve() for _, path, _ in finished_local}):
             stack.enter_context(_locked(path))
-        appeared = [path for _, path, overwrite in finished if not overwrite and path.exists()]
+        appeared = [path for _, path, ow in finished_local if not ow and path.exists()]
         if appeared:
-            for tmp, _, _ in finished:
+            for tmp, _, _ in finished_local:
                 remove(tmp)
             raise OutputAppeared(
                 f"output {appeared[0]} appeared while this run was writing it (another run "
                 "writing the same outputs?); kept it, wrote nothing (pass --overwrite to replace it)"
             )
-        for tmp, path, _ in finished:
+        for tmp, path, _ in finished_local:
             try:
                 _move_into_place(tmp, path)
             except OSError as exc:

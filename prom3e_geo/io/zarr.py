@@ -17,7 +17,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
 from prom3e_geo.grid import Grid, gdal_crs_attribute, grid_coords
-from prom3e_geo.io.outputs import atomic_output
+from prom3e_geo.io.outputs import atomic_output, is_local, remote_zarr_output
 
 
 def layer_dataset(
@@ -46,8 +46,9 @@ def write_zarr(
     zarr_format: int = 2,
     chunks: tuple[int, int] = (256, 256),
     overwrite: bool = False,
-) -> Path:
-    """Write a (y, x) Dataset to a consolidated Zarr store, atomically."""
+) -> Path | str:
+    """Write a (y, x) Dataset to a consolidated Zarr store, atomically: at a path, or uploaded
+    to an object-storage URL (`io.outputs.remote_zarr_output`); returns where it is."""
     if zarr_format not in (2, 3):
         raise ValueError("zarr_format must be 2 or 3")
     ds = dataset.copy()
@@ -56,7 +57,9 @@ def write_zarr(
             var.encoding["chunks"] = tuple(
                 min(c, n) for c, n in zip(chunks, var.shape, strict=True)
             )
-    with atomic_output(path, overwrite) as tmp:
+    remote = not is_local(path)
+    target = remote_zarr_output(str(path), overwrite) if remote else atomic_output(path, overwrite)
+    with target as tmp:
         # consolidated metadata is standard for v2 and still experimental for v3
         ds.to_zarr(tmp, mode="w-", zarr_format=zarr_format, consolidated=zarr_format == 2)
-    return Path(path)
+    return str(path) if remote else Path(path)

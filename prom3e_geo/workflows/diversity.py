@@ -46,7 +46,7 @@ class DiversityResult:
     layers: DiversityLayers
     report: ReadReport
     species: int
-    written: list[Path]
+    written: list[Path | str]  # paths, and object-storage URLs of Zarr outputs
 
 
 def diversity(

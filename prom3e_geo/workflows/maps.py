@@ -53,7 +53,7 @@ class MapResult:
     """A map workflow's layers and the files written."""
 
     layers: LayerSet
-    written: list[Path]
+    written: list[Path | str]  # paths, and object-storage URLs of Zarr outputs
 
 
 # how every map of a kind is styled: the CLI's outputs and the explorer's downloads
@@ -84,7 +84,7 @@ def embed(
     )
 
 
-def write_sdm(layers: LayerSet, output: OutputSpec, command: str, mode: str) -> list[Path]:
+def write_sdm(layers: LayerSet, output: OutputSpec, command: str, mode: str) -> list[Path | str]:
     """An SDM layer set to its outputs, styled and titled as every SDM map is."""
     title = f"species distribution similarity ({mode})"
     return write_layer_set(layers, output, command, title, cmap=SDM_CMAP)
@@ -92,7 +92,7 @@ def write_sdm(layers: LayerSet, output: OutputSpec, command: str, mode: str) -> 
 
 def write_uncertainty(
     layers: LayerSet, output: OutputSpec, command: str, layer: str = "sigma_l1"
-) -> list[Path]:
+) -> list[Path | str]:
     """An uncertainty layer set to its outputs, styled and titled as every map of its layer."""
     title, cmap = UNCERTAINTY_STYLE[layer]
     return write_layer_set(layers, output, command, title, cmap=cmap)

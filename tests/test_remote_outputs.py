@@ -1,0 +1,87 @@
+"""Zarr layer outputs on object storage (`--zarr s3://...`), against moto's S3 server on
+127.0.0.1: the same dataset as a local `--zarr`, opened by plain xarray from the URL with its
+CRS; an existing output is refused before any work (kept), replaced only with --overwrite; a run
+refused for its other outputs uploads nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rioxarray  # noqa: F401  (the .rio accessor, as a notebook imports it)
+import xarray as xr
+
+from tests.s3_server import moto_s3
+
+EXE = Path(sys.executable).with_name("prom3e-geo")
+ROOT = Path(__file__).resolve().parents[1]
+URL = "s3://maps/diversity.zarr"
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    with moto_s3() as (env, _log):
+        yield env
+
+
+def diversity(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    observations = str(ROOT / "examples" / "observations.csv")
+    args = ["diversity", "--observations", observations, "--resolution", "1", *extra]
+    return subprocess.run(
+        [str(EXE), *args], capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, **env}, timeout=600,
+    )  # fmt: skip
+
+
+def open_remote(env: dict[str, str]) -> xr.Dataset:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return xr.open_zarr(URL, decode_coords="all").load()
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+def test_a_zarr_output_on_s3_equals_the_local_one(tmp_path, s3_env):
+    local = diversity(tmp_path, s3_env, "--out", "a.tif", "--zarr", "local.zarr")
+    remote = diversity(tmp_path, s3_env, "--out", "b.tif", "--zarr", URL)
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
+    assert URL in remote.stdout
+    expected = xr.open_zarr(tmp_path / "local.zarr", decode_coords="all").load()
+    got = open_remote(s3_env)
+    xr.testing.assert_identical(got.drop_attrs(), expected.drop_attrs())
+    assert got.rio.crs == expected.rio.crs and got.rio.crs.to_epsg() == 4326
+    assert {k: v for k, v in got.attrs.items() if k != "command"} == {
+        k: v for k, v in expected.attrs.items() if k != "command"
+    }
+
+    # an existing output: refused before any work, kept; replaced only with --overwrite
+    again = diversity(tmp_path, s3_env, "--out", "c.tif", "--zarr", URL)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.stderr.count("\n") == 1 and not (tmp_path / "c.tif").exists()
+    xr.testing.assert_identical(open_remote(s3_env), got)
+    replaced = diversity(tmp_path, s3_env, "--out", "c.tif", "--zarr", URL, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    xr.testing.assert_identical(open_remote(s3_env).drop_attrs(), expected.drop_attrs())
+
+
+def test_a_run_refused_for_its_other_outputs_uploads_nothing(tmp_path, s3_env):
+    (tmp_path / "taken.tif").write_bytes(b"the user's file")
+    url = "s3://maps/never.zarr"
+    done = diversity(tmp_path, s3_env, "--out", "taken.tif", "--zarr", url)
+    assert done.returncode == 2 and "taken.tif" in done.stderr
+    assert (tmp_path / "taken.tif").read_bytes() == b"the user's file"
+    listing = subprocess.run(
+        [sys.executable, "-c", f"import fsspec; print(fsspec.filesystem('s3').exists('{url[5:]}'))"],
+        capture_output=True, text=True, env={**os.environ, **s3_env}, check=True,
+    )  # fmt: skip
+    assert listing.stdout.strip() == "False"
+
+
+def test_a_read_only_location_is_refused(tmp_path, s3_env):
+    done = diversity(tmp_path, s3_env, "--out", "d.tif", "--zarr", "https://example.org/x.zarr")
+    assert done.returncode == 2 and "read-only" in done.stderr
