@@ -95,7 +95,10 @@ def diversity_command(**o: Any) -> None:
 @click.command("fetch")
 @click.option("--source", required=True, help=SOURCE_HELP)
 @click.option(
-    "--cache", "cache", required=True, type=click.Path(path_type=Path), help="Patch cache (.zarr)."
+    "--cache",
+    "cache",
+    required=True,
+    help="Patch cache (.zarr): a path, or s3://, gs://, az:// (read it back with cache:URL).",
 )
 @click.option(
     "--size",

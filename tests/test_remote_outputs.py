@@ -85,3 +85,27 @@ def test_a_run_refused_for_its_other_outputs_uploads_nothing(tmp_path, s3_env):
 def test_a_read_only_location_is_refused(tmp_path, s3_env):
     done = diversity(tmp_path, s3_env, "--out", "d.tif", "--zarr", "https://example.org/x.zarr")
     assert done.returncode == 2 and "read-only" in done.stderr
+
+
+def test_a_patch_cache_on_s3_feeds_embed_as_a_local_one_does(tmp_path, s3_env):
+    """`fetch --cache s3://...` then `embed --source cache:s3://...`: the same store as through a
+    local cache."""
+    grid = ["--aoi", "-100,33,-96,36", "--resolution", "0.5", "--chunk", "4"]
+
+    def cli(*args: str) -> None:
+        done = subprocess.run(
+            [str(EXE), *args], capture_output=True, text=True, cwd=tmp_path,
+            env={**os.environ, **s3_env}, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    url = "s3://maps/patches.zarr"
+    cli("fetch", "--source", "demo", *grid, "--cache", url)
+    cli("fetch", "--source", "demo", *grid, "--cache", "patches.zarr")
+    context = ["--context", "sat,loc"]
+    cli("embed", *grid, *context, "--source", f"cache:{url}", "--out", "remote.zarr")
+    cli("embed", *grid, *context, "--source", "cache:patches.zarr", "--out", "local.zarr")
+    remote = xr.open_zarr(tmp_path / "remote.zarr").load()
+    local = xr.open_zarr(tmp_path / "local.zarr").load()
+    for name in ("mu", "ctx_sat", "valid_sat"):
+        xr.testing.assert_identical(remote[name], local[name])

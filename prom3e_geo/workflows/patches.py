@@ -14,7 +14,7 @@ from prom3e_geo.workflows.specs import GridSpec, Progress
 @dataclass(frozen=True)
 class FetchSpec:
     source: str
-    cache: Path
+    cache: Path | str  # a path or an object-storage URL (stores.location)
     size: int | None = None  # patch edge in pixels (default: the source's own)
     resolution: float | None = None  # patch pixel size in metres (default: the source's own)
     batch_size: int = 256
