@@ -147,3 +147,15 @@ def test_hub_locations_are_read_only_and_checked(hub, local_store, tmp_path):
     r = run(hub, "sdm", "--query", ROOT / "examples" / "cardinal.jpg", "--embeddings",
             "hf-hub:datasets/lab/missing/cube.zarr", "--out", tmp_path / "m.tif", tmp_path=tmp_path)  # fmt: skip
     assert r.returncode in (1, 2) and "Traceback" not in r.stderr
+
+
+def test_a_store_from_other_hub_releases_is_refused():
+    """A part (tower or model) whose recorded release differs from the one this machine's
+    pipeline resolved is refused, naming both; parts only one side knows are not compared."""
+    from prom3e_geo.errors import StoreMismatchError
+    from prom3e_geo.stores.compatibility import check_origins
+
+    stored = {"origins": {"sat": "MVRL/ecosat@1111111", "model": "MVRL/ProM3E@2222222"}}
+    check_origins("s.zarr", stored, {"sat": "MVRL/ecosat@1111111", "image": "MVRL/x@3"})
+    with pytest.raises(StoreMismatchError, match=r"sat from MVRL/ecosat@1111111.*MVRL/ecosat@9"):
+        check_origins("s.zarr", stored, {"sat": "MVRL/ecosat@9", "model": "MVRL/ProM3E@2222222"})

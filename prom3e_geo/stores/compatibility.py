@@ -64,3 +64,17 @@ def check_weights(path: Path | str, manifest: Mapping[str, Any], model_sha256: s
             f"the weights of model {manifest['model']} changed since the store {path} was "
             "computed; recompute the store"
         )
+
+
+def check_origins(
+    path: Path | str, manifest: Mapping[str, Any], origins: Mapping[str, str]
+) -> None:
+    """The hub releases (ORG/NAME@COMMIT) the store's parts came from must be the ones the
+    user's pipeline resolved: a tower or model from another commit embeds differently."""
+    for part, stored in sorted((manifest.get("origins") or {}).items()):
+        mine = origins.get(part)
+        if mine is not None and mine != stored:
+            raise StoreMismatchError(
+                f"the store {path} was computed with {part} from {stored}, but this machine's "
+                f"weights come from {mine}; download that revision or recompute the store"
+            )

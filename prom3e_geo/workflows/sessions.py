@@ -32,6 +32,7 @@ from prom3e_geo.layers.uncertainty import uncertainty_layers
 from prom3e_geo.settings import Settings
 from prom3e_geo.stores.compatibility import (
     check_model,
+    check_origins,
     check_weights,
     merge_encoders,
     refuse_fixed_options,
@@ -140,6 +141,7 @@ def store_pipeline(store: StoreView, inputs: MapInputs) -> Pipeline:
     encoders = merge_encoders(store.path, dict(spec.encoders), asked.encoders)
     pipeline = load_pipeline(dataclasses.replace(spec, encoders=tuple(encoders.items())))
     check_weights(store.path, manifest, pipeline.manifest["model_sha256"])
+    check_origins(store.path, manifest, pipeline.manifest["origins"])
     return pipeline
 
 
