@@ -61,16 +61,7 @@ def basemap_url(value: str | None) -> str | None:
               type=click.FloatRange(0.01, 1024), help="Largest photo or recording accepted.")  # fmt: skip
 @pipeline_options
 @grid_options
-def serve_command(
-    embeddings: Path | None,
-    layers: tuple[Path, ...],
-    mode: str,
-    host: str,
-    port: int,
-    basemap: str | None,
-    max_upload_mb: float,
-    **o: object,
-) -> None:
+def serve_command(embeddings, layers, mode, host, port, basemap, max_upload_mb, **o) -> None:
     """A local web app: drop a photo (or a recording, or type a species name) and see its map.
 
     The store, model and towers stay loaded, so a new photo's map takes one pass of the photo

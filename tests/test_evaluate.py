@@ -160,7 +160,7 @@ def test_evaluate_file_data_to_html(tmp_path, run_cli):
     assert short.code == 2 and "has 10 values for 300 samples" in short.err
     (tmp_path / "typo.yaml").write_text("nn: 5\n")
     typo = run_cli("evaluate", "--recipe", tmp_path / "typo.yaml", "--out", tmp_path / "d.md")
-    assert typo.code == 2 and "unknown key(s) ['nn']" in typo.err
+    assert typo.code == 2 and "unknown key 'nn' (did you mean 'n'?)" in typo.err
     assert not (tmp_path / "b.md").exists() and not (tmp_path / "c.md").exists()
 
 
