@@ -65,8 +65,8 @@ def ica_layers(
         )
     n = int(valid.sum())
     rng = np.random.default_rng(seed)
-    ica = fit_ica(gather(blocks(), rng.choice(n, min(max_fit, n), replace=False)), seed,
-                  max_iter, token)  # fmt: skip
+    picks = rng.choice(n, min(max_fit, n), replace=False)  # the cells drawn as before
+    ica = fit_ica(gather(blocks(), picks), seed, max_iter, token)
     components = np.concatenate([ica.transform(b.astype(np.float64)) for b in blocks()])
     bands, docs = {}, {}
     for k in range(3):

@@ -148,9 +148,9 @@ def cell_blocks(
     store: xr.Dataset, variable: str
 ) -> Iterator[tuple[slice, torch.Tensor, np.ndarray]]:
     """The store's per-cell vectors of `variable` in blocks of rows: (rows, L2-normalised float32
-    [rows, W, D], valid mask [rows, W]). Read block by block, normalised in place (the values of
-    `F.normalize`), so memory stays bounded; a caller
-    that maps many queries may keep the blocks (`MapSession` in the explorer)."""
+    [rows, W, D], valid mask [rows, W]). Read block by block and normalised in place (the values
+    of `F.normalize`), so memory stays one float32 block; a caller that maps many queries may
+    keep the blocks (`MapSession` in the explorer)."""
     h = store.sizes["y"]
     for r0 in range(0, h, ROW_BLOCK):
         rows = slice(r0, min(r0 + ROW_BLOCK, h))
