@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,7 +15,7 @@ import xarray as xr
 from prom3e_geo.errors import InputError, RunFailed
 from prom3e_geo.grid import Grid
 from prom3e_geo.layers.base import LayerSet
-from prom3e_geo.layers.stored import stored_inputs
+from prom3e_geo.layers.stored import stored_inputs, valid_blocks
 from prom3e_geo.model.prom3e import MODALITIES, ProM3E, visibility
 
 if TYPE_CHECKING:
@@ -35,8 +37,10 @@ def ica_layers(
     max_iter: int = 1000,
 ) -> LayerSet:
     """Three independent components of a per-cell embedding (FastICA, fitted on at most
-    `max_fit` random valid cells), each stretched to 0-1 between its 2nd and 98th percentiles
-    and signed so that its long tail is positive: an RGB composite as in the supplement's maps.
+    `max_fit` random valid cells, then applied to every valid cell by blocks of rows, so that a
+    stored token is never held whole: memory is the fit's plus one block), each stretched to
+    0-1 between its 2nd and 98th percentiles and signed so that its long tail is positive: an
+    RGB composite as in the supplement's maps.
 
     `token` is a stored array (`mu`, `recon_image`, `ctx_<m>`) or `register:K`, ProM3E's K-th
     register token (1-based), recomputed from the stored context embeddings (`context`) with
@@ -46,20 +50,24 @@ def ica_layers(
     valid = np.asarray(ds["valid"].values, dtype=bool)
     if valid.sum() < 10:
         raise InputError(f"the store has {int(valid.sum())} valid cells; ICA needs at least 10")
+    blocks: Callable[[], Iterable[np.ndarray]]
     if is_register_token(token):
         if model is None:
             raise InputError(f"{token} needs the store's model")
-        values = register_tokens(ds, context, valid, int(token.removeprefix("register:")), model)
+        index = int(token.removeprefix("register:"))
+        values = register_tokens(ds, context, valid, index, model)  # computed, held whole
+        blocks = partial(iter, [values])
     elif token in available:
-        values = np.asarray(ds[token].values, dtype=np.float32)[valid]
+        blocks = partial(valid_blocks, ds, token, valid)
     else:
         raise InputError(
             f"the store has no {token!r} embeddings (available: {', '.join(available)})"
         )
+    n = int(valid.sum())
     rng = np.random.default_rng(seed)
-    fit = values[rng.choice(len(values), min(max_fit, len(values)), replace=False)]
-    ica = fit_ica(fit, seed, max_iter, token)
-    components = ica.transform(values.astype(np.float64))
+    picks = rng.choice(n, min(max_fit, n), replace=False)  # the cells drawn as before
+    ica = fit_ica(gather(blocks(), picks), seed, max_iter, token)
+    components = np.concatenate([ica.transform(b.astype(np.float64)) for b in blocks()])
     bands, docs = {}, {}
     for k in range(3):
         c = components[:, k]
@@ -86,7 +94,7 @@ def fit_ica(values: np.ndarray, seed: int, max_iter: int, token: str) -> FastICA
     from sklearn.decomposition import FastICA
     from sklearn.exceptions import ConvergenceWarning
 
-    values = values.astype(np.float64)
+    values = np.asarray(values, dtype=np.float64)
     for algorithm in ("parallel", "deflation"):
         ica = FastICA(
             n_components=3,
@@ -109,6 +117,21 @@ def fit_ica(values: np.ndarray, seed: int, max_iter: int, token: str) -> FastICA
         f"ica: FastICA did not converge on {token} in {max_iter} iterations (parallel and "
         "deflation algorithms); raise --max-iter or map another --token"
     )
+
+
+def gather(blocks: Iterable[np.ndarray], picks: np.ndarray) -> np.ndarray:
+    """Rows `picks` (indices into the concatenated `blocks`, in the order given) of blocks of
+    rows, in float64, without concatenating the blocks."""
+    out: np.ndarray | None = None
+    start = 0
+    for block in blocks:
+        if out is None:
+            out = np.empty((len(picks), block.shape[1]), dtype=np.float64)
+        inside = (picks >= start) & (picks < start + len(block))
+        out[inside] = block[picks[inside] - start]
+        start += len(block)
+    assert out is not None, "no blocks"
+    return out
 
 
 def is_register_token(token: str) -> bool:

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import xarray as xr
 
 from prom3e_geo.encoders.base import Encoder
@@ -149,14 +148,16 @@ def cell_blocks(
     store: xr.Dataset, variable: str
 ) -> Iterator[tuple[slice, torch.Tensor, np.ndarray]]:
     """The store's per-cell vectors of `variable` in blocks of rows: (rows, L2-normalised float32
-    [rows, W, D], valid mask [rows, W]). Read block by block, so memory stays bounded; a caller
-    that maps many queries may keep the blocks (`MapSession` in the explorer)."""
+    [rows, W, D], valid mask [rows, W]). Read block by block and normalised in place (the values
+    of `F.normalize`), so memory stays one float32 block; a caller that maps many queries may
+    keep the blocks (`MapSession` in the explorer)."""
     h = store.sizes["y"]
     for r0 in range(0, h, ROW_BLOCK):
         rows = slice(r0, min(r0 + ROW_BLOCK, h))
         block = torch.from_numpy(np.asarray(store[variable][rows].values, dtype=np.float32))
         ok = np.asarray(store["valid"][rows].values, dtype=bool)
-        yield rows, F.normalize(torch.nan_to_num(block), dim=-1), ok
+        block.nan_to_num_()  # in place, as F.normalize's own steps below: one float32 copy
+        yield rows, block.div_(block.norm(2, -1, keepdim=True).clamp_min(1e-12)), ok
 
 
 def similarity(

@@ -10,7 +10,7 @@ import xarray as xr
 
 from prom3e_geo.model.prom3e import MODALITIES
 
-ROW_BLOCK = 64  # grid rows per block: bounded memory whatever the grid
+ROW_BLOCK = 16  # grid rows per block: memory bounded by a block (a quarter of a 64-row chunk)
 
 
 def stored_inputs(
@@ -25,7 +25,17 @@ def stored_inputs(
             continue
         x = torch.zeros(int(ok.sum()), len(MODALITIES), input_dim)
         for m in context:
+            # the valid cells in the stored dtype first: no float32 copy of the whole block
             x[:, MODALITIES.index(m)] = torch.from_numpy(
-                np.asarray(ds[f"ctx_{m}"][rows].values, dtype=np.float32)[ok]
+                np.asarray(ds[f"ctx_{m}"][rows].values)[ok]
             )
         yield rows, ok, x
+
+
+def valid_blocks(ds: xr.Dataset, variable: str, valid: np.ndarray) -> Iterator[np.ndarray]:
+    """The `valid` cells of a store's per-cell `variable` as float32 [n, D], by blocks of rows
+    (row-major order across blocks, as `values[valid]` of the whole array would give)."""
+    for r0 in range(0, valid.shape[0], ROW_BLOCK):
+        rows = slice(r0, min(r0 + ROW_BLOCK, valid.shape[0]))
+        if valid[rows].any():
+            yield np.asarray(ds[variable][rows].values, dtype=np.float32)[valid[rows]]

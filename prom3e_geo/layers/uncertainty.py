@@ -53,11 +53,15 @@ def uncertainty_layers(
         raise InputError("the sigma of a context subset and the expected error need the model")
     else:
         for rows, ok, x in stored_inputs(ds, valid, wanted, model.config.input_dim):
-            parts = [x[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
-            outs = [infer_cells(model, part, wanted, precision) for part in parts]
-            sigma[rows][ok] = torch.cat([o.sigma_l1 for o in outs]).numpy()
+            sigmas, logvars = [], []  # only what is mapped is kept of each batch's outputs
+            for i in range(0, x.shape[0], batch_size):
+                out = infer_cells(model, x[i : i + batch_size], wanted, precision)
+                sigmas.append(out.sigma_l1)
+                if expected_error is not None:
+                    logvars.append(out.logvar)
+            sigma[rows][ok] = torch.cat(sigmas).numpy()
             if expected_error is not None:
-                error[rows][ok] = expected_error(torch.cat([o.logvar for o in outs]).numpy())
+                error[rows][ok] = expected_error(torch.cat(logvars).numpy())
     context_text = "+".join(wanted)
     bands = {"sigma_l1": np.where(valid, sigma, np.nan)}
     docs = {"sigma_l1": f"||sigma||_1 = sum exp(logvar / 2), context {context_text}"}
