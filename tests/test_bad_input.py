@@ -64,7 +64,21 @@ CASES = {
         ["sdm", "--query", CARDINAL, *SMALL, "--delta", "1.5", "--out", "{tmp}/o.tif"],
         "--delta must be in [0, 1]",
     ),
-    "grid options beside --embeddings (the store fixes them)": (
+    "a grid option beside --embeddings (the store fixes the grid)": (
+        [
+            "sdm",
+            "--query",
+            CARDINAL,
+            "--embeddings",
+            "{made}/e.zarr",
+            "--resolution",
+            "1",
+            "--out",
+            "{tmp}/o.tif",
+        ],
+        "--resolution: the embedding store",
+    ),  # fmt: skip
+    "an AOI beside the given store's grid": (
         [
             "sdm",
             "--query",
@@ -76,7 +90,7 @@ CASES = {
             "--out",
             "{tmp}/o.tif",
         ],
-        "--aoi: the embedding store",
+        "holds no cell of the store's grid",
     ),  # fmt: skip
     "an imagery source beside --embeddings (nothing is fetched)": (
         [
