@@ -131,3 +131,18 @@ def test_the_source_registered_by_that_test_does_not_outlive_it():
         test_source_options_are_checked_by_signature_and_bugs_are_not_called_bad_input(mp)
         assert "fussy" in SOURCES
     assert "fussy" not in SOURCES
+
+
+def test_every_package_ships():
+    """pyproject lists its packages by hand: a package missing there is missing from the wheel
+    (an editable install would not notice)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "prom3e_geo").rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
