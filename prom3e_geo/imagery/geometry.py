@@ -9,6 +9,7 @@ centre.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -183,16 +184,35 @@ def warp_patch(
             fill_value=ds.nodata or 0,
         )
         warped = np.full((len(slots), size, size), np.nan, dtype=np.float32)
-        reproject(
-            data.filled(np.nan),
-            warped,
-            src_transform=ds.window_transform(window),
-            src_crs=ds.crs,
-            src_nodata=np.nan,
-            dst_transform=transform,
-            dst_crs=crs,
-            dst_nodata=np.nan,
-            resampling=Resampling.bilinear,
-        )
+        with WARP_LOCK:  # the read above runs in parallel; the small in-memory warp does not
+            _warp(data.filled(np.nan), warped, ds.window_transform(window), ds.crs, transform, crs)
         out[slots] = warped
     return out
+
+
+# rasterio wraps the in-memory datasets of a numpy-to-numpy reproject in
+# `warnings.catch_warnings()`, which edits the process-wide warning filters and is not
+# thread-safe (before Python 3.14): warps running at once in several fetch threads let a
+# spurious NotGeoreferencedWarning escape. One warp at a time; the reads stay parallel.
+WARP_LOCK = threading.Lock()
+
+
+def _warp(
+    data: np.ndarray,
+    warped: np.ndarray,
+    src_transform: Affine,
+    src_crs: CRS,
+    dst_transform: Affine,
+    dst_crs: CRS,
+) -> None:
+    reproject(
+        data,
+        warped,
+        src_transform=src_transform,
+        src_crs=src_crs,
+        src_nodata=np.nan,
+        dst_transform=dst_transform,
+        dst_crs=dst_crs,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
