@@ -85,7 +85,7 @@ def test_a_run_refused_for_its_other_outputs_uploads_nothing(tmp_path, s3_env):
 
 
 def test_a_read_only_location_is_refused(tmp_path, s3_env):
-    done = diversity(tmp_path, s3_env, "--out", "d.tif", "--zarr", "https://example.org/x.zarr")
+    done = diversity(tmp_path, s3_env, "--out", "d.tif", "--zarr", "https://127.0.0.1:9/x.zarr")
     assert done.returncode == 2 and "read-only" in done.stderr
 
 
