@@ -288,6 +288,38 @@ def test_a_full_disk_says_so_and_leaves_nothing(small_disk, filler_kb):
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
+def test_a_zarr_write_that_fails_leaves_no_chunk_write_behind(small_disk):
+    """Regression (CI): zarr writes chunks as concurrent tasks on its own event loop; when one
+    met the full disk, the call raised while others were still queued, and at exit the process
+    printed "Task was destroyed but it is pending!" as extra error lines. A failed write now
+    returns only when zarr's loop runs nothing more, and leaves no file behind."""
+    import asyncio
+
+    import numpy as np
+    import xarray as xr
+    from zarr.core import sync as zarr_sync
+
+    from prom3e_geo.io.outputs import WriteFailed
+    from prom3e_geo.io.zarr import write_zarr
+
+    (small_disk / "filler").write_bytes(b"\0" * 1500 * 1024)
+    rng = np.random.default_rng(0)  # incompressible: the disk fills up part-way through
+    layers = {f"v{i}": (("y", "x"), rng.random((200, 400), dtype=np.float32)) for i in range(4)}
+    with pytest.raises(WriteFailed, match="no space left on device"):
+        write_zarr(small_disk / "x.zarr", xr.Dataset(layers), chunks=(16, 16))  # 1,456 chunks
+    loop = zarr_sync.loop[0]
+    assert loop is not None
+    left = asyncio.run_coroutine_threadsafe(_zarr_tasks(), loop).result(timeout=10)
+    assert left == 0
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+async def _zarr_tasks() -> int:
+    import asyncio
+
+    return len(asyncio.all_tasks()) - 1  # less the one counting
+
+
 def test_a_store_on_a_full_disk_names_the_store(small_disk):
     (small_disk / "filler").write_bytes(b"\0" * 1000 * 1024)
     store = small_disk / "e.zarr"

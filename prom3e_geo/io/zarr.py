@@ -18,6 +18,7 @@ import xarray as xr
 
 from prom3e_geo.grid import Grid, gdal_crs_attribute, grid_coords
 from prom3e_geo.io.outputs import atomic_output, is_local, remote_zarr_output
+from prom3e_geo.stores.zarr_tasks import settled_on_failure
 
 
 def layer_dataset(
@@ -59,7 +60,7 @@ def write_zarr(
             )
     remote = not is_local(path)
     target = remote_zarr_output(str(path), overwrite) if remote else atomic_output(path, overwrite)
-    with target as tmp:
+    with target as tmp, settled_on_failure():
         # consolidated metadata is standard for v2 and still experimental for v3
         ds.to_zarr(tmp, mode="w-", zarr_format=zarr_format, consolidated=zarr_format == 2)
     return str(path) if remote else Path(path)

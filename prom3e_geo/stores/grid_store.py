@@ -38,6 +38,7 @@ from prom3e_geo.grid import Chunk, Grid, gdal_crs_attribute, grid_coords
 from prom3e_geo.partials import partial_path, remove, remove_stale_partials
 from prom3e_geo.stores.location import Location
 from prom3e_geo.stores.object_lock import object_lock
+from prom3e_geo.stores.zarr_tasks import settled_on_failure
 
 MANIFEST_KEY = "prom3e_geo_manifest"
 
@@ -145,7 +146,8 @@ class GridStore:
         staging = partial_path(location.local)
         remove(staging)
         try:
-            _create(Location.parse(staging), grid, manifest, declare)
+            with settled_on_failure():
+                _create(Location.parse(staging), grid, manifest, declare)
             location.remove()  # an unfinished skeleton of an earlier run, if any
             os.replace(staging, location.local)
         except BaseException:
@@ -176,7 +178,8 @@ class GridStore:
         """Writes to the store: a full or read-only disk raises Zarr's OSError without a file
         name; it gets the store's path here, so that the message says where it happened."""
         try:
-            yield
+            with settled_on_failure():
+                yield
         except OSError as exc:
             if exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
