@@ -33,7 +33,8 @@ from prom3e_geo.io.provenance import SYNTHETIC_NOTE, manifest_tags
 from prom3e_geo.io.qml import stretch
 from prom3e_geo.io.rasters import read_band
 from prom3e_geo.layers.base import LayerSet
-from prom3e_geo.layers.sdm import DEFAULT_MODE, MODES, Query, file_query, text_query
+from prom3e_geo.layers.modes import DEFAULT_MODE, MODES
+from prom3e_geo.layers.sdm import Query, file_query, text_query
 from prom3e_geo.workflows.maps import (
     SDM_CMAP,
     UNCERTAINTY_CMAP,

@@ -37,6 +37,7 @@ from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Grid
 from prom3e_geo.hashing import file_sha256
 from prom3e_geo.layers.base import LayerSet
+from prom3e_geo.layers.modes import DEFAULT_MODE, MODES
 from prom3e_geo.layers.stored import ROW_BLOCK
 from prom3e_geo.model.prom3e import MODALITIES, ProM3E, visibility
 
@@ -51,8 +52,6 @@ class Query:
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-MODES = ("hybrid", "recon")
-DEFAULT_MODE = "hybrid"
 TARGET_PREFERENCE = ("env", "loc", "sat")  # hybrid target when none is asked for
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prom3e_geo.grid import DEFAULT_CHUNK, CellMemory, Grid, build_grid
-from prom3e_geo.layers.sdm import DEFAULT_MODE
+from prom3e_geo.layers.modes import DEFAULT_MODE
 
 Progress = Callable[[int, int], None]  # (done, total) chunks
 
