@@ -61,7 +61,7 @@ def test_a_diversity_map_loads_no_model_stack(tmp_path):
             main()
         except SystemExit as exit:
             assert not exit.code, exit.code
-        heavy = ("torch", "xarray", "dask", "zarr")
+        heavy = ("torch", "xarray", "dask", "zarr", "pandas", "matplotlib")
         print(sorted(m for m in heavy if m in sys.modules))
         """
     )

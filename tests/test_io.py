@@ -169,3 +169,16 @@ def test_a_style_sidecar_fits_its_ramp_to_the_2nd_98th_percentiles(tmp_path):
     stops = [float(item.get("value")) for item in shader.findall("item")]
     assert stops[0] == pytest.approx(lo, rel=1e-5) and stops[-1] == pytest.approx(hi, rel=1e-5)
     assert stops == sorted(stops) and len({item.get("color") for item in shader}) == len(stops)
+
+
+@pytest.mark.parametrize("cmap", ["magma", "viridis", "inferno", "YlGn", "cividis"])
+def test_style_colours_are_matplotlibs(cmap):
+    """The ramps the maps use are tabled (no matplotlib import to write a style); every ramp,
+    tabled or not, has matplotlib's colours at the style's stops."""
+    import matplotlib
+
+    from prom3e_geo.io.qml import STOPS, ramp_colours
+
+    ramp = matplotlib.colormaps[cmap]
+    expected = tuple(matplotlib.colors.to_hex(ramp(k / (STOPS - 1))) for k in range(STOPS))
+    assert ramp_colours(cmap) == expected

@@ -12,6 +12,15 @@ import numpy as np
 from prom3e_geo.io.outputs import atomic_output
 
 STOPS = 5
+# matplotlib's colours at the STOPS evenly spaced positions of the ramps the maps use, so that a
+# map's style needs no matplotlib import (0.1 s of a small diversity run); any other ramp is
+# sampled from matplotlib. tests/test_io.py keeps them equal to matplotlib's.
+KNOWN_RAMPS = {
+    "magma": ("#000004", "#51127c", "#b73779", "#fc8961", "#fcfdbf"),
+    "viridis": ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"),
+    "inferno": ("#000004", "#57106e", "#bc3754", "#f98e09", "#fcffa4"),
+    "YlGn": ("#ffffe5", "#d9f0a3", "#77c679", "#228343", "#004529"),
+}
 
 
 def stretch(values: np.ndarray) -> tuple[float, float]:
@@ -23,18 +32,24 @@ def stretch(values: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
 
 
+def ramp_colours(cmap: str) -> tuple[str, ...]:
+    """The hex colours of matplotlib's `cmap` at STOPS evenly spaced positions."""
+    if cmap in KNOWN_RAMPS:
+        return KNOWN_RAMPS[cmap]
+    import matplotlib
+
+    ramp = matplotlib.colormaps[cmap]
+    return tuple(matplotlib.colors.to_hex(ramp(k / (STOPS - 1))) for k in range(STOPS))
+
+
 def write_style(
     raster: str | Path, values: np.ndarray, cmap: str, label: str, overwrite: bool = False
 ) -> Path:
     """Write the sidecar style of band 1 of `raster` (its `values`) with matplotlib's `cmap`."""
-    import matplotlib
-
     lo, hi = stretch(values)
-    ramp = matplotlib.colormaps[cmap]
     items = []
-    for k in range(STOPS):
+    for k, colour in enumerate(ramp_colours(cmap)):
         value = lo + (hi - lo) * k / (STOPS - 1)
-        colour = matplotlib.colors.to_hex(ramp(k / (STOPS - 1)))
         items.append(
             f'          <item alpha="255" value="{value:.6g}" label="{value:.4g}" color="{colour}"/>'
         )

@@ -6,6 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from prom3e_geo.observations import arrow_numpy
+
 
 class SpeciesCodes:
     """Global species codes: names get codes in the order they first appear among kept rows."""
@@ -19,7 +21,7 @@ class SpeciesCodes:
         if isinstance(species, pa.ChunkedArray):
             species = species.combine_chunks()
         encoded = species if pa.types.is_dictionary(species.type) else pc.dictionary_encode(species)
-        local = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+        local = arrow_numpy.numbers(encoded.indices, 0)
         if keep is not None:
             local = local[keep]
         names = encoded.dictionary.to_pylist()

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from prom3e_geo.observations import arrow_numpy
 from prom3e_geo.observations.columns import Columns
 
 # Reasons a row is dropped, in the order they are checked (a row counts once, for the first).
@@ -113,16 +114,15 @@ def check_batch(
 
     species = trimmed_names(batch.column(cols.species))
     if pa.types.is_dictionary(species.type):
-        entry = pc.fill_null(species.indices, -1).to_numpy(zero_copy_only=False)
-        blank = to_bool(
-            pc.or_kleene(pc.is_null(species.dictionary), pc.equal(species.dictionary, ""))
-        )
+        entry = arrow_numpy.numbers(species.indices, -1)
+        blank = is_blank(species.dictionary)
         drop("empty_species", (entry < 0) | blank[entry.clip(0)] if blank.size else entry < 0)
     else:
-        drop("empty_species", to_bool(pc.or_kleene(pc.is_null(species), pc.equal(species, ""))))
+        drop("empty_species", is_blank(species))
     if cols.quality:
-        grade = pc.utf8_lower(pc.cast(batch.column(cols.quality), pa.string()))
-        drop("not_research_grade", ~to_bool(pc.equal(grade, "research")))
+        grade = pc.cast(batch.column(cols.quality), pa.string())
+        research = pc.match_substring_regex(grade, "^research$", ignore_case=True)
+        drop("not_research_grade", ~to_bool(research))
     if cols.date and date_range:
         for reason, bad in _date_checks(batch.column(cols.date), date_range):
             drop(reason, bad)
@@ -133,7 +133,7 @@ def _date_checks(column: pa.Array, date_range: DateRange) -> list[tuple[str, np.
     """(reason, rows) for dates that cannot be parsed and dates outside `date_range`."""
     text = pc.utf8_slice_codeunits(pc.cast(column, pa.string()), 0, 10)
     parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
-    days = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False) // 86400
+    days = arrow_numpy.numbers(pc.cast(pc.cast(parsed, pa.int64()), pa.float64()), np.nan) // 86400
     start, end = date_range
     outside = np.zeros(len(text), dtype=bool)
     epoch = dt.date(1970, 1, 1)
@@ -148,7 +148,7 @@ def _date_checks(column: pa.Array, date_range: DateRange) -> list[tuple[str, np.
 def says_synthetic(column: pa.Array) -> bool:
     """Whether any value of a `synthetic` column is true (`true`, `1` or `yes`)."""
     flags = pc.utf8_lower(pc.cast(column, pa.string()))
-    return bool(pc.any(pc.is_in(flags, pa.array(["true", "1", "yes"]))).as_py())
+    return bool(arrow_numpy.flags(pc.match_substring_regex(flags, "^(true|1|yes)$")).any())
 
 
 def numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,12 +157,12 @@ def numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Clean text (every value a number or empty) takes one cast; a column with anything else
     (words, padded numbers, hex...) is checked value by value against `_NUMBER`."""
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        values = arrow_numpy.numbers(pc.cast(column, pa.float64()), np.nan)
         missing = np.isnan(values)
         return values, missing, np.zeros_like(missing)
     text = pc.cast(column, pa.string())
     try:
-        values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        values = arrow_numpy.numbers(pc.cast(text, pa.float64()), np.nan)
     except pa.ArrowInvalid:
         pass
     else:
@@ -171,11 +171,11 @@ def numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             odd = ~missing & ~np.isfinite(values)  # nan, inf: not numbers the regex accepts
         if not odd.any():
             return values, missing, odd
-    blank = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_trim_whitespace(text), ""))
+    trimmed = pc.utf8_trim_whitespace(text)
     numeric = pc.match_substring_regex(text, _NUMBER)
-    clean = pc.if_else(numeric, pc.utf8_trim_whitespace(text), None)
-    values = pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
-    missing = to_bool(blank)
+    clean = pc.if_else(numeric, trimmed, pa.nulls(len(text), pa.string()))
+    values = arrow_numpy.numbers(pc.cast(clean, pa.float64()), np.nan)
+    missing = is_blank(trimmed)
     return values, missing, ~missing & ~to_bool(numeric)
 
 
@@ -209,6 +209,11 @@ def trimmed_names(column: pa.Array) -> pa.Array:
     return pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
 
 
+def is_blank(text: pa.Array) -> np.ndarray:
+    """True where a text value is null or empty."""
+    return arrow_numpy.numbers(pc.binary_length(text), 0) == 0
+
+
 def to_bool(mask: pa.Array) -> np.ndarray:
     """Arrow boolean (nulls count as False) to numpy."""
-    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return arrow_numpy.flags(mask)
