@@ -211,7 +211,8 @@ def trimmed_names(column: pa.Array) -> pa.Array:
 
 def is_blank(text: pa.Array) -> np.ndarray:
     """True where a text value is null or empty."""
-    return arrow_numpy.numbers(pc.binary_length(text), 0) == 0
+    lengths = arrow_numpy.numbers(pc.binary_length(text), 0)
+    return np.equal(lengths, 0)
 
 
 def to_bool(mask: pa.Array) -> np.ndarray:
