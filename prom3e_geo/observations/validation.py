@@ -211,8 +211,9 @@ def trimmed_names(column: pa.Array) -> pa.Array:
 
 def is_blank(text: pa.Array) -> np.ndarray:
     """True where a text value is null or empty."""
-    lengths = arrow_numpy.numbers(pc.binary_length(text), 0)
-    return np.equal(lengths, 0)
+    lengths: np.ndarray = arrow_numpy.numbers(pc.binary_length(text), 0)
+    blank: np.ndarray = lengths == 0
+    return blank
 
 
 def to_bool(mask: pa.Array) -> np.ndarray:
