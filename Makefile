@@ -29,8 +29,11 @@ demo: install
 	$(CLI) compare --uncertainty $(OUT)/sigma.tif --diversity $(OUT)/diversity.tif --png $(OUT)/compare.png --overwrite
 	@echo "Outputs in $(OUT)/: open the .tif files in QGIS, diversity.zarr in xarray."
 
+# Two workers: most tests run the CLI as whole processes; `worksteal` keeps both busy to the
+# end while a module's tests (and its fixtures) mostly stay on one worker.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # the suite on the lowest versions pyproject declares: proof that its floors are honest
 test-min:

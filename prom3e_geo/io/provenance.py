@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prom3e_geo.grid import Grid
-from prom3e_geo.hashing import file_sha256
+from prom3e_geo.hashing import BackgroundDigest, file_sha256
 from prom3e_geo.version import __version__
 
 SYNTHETIC_NOTE = "SYNTHETIC (demo world): not a map of real species"
@@ -22,8 +22,10 @@ def provenance(
     grid: Grid,
     inputs: Mapping[str, str | Path] | None = None,
     params: Mapping[str, Any] | None = None,
+    digests: Mapping[str, BackgroundDigest] | None = None,
 ) -> dict[str, str]:
-    """Tags describing how an output was made: software, command, grid, inputs, parameters."""
+    """Tags describing how an output was made: software, command, grid, inputs, parameters.
+    An input's SHA-256 is computed here unless `digests` has it under the input's name."""
     tags = {
         "software": f"prom3e-geo {__version__}",
         "command": command,
@@ -31,7 +33,8 @@ def provenance(
     }
     for name, path in (inputs or {}).items():
         tags[f"{name}_file"] = Path(path).name
-        tags[f"{name}_sha256"] = file_sha256(path)
+        begun = (digests or {}).get(name)
+        tags[f"{name}_sha256"] = begun.result() if begun else file_sha256(path)
     for key, value in (params or {}).items():
         tags[key] = str(value)
     return tags

@@ -51,7 +51,8 @@ BAND_UNITS = {
 }
 DENSITY_FLOOR = 0.02  # least share of the kernel's AOI weight on observed cells (a lone observed
 # cell holds 4% at its centre with sigma 2: its own smoothed value stays, the far field goes)
-_REDUCE_EVERY = 16_000_000  # buffered keys before a reduction (64 MB of int32 keys)
+_REDUCE_EVERY = 1_000_000  # buffered keys before a reduction: 4 MB of int32 keys, sorted
+# while the next batches are parsed (a larger buffer leaves one long sort for the end)
 
 
 @dataclass

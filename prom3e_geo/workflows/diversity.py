@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Grid
+from prom3e_geo.hashing import BackgroundDigest
 from prom3e_geo.io.layers import write_layer_outputs
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel
@@ -71,6 +72,7 @@ def diversity(
         date_range=date_range,
         progress=progress,
     )
+    digest = BackgroundDigest(spec.observations)  # read beside the counting, not after it
     layers = compute_diversity(reader, built, sigma=spec.sigma)
     report = reader.report
     swapped = report.swap_hint(layers.swapped_on_grid)
@@ -86,6 +88,7 @@ def diversity(
         provenance_command(command, "diversity"),
         built,
         inputs={"observations": spec.observations},
+        digests={"observations": digest},
         params={
             "layer": "diversity",
             "sigma_cells": spec.sigma,
