@@ -202,8 +202,21 @@ def warn_outside_coverage(pipeline: Pipeline, grid: Grid) -> None:
 
 
 def _check_scheduler(address: str, timeout: str = "15s") -> None:
+    """A scheduler that answers, checked before any work. A TCP address is first connected to
+    directly: a closed port is refused in milliseconds, where Dask's client keeps retrying for
+    the whole `timeout`."""
+    import socket
+    from urllib.parse import urlsplit
+
     from dask.distributed import Client
 
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme in ("tcp", "tls") and parts.hostname and parts.port:
+        try:
+            socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise InputError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
     try:
         Client(address, timeout=timeout).close()  # type: ignore[no-untyped-call]  # distributed is untyped
     except OSError as exc:  # includes connection timeouts
