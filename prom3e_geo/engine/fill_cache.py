@@ -78,7 +78,7 @@ def fill_patch_cache(
             for start in range(0, cells.size, batch_size):
                 part = slice(start, start + batch_size)
                 batch = source.fetch(lon[part], lat[part])
-                patches[part] = batch.patches.astype(np.float16)
+                patches[part] = batch.patches  # cast in place: no float16 copy of the batch
                 status[part] = np.where(batch.valid, OK, INVALID)
                 summary.reasons.update(meta["error"] for meta in batch.meta if "error" in meta)
             if retry:  # the cells one by one: each is its own Zarr chunk
