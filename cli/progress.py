@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 
 import click
-from tqdm import tqdm
 
 
 def _quiet() -> bool:
@@ -33,18 +32,18 @@ class _Progress:
         self.every = Settings.from_environment().progress_every_s
         self.started = self.last_line = time.monotonic()
         self.lines = 0
-        self.bar = tqdm(
-            desc=description,
-            unit=unit,
-            unit_scale=scale,
-            unit_divisor=1024,
-            disable=not self.terminal,
-            leave=False,
-        )
+        self.bar = None  # a bar only on a terminal: tqdm is not even imported otherwise
+        if self.terminal:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                desc=description, unit=unit, unit_scale=scale, unit_divisor=1024, leave=False
+            )
 
     def update(self, done: int, total: int) -> None:
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.update(done - self.bar.n)
         now = time.monotonic()
         finished = done >= total > 0 and (self.lines or not self.every)
         if self.logging and (now - self.last_line >= self.every or finished):
@@ -62,7 +61,8 @@ class _Progress:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 class ByteProgress(_Progress):
@@ -88,6 +88,6 @@ class CellProgress(_Progress):
         return self
 
     def __call__(self, done: int, total: int) -> None:
-        if self.stats and self.terminal:
+        if self.stats and self.bar is not None:
             self.bar.set_postfix(self.stats(), refresh=False)
         self.update(done, total)
