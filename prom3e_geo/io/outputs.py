@@ -246,33 +246,37 @@ def _upload_zarr(tmp: Path, url: str, overwrite: bool) -> None:
     """Put a finished local Zarr store at `url`. Object storage has no rename, so the order of
     writes keeps readers safe: an old store being replaced is deleted first, then the chunks
     go up, and the metadata objects (`.zmetadata`, `.zgroup`, `zarr.json`, ...) last: until
-    they are in place, xarray and GDAL find no store there, never a partial one."""
+    they are in place, xarray and GDAL find no store there, never a partial one. Two runs
+    uploading to the same URL take turns under the store's lock object
+    (`stores.object_lock`): the second finds the first's store and keeps it."""
     from prom3e_geo.stores.location import Location
+    from prom3e_geo.stores.object_lock import object_lock
 
     location = Location.parse(url)
-    if location.exists():
-        if not overwrite:
-            raise OutputAppeared(
-                f"output {url} appeared while this run was writing it (another run writing the "
-                "same outputs?); kept it, wrote nothing (pass --overwrite to replace it)"
-            )
-        location.remove()
-    files = sorted(p for p in tmp.rglob("*") if p.is_file())
-    metadata = {".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json"}
-    fs = location.filesystem()
-    try:
-        for group in (
-            [p for p in files if p.name not in metadata],
-            [p for p in files if p.name in metadata],
-        ):
-            # the arrays' metadata before the group's, consolidated metadata last of all
-            for file in sorted(group, key=lambda p: (p.name == ".zmetadata", -len(p.parts))):
-                fs.put_file(str(file), location.child(file.relative_to(tmp).as_posix()))
-    except Exception as exc:
-        location.remove()
-        raise WriteFailed(
-            f"uploading {url} failed ({type(exc).__name__}: {exc}); nothing kept"
-        ) from None
+    with object_lock(location, doing="writing"):
+        if location.exists():
+            if not overwrite:
+                raise OutputAppeared(
+                    f"output {url} appeared while this run was writing it (another run writing the "
+                    "same outputs?); kept it, wrote nothing (pass --overwrite to replace it)"
+                )
+            location.remove()
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        metadata = {".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json"}
+        fs = location.filesystem()
+        try:
+            for group in (
+                [p for p in files if p.name not in metadata],
+                [p for p in files if p.name in metadata],
+            ):
+                # the arrays' metadata before the group's, consolidated metadata last of all
+                for file in sorted(group, key=lambda p: (p.name == ".zmetadata", -len(p.parts))):
+                    fs.put_file(str(file), location.child(file.relative_to(tmp).as_posix()))
+        except Exception as exc:
+            location.remove()
+            raise WriteFailed(
+                f"uploading {url} failed ({type(exc).__name__}: {exc}); nothing kept"
+            ) from None
 
 
 def _commit(finished: list[tuple[Path, Path | str, bool]]) -> None:

@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def object_lock(location: Location, lease_s: float = LEASE_S) -> Iterator[None]:
-    """Hold the build lock of the store at `location` (an object-storage URL) for the block;
-    the lock object is deleted when the block ends, however it ends."""
+def object_lock(
+    location: Location, lease_s: float = LEASE_S, doing: str = "building"
+) -> Iterator[None]:
+    """Hold the lock of the store at `location` (an object-storage URL) for the block, `doing`
+    naming the work in the waiting message; the lock object is deleted when the block ends,
+    however it ends."""
     fs = location.filesystem()
     key = location.sibling(f".{location.name}.lock").path
     waited = False
@@ -46,7 +49,7 @@ def object_lock(location: Location, lease_s: float = LEASE_S) -> Iterator[None]:
             fs.rm(key)
             continue
         if not waited:
-            log.info("waiting for another run that is building %s", location)
+            log.info("waiting for another run that is %s %s", doing, location)
             waited = True
         time.sleep(POLL_S)
     stop = threading.Event()
