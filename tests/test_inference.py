@@ -112,11 +112,24 @@ def test_killed_embed_resumes_to_the_same_store(reference_store, tmp_path):
 
 
 def test_dask_workers_give_the_same_store(reference_store, tmp_path):
+    """Two Dask workers: the store of a plain run. The command's entry point runs in a Python
+    that then reports its environment: distributed wrote `OMP_NUM_THREADS=1` (and MKL's,
+    OpenBLAS's) into it before spawning the workers and never took it back, so whatever that
+    process ran next computed on one thread; the run now leaves the environment as it found it."""
+    import os
+
     out = tmp_path / "cube.zarr"
-    r = subprocess.run(
-        [EXE, "embed", *SMALL, "--workers", "2", "--out", out], capture_output=True, text=True
+    script = (
+        "import os, sys\n"
+        "from prom3e_geo_cli.main import main\n"
+        f"sys.argv = ['prom3e-geo', 'embed', *{SMALL!r}, '--workers', '2', '--out', {str(out)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print('after:', sorted(k for k in os.environ if k.endswith('_NUM_THREADS')))\n"
     )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "after: []", r.stdout
     _assert_same_store(out, reference_store)
 
 

@@ -10,10 +10,12 @@ instead, each writing its own region of the store.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -223,6 +225,28 @@ def _check_scheduler(address: str, timeout: str = "15s") -> None:
         raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
+@contextmanager
+def _environment_kept() -> Iterator[None]:
+    """This process's environment as it was, once the block ends. distributed's nanny writes its
+    workers' settings (`distributed.nanny.pre-spawn-environ`: `OMP_NUM_THREADS=1`, MKL's,
+    OpenBLAS's) into the environment of the process that starts them, before each spawn, and
+    never takes them back: a command started afterwards (a notebook's next run) would compute
+    with one thread."""
+    import dask
+    import distributed  # noqa: F401  (loads the nanny's settings into dask's configuration)
+
+    names = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}))
+    before = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _run_on_dask(
     spec: PipelineSpec,
     grid: Grid,
@@ -238,6 +262,7 @@ def _run_on_dask(
     from dask.distributed import Client, LocalCluster, as_completed
 
     with ExitStack() as stack:
+        stack.enter_context(_environment_kept())  # left last: after the cluster has closed
         if scheduler is None:
             cluster = stack.enter_context(
                 LocalCluster(  # type: ignore[no-untyped-call]  # distributed is untyped
