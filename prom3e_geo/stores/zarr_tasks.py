@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from zarr.core import sync as zarr_sync
 
 SETTLE_TIMEOUT_S = 60.0
+
+log = logging.getLogger(__name__)
 
 
 async def _wait_for_other_tasks() -> None:
@@ -26,18 +29,17 @@ async def _wait_for_other_tasks() -> None:
         await asyncio.wait(pending)
 
 
-def settle_zarr_tasks(timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
-    """Wait until zarr's event loop runs no task; False if some still run after `timeout_s`."""
+def settle_zarr_tasks(timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+    """Wait until zarr's event loop runs no task (at most `timeout_s`, then say so)."""
     loop = zarr_sync.loop[0]
     if loop is None or not loop.is_running():
-        return True
+        return
     future = asyncio.run_coroutine_threadsafe(_wait_for_other_tasks(), loop)
     try:
         future.result(timeout=timeout_s)
     except concurrent.futures.TimeoutError:
         future.cancel()
-        return False
-    return True
+        log.warning("zarr writes still running %.0f s after a failed write", timeout_s)
 
 
 @contextmanager
