@@ -7,7 +7,7 @@ through the installed `prom3e-geo` and takes its peak RSS from the kernel (`os.w
 read" is the decoded size (shape x dtype) of the store variables the command reads; "net" is
 the peak minus the command's baseline; the ratio is net / arrays read.
 
-Run: `.venv/bin/python benchmarks/store_memory.py [--store DIR] [--work DIR]`.
+Run: `.venv/bin/python benchmarks/store_memory.py [--store DIR] [--work DIR] [--only ica]`.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, help="the CONUS store (built here if missing)")
     parser.add_argument("--work", type=Path, help="where stores and maps go (default: a temp)")
+    parser.add_argument("--only", help="run the commands that start with this word (e.g. ica)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="store-memory-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,8 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for i, (command, names) in enumerate(COMMANDS):
+        if args.only and command[0] != args.only:
+            continue
         out = ["--out", str(work / f"map{i}.tif"), "--overwrite"]
         base, _ = peak_run([*command, "--embeddings", str(small), *out])
         peak, wall = peak_run([*command, "--embeddings", str(store), *out])

@@ -69,9 +69,48 @@ def test_fit_runs_in_float64_and_refuses_a_last_iterate():
     )
     mixed = (rng.normal(size=(8, 3)) @ sources).T.astype(np.float32)
     ica = fit_ica(mixed, seed=0, max_iter=1000, token="test")
-    assert ica.components_.dtype == np.float64
-    components = ica.transform(mixed.astype(np.float64))
+    assert ica.components.dtype == np.float64
+    components = ica.transform(mixed)
     r = np.corrcoef(components.T, sources)[:3, 3:]
     assert (np.abs(r).max(axis=1) > 0.95).all(), r  # each component recovers one source
     with pytest.raises(RunFailed, match="did not converge"):
         fit_ica(mixed, seed=0, max_iter=1, token="test")
+
+
+def mixed_sources(n: int = 9000, dim: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    sources = np.stack([rng.laplace(size=n), rng.uniform(-1, 1, n), rng.exponential(size=n)])
+    mixed = (rng.normal(size=(dim, 3)) @ sources).T + 0.05 * rng.normal(size=(n, dim))
+    return mixed.astype(np.float32)
+
+
+def test_the_streamed_whitening_gives_sklearns_fit(monkeypatch):
+    """The whitening summed over slices of the float32 sample gives the whitening, unmixing
+    and sources sklearn's FastICA computes on the whole sample copied to float64 (its SVD
+    whitening)."""
+    from sklearn.decomposition import FastICA
+
+    from prom3e_geo.layers import ica as ica_module
+
+    mixed = mixed_sources()
+    monkeypatch.setattr(ica_module, "_SLICE", 1000)  # many slices, the last one short
+    reference = FastICA(n_components=3, whiten="unit-variance", random_state=0, max_iter=1000).fit(
+        mixed.astype(np.float64)
+    )
+    mean, whiten = ica_module.whitening(mixed, 3, "test")
+    np.testing.assert_allclose(mean, reference.mean_, rtol=1e-12)
+    np.testing.assert_allclose(whiten, reference.whitening_, rtol=1e-9, atol=1e-12)
+    fit = fit_ica(mixed, seed=0, max_iter=1000, token="test")
+    assert fit.algorithm == "parallel" and fit.n_iter == reference.n_iter_
+    scale = np.abs(reference.components_).max()
+    np.testing.assert_allclose(fit.components, reference.components_, atol=1e-9 * scale)
+    np.testing.assert_allclose(
+        fit.transform(mixed), reference.transform(mixed.astype(np.float64)), atol=1e-8
+    )
+
+
+def test_a_sample_of_fewer_than_three_directions_is_refused():
+    rng = np.random.default_rng(2)
+    flat = (rng.normal(size=(500, 2)) @ rng.normal(size=(2, 16))).astype(np.float32)
+    with pytest.raises(RunFailed, match="span fewer than 3 directions"):
+        fit_ica(flat, seed=0, max_iter=1000, token="test")

@@ -58,7 +58,7 @@ def whole_array_ica(ds: xr.Dataset, token: str, seed: int, max_fit: int) -> np.n
     values = np.asarray(ds[token].values, dtype=np.float32)[valid]
     rng = np.random.default_rng(seed)
     fit = values[rng.choice(len(values), min(max_fit, len(values)), replace=False)]
-    components = fit_ica(fit, seed, 1000, token).transform(values.astype(np.float64))
+    components = fit_ica(fit, seed, 1000, token).transform(values)
     out = np.full((3, *valid.shape), np.nan, dtype=np.float32)
     for k in range(3):
         c = components[:, k]
@@ -86,7 +86,7 @@ def test_gather_picks_rows_across_blocks_in_the_order_given() -> None:
     picks = np.array([9, 0, 4, 5, 3])
     blocks = [rows[:3], rows[3:4], rows[4:10]]
     got = gather(blocks, picks)
-    assert got.dtype == np.float64
+    assert got.dtype == np.float32
     np.testing.assert_array_equal(got, rows[picks])
 
 
