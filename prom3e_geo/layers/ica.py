@@ -211,6 +211,8 @@ def register_tokens(
     blocks = []
     with torch.no_grad():
         for _, _, x in stored_inputs(ds, valid, context, model.config.input_dim):
-            hidden = model.encode(x.to(device), visibility(len(x), visible, device=device))[2]
+            hidden = model.encode(x.float().to(device), visibility(len(x), visible, device=device))[
+                2
+            ]
             blocks.append(hidden[:, 1 + k].float().cpu().numpy())  # after [mu], [logvar]
     return np.concatenate(blocks)

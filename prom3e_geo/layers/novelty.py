@@ -256,7 +256,7 @@ def novelty_layers(
 
     def errors(x: torch.Tensor) -> np.ndarray:
         assert model is not None and expected_error is not None  # trust: checked above
-        parts = [x[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
+        parts = [x[i : i + batch_size].float() for i in range(0, x.shape[0], batch_size)]
         logvar = [infer_cells(model, p, wanted, precision).logvar for p in parts]
         return expected_error(torch.cat(logvar).float().numpy())
 
@@ -270,7 +270,7 @@ def novelty_layers(
     lon, lat = grid.lonlat()
     places = PLACE in reference.modalities
     for rows, ok, x in stored_inputs(ds, valid, wanted, dim):
-        values = {m: x[:, MODALITIES.index(m)] for m in wanted}
+        values = {m: x[:, MODALITIES.index(m)].float() for m in wanted}
         if places:
             values[PLACE] = place_vectors(lon[rows][ok], lat[rows][ok])
         scores = reference.scores(values)

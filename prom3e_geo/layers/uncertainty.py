@@ -55,7 +55,7 @@ def uncertainty_layers(
         for rows, ok, x in stored_inputs(ds, valid, wanted, model.config.input_dim):
             sigmas, logvars = [], []  # only what is mapped is kept of each batch's outputs
             for i in range(0, x.shape[0], batch_size):
-                out = infer_cells(model, x[i : i + batch_size], wanted, precision)
+                out = infer_cells(model, x[i : i + batch_size].float(), wanted, precision)
                 sigmas.append(out.sigma_l1)
                 if expected_error is not None:
                     logvars.append(out.logvar)
