@@ -176,3 +176,24 @@ def test_aoi_without_any_cell_centre_is_refused(tmp_path):
     path.write_text(shapely.to_geojson(ring))
     with pytest.raises(InputError, match="contains no cell centre"):
         build_grid(aoi=str(path), shape="1x1")
+
+
+def test_the_bundled_boundary_is_the_union_of_its_features():
+    """The boundary file is used as it is, without a union: its geometry must already be the
+    union of its features, and the masks it gives those the union gives (cell for cell)."""
+    from importlib import resources
+
+    from rasterio.features import geometry_mask
+
+    text = resources.files("prom3e_geo.data").joinpath("conus.geojson").read_text()
+    parts = [shapely.geometry.shape(f["geometry"]) for f in json.loads(text)["features"]]
+    union = shapely.union_all(parts)
+    boundary = conus_boundary()
+    assert shapely.is_valid(boundary) and shapely.equals(boundary, union)
+    assert boundary.bounds == union.bounds
+    grid = build_grid()
+    for touched in (False, True):
+        expected = geometry_mask(
+            [union], grid.shape, grid.transform, invert=True, all_touched=touched
+        )
+        np.testing.assert_array_equal(grid.touched if touched else grid.mask, expected)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyproj
+import shapely.geometry
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
@@ -297,9 +298,10 @@ def build_grid(
         "use a coarser --resolution (or a smaller --shape) or a smaller --aoi" + memory.advice,
     )
     transform = Affine(rx, 0.0, minx, 0.0, -ry, maxy)
-    mask = geometry_mask([geometry], out_shape=(rows, cols), transform=transform, invert=True)
+    shapes = [shapely.geometry.mapping(geometry)]  # turned into GeoJSON once for both masks
+    mask = geometry_mask(shapes, out_shape=(rows, cols), transform=transform, invert=True)
     touched = geometry_mask(
-        [geometry], out_shape=(rows, cols), transform=transform, invert=True, all_touched=True
+        shapes, out_shape=(rows, cols), transform=transform, invert=True, all_touched=True
     )
     grid = Grid(crs, transform, (rows, cols), mask, aoi.name, chunk_shape, touched)
     if grid.n_inside == 0:
