@@ -16,13 +16,20 @@ Each is timed as a process (wall clock) with its peak RSS from `/usr/bin/time -v
 taken run by run (pair by pair) and reported as medians. A 1,000-row file measures the CLI's
 fixed cost. The peers' per-cell values are checked against the CLI's raw bands.
 
-    python benchmarks/diversity_peers.py [--rows 10000000] [--repeats 5] [--keep DIR]
+`--cli` runs another installation's `prom3e-geo`, such as a user's plain `pip install .` in a
+venv of its own: this checkout's development venv also holds boto3 (brought by moto, a test
+dependency), which rasterio imports when it can (0.2 s of every run). Every process runs with
+`PYTHONDONTWRITEBYTECODE` unset, so that an editable install's modules are compiled once, as
+pip compiles an installed package's.
+
+    python benchmarks/diversity_peers.py [--rows 10000000] [--repeats 5] [--keep DIR] [--cli EXE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -144,7 +151,10 @@ duckdb.sql(f'''
 def timed(command: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of a whole process, from `/usr/bin/time -v`."""
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    proc = subprocess.run(
+        ["/usr/bin/time", "-v", *command], capture_output=True, text=True, env=env
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{command[:3]} failed: {proc.stderr[-2000:]}")
@@ -162,8 +172,7 @@ def grid_args() -> list[str]:
     return [repr(v) for v in (t.c, t.a, t.f, -t.e)] + [str(grid.height), str(grid.width)]
 
 
-def commands(csv: Path, tmp: Path) -> dict[str, list[str]]:
-    cli = str(Path(sys.executable).with_name("prom3e-geo"))
+def commands(csv: Path, tmp: Path, cli: str) -> dict[str, list[str]]:
     geo = grid_args()
     return {
         "prom3e-geo": [cli, "diversity", "--observations", str(csv), "--overwrite",
@@ -198,6 +207,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the generated files here")
+    parser.add_argument(
+        "--cli",
+        default=str(Path(sys.executable).with_name("prom3e-geo")),
+        help="the prom3e-geo executable to time (default: this venv's)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
@@ -219,7 +233,7 @@ def main() -> None:
         for label, path in {**files, "1,000 rows": small}.items():
             runs: dict[str, list[tuple[float, float]]] = {}
             for _ in range(args.repeats):
-                for name, command in commands(path, tmp).items():
+                for name, command in commands(path, tmp, args.cli).items():
                     runs.setdefault(name, []).append(timed(command))
             print(f"\n{label} ({path.stat().st_size / 1e6:,.1f} MB), median of {args.repeats}; "
                   f"{agree(tmp)}")  # fmt: skip
