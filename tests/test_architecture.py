@@ -49,7 +49,8 @@ def test_no_core_module_imports_the_demo_plugin_in_a_fresh_interpreter():
 def test_a_diversity_map_loads_no_model_stack(tmp_path):
     """Regression: the map specs named the sdm modes through `layers.sdm`, so every command,
     `diversity` included, imported torch and xarray first (3.7 s for a 1,000-row file on a
-    quiet machine, 1.35 s without). A diversity run in a fresh interpreter loads neither."""
+    quiet machine, 1.35 s without). A diversity run in a fresh interpreter loads neither, nor
+    pyproj (40 ms; GDAL reads the grid's CRS, pyproj is for reprojections and Zarr outputs)."""
     observations = Path(__file__).resolve().parents[1] / "examples" / "observations.csv"
     script = textwrap.dedent(
         f"""
@@ -61,7 +62,7 @@ def test_a_diversity_map_loads_no_model_stack(tmp_path):
             main()
         except SystemExit as exit:
             assert not exit.code, exit.code
-        heavy = ("torch", "xarray", "dask", "zarr", "pandas", "matplotlib")
+        heavy = ("torch", "xarray", "dask", "zarr", "pandas", "matplotlib", "pyproj")
         print(sorted(m for m in heavy if m in sys.modules))
         """
     )

@@ -12,13 +12,16 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyproj
 import shapely
 from rasterio.crs import CRS
 
 from prom3e_geo.errors import AoiError
+
+if TYPE_CHECKING:
+    import pyproj
 
 WGS84 = CRS.from_epsg(4326)
 
@@ -118,7 +121,10 @@ def _first_line(exc: BaseException) -> str:
 
 @functools.lru_cache(maxsize=16)
 def crs_transformer(src_wkt: str, dst_wkt: str) -> pyproj.Transformer:
-    """An always-xy transformer between two CRSs (cached: building one costs milliseconds)."""
+    """An always-xy transformer between two CRSs (cached: building one costs milliseconds;
+    pyproj is imported here, when a grid or an AOI is reprojected, not by every run)."""
+    import pyproj
+
     return pyproj.Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
 
 
