@@ -213,15 +213,22 @@ class S2CloudlessSource:
         c0, fx = _neighbours((x + ORIGIN) / pixel - x0 * TILE - 0.5, mosaic.shape[1])
         r0, fy = _neighbours((ORIGIN - y) / pixel - y0 * TILE - 0.5, mosaic.shape[0])
         # the window under the patch (uint8), its columns gathered and blended first, then its
-        # rows (contiguous), in float32; the blend of two uint8 values stays in [0, 255], so
-        # adding 0.5 and truncating rounds half up
+        # rows (contiguous), in float32: a + (b - a) * f, computed in place on `take`'s copies
+        # (fancy indexing along the middle axis was 3x slower); the blend of two uint8 values
+        # stays in [0, 255], so adding 0.5 and truncating rounds half up
         top, left = int(r0[0]), int(c0[0])
         window = mosaic[top : int(r0[-1]) + 2, left : int(c0[-1]) + 2]
-        west_px = window[:, c0 - left].astype(np.float32)
-        east_px = window[:, c0 + 1 - left].astype(np.float32)
-        cols = west_px + (east_px - west_px) * fx[None, :, None]
-        upper, lower = cols[r0 - top], cols[r0 + 1 - top]
-        out = upper + (lower - upper) * fy[:, None, None] + 0.5
+        west_px = window.take(c0 - left, axis=1).astype(np.float32)
+        cols = window.take(c0 + 1 - left, axis=1).astype(np.float32)
+        cols -= west_px
+        cols *= fx[None, :, None]
+        cols += west_px
+        upper = cols.take(r0 - top, axis=0)
+        out = cols.take(r0 + 1 - top, axis=0)
+        out -= upper
+        out *= fy[:, None, None]
+        out += upper
+        out += 0.5
         patch: np.ndarray = out.astype(np.uint8)
         return patch
 
