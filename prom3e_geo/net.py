@@ -72,11 +72,19 @@ class RetryPolicy:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def session(policy: RetryPolicy, connections: int, agent: str) -> requests.Session:
+def session(
+    policy: RetryPolicy, connections: int, agent: str, host_url: str | None = None
+) -> requests.Session:
     """An HTTP session holding at most `connections` keep-alive connections per host (callers
-    beyond that wait for one: the pool blocks), retrying under `policy`."""
+    beyond that wait for one: the pool blocks), retrying under `policy`.
+
+    With `host_url`, for a session that asks one host many times, the environment's settings
+    for that host (a proxy from `HTTP(S)_PROXY` unless `NO_PROXY` exempts it, credentials from
+    `.netrc`, a CA bundle from `REQUESTS_CA_BUNDLE` or `CURL_CA_BUNDLE`) are read once, here,
+    rather than before every request as requests does: a fifth of a tile request's CPU."""
     import requests
     from requests.adapters import HTTPAdapter
+    from requests.utils import get_netrc_auth
 
     adapter = HTTPAdapter(
         pool_connections=4,
@@ -88,6 +96,12 @@ def session(policy: RetryPolicy, connections: int, agent: str) -> requests.Sessi
     http.mount("http://", adapter)
     http.mount("https://", adapter)
     http.headers["User-Agent"] = f"prom3e-geo ({agent})"
+    if host_url is not None:
+        found = http.merge_environment_settings(host_url, {}, None, None, None)
+        http.proxies.update(found["proxies"])
+        http.verify = found["verify"]
+        http.auth = get_netrc_auth(host_url)
+        http.trust_env = False
     return http
 
 

@@ -4,6 +4,7 @@ fetchers behind real latency: bounded connections and 429 Retry-After honoured."
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -69,6 +70,46 @@ def test_session_retries_5xx_then_returns_the_last_answer():
         response = http.get(server.url + "/x", timeout=5)
         http.close()
     assert response.status_code == 503 and len(server.requests) == 3  # 1 + 2 retries
+
+
+class Proxy(_Server):
+    """An HTTP proxy stand-in: records each request's target (absolute through a proxy) and its
+    Authorization header, and answers 200."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str | None]] = []
+
+    def route(self, handler, method: str) -> None:
+        with self.lock:
+            self.seen.append((handler.path, handler.headers.get("Authorization")))
+        self.reply(handler, 200, b"tile", method=method)
+
+
+def test_a_session_for_one_host_reads_the_environment_once_and_keeps_it(tmp_path, monkeypatch):
+    """`session(..., host_url)` turns requests' per-request environment lookups off but keeps
+    what they found for that host: the proxy of HTTP_PROXY (none when NO_PROXY exempts the
+    host) and the host's credentials in the .netrc file."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine tiles.example login ann password secret\n")
+    netrc.chmod(0o600)
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with Proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        http = session(RetryPolicy(retries=0), 2, "test", "http://tiles.example/0/0/0.jpg")
+        monkeypatch.delenv("HTTP_PROXY")  # read once: later changes do not matter
+        answer = http.get("http://tiles.example/14/3/5.jpg", timeout=5)
+        http.close()
+    assert http.trust_env is False and answer.content == b"tile"
+    ((target, authorization),) = proxy.seen
+    assert target == "http://tiles.example/14/3/5.jpg"  # through the proxy
+    assert authorization == "Basic " + base64.b64encode(b"ann:secret").decode()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "tiles.example")
+    direct = session(RetryPolicy(retries=0), 2, "test", "http://tiles.example/0/0/0.jpg")
+    assert "http" not in direct.proxies  # exempt: asked directly
 
 
 def test_worldclim_server_error_after_the_retries_exits_1_naming_the_url(tmp_path):

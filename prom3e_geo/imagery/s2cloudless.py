@@ -122,7 +122,8 @@ class S2CloudlessSource:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="prom3e-s2cloudless")
         policy = RetryPolicy(int(retries), float(retry_wait), self.timeout)
-        self._session = session(policy, self.workers, "s2cloudless source")
+        host = self.template.format(z=0, x=0, y=0)  # every tile comes from this host
+        self._session = session(policy, self.workers, "s2cloudless source", host)
 
     def describe(self) -> dict[str, Any]:
         return {
