@@ -89,7 +89,9 @@ class Proxy(_Server):
 def test_a_session_for_one_host_reads_the_environment_once_and_keeps_it(tmp_path, monkeypatch):
     """`session(..., host_url)` turns requests' per-request environment lookups off but keeps
     what they found for that host: the proxy of HTTP_PROXY (none when NO_PROXY exempts the
-    host) and the host's credentials in the .netrc file."""
+    host) and the host's credentials in the .netrc file. `tiles.example` is a reserved name
+    (RFC 2606) that never resolves: the one request made goes to the proxy stand-in on
+    127.0.0.1, and the NO_PROXY session is only inspected, never used."""
     netrc = tmp_path / "netrc"
     netrc.write_text("machine tiles.example login ann password secret\n")
     netrc.chmod(0o600)

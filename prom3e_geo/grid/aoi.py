@@ -35,7 +35,6 @@ class Aoi:
 
 
 @functools.cache
-@functools.cache
 def conus_boundary() -> shapely.Geometry:
     """The bundled contiguous-US boundary (48 states + DC) in EPSG:4326; see data/PROVENANCE.md.
     The file holds one valid multipolygon, already the union of the states: it is used as it

@@ -41,8 +41,9 @@ def ica_layers(
 
     `token` is a stored array (`mu`, `recon_image`, `ctx_<m>`) or `register:K`, ProM3E's K-th
     register token (1-based), recomputed from the stored context embeddings (`context`) with
-    the store's `model`. FastICA runs in float64 on a sample held in the store's precision (see `fit_ica`); if it does not converge in
-    `max_iter` iterations, `RunFailed` says so: its last iterate is never mapped."""
+    the store's `model`. FastICA runs in float64 on a sample held in the store's precision
+    (see `fit_ica`); if it does not converge in `max_iter` iterations, `RunFailed` says so:
+    its last iterate is never mapped."""
     available = [t for t in ICA_TOKENS if t in ds] + ["register:K"]
     valid = np.asarray(ds["valid"].values, dtype=bool)
     if valid.sum() < 10:
@@ -92,9 +93,7 @@ class IcaFit:
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Components [n, 3] (float64) of rows `values` [n, D]."""
-        centred = values.astype(np.float64)
-        centred -= self.mean
-        return np.asarray(centred @ self.components.T)
+        return _project(values, self.mean, self.components)
 
 
 def fit_ica(values: np.ndarray, seed: int, max_iter: int, token: str) -> IcaFit:
