@@ -9,10 +9,12 @@ loaded (imported) only when asked for by name. `register` adds one in code (note
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prom3e_geo.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 T = TypeVar("T")
 
@@ -28,6 +30,8 @@ class Registry(Generic[T]):
 
     def _all(self) -> dict[str, EntryPoint]:
         if self._entries is None:
+            from importlib.metadata import entry_points  # 20 ms of import: on first use
+
             self._entries = {ep.name: ep for ep in entry_points(group=self.group)}
         return self._entries
 
