@@ -49,3 +49,11 @@ def test_other_types_are_refused():
         arrow_numpy.numbers(pa.array(["1"]), 0)
     with pytest.raises(TypeError, match="not a boolean array"):
         arrow_numpy.flags(pa.array([1]))
+
+
+def test_indices_take_what_pyarrows_own_arrays_take():
+    names = pa.array(["a", "b", "c", None])
+    for positions in ([], [2, 0, 2], [3, 1]):
+        made = arrow_numpy.indices(np.array(positions, dtype=np.intp))
+        assert made.type == pa.int64()
+        assert names.take(made).equals(names.take(pa.array(positions, pa.int64())))

@@ -66,6 +66,26 @@ def test_counts_merge_across_chunks_and_reductions(small_grid, monkeypatch):
         np.testing.assert_array_equal(getattr(split, name), getattr(whole, name))
 
 
+def test_the_key_counter_counts_like_unique_in_bounded_buffers(monkeypatch):
+    """Many reductions, chunks of 32- and 64-bit keys, keys seen again after they were merged:
+    the same table as `np.unique`; the buffer never exceeds the larger of `_REDUCE_EVERY` and
+    twice the table, plus one chunk."""
+    monkeypatch.setattr(diversity, "_REDUCE_EVERY", 50)
+    rng = np.random.default_rng(3)
+    chunks = [rng.zipf(1.3, size=int(rng.integers(1, 40))) % 5_000 for _ in range(300)]
+    chunks = [c.astype(np.int32 if i % 3 else np.int64) for i, c in enumerate(chunks)]
+    chunks.append(np.array([2**40, 7], dtype=np.int64))  # a key beyond 32 bits, late
+    counter = diversity._KeyCounter()
+    for c in chunks:
+        counter.add(c)
+        assert counter._pending_n < max(50, 2 * counter.keys.size) + c.size
+    keys, counts = counter.result()
+    expected_keys, expected_counts = np.unique(np.concatenate(chunks), return_counts=True)
+    np.testing.assert_array_equal(keys, expected_keys)
+    np.testing.assert_array_equal(counts, expected_counts)
+    assert keys.dtype == np.int64 and counts.dtype == np.int32
+
+
 def test_points_outside_grid_and_aoi_are_counted():
     aoi = shapely.Polygon([(-100, 38), (-98, 38), (-98, 39)])  # lower-right triangle of the bbox
     from prom3e_geo.grid import Aoi

@@ -7,6 +7,7 @@ import gzip
 import zipfile
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from prom3e_geo import observations
@@ -372,3 +373,19 @@ def test_read_ahead_hands_over_errors_and_stops_its_thread_early():
     assert next(stream) == 0
     stream.close()  # a consumer that stops: the producer thread ends too
     assert not [t for t in threading.enumerate() if t.name == "observations-reader"]
+
+
+def test_species_codes_stay_the_same_across_batches_and_blanks():
+    """Names padded with blanks are one species; codes follow the first kept appearance and
+    hold across batches, whose dictionaries order the names differently."""
+    from prom3e_geo.observations.species import SpeciesCodes
+    from prom3e_geo.observations.validation import trimmed_names
+
+    codes = SpeciesCodes()
+    first = trimmed_names(pa.array(["b", " a", "b ", "c", "a"]))
+    keep = np.array([True, True, True, False, True])  # "c" is dropped: no code yet
+    assert codes.codes(first, keep).tolist() == [0, 1, 0, 1]
+    second = trimmed_names(pa.array(["c", "a", "d", " b", None]))
+    assert codes.codes(second, np.array([True, True, True, True, False])).tolist() == [2, 1, 3, 0]
+    assert codes.names == ["b", "a", "c", "d"]
+    assert codes.codes(trimmed_names(pa.array(["d", "d"]))).tolist() == [3, 3]

@@ -7,7 +7,8 @@ Per cell c with species counts n_{c,s} and N_c = sum_s n_{c,s}:
 
 Counting is sparse and vectorised: each observation becomes one integer key (species * cells +
 cell), keys are buffered and periodically reduced with a sort to (unique key, count) pairs, so
-memory is bounded by the number of distinct (cell, species) pairs, never by the number of rows.
+memory is bounded by the number of distinct (cell, species) pairs (three times their table at
+most), never by the number of rows.
 A buffer whose keys fit in 32 bits (fewer than ~17,000 species on the paper grid) is sorted as
 int32, twice as fast as int64.
 
@@ -96,10 +97,15 @@ class DiversityLayers:
 
 
 class _KeyCounter:
-    """Counts int64 keys in bounded memory: buffer, then reduce with one sort."""
+    """Counts integer keys in bounded memory: buffer, then reduce with one sort.
+
+    The buffer is reduced once it holds `_REDUCE_EVERY` keys or twice as many as the table,
+    whichever is more: a table of n distinct keys is merged again only after 2n more rows, so
+    the merges cost O(rows) in all (merging every 1 M rows into a table of millions cost more
+    than the sorts), and memory stays within three times the table."""
 
     def __init__(self) -> None:
-        self.keys = np.empty(0, dtype=np.int64)
+        self.keys = np.empty(0, dtype=np.int32)  # sorted, distinct; int64 once a key needs it
         self.counts = np.empty(0, dtype=np.int32)  # per (cell, species): far below 2**31
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
@@ -107,45 +113,37 @@ class _KeyCounter:
     def add(self, keys: np.ndarray) -> None:
         self._pending.append(keys)
         self._pending_n += keys.size
-        if self._pending_n >= _REDUCE_EVERY:
+        if self._pending_n >= max(_REDUCE_EVERY, 2 * self.keys.size):
             self._reduce()
 
     def _reduce(self) -> None:
-        new = np.concatenate(self._pending) if self._pending else np.empty(0, np.int64)
+        new = np.concatenate(self._pending) if self._pending else np.empty(0, np.int32)
         self._pending, self._pending_n = [], 0
         if new.size == 0:
             return
         if new.dtype != np.int32 and new.max() < 2**31:
             new = new.astype(np.int32)
         new.sort()  # the raw keys: sorted in place, then counted by runs
-        starts = np.flatnonzero(np.r_[True, new[1:] != new[:-1]])
-        keys = new[starts].astype(np.int64)
-        counts = np.diff(np.r_[starts, new.size]).astype(np.int32)
+        starts = _run_starts(new)
+        keys, counts = new[starts], np.diff(np.r_[starts, new.size]).astype(np.int32)
         del new, starts
-        self._merge(keys, counts)
-
-    def _merge(self, keys: np.ndarray, counts: np.ndarray) -> None:
-        """Add sorted distinct (keys, counts) into the table: known keys add their counts in
-        place, new ones go to their sorted position (one pass, no re-sort)."""
-        at = np.searchsorted(self.keys, keys)
-        known = at < self.keys.size
-        known[known] = self.keys[at[known]] == keys[known]
-        self.counts[at[known]] += counts[known]
-        fresh = ~known
-        if not fresh.any():
-            return
-        slot = at[fresh] + np.arange(int(fresh.sum()))  # where each new key lands
-        size = self.keys.size + slot.size
-        old = np.ones(size, dtype=bool)
-        old[slot] = False
-        merged_keys, merged_counts = np.empty(size, np.int64), np.empty(size, np.int32)
-        merged_keys[slot], merged_counts[slot] = keys[fresh], counts[fresh]
-        merged_keys[old], merged_counts[old] = self.keys, self.counts
-        self.keys, self.counts = merged_keys, merged_counts
+        if self.keys.size:  # two sorted runs: a stable sort merges them in one pass
+            keys = np.concatenate([self.keys, keys])
+            order = np.argsort(keys, kind="stable")
+            keys, counts = keys[order], np.concatenate([self.counts, counts])[order]
+            del order
+            starts = _run_starts(keys)
+            keys, counts = keys[starts], np.add.reduceat(counts, starts, dtype=np.int32)
+        self.keys, self.counts = keys, counts
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         self._reduce()
-        return self.keys, self.counts
+        return self.keys.astype(np.int64), self.counts
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal values begins in a sorted array."""
+    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
 
 
 def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSpeciesCounts:
@@ -314,5 +312,5 @@ def compute_diversity(
         outside_aoi=counts.outside_aoi,
         swapped_on_grid=counts.swapped_on_grid,
         observations_counted=int(counts.count.sum()),
-        species_counted=int(np.unique(counts.species).size),
+        species_counted=int(np.count_nonzero(np.bincount(counts.species))),  # codes are dense
     )

@@ -10,27 +10,37 @@ from prom3e_geo.observations import arrow_numpy
 
 
 class SpeciesCodes:
-    """Global species codes: names get codes in the order they first appear among kept rows."""
+    """Global species codes: names get codes in the order they are first kept (within a batch,
+    in the order of its dictionary)."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
         self._ids: dict[str, int] = {}
+        self._known = pa.nulls(0, pa.string())  # `names` as Arrow: looked up by a hash kernel
 
-    def codes(self, species: pa.Array, keep: np.ndarray | None = None) -> np.ndarray:
-        """Codes (int32) of the rows of `species` (text or dictionary) selected by `keep`."""
-        if isinstance(species, pa.ChunkedArray):
-            species = species.combine_chunks()
-        encoded = species if pa.types.is_dictionary(species.type) else pc.dictionary_encode(species)
-        local = arrow_numpy.numbers(encoded.indices, 0)
+    def codes(self, species: pa.DictionaryArray, keep: np.ndarray | None = None) -> np.ndarray:
+        """Codes (int32) of the rows of `species` selected by `keep`: the batch's distinct
+        names are looked up among the known ones at once, and only new names pass through
+        Python."""
+        local = arrow_numpy.numbers(species.indices, 0)
         if keep is not None:
             local = local[keep]
-        names = encoded.dictionary.to_pylist()
-        present = np.bincount(local, minlength=len(names)) > 0
-        local_to_global = np.zeros(len(names), dtype=np.int32)
-        for i in np.flatnonzero(present):
-            code = self._ids.get(names[i])
-            if code is None:
-                code = self._ids[names[i]] = len(self.names)
-                self.names.append(names[i])
-            local_to_global[i] = code
+        dictionary = pc.cast(species.dictionary, pa.string())
+        present = np.bincount(local, minlength=len(dictionary)) > 0
+        found = pc.index_in(dictionary, value_set=self._known)
+        local_to_global = arrow_numpy.numbers(found, -1).astype(np.int32)
+        new = np.flatnonzero(present & (local_to_global < 0))
+        if new.size:
+            first: list[int] = []  # positions of names that got a code here
+            for i, name in zip(
+                new, dictionary.take(arrow_numpy.indices(new)).to_pylist(), strict=True
+            ):
+                code = self._ids.get(name)
+                if code is None:
+                    code = self._ids[name] = len(self.names)
+                    self.names.append(name)
+                    first.append(i)
+                local_to_global[i] = code
+            added = dictionary.take(arrow_numpy.indices(np.array(first)))
+            self._known = pa.concat_arrays([self._known, added])
         return np.asarray(local_to_global[local])

@@ -74,7 +74,7 @@ class Checked:
 
     lon: np.ndarray
     lat: np.ndarray
-    species: pa.Array
+    species: pa.DictionaryArray
     keep: np.ndarray  # bool per row
 
 
@@ -113,12 +113,9 @@ def check_batch(
         drop("longitude_out_of_range", ~((lon >= -180) & (lon <= 180)))
 
     species = trimmed_names(batch.column(cols.species))
-    if pa.types.is_dictionary(species.type):
-        entry = arrow_numpy.numbers(species.indices, -1)
-        blank = is_blank(species.dictionary)
-        drop("empty_species", (entry < 0) | blank[entry.clip(0)] if blank.size else entry < 0)
-    else:
-        drop("empty_species", is_blank(species))
+    entry = arrow_numpy.numbers(species.indices, -1)
+    blank = is_blank(species.dictionary)
+    drop("empty_species", (entry < 0) | blank[entry.clip(0)] if blank.size else entry < 0)
     if cols.quality:
         grade = pc.cast(batch.column(cols.quality), pa.string())
         research = pc.match_substring_regex(grade, "^research$", ignore_case=True)
@@ -200,13 +197,16 @@ def points_from_geometry(
     return np.asarray(x), np.asarray(y), np.asarray(missing)
 
 
-def trimmed_names(column: pa.Array) -> pa.Array:
-    """Species names as text without surrounding blanks; a dictionary column stays one (its
-    dictionary is trimmed, its indices kept)."""
-    if pa.types.is_dictionary(column.type):
-        names = pc.utf8_trim_whitespace(pc.cast(column.dictionary, pa.string()))
-        return pa.DictionaryArray.from_arrays(column.indices, names)
-    return pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+def trimmed_names(column: pa.Array) -> pa.DictionaryArray:
+    """Species names, dictionary-encoded, without surrounding blanks: the distinct names are
+    trimmed, not every row (two names that differ only by blanks may stay two entries of the
+    dictionary; `SpeciesCodes` gives them one code)."""
+    if not pa.types.is_dictionary(column.type):
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        column = pc.dictionary_encode(pc.cast(column, pa.string()))
+    names = pc.utf8_trim_whitespace(pc.cast(column.dictionary, pa.string()))
+    return pa.DictionaryArray.from_arrays(column.indices, names)
 
 
 def is_blank(text: pa.Array) -> np.ndarray:
