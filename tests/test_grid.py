@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pyproj
@@ -197,3 +198,17 @@ def test_the_bundled_boundary_is_the_union_of_its_features():
             [union], grid.shape, grid.transform, invert=True, all_touched=touched
         )
         np.testing.assert_array_equal(grid.touched if touched else grid.mask, expected)
+
+
+def test_cell_index_puts_odd_points_outside_without_warnings():
+    """NaN, infinite and huge coordinates are off the grid (-1), quietly; the last cell's
+    centre and the grid's first corner are on it."""
+    grid = build_grid()
+    t = grid.transform
+    last = (t.c + t.a * (grid.width - 0.5), t.f + t.e * (grid.height - 0.5))
+    x = np.array([np.nan, np.inf, -np.inf, -100.0, 1e308, t.c, last[0], t.c + t.a * grid.width])
+    y = np.array([40.0, 40.0, np.inf, np.nan, 40.0, t.f, last[1], 40.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cells = grid.cell_index(x, y)
+    assert cells.tolist() == [-1, -1, -1, -1, -1, 0, grid.height * grid.width - 1, -1]

@@ -152,12 +152,14 @@ class Grid:
 
     def cell_index(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Flat cell index (row * width + col) of points in the grid CRS; -1 outside the grid."""
-        col = np.floor((np.asarray(x, dtype=np.float64) - self.transform.c) / self.transform.a)
-        row = np.floor((np.asarray(y, dtype=np.float64) - self.transform.f) / self.transform.e)
-        inside = (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
-        out = np.full(col.shape, -1, dtype=np.int64)
-        out[inside] = row[inside].astype(np.int64) * self.width + col[inside].astype(np.int64)
-        return out
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN, infinite, huge: outside
+            col = np.subtract(x, self.transform.c, dtype=np.float64)
+            row = np.subtract(y, self.transform.f, dtype=np.float64)
+            np.floor(np.divide(col, self.transform.a, out=col), out=col)
+            np.floor(np.divide(row, self.transform.e, out=row), out=row)
+            inside = (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
+            flat = np.add(np.multiply(row, self.width, out=row), col, out=row)  # exact < 2**53
+        return np.where(inside, flat, -1).astype(np.int64)
 
     def cell_index_lonlat(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Like `cell_index`, for points given in lon/lat degrees."""

@@ -150,17 +150,18 @@ def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSp
     """Bin observations into grid cells and count them per (cell, species)."""
     counter = _KeyCounter()
     outside_grid = outside_aoi = swapped_on_grid = 0
-    flat_mask = grid.counted.ravel()
-    n_cells = flat_mask.size
+    n_cells = grid.height * grid.width
+    counted = np.append(grid.counted.ravel(), False)  # cell -1, off the grid: not counted
     for chunk in chunks:
         cell = grid.cell_index_lonlat(chunk.lon, chunk.lat)
-        on_grid = cell >= 0
-        outside_grid += int(on_grid.size - on_grid.sum())
-        off = ~on_grid
-        swapped_on_grid += int((grid.cell_index_lonlat(chunk.lat[off], chunk.lon[off]) >= 0).sum())
-        inside = on_grid.copy()
-        inside[on_grid] = flat_mask[cell[on_grid]]
-        outside_aoi += int(on_grid.sum() - inside.sum())
+        off = cell < 0
+        n_off = int(np.count_nonzero(off))
+        if n_off:
+            outside_grid += n_off
+            swapped = grid.cell_index_lonlat(chunk.lat[off], chunk.lon[off])
+            swapped_on_grid += int(np.count_nonzero(swapped >= 0))
+        inside = counted[cell]
+        outside_aoi += cell.size - n_off - int(np.count_nonzero(inside))
         species = chunk.species[inside]
         small = species.size == 0 or (int(species.max()) + 1) * n_cells < 2**31
         kind = np.dtype(np.int32 if small else np.int64)  # half the buffer, a faster sort
