@@ -365,3 +365,39 @@ def test_a_cache_of_other_patches_than_the_pipelines_is_refused(tmp_path, run_cl
     r = run_cli("embed", *grid, "--source", f"cache:{big}", "--out", tmp_path / "c.zarr")
     assert r.code == 2 and "holds 64 px patches, not the 32 px this pipeline uses" in r.err
     assert not (tmp_path / "c.zarr").exists()
+
+
+def test_a_patch_on_the_rasters_own_pixels_is_its_window(tmp_path):
+    """A snapped patch in a raster of its zone and pixel size is read as a window: the values
+    (and NaN at nodata) the bilinear warp gives for it, while patches off the pixel lattice,
+    across the raster's edge or in another CRS are still warped."""
+    from rasterio.crs import CRS
+
+    from prom3e_geo.imagery.geometry import aligned_window, resampled, warp_patch
+
+    path = tmp_path / "scene.tif"
+    rng = np.random.default_rng(4)
+    data = rng.integers(1, 10_000, (2, 300, 300)).astype("uint16")
+    data[:, 40:60, 100:130] = 0  # nodata
+    transform = Affine(10, 0, 580_000, 0, -10, 4_100_000)
+    profile = {"driver": "GTiff", "width": 300, "height": 300, "count": 2, "dtype": "uint16"}
+    with rasterio.open(path, "w", crs="EPSG:32614", transform=transform, nodata=0, **profile) as ds:
+        ds.write(data)
+    utm14, utm15 = CRS.from_epsg(32614), CRS.from_epsg(32615)
+    with rasterio.open(path) as ds:
+        patch = Affine(10, 0, 580_000 + 10 * 90, 0, -10, 4_100_000 - 10 * 30)
+        window = aligned_window(ds, utm14, patch, 64)
+        assert window is not None and (window.col_off, window.row_off) == (90, 30)
+        fast = warp_patch([(ds, 1), (ds, 2)], utm14, patch, 64)
+        np.testing.assert_array_equal(fast, resampled(ds, [1, 2], utm14, patch, 64))
+        assert np.isnan(fast[:, 10:30, 10:40]).all() and not np.isnan(fast[:, 30:]).any()
+        np.testing.assert_array_equal(fast[0, 30:], data[0, 60:94, 90:154])
+        for other, crs in (
+            (patch @ Affine.translation(0.5, 0), utm14),  # half a pixel off the lattice
+            (Affine(10, 0, 580_000 + 10 * 250, 0, -10, 4_100_000), utm14),  # over the edge
+            (patch, utm15),  # another zone
+        ):
+            assert aligned_window(ds, crs, other, 64) is None
+            np.testing.assert_array_equal(
+                warp_patch([(ds, 1)], crs, other, 64), resampled(ds, [1], crs, other, 64)
+            )

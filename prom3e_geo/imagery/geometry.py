@@ -9,6 +9,7 @@ centre.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -153,41 +154,73 @@ def warp_patch(
 ) -> np.ndarray:
     """Bilinearly resample bands (open rasterio dataset, band index) into one patch grid.
 
-    Only the source window under the patch (plus a 2-pixel margin) is read, once per dataset for
-    all its bands; pixels beyond the raster or at its nodata come back NaN. Returns float32
+    Only the source window under the patch is read, once per dataset for all its bands; pixels
+    beyond the raster or at its nodata come back NaN. A patch that is a window of the raster
+    itself (same CRS and pixel size, corner on a pixel corner, wholly inside: a snapped patch
+    in a Sentinel-2 asset of its zone) is read as that window, which is what the bilinear warp
+    returns for it, at a tenth of the CPU; any other is warped. Returns float32
     [len(bands), size, size].
     """
     out = np.full((len(bands), size, size), np.nan, dtype=np.float32)
-    side_x, side_y = size * transform.a, size * -transform.e
-    left, top = transform.c, transform.f
     per_dataset: dict[int, tuple[DatasetReader, list[int], list[int]]] = {}
     for k, (ds, index) in enumerate(bands):
         _, slots, indexes = per_dataset.setdefault(id(ds), (ds, [], []))
         slots.append(k)
         indexes.append(index)
     for ds, slots, indexes in per_dataset.values():
-        bounds = transform_bounds(
-            crs, ds.crs, left, top - side_y, left + side_x, top, densify_pts=21
-        )
-        window = from_bounds(*bounds, transform=ds.transform)
-        window = (
-            Window(window.col_off - 2, window.row_off - 2, window.width + 4, window.height + 4)
-            .round_offsets()
-            .round_lengths()
-        )
-        data = ds.read(
-            indexes,
-            window=window,
-            out_dtype="float32",
-            masked=True,
-            boundless=True,
-            fill_value=ds.nodata or 0,
-        )
-        warped = np.full((len(slots), size, size), np.nan, dtype=np.float32)
-        with WARP_LOCK:  # the read above runs in parallel; the small in-memory warp does not
-            _warp(data.filled(np.nan), warped, ds.window_transform(window), ds.crs, transform, crs)
-        out[slots] = warped
+        window = aligned_window(ds, crs, transform, size)
+        if window is None:
+            out[slots] = resampled(ds, indexes, crs, transform, size)
+        else:
+            data = ds.read(indexes, window=window, out_dtype="float32", masked=True)
+            out[slots] = data.filled(np.nan)
     return out
+
+
+def aligned_window(ds: DatasetReader, crs: CRS, transform: Affine, size: int) -> Window | None:
+    """The window of `ds` that is the patch grid (`transform`, `size`) itself, or None."""
+    src = ds.transform
+    if (src.b, src.d, transform.b, transform.d) != (0, 0, 0, 0):
+        return None
+    if not (math.isclose(src.a, transform.a) and math.isclose(src.e, transform.e)):
+        return None
+    col, row = (transform.c - src.c) / src.a, (transform.f - src.f) / src.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    col, row = round(col), round(row)
+    if col < 0 or row < 0 or col + size > ds.width or row + size > ds.height:
+        return None
+    if ds.crs != crs:
+        return None
+    return Window(col, row, size, size)
+
+
+def resampled(
+    ds: DatasetReader, indexes: list[int], crs: CRS, transform: Affine, size: int
+) -> np.ndarray:
+    """Bands `indexes` of `ds` warped bilinearly into the patch grid: the source window under
+    the patch (plus a 2-pixel margin) is read, then warped in memory."""
+    side_x, side_y = size * transform.a, size * -transform.e
+    left, top = transform.c, transform.f
+    bounds = transform_bounds(crs, ds.crs, left, top - side_y, left + side_x, top, densify_pts=21)
+    window = from_bounds(*bounds, transform=ds.transform)
+    window = (
+        Window(window.col_off - 2, window.row_off - 2, window.width + 4, window.height + 4)
+        .round_offsets()
+        .round_lengths()
+    )
+    data = ds.read(
+        indexes,
+        window=window,
+        out_dtype="float32",
+        masked=True,
+        boundless=True,
+        fill_value=ds.nodata or 0,
+    )
+    warped = np.full((len(indexes), size, size), np.nan, dtype=np.float32)
+    with WARP_LOCK:  # the read above runs in parallel; the small in-memory warp does not
+        _warp(data.filled(np.nan), warped, ds.window_transform(window), ds.crs, transform, crs)
+    return warped
 
 
 # rasterio wraps the in-memory datasets of a numpy-to-numpy reproject in

@@ -39,7 +39,7 @@ class SpeciesCodes:
                 if code is None:
                     code = self._ids[name] = len(self.names)
                     self.names.append(name)
-                    first.append(i)
+                    first.append(int(i))
                 local_to_global[i] = code
             added = dictionary.take(arrow_numpy.indices(np.array(first)))
             self._known = pa.concat_arrays([self._known, added])
