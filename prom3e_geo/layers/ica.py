@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -151,9 +151,7 @@ def whitening(values: np.ndarray, k: int, token: str) -> tuple[np.ndarray, np.nd
         total += values[r0 : r0 + _SLICE].sum(axis=0, dtype=np.float64)
     mean = total / n
     scatter = np.zeros((dim, dim))
-    for r0 in range(0, n, _SLICE):
-        centred = values[r0 : r0 + _SLICE].astype(np.float64)
-        centred -= mean
+    for _, centred in _centred_slices(values, mean):
         scatter += centred.T @ centred
     eigenvalues, vectors = np.linalg.eigh(scatter)
     top = np.argsort(eigenvalues)[::-1][:k]
@@ -172,11 +170,17 @@ def whitening(values: np.ndarray, k: int, token: str) -> tuple[np.ndarray, np.nd
 def _project(values: np.ndarray, mean: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """`(values - mean) @ matrix.T` in float64, a slice of rows at a time."""
     out = np.empty((len(values), len(matrix)))
+    for r0, centred in _centred_slices(values, mean):
+        out[r0 : r0 + len(centred)] = centred @ matrix.T
+    return out
+
+
+def _centred_slices(values: np.ndarray, mean: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows - mean in float64) for slices of `_SLICE` rows of `values`."""
     for r0 in range(0, len(values), _SLICE):
         centred = values[r0 : r0 + _SLICE].astype(np.float64)
         centred -= mean
-        out[r0 : r0 + _SLICE] = centred @ matrix.T
-    return out
+        yield r0, centred
 
 
 def gather(blocks: Iterable[np.ndarray], picks: np.ndarray) -> np.ndarray:

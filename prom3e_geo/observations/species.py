@@ -25,7 +25,7 @@ class SpeciesCodes:
         local = arrow_numpy.numbers(species.indices, 0)
         if keep is not None:
             local = local[keep]
-        dictionary = pc.cast(species.dictionary, pa.string())
+        dictionary = species.dictionary  # text: `trimmed_names` made it so
         present = np.bincount(local, minlength=len(dictionary)) > 0
         found = pc.index_in(dictionary, value_set=self._known)
         local_to_global = arrow_numpy.numbers(found, -1).astype(np.int32)
