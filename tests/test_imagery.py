@@ -401,3 +401,81 @@ def test_a_patch_on_the_rasters_own_pixels_is_its_window(tmp_path):
             np.testing.assert_array_equal(
                 warp_patch([(ds, 1)], crs, other, 64), resampled(ds, [1], crs, other, 64)
             )
+
+
+class _ScriptedSource:
+    """Patches that say where they are (float32 with fractions and a NaN pixel), invalid where
+    `invalid(lon, lat)` is; raises on batch number `fail_at` (counting from 1)."""
+
+    name, bands, size, radiometry = "scripted", ("red", "green", "blue"), 8, "reflectance"
+
+    def __init__(self, invalid=lambda lon, lat: np.zeros(lon.size, bool), fail_at=None):
+        self.invalid, self.fail_at, self.batches = invalid, fail_at, 0
+
+    def describe(self):
+        return {"source": "scripted"}
+
+    def close(self):
+        pass
+
+    @staticmethod
+    def patch(lon, lat):
+        ramp = np.arange(8 * 8 * 3, dtype=np.float32).reshape(8, 8, 3) / 1000
+        out = (lon[:, None, None, None] / 100 + lat[:, None, None, None] / 10_000 + ramp).astype(
+            np.float32
+        )
+        out[:, 0, 0, 0] = np.nan  # a nodata pixel stays NaN
+        return out
+
+    def fetch(self, lon, lat):
+        from prom3e_geo.imagery.base import PatchBatch
+
+        self.batches += 1
+        if self.batches == self.fail_at:
+            raise ConnectionError("the service went away")
+        bad = self.invalid(lon, lat)
+        patches = self.patch(lon, lat)
+        patches[bad] = 0  # what a source leaves in a cell it could not fill
+        meta = [{"error": "scripted"} if b else {"scene": "s"} for b in bad]
+        return PatchBatch(patches, ~bad, meta)
+
+
+def test_a_filled_cache_holds_what_the_source_gave_and_no_stale_patch(tmp_path):
+    """The writer threads put every valid cell's patch (cast to float16) in its own chunk file
+    as Zarr writes it, NaN (no file) in invalid cells; a chunk is marked done only once its
+    patches are written (a source failing midway leaves every marked chunk complete), and a
+    chunk fetched again where a cell has turned invalid keeps no stale patch of it."""
+    from prom3e_geo.engine.fill_cache import fill_patch_cache
+    from prom3e_geo.grid import build_grid
+
+    grid = build_grid(aoi="-100,33,-96,36", shape=(12, 16), chunk_shape=(4, 8))  # 6 chunks
+    lon, lat = grid.lonlat()
+    expected = _ScriptedSource.patch(lon.ravel(), lat.ravel()).reshape(12, 16, 8, 8, 3)
+    cache = tmp_path / "cache.zarr"
+
+    with pytest.raises(ConnectionError):  # 4 batches of 8 cells a chunk: dies in chunk 4
+        fill_patch_cache(_ScriptedSource(fail_at=14), grid, cache, batch_size=8)
+    group = zarr.open_group(str(cache), mode="r")
+    done = np.asarray(group["chunk_done"][:])
+    assert 1 <= done.sum() < 6
+    patches = np.asarray(group["patches"][:])
+    for r, c in zip(*np.nonzero(done), strict=True):
+        block = (slice(4 * r, 4 * r + 4), slice(8 * c, 8 * c + 8))
+        np.testing.assert_array_equal(patches[block], expected[block].astype(np.float16))
+
+    fill_patch_cache(_ScriptedSource(), grid, cache, batch_size=8)  # finishes the rest
+    patches = np.asarray(zarr.open_group(str(cache), mode="r")["patches"][:])
+    np.testing.assert_array_equal(patches, expected.astype(np.float16))
+
+    west = lambda lo, la: lo < -99  # noqa: E731  (cells of the first column turn invalid)
+    group = zarr.open_group(str(cache), mode="r+")
+    group["chunk_done"][0, 0] = 0  # chunk (0, 0) is fetched again
+    summary = fill_patch_cache(_ScriptedSource(invalid=west), grid, cache, batch_size=8)
+    assert summary.cells_invalid == int(west(lon, lat)[:4, :8].sum()) > 0
+    group = zarr.open_group(str(cache), mode="r")
+    patches, status = np.asarray(group["patches"][:]), np.asarray(group["status"][:])
+    turned = west(lon, lat) & (np.arange(12)[:, None] < 4) & (np.arange(16)[None, :] < 8)
+    assert (status[turned] == 2).all() and (status[~turned] == 1).all()
+    assert np.isnan(patches[turned]).all()
+    np.testing.assert_array_equal(patches[~turned], expected[~turned].astype(np.float16))
+    assert np.isnan(patches[~turned][:, 0, 0, 0]).all()

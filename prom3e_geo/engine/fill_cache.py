@@ -4,20 +4,37 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from prom3e_geo.errors import RunFailed
-from prom3e_geo.grid import Grid
+from prom3e_geo.grid import Chunk, Grid
 from prom3e_geo.imagery.base import PatchSource
 from prom3e_geo.stores.grid_store import array_of, scatter
-from prom3e_geo.stores.patches import INVALID, OK, PatchCache
+from prom3e_geo.stores.patches import INVALID, OK, CellFiles, PatchCache
 
 log = logging.getLogger(__name__)
+
+
+WRITERS = 2  # threads casting, encoding and writing fetched patches
+WRITES_IN_FLIGHT = 2  # batches fetched and not yet written, at most
+
+
+@dataclass
+class Unfinished:
+    """A chunk fetched, whose patches are being written: its status waits for them."""
+
+    number: int  # its place in the run's work, from 1
+    chunk: Chunk
+    retry: bool  # cells fetched again, each finished on its own
+    cells: np.ndarray  # flat indices in the chunk
+    status: np.ndarray  # OK or INVALID per cell
+    writes: list[Future[None]] = field(default_factory=list)
 
 
 @dataclass
@@ -65,40 +82,61 @@ def fill_patch_cache(
     work = [(c, False) for c in pending] + [(c, True) for c in failed]
     if work:
         log.info("grid: %s; %d chunk(s) to fetch", grid.describe(), len(work))
-    patches_array = array_of(store.group, "patches")
     status_array = array_of(store.group, "status")
-    with store.writing():  # a full disk names the cache
-        for i, (chunk, retry) in enumerate(work, start=1):
-            inside = grid.mask[chunk.rows, chunk.cols].ravel()
-            before = np.asarray(status_array[chunk.rows, chunk.cols]).ravel()
-            cells = np.flatnonzero(inside & (before == INVALID) if retry else inside)
-            lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
-            patches = np.zeros((cells.size, size, size, len(source.bands)), dtype=np.float16)
-            status = np.zeros(cells.size, dtype=np.uint8)
-            for start in range(0, cells.size, batch_size):
-                part = slice(start, start + batch_size)
-                batch = source.fetch(lon[part], lat[part])
-                patches[part] = batch.patches  # cast in place: no float16 copy of the batch
-                status[part] = np.where(batch.valid, OK, INVALID)
-                summary.reasons.update(meta["error"] for meta in batch.meta if "error" in meta)
-            if retry:  # the cells one by one: each is its own Zarr chunk
+    files = CellFiles(store.location, store.group)
+
+    def finish(unfinished: Unfinished) -> None:
+        """Once its patches are written: a chunk's status, and its marker (or, for cells
+        fetched again, each one's status)."""
+        for write in unfinished.writes:
+            write.result()
+        chunk, cells, status = unfinished.chunk, unfinished.cells, unfinished.status
+        if unfinished.retry:
+            rows, cols = np.divmod(cells, chunk.shape[1])
+            for k in np.flatnonzero(status == OK):
+                status_array[chunk.row0 + rows[k], chunk.col0 + cols[k]] = OK
+            summary.cells_retried += cells.size
+        else:
+            status_array[chunk.rows, chunk.cols] = scatter(chunk, cells, status, 0, np.uint8)
+            store.mark_done(chunk)
+        summary.cells_fetched += int((status == OK).sum())
+        summary.cells_invalid += int((status == INVALID).sum())
+        if progress:
+            progress(min(summary.chunks_done_before + unfinished.number, total), total)
+
+    # a batch's patches are cast and written by the writer threads while the next batch is
+    # fetched; a chunk is finished when the next one has been fetched (or at the end)
+    writer = ThreadPoolExecutor(WRITERS, thread_name_prefix="prom3e-cache-write")
+    in_flight: deque[Future[None]] = deque()
+    unfinished: Unfinished | None = None
+    try:
+        with store.writing():  # a full disk names the cache
+            for number, (chunk, retry) in enumerate(work, start=1):
+                inside = grid.mask[chunk.rows, chunk.cols].ravel()
+                before = np.asarray(status_array[chunk.rows, chunk.cols]).ravel()
+                cells = np.flatnonzero(inside & (before == INVALID) if retry else inside)
+                lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
                 rows, cols = np.divmod(cells, chunk.shape[1])
-                for k in np.flatnonzero(status == OK):
-                    r, c = chunk.row0 + rows[k], chunk.col0 + cols[k]
-                    patches_array[r, c] = patches[k]
-                    status_array[r, c] = OK
-                summary.cells_retried += cells.size
-            else:
-                patches_array[chunk.rows, chunk.cols] = scatter(
-                    chunk, cells, patches, np.nan, np.float16
-                )
-                status_array[chunk.rows, chunk.cols] = scatter(chunk, cells, status, 0, np.uint8)
-                store.mark_done(chunk)
-            summary.cells_fetched += int((status == OK).sum())
-            summary.cells_invalid += int((status == INVALID).sum())
-            if progress:
-                progress(min(summary.chunks_done_before + i, total), total)
-        store.finish()
+                fetched = Unfinished(number, chunk, retry, cells, np.zeros(cells.size, np.uint8))
+                for start in range(0, cells.size, batch_size):
+                    part = slice(start, start + batch_size)
+                    batch = source.fetch(lon[part], lat[part])
+                    fetched.status[part] = np.where(batch.valid, OK, INVALID)
+                    summary.reasons.update(m["error"] for m in batch.meta if "error" in m)
+                    at = (chunk.row0 + rows[part], chunk.col0 + cols[part])
+                    write = writer.submit(files.write, *at, batch.patches, batch.valid)
+                    fetched.writes.append(write)
+                    in_flight.append(write)
+                    while len(in_flight) > WRITES_IN_FLIGHT:  # memory: a few batches held
+                        in_flight.popleft().result()
+                if unfinished is not None:
+                    finish(unfinished)
+                unfinished = fetched
+            if unfinished is not None:
+                finish(unfinished)
+            store.finish()
+    finally:
+        writer.shutdown(wait=True, cancel_futures=True)
     final = np.asarray(status_array[:])
     summary.cells_ok_in_cache = int((final == OK).sum())
     summary.cells_failed_in_cache = int((final == INVALID).sum())

@@ -8,11 +8,10 @@ the pipeline's) must match the cache's. It is the imagery source `cache:PATH` (r
 
 Reads are the hot path of a grid run from a cache (on a GPU the models outpace them). Zarr's
 array API handles each chunk (one per cell) in Python on one event-loop thread, which holds a
-read to about 2,000 256-px patches/s whatever the cores. The cache's layout is fixed by
-`PatchCache` (Zarr v2, one C-order chunk per cell, no filters), so its chunk files are read and
-decoded (numcodecs, which releases the GIL) straight into the batch by `threads` threads, each
-taking a share of the cells; a chunk file that is absent holds the fill value, as in Zarr, and
-one that does not decode makes its cell invalid, with that reason, instead of failing the run.
+read to about 2,000 256-px patches/s whatever the cores, so the cache's chunk files are read and
+decoded (`stores.patches.CellFiles`) straight into the batch by `threads` threads, each taking
+a share of the cells; a chunk file that is absent holds the fill value, as in Zarr, and one that
+does not decode makes its cell invalid, with that reason, instead of failing the run.
 """
 
 from __future__ import annotations
@@ -24,12 +23,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from zarr.core.metadata import ArrayV2Metadata
 
 from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import PatchBatch
 from prom3e_geo.stores.grid_store import (
-    array_of,
     grid_from_store,
     is_zarr_store,
     open_group,
@@ -37,6 +34,7 @@ from prom3e_geo.stores.grid_store import (
     read_manifest,
 )
 from prom3e_geo.stores.location import Location
+from prom3e_geo.stores.patches import CellFiles
 
 REASONS = {0: "not fetched into the cache", 2: "invalid when fetched"}
 
@@ -79,24 +77,7 @@ class CacheSource:
         store = self.location.zarr_store(read_only=True)
         self.grid = grid_from_store(xr.open_zarr(store, consolidated=False))
         self.status = read_array(group, "status").ravel()
-        patches = array_of(group, "patches").metadata
-        cell = (1, 1, self.size, self.size, len(self.bands))
-        if (
-            not isinstance(patches, ArrayV2Metadata)
-            or tuple(patches.chunks) != cell
-            or patches.order != "C"
-            or patches.filters
-            or patches.compressor is None
-            or np.dtype(patches.dtype.to_native_dtype()) != np.dtype("<f2")
-        ):
-            raise SourceError(
-                f"patch cache {self.path} has an unknown layout (one it did not write)"
-            )
-        self._chunk_key = patches.encode_chunk_key
-        self._compressor = patches.compressor
-        self._fill = patches.fill_value
-        # chunk files read straight from the file system (an object store's `cat_file`)
-        self._fs = None if self.location.is_local else self.location.filesystem()
+        self._files = CellFiles(self.location, group)
         self.threads = threads or min(16, 2 * (os.cpu_count() or 1))  # reads also wait on I/O
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="prom3e-cache-read")
 
@@ -145,19 +126,10 @@ class CacheSource:
     def _read(
         self, out: np.ndarray, at: np.ndarray, rows: np.ndarray, cols: np.ndarray
     ) -> list[int]:
-        """Decode the cells' chunk files into out[at] (each a contiguous [size, size, bands]);
-        returns the cells whose chunk file does not decode."""
-        corrupt = []
-        for i, row, col in zip(at, rows, cols, strict=True):
-            key = self.location.child(f"patches/{self._chunk_key((int(row), int(col), 0, 0, 0))}")
-            try:
-                data = self._fs.cat_file(key) if self._fs else Path(key).read_bytes()
-            except FileNotFoundError:
-                out[i] = self._fill
-                continue
-            try:
-                self._compressor.decode(data, out=out[i])
-            except (RuntimeError, ValueError):
-                out[i] = 0
-                corrupt.append(int(i))
-        return corrupt
+        """Decode the cells' chunk files into out[at]; returns the cells whose chunk file does
+        not decode."""
+        return [
+            int(i)
+            for i, row, col in zip(at, rows, cols, strict=True)
+            if not self._files.read(int(row), int(col), out[i])
+        ]

@@ -8,14 +8,27 @@ cell's patch is its own Zarr chunk, so reading one cell back reads one file.
 Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands), `status` (y, x)
 uint8: 0 not in the AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the
 reasons for invalid cells are counted in the returned summary.
+
+Zarr's array API handles each chunk in Python on one event-loop thread (about 1 ms a 256 px
+patch written, as much again as the encoding and the file write themselves), so the writer and
+the reader (`stores.patch_reader`) go to the chunk files directly through `CellFiles`: the
+layout is fixed here (Zarr v2, one C-order chunk per cell, no filters), and the files are those
+Zarr itself writes and reads (xarray and zarr open the cache as before).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import zarr
+from zarr.core.metadata import ArrayV2Metadata
+
+from prom3e_geo.errors import SourceError
 from prom3e_geo.grid import Chunk, Grid
-from prom3e_geo.stores.grid_store import ArrayFactory, GridStore, read_array
+from prom3e_geo.stores.grid_store import ArrayFactory, GridStore, array_of, read_array
+from prom3e_geo.stores.location import Location
 
 OK, INVALID = 1, 2
 
@@ -59,3 +72,71 @@ class PatchCache(GridStore):
             for c in self.grid.chunks()
             if done[self.chunk_position(c)] and (status[c.rows, c.cols] == INVALID).any()
         ]
+
+
+class CellFiles:
+    """The chunk files of a patch cache's `patches` array, one per cell: encoded and decoded
+    with the array's own compressor (numcodecs, which releases the GIL), so several threads
+    read or write at once; on object storage through the location's file system."""
+
+    def __init__(self, location: Location, group: zarr.Group) -> None:
+        self.location = location
+        metadata = array_of(group, "patches").metadata
+        shape = metadata.shape
+        if (
+            not isinstance(metadata, ArrayV2Metadata)
+            or tuple(metadata.chunks) != (1, 1, *shape[2:])
+            or metadata.order != "C"
+            or metadata.filters
+            or metadata.compressor is None
+            or np.dtype(metadata.dtype.to_native_dtype()) != np.dtype("<f2")
+        ):
+            raise SourceError(
+                f"patch cache {location.text} has an unknown layout (one it did not write)"
+            )
+        self.cell_shape = tuple(int(n) for n in shape[2:])
+        self.fill = metadata.fill_value
+        self._key = metadata.encode_chunk_key
+        self._compressor: Any = metadata.compressor
+        self._fs = None if location.is_local else location.filesystem()
+
+    def path(self, row: int, col: int) -> str:
+        return self.location.child(f"patches/{self._key((row, col, 0, 0, 0))}")
+
+    def read(self, row: int, col: int, out: np.ndarray) -> bool:
+        """The cell's patch into `out` (contiguous, float16; the fill value where no file is);
+        False when its file does not decode (zeros in `out` then)."""
+        path = self.path(row, col)
+        try:
+            data = self._fs.cat_file(path) if self._fs else Path(path).read_bytes()
+        except FileNotFoundError:
+            out[...] = self.fill
+            return True
+        try:
+            self._compressor.decode(data, out=out)
+        except (RuntimeError, ValueError):
+            out[...] = 0
+            return False
+        return True
+
+    def write(
+        self, rows: np.ndarray, cols: np.ndarray, patches: np.ndarray, keep: np.ndarray
+    ) -> None:
+        """Cell (rows[i], cols[i]) gets patches[i] (cast to float16) where keep[i], and no file
+        (the fill value: NaN) where not, so that a cell fetched again never keeps a stale patch."""
+        for row, col, patch, kept in zip(
+            rows.tolist(), cols.tolist(), patches, keep.tolist(), strict=True
+        ):
+            path = self.path(row, col)
+            if not kept:
+                if self._fs is not None:
+                    if self._fs.exists(path):
+                        self._fs.rm_file(path)
+                else:
+                    Path(path).unlink(missing_ok=True)
+                continue
+            data = self._compressor.encode(np.ascontiguousarray(patch, dtype=np.float16))
+            if self._fs is not None:
+                self._fs.pipe_file(path, data)
+            else:
+                Path(path).write_bytes(data)
