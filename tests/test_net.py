@@ -20,6 +20,7 @@ from fake_tiles import FakeTiles
 from pyproj import Transformer
 
 import prom3e_geo.net
+from prom3e_geo.errors import InputError
 from prom3e_geo.imagery.base import open_source
 from prom3e_geo.net import RetryPolicy, session
 
@@ -86,32 +87,55 @@ class Proxy(_Server):
         self.reply(handler, 200, b"tile", method=method)
 
 
-def test_a_session_for_one_host_reads_the_environment_once_and_keeps_it(tmp_path, monkeypatch):
-    """`session(..., host_url)` turns requests' per-request environment lookups off but keeps
-    what they found for that host: the proxy of HTTP_PROXY (none when NO_PROXY exempts the
-    host) and the host's credentials in the .netrc file. `tiles.example` is a reserved name
-    (RFC 2606) that never resolves: the one request made goes to the proxy stand-in on
-    127.0.0.1, and the NO_PROXY session is only inspected, never used."""
+def test_a_pool_for_one_host_reads_the_environment_once_and_keeps_it(tmp_path, monkeypatch):
+    """`pool(..., host_url)` (urllib3, for the tile source) does once what requests does before
+    every request for that host: the proxy of HTTP_PROXY with the proxy URL's credentials (none
+    when NO_PROXY exempts the host), the host's credentials in the .netrc file, the CA bundle of
+    REQUESTS_CA_BUNDLE. `tiles.example` is a reserved name (RFC 2606) that never resolves: the
+    requests made go to the proxy stand-in on 127.0.0.1, and the NO_PROXY pool is only
+    inspected, never used."""
+    import urllib3
+
+    from prom3e_geo.net import pool
+
     netrc = tmp_path / "netrc"
     netrc.write_text("machine tiles.example login ann password secret\n")
     netrc.chmod(0o600)
     for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NETRC", str(netrc))
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     with Proxy() as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        http = session(RetryPolicy(retries=0), 2, "test", "http://tiles.example/0/0/0.jpg")
+        address = proxy.url.replace("http://", "http://bob:pw@")
+        monkeypatch.setenv("HTTP_PROXY", address)
+        http = pool(RetryPolicy(retries=0), 2, "test", "http://tiles.example/0/0/0.jpg")
         monkeypatch.delenv("HTTP_PROXY")  # read once: later changes do not matter
-        answer = http.get("http://tiles.example/14/3/5.jpg", timeout=5)
-        http.close()
-    assert http.trust_env is False and answer.content == b"tile"
-    ((target, authorization),) = proxy.seen
-    assert target == "http://tiles.example/14/3/5.jpg"  # through the proxy
-    assert authorization == "Basic " + base64.b64encode(b"ann:secret").decode()
+        answers = [http.request("GET", f"http://tiles.example/14/3/{y}.jpg") for y in (5, 6)]
+        http.clear()
+    assert isinstance(http, urllib3.ProxyManager) and [a.data for a in answers] == [b"tile"] * 2
+    basic = "Basic " + base64.b64encode(b"ann:secret").decode()
+    assert proxy.seen == [(f"http://tiles.example/14/3/{y}.jpg", basic) for y in (5, 6)]
+    assert (
+        http.proxy_headers["proxy-authorization"] == "Basic " + base64.b64encode(b"bob:pw").decode()
+    )
+    assert http.connection_pool_kw["ca_certs"] == str(bundle)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "tiles.example")
-    direct = session(RetryPolicy(retries=0), 2, "test", "http://tiles.example/0/0/0.jpg")
-    assert "http" not in direct.proxies  # exempt: asked directly
+    direct = pool(RetryPolicy(retries=0), 2, "test", "http://tiles.example/0/0/0.jpg")
+    assert not isinstance(direct, urllib3.ProxyManager)  # exempt: asked directly
+    monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")
+    monkeypatch.delenv("NO_PROXY")
+    try:
+        from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks
+    except ImportError:
+        with pytest.raises(InputError, match="SOCKS: install PySocks"):
+            pool(RetryPolicy(retries=0), 2, "test", "http://tiles.example/0/0/0.jpg")
+    else:
+        socks = pool(RetryPolicy(retries=0), 2, "test", "http://tiles.example/0/0/0.jpg")
+        assert isinstance(socks, SOCKSProxyManager)
+        assert socks.proxy_url == "socks5://127.0.0.1:1080"
 
 
 def test_worldclim_server_error_after_the_retries_exits_1_naming_the_url(tmp_path):

@@ -36,7 +36,7 @@ import numpy as np
 
 from prom3e_geo.errors import SourceError
 from prom3e_geo.imagery.base import RGB_BANDS, PatchBatch, TrafficCounter
-from prom3e_geo.net import RETRY_STATUSES, RetryPolicy, reason, session
+from prom3e_geo.net import RETRY_STATUSES, RetryPolicy, pool, reason
 
 EOX_TILES = "https://tiles.maps.eox.at/wmts/1.0.0/s2cloudless-{year}_3857/default/g/{z}/{y}/{x}.jpg"
 LICENCE = "CC BY-NC-SA 4.0"
@@ -123,7 +123,7 @@ class S2CloudlessSource:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="prom3e-s2cloudless")
         policy = RetryPolicy(int(retries), float(retry_wait), self.timeout)
         host = self.template.format(z=0, x=0, y=0)  # every tile comes from this host
-        self._session = session(policy, self.workers, "s2cloudless source", host)
+        self._http = pool(policy, self.workers, "s2cloudless source", host)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -145,7 +145,7 @@ class S2CloudlessSource:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._session.close()
+        self._http.clear()
 
     # -- patches ------------------------------------------------------------------------------
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
@@ -249,17 +249,18 @@ class S2CloudlessSource:
         return tile
 
     def _download(self, x: int, y: int) -> np.ndarray | TileError:
-        import requests
+        from urllib3.exceptions import HTTPError
 
         url = self.template.format(z=self.zoom, x=x, y=y)
         self.traffic.add("requests")
         try:
-            response = self._session.get(url, timeout=self.timeout)
-        except requests.RequestException as exc:
+            response = self._http.request("GET", url)
+        except HTTPError as exc:
             self.traffic.add("tiles_failed")
             return TileError(f"tile z{self.zoom}/{x}/{y}: {reason(exc)}")
-        self.traffic.add("bytes", len(response.content))
-        status = response.status_code
+        content = response.data
+        self.traffic.add("bytes", len(content))
+        status = response.status
         if status != 200:
             self.traffic.add("tiles_failed")
             what = "no such tile" if status == 404 else "server error"
@@ -267,7 +268,7 @@ class S2CloudlessSource:
                 what = "the server kept failing"
             return TileError(f"tile z{self.zoom}/{x}/{y}: {what} (HTTP {status})")
         try:
-            return _decode(response.content)
+            return _decode(content)
         except ValueError as exc:
             self.traffic.add("tiles_failed")
             return TileError(f"tile z{self.zoom}/{x}/{y}: {exc}")
