@@ -180,7 +180,7 @@ def measure(
 
     source = open_source(source_spec)
     grid: Grid = points_grid(lon, lat)
-    stats(url, "_reset")
+    served = stats(url, "_reset")
     with tempfile.TemporaryDirectory() as folder:
         started, cpu = time.perf_counter(), time.process_time()
         summary = fill_patch_cache(source, grid, Path(folder) / "cache.zarr", batch_size=256)
@@ -195,6 +195,7 @@ def measure(
         "seconds": seconds,
         "cells_s": n / seconds,
         "cpu_ms_per_cell": cpu / n * 1000,  # the fetching process, all its threads
+        "server_cpu_ms_per_cell": (counts["cpu_ms"] - served["cpu_ms"]) / n,  # the stand-in's
         "requests_per_cell": counts["requests"] / n,
         "kib_per_cell": counts["bytes"] / n / 1024,
         "connections_max": counts["connections_max"],

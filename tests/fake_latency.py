@@ -148,6 +148,7 @@ class LatencyServer:
                 "requests": self.requests,
                 "bytes": self.bytes_sent,
                 "connections_max": self.connections_max,
+                "cpu_ms": int(time.process_time() * 1000),  # the serving process's, all threads
             }
 
     def reset_counts(self) -> None:
