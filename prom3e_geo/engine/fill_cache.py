@@ -5,24 +5,27 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import zarr
 
 from prom3e_geo.errors import RunFailed
 from prom3e_geo.grid import Chunk, Grid
-from prom3e_geo.imagery.base import PatchSource
+from prom3e_geo.imagery.base import PatchBatch, PatchSource
 from prom3e_geo.stores.grid_store import array_of, scatter
 from prom3e_geo.stores.patches import INVALID, OK, CellFiles, PatchCache
 
 log = logging.getLogger(__name__)
 
 
+FETCHES_AHEAD = 2  # batches fetched at once
 WRITERS = 2  # threads casting, encoding and writing fetched patches
-WRITES_IN_FLIGHT = 2  # batches fetched and not yet written, at most
+WRITES_IN_FLIGHT = 1  # batches fetched and still being written, at most
 
 
 @dataclass
@@ -35,6 +38,18 @@ class Unfinished:
     cells: np.ndarray  # flat indices in the chunk
     status: np.ndarray  # OK or INVALID per cell
     writes: list[Future[None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """Cells of one chunk fetched in one call of the source."""
+
+    chunk: Unfinished
+    part: slice  # of the chunk's cells
+    lon: np.ndarray
+    lat: np.ndarray
+    at: tuple[np.ndarray, np.ndarray]  # grid rows and columns of the cells
+    last: bool  # the chunk's last batch
 
 
 @dataclass
@@ -104,38 +119,44 @@ def fill_patch_cache(
         if progress:
             progress(min(summary.chunks_done_before + unfinished.number, total), total)
 
-    # a batch's patches are cast and written by the writer threads while the next batch is
-    # fetched; a chunk is finished when the next one has been fetched (or at the end)
+    # two batches are fetched at once (a source's own download pool never runs dry between
+    # batches) while the writer threads cast and write the batch before; a chunk is finished
+    # (status, marker) when the next one has been fetched, by then its writes are done
+    jobs = _batches(work, grid, status_array, batch_size)
+    fetcher = ThreadPoolExecutor(FETCHES_AHEAD, thread_name_prefix="prom3e-fetch")
     writer = ThreadPoolExecutor(WRITERS, thread_name_prefix="prom3e-cache-write")
-    in_flight: deque[Future[None]] = deque()
+    fetching: deque[tuple[BatchJob, Future[PatchBatch]]] = deque()
+    writing: deque[Future[None]] = deque()
     unfinished: Unfinished | None = None
+
+    def fetch_next() -> None:
+        if (job := next(jobs, None)) is not None:
+            fetching.append((job, fetcher.submit(source.fetch, job.lon, job.lat)))
+
     try:
         with store.writing():  # a full disk names the cache
-            for number, (chunk, retry) in enumerate(work, start=1):
-                inside = grid.mask[chunk.rows, chunk.cols].ravel()
-                before = np.asarray(status_array[chunk.rows, chunk.cols]).ravel()
-                cells = np.flatnonzero(inside & (before == INVALID) if retry else inside)
-                lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
-                rows, cols = np.divmod(cells, chunk.shape[1])
-                fetched = Unfinished(number, chunk, retry, cells, np.zeros(cells.size, np.uint8))
-                for start in range(0, cells.size, batch_size):
-                    part = slice(start, start + batch_size)
-                    batch = source.fetch(lon[part], lat[part])
-                    fetched.status[part] = np.where(batch.valid, OK, INVALID)
-                    summary.reasons.update(m["error"] for m in batch.meta if "error" in m)
-                    at = (chunk.row0 + rows[part], chunk.col0 + cols[part])
-                    write = writer.submit(files.write, *at, batch.patches, batch.valid)
-                    fetched.writes.append(write)
-                    in_flight.append(write)
-                    while len(in_flight) > WRITES_IN_FLIGHT:  # memory: a few batches held
-                        in_flight.popleft().result()
-                if unfinished is not None:
-                    finish(unfinished)
-                unfinished = fetched
+            for _ in range(FETCHES_AHEAD):
+                fetch_next()
+            while fetching:
+                job, fetched = fetching.popleft()
+                batch = fetched.result()
+                fetch_next()
+                job.chunk.status[job.part] = np.where(batch.valid, OK, INVALID)
+                summary.reasons.update(m["error"] for m in batch.meta if "error" in m)
+                write = writer.submit(files.write, *job.at, batch.patches, batch.valid)
+                job.chunk.writes.append(write)
+                writing.append(write)
+                while len(writing) > WRITES_IN_FLIGHT:  # memory: a bounded number of batches
+                    writing.popleft().result()
+                if job.last:
+                    if unfinished is not None:
+                        finish(unfinished)
+                    unfinished = job.chunk
             if unfinished is not None:
                 finish(unfinished)
             store.finish()
     finally:
+        fetcher.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True, cancel_futures=True)
     final = np.asarray(status_array[:])
     summary.cells_ok_in_cache = int((final == OK).sum())
@@ -148,3 +169,22 @@ def fill_patch_cache(
             f"({reasons or 'as in the earlier run'}); re-run to retry them"
         )
     return summary
+
+
+def _batches(
+    work: list[tuple[Chunk, bool]], grid: Grid, status: zarr.Array[Any], batch_size: int
+) -> Iterator[BatchJob]:
+    """The batches of cells to fetch, chunk by chunk: a chunk's cells inside the AOI, or those
+    that had failed (`retry`)."""
+    for number, (chunk, retry) in enumerate(work, start=1):
+        inside = grid.mask[chunk.rows, chunk.cols].ravel()
+        before = np.asarray(status[chunk.rows, chunk.cols]).ravel()
+        cells = np.flatnonzero(inside & (before == INVALID) if retry else inside)
+        lon, lat = (a.ravel()[cells] for a in grid.lonlat(chunk))
+        rows, cols = np.divmod(cells, chunk.shape[1])
+        fetched = Unfinished(number, chunk, retry, cells, np.zeros(cells.size, np.uint8))
+        starts = range(0, cells.size, batch_size)
+        for start in starts:
+            part = slice(start, start + batch_size)
+            at = (chunk.row0 + rows[part], chunk.col0 + cols[part])
+            yield BatchJob(fetched, part, lon[part], lat[part], at, start == starts[-1])

@@ -16,8 +16,9 @@ the satellite tower takes uint8 as is.
 
 Spec: `s2cloudless[?year=2020&url=TEMPLATE&zoom=14&radius=512]`; `url` is a tile template with
 `{z}`, `{x}`, `{y}` (and optionally `{year}`), EOX's by default. Tiles are fetched by `workers`
-threads over one bounded connection pool, retried on 429 (honouring Retry-After) and 5xx; a
-missing tile (404) or a server that keeps failing invalidates only the cells that need it.
+threads, each over a keep-alive connection of its own (at most `workers` connections), retried
+on 429 (honouring Retry-After) and 5xx; a missing tile (404) or a server that keeps failing
+invalidates only the cells that need it.
 Decoded tiles are kept in a small in-memory cache, so neighbouring cells share their reads.
 
 Licence: CC BY-NC-SA 4.0 (EOX); every output made from it carries the attribution.
@@ -120,10 +121,22 @@ class S2CloudlessSource:
         self._tiles: OrderedDict[tuple[int, int], np.ndarray | TileError] = OrderedDict()
         self._capacity = int(cache_tiles)
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="prom3e-s2cloudless")
         policy = RetryPolicy(int(retries), float(retry_wait), self.timeout)
         host = self.template.format(z=0, x=0, y=0)  # every tile comes from this host
-        self._http = pool(policy, self.workers, "s2cloudless source", host)
+        # a connection of its own for each download thread: a pool shared by 64 threads spent
+        # more on its lock than on the requests
+        self._connections = [
+            pool(policy, 1, "s2cloudless source", host) for _ in range(self.workers)
+        ]
+        unused = list(self._connections)
+        self._local = threading.local()
+
+        def take_connection() -> None:
+            self._local.http = unused.pop()
+
+        self._pool = ThreadPoolExecutor(
+            self.workers, thread_name_prefix="prom3e-s2cloudless", initializer=take_connection
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -145,7 +158,8 @@ class S2CloudlessSource:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._http.clear()
+        for http in self._connections:
+            http.clear()
 
     # -- patches ------------------------------------------------------------------------------
     def fetch(self, lon: np.ndarray, lat: np.ndarray) -> PatchBatch:
@@ -254,7 +268,7 @@ class S2CloudlessSource:
         url = self.template.format(z=self.zoom, x=x, y=y)
         self.traffic.add("requests")
         try:
-            response = self._http.request("GET", url)
+            response = self._local.http.request("GET", url)
         except HTTPError as exc:
             self.traffic.add("tiles_failed")
             return TileError(f"tile z{self.zoom}/{x}/{y}: {reason(exc)}")
@@ -302,7 +316,7 @@ def _decode(data: bytes) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            pixels: np.ndarray = np.asarray(img.convert("RGB"))
+            pixels: np.ndarray = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except (UnidentifiedImageError, OSError):
         raise ValueError("not an image (JPEG or PNG) that can be decoded") from None
     if pixels.shape[:2] != (TILE, TILE):
