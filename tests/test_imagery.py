@@ -479,3 +479,43 @@ def test_a_filled_cache_holds_what_the_source_gave_and_no_stale_patch(tmp_path):
     assert np.isnan(patches[turned]).all()
     np.testing.assert_array_equal(patches[~turned], expected[~turned].astype(np.float16))
     assert np.isnan(patches[~turned][:, 0, 0, 0]).all()
+
+
+def test_display_rgb_is_cached_as_uint8_and_older_float16_caches_still_read(tmp_path, monkeypatch):
+    """A display-RGB source (uint8, the s2cloudless tiles) fills a uint8 cache, which Zarr
+    reads back as the source's values exactly; a cache written before, which held display RGB
+    as float16, is still handed out as the same uint8."""
+    from prom3e_geo.engine import fill_cache
+    from prom3e_geo.grid import build_grid
+    from prom3e_geo.stores.patch_reader import CacheSource
+    from prom3e_geo.stores.patches import PatchCache
+
+    class Display(_ScriptedSource):
+        radiometry = "display"
+
+        @staticmethod
+        def patch(lon, lat):
+            return (np.nan_to_num(_ScriptedSource.patch(lon, lat)) * 1000 % 256).astype(np.uint8)
+
+    grid = build_grid(aoi="-100,33,-96,36", shape=(4, 8), chunk_shape=(4, 8))
+    lon, lat = grid.lonlat()
+    expected = Display.patch(lon.ravel(), lat.ravel())
+    fill_cache.fill_patch_cache(Display(), grid, tmp_path / "new.zarr", batch_size=8)
+    stored = zarr.open_group(str(tmp_path / "new.zarr"), mode="r")["patches"]
+    assert stored.dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(stored[:]).reshape(expected.shape), expected)
+
+    create = PatchCache.open_or_create.__func__
+    monkeypatch.setattr(  # the writer before: float16 whatever the radiometry
+        fill_cache.PatchCache,
+        "open_or_create",
+        classmethod(lambda cls, *a, display, **k: create(cls, *a, **k)),
+    )
+    fill_cache.fill_patch_cache(Display(), grid, tmp_path / "old.zarr", batch_size=8)
+    assert zarr.open_group(str(tmp_path / "old.zarr"), mode="r")["patches"].dtype == np.float16
+    for name in ("new.zarr", "old.zarr"):
+        source = CacheSource(tmp_path / name)
+        batch = source.fetch(lon.ravel(), lat.ravel())
+        source.close()
+        assert batch.valid.all() and batch.patches.dtype == np.uint8, name
+        np.testing.assert_array_equal(batch.patches, expected, err_msg=name)

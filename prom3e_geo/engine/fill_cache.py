@@ -87,9 +87,12 @@ def fill_patch_cache(
         "grid": grid.to_dict(),
         "chunk_shape": list(grid.chunk_shape),
     }
-    if getattr(source, "radiometry", "reflectance") == "display":  # uint8 RGB, kept exactly
+    display = getattr(source, "radiometry", "reflectance") == "display"  # uint8 RGB
+    if display:
         manifest["radiometry"] = "display"
-    store = PatchCache.open_or_create(cache, grid, manifest, size=size, bands=source.bands)
+    store = PatchCache.open_or_create(
+        cache, grid, manifest, size=size, bands=source.bands, display=display
+    )
     pending = store.pending()
     failed = store.chunks_with_failures() if retry_failed else []
     total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())

@@ -60,7 +60,8 @@ class CacheSource:
             raise SourceError(f"{self.path} is not a patch cache (run `prom3e-geo fetch`)")
         self.size = int(self.manifest["size_px"])
         self.bands = tuple(self.manifest["bands"])
-        # display RGB (uint8 values, held exactly in the float16 array) goes back out as uint8
+        # display RGB goes back out as uint8 (from a uint8 array, or the float16 one of a cache
+        # written before, which held its values exactly)
         self.radiometry = self.manifest.get("radiometry", "reflectance")
         if size is not None and int(size) != self.size:
             raise SourceError(
@@ -98,7 +99,7 @@ class CacheSource:
         index = self.grid.cell_index_lonlat(np.ravel(lon), np.ravel(lat))
         state = np.where(index >= 0, self.status[np.maximum(index, 0)].astype(np.int16), -1)
         batch = PatchBatch(
-            np.zeros((index.size, self.size, self.size, len(self.bands)), dtype=np.float16),
+            np.zeros((index.size, self.size, self.size, len(self.bands)), self._files.dtype),
             state == 1,
             [
                 {"scene": f"cache {self.location.name}"}
@@ -119,7 +120,7 @@ class CacheSource:
             for i in read.result():
                 batch.valid[i] = False
                 batch.meta[i] = {"error": "unreadable in the cache (corrupt chunk file)"}
-        if self.radiometry == "display":
+        if self.radiometry == "display" and batch.patches.dtype != np.uint8:
             batch.patches = np.nan_to_num(batch.patches).astype(np.uint8)
         return batch
 

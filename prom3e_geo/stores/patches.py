@@ -5,9 +5,12 @@ chunk (`stores.grid_store.GridStore`); `stores.patch_reader.CacheSource` reads i
 imagery source. A cache whose manifest (source, patch size, grid) differs is refused. Each
 cell's patch is its own Zarr chunk, so reading one cell back reads one file.
 
-Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands), `status` (y, x)
-uint8: 0 not in the AOI, 1 fetched, 2 invalid (e.g. outside the rasters or mostly nodata); the
-reasons for invalid cells are counted in the returned summary.
+Arrays: `patches` (y, x, py, px, band) float16 reflectance (the source's bands; NaN where none),
+or uint8 for a source of display RGB (`radiometry = "display"`, the s2cloudless tiles: kept
+exactly, in half the bytes; 0 where none); `status` (y, x) uint8: 0 not in the AOI, 1 fetched,
+2 invalid (e.g. outside the rasters or mostly nodata); the reasons for invalid cells are counted
+in the returned summary. (Caches of display RGB written before held it as float16; they are
+read as before.)
 
 Zarr's array API handles each chunk in Python on one event-loop thread (about 1 ms a 256 px
 patch written, as much again as the encoding and the file write themselves), so the writer and
@@ -31,6 +34,7 @@ from prom3e_geo.stores.grid_store import ArrayFactory, GridStore, array_of, read
 from prom3e_geo.stores.location import Location
 
 OK, INVALID = 1, 2
+CELL_TYPES = (np.dtype("<f2"), np.dtype("u1"))  # reflectance, display RGB
 
 
 class PatchCache(GridStore):
@@ -40,18 +44,23 @@ class PatchCache(GridStore):
 
     @staticmethod
     def _declare(
-        array: ArrayFactory, grid: Grid, size: int = 256, bands: tuple[str, ...] = ()
+        array: ArrayFactory,
+        grid: Grid,
+        size: int = 256,
+        bands: tuple[str, ...] = (),
+        display: bool = False,
     ) -> None:
         h, w = grid.shape
         ch, cw = grid.chunk_shape
+        what = "display RGB" if display else "surface reflectance"
         array(
             "patches",
             (h, w, size, size, len(bands)),
             (1, 1, size, size, len(bands)),
-            "float16",
-            np.nan,
+            "uint8" if display else "float16",
+            0 if display else np.nan,
             ("y", "x", "py", "px", "band"),
-            long_name=f"surface reflectance ({', '.join(bands)})",
+            long_name=f"{what} ({', '.join(bands)})",
         )
         array(
             "status",
@@ -89,13 +98,14 @@ class CellFiles:
             or metadata.order != "C"
             or metadata.filters
             or metadata.compressor is None
-            or np.dtype(metadata.dtype.to_native_dtype()) != np.dtype("<f2")
+            or np.dtype(metadata.dtype.to_native_dtype()) not in CELL_TYPES
         ):
             raise SourceError(
                 f"patch cache {location.text} has an unknown layout (one it did not write)"
             )
         self.cell_shape = tuple(int(n) for n in shape[2:])
-        self.fill = metadata.fill_value
+        self.dtype = np.dtype(metadata.dtype.to_native_dtype())
+        self.fill = metadata.fill_value or 0  # none for uint8: Zarr reads 0
         self._key = metadata.encode_chunk_key
         self._compressor: Any = metadata.compressor
         self._fs = None if location.is_local else location.filesystem()
@@ -104,8 +114,8 @@ class CellFiles:
         return self.location.child(f"patches/{self._key((row, col, 0, 0, 0))}")
 
     def read(self, row: int, col: int, out: np.ndarray) -> bool:
-        """The cell's patch into `out` (contiguous, float16; the fill value where no file is);
-        False when its file does not decode (zeros in `out` then)."""
+        """The cell's patch into `out` (contiguous, of `dtype`; the fill value where no file
+        is); False when its file does not decode (zeros in `out` then)."""
         path = self.path(row, col)
         try:
             data = self._fs.cat_file(path) if self._fs else Path(path).read_bytes()
@@ -122,8 +132,8 @@ class CellFiles:
     def write(
         self, rows: np.ndarray, cols: np.ndarray, patches: np.ndarray, keep: np.ndarray
     ) -> None:
-        """Cell (rows[i], cols[i]) gets patches[i] (cast to float16) where keep[i], and no file
-        (the fill value: NaN) where not, so that a cell fetched again never keeps a stale patch."""
+        """Cell (rows[i], cols[i]) gets patches[i] (cast to `dtype`) where keep[i], and no file
+        (the fill value) where not, so that a cell fetched again never keeps a stale patch."""
         for row, col, patch, kept in zip(
             rows.tolist(), cols.tolist(), patches, keep.tolist(), strict=True
         ):
@@ -135,7 +145,7 @@ class CellFiles:
                 else:
                     Path(path).unlink(missing_ok=True)
                 continue
-            data = self._compressor.encode(np.ascontiguousarray(patch, dtype=np.float16))
+            data = self._compressor.encode(np.ascontiguousarray(patch, dtype=self.dtype))
             if self._fs is not None:
                 self._fs.pipe_file(path, data)
             else:
