@@ -519,3 +519,40 @@ def test_display_rgb_is_cached_as_uint8_and_older_float16_caches_still_read(tmp_
         source.close()
         assert batch.valid.all() and batch.patches.dtype == np.uint8, name
         np.testing.assert_array_equal(batch.patches, expected, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "internal_mask"),
+    [
+        ("uint16", 0, False),
+        ("int16", -32768, False),
+        ("uint8", None, True),
+        ("float32", -9999.0, False),
+    ],
+)
+def test_window_values_are_the_masked_read(tmp_path, dtype, nodata, internal_mask):
+    """A window's values with NaN where GDAL's mask says no data, whether the mask is a small
+    integer nodata value (compared directly) or anything else (GDAL's masked read)."""
+    from rasterio.windows import Window
+
+    from prom3e_geo.imagery.geometry import window_values
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 200, (2, 50, 50)).astype(dtype)
+    hole = np.zeros((50, 50), bool)
+    hole[10:20, 5:30] = True
+    profile = {"driver": "GTiff", "width": 50, "height": 50, "count": 2, "dtype": dtype,
+               "crs": "EPSG:32614", "transform": Affine(10, 0, 580_000, 0, -10, 4_100_000)}  # fmt: skip
+    path = tmp_path / "r.tif"
+    with rasterio.open(path, "w", nodata=nodata, **profile) as ds:
+        if nodata is not None:
+            data[:, hole] = nodata
+        ds.write(data)
+        if internal_mask:
+            ds.write_mask(np.where(hole, 0, 255).astype("uint8"))
+    with rasterio.open(path) as ds:
+        window = Window(2, 3, 40, 30)
+        expected = ds.read([2, 1], window=window, out_dtype="float32", masked=True).filled(np.nan)
+        got = window_values(ds, [2, 1], window)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(got[:, 7:17, 3:28]).all() and np.isnan(got).sum() == 2 * 10 * 25

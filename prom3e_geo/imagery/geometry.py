@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pyproj import Transformer
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
@@ -25,6 +26,8 @@ from rasterio.windows import Window, from_bounds
 if TYPE_CHECKING:
     from affine import Affine
     from rasterio.io import DatasetReader
+
+SMALL_INTEGERS = frozenset({"uint8", "int8", "uint16", "int16"})  # exact in float32
 
 
 def utm_epsg(lon: np.ndarray | float, lat: np.ndarray | float) -> np.ndarray:
@@ -172,9 +175,29 @@ def warp_patch(
         if window is None:
             out[slots] = resampled(ds, indexes, crs, transform, size)
         else:
-            data = ds.read(indexes, window=window, out_dtype="float32", masked=True)
-            out[slots] = data.filled(np.nan)
+            out[slots] = window_values(ds, indexes, window)
     return out
+
+
+def window_values(ds: DatasetReader, indexes: list[int], window: Window) -> np.ndarray:
+    """Bands `indexes` in a window as float32, NaN where the dataset's mask says no data. Bands
+    of 8 or 16-bit integers masked by a nodata value (a Sentinel-2 asset's 0) are masked here by
+    comparing with that value, exact in float32: GDAL would read the window again for it."""
+    by_value = all(
+        ds.dtypes[i - 1] in SMALL_INTEGERS
+        and set(ds.mask_flag_enums[i - 1]) <= {MaskFlags.nodata, MaskFlags.all_valid}
+        for i in indexes
+    )
+    if not by_value:
+        filled: np.ndarray = ds.read(
+            indexes, window=window, out_dtype="float32", masked=True
+        ).filled(np.nan)
+        return filled
+    values: np.ndarray = ds.read(indexes, window=window, out_dtype="float32")
+    for band, i in zip(values, indexes, strict=True):
+        if (nodata := ds.nodatavals[i - 1]) is not None:
+            band[band == np.float32(nodata)] = np.nan
+    return values
 
 
 def aligned_window(ds: DatasetReader, crs: CRS, transform: Affine, size: int) -> Window | None:
