@@ -258,6 +258,23 @@ def test_stac_takes_the_least_cloudy_scene_with_data_and_removes_the_offset(stac
     assert source.traffic["searches"] == 3 and source.traffic["asset opens"] == 4 * 3
 
 
+def test_stac_cells_beyond_a_tiles_share_of_threads_share_asset_handles(stac):
+    """With 2 read threads a request tile's cells are read by at most 2 jobs, each opening the
+    item's three assets once for all its cells; every patch is still its own window."""
+    source = open_source(f"stac:{stac.url}/stac?size={SIZE}&retry_wait=0&workers=2")
+    assert source.jobs_per_tile == 2
+    x, y = np.meshgrid(np.arange(581_000.0, 585_000.0, 1_000.0), [4_098_000.0, 4_097_000.0])
+    lon, lat = Transformer.from_crs(32614, 4326, always_xy=True).transform(x.ravel(), y.ravel())
+    batch = source.fetch(np.asarray(lon), np.asarray(lat))
+    source.close()
+    assert batch.valid.all() and {m["scene"] for m in batch.meta} == {"A"}
+    for i in range(8):
+        _, _, left, top = utm_corner(lon[i], lat[i], 32614)
+        np.testing.assert_allclose(batch.patches[i], expected_patch(32614, left, top), atol=1e-6)
+    tiles = source.traffic["searches"]
+    assert source.traffic["asset opens"] <= 3 * 2 * tiles < 3 * 8  # not three per cell
+
+
 def test_stac_search_faults_are_retried(stac):
     stac.stac_faults.extend(["429", "500"])
     source = open_source(f"stac:{stac.url}/stac?size={SIZE}&retry_wait=0")

@@ -12,7 +12,9 @@ item whose footprint contains it, falling back to the next one when that item's 
 mostly nodata there. Request tiles are searched by a few threads at once and their cells read
 by `workers` threads (latency is hidden by overlapping requests: each cell's patch is a
 windowed, reprojected read, `geometry.warp_patch`, on handles its thread opened, so only the
-header and the COG blocks under the patch travel; GDAL's cache keeps a header once per asset). Digital numbers become reflectance as (DN - offset) / 10000, where the offset is 1000
+header and the COG blocks under the patch travel; GDAL's cache keeps a header once per asset).
+Where a tile holds more cells of an item than its share of the threads, a thread reads several
+on the same handles (fewer opens, and blocks shared by neighbouring patches read once). Digital numbers become reflectance as (DN - offset) / 10000, where the offset is 1000
 for processing baseline 04.00 and later unless the provider already removed it
 (`earthsearch:boa_offset_applied`), so values match across baselines.
 """
@@ -125,8 +127,14 @@ class StacSource:
         # each opening its own handles (a GDAL dataset is not thread-safe); the connections
         # held never exceed the threads of the two pools
         self.workers = int(o.workers)
-        self._tile_pool = ThreadPoolExecutor(min(8, self.workers), "prom3e-stac-search")
+        searchers = min(8, self.workers)
+        self._tile_pool = ThreadPoolExecutor(searchers, "prom3e-stac-search")
         self._read_pool = ThreadPoolExecutor(self.workers, "prom3e-stac-read")
+        # a tile's cells in an item are read by this many jobs at most (twice its share of the
+        # read threads, so that threads do not idle while a tile's last jobs finish); cells
+        # beyond that share a job's asset handles (an open is a round trip and ~1 ms of CPU)
+        # and the blocks GDAL has cached for them
+        self.jobs_per_tile = max(1, 2 * self.workers // searchers)
         self.policy = RetryPolicy(int(retries), float(retry_wait), float(timeout))
         self._client: Client | None = None
         self._lock = threading.Lock()
@@ -211,8 +219,11 @@ class StacSource:
             footprint = shape(item.geometry)
             cells = [i for i in remaining if footprint.contains(Point(lon[i], lat[i]))]
             if cells:
+                # at most `jobs_per_tile` jobs, each reading its cells on handles opened once
+                groups = np.array_split(cells, min(len(cells), self.jobs_per_tile))
                 jobs = [
-                    self._read_pool.submit(self._read, item, i, placement, batch) for i in cells
+                    self._read_pool.submit(self._read, item, group.tolist(), placement, batch)
+                    for group in groups
                 ]
                 for job in jobs:
                     job.result()
@@ -233,44 +244,47 @@ class StacSource:
         items = list(search.items())
         return sorted(items, key=lambda item: item.properties.get("eo:cloud_cover", 100.0))
 
-    def _band(self, href: str, placement: PatchPlacement, i: int) -> np.ndarray:
-        """One band of cell `i`'s patch: one asset open at a time, so a thread holds one
-        connection."""
-        with rasterio.open(href) as ds:
-            self.traffic.add("asset opens")
-            out = warp_patch([(ds, 1)], placement.crs(i), placement.transform(i), self.size)
-        band: np.ndarray = out[0]
-        return band
-
-    def _read(self, item: Item, i: int, placement: PatchPlacement, batch: PatchBatch) -> None:
-        """The patch of cell `i` from one item (its assets opened in this thread)."""
+    def _read(
+        self, item: Item, cells: list[int], placement: PatchPlacement, batch: PatchBatch
+    ) -> None:
+        """The patches of `cells` from one item, in this thread: each asset opened once for
+        all of them, one at a time (a thread holds one connection)."""
         missing = [a for a in self.assets if a not in item.assets]
         if missing:
-            batch.meta[i] = {"error": f"item {item.id} lacks asset(s) {', '.join(missing)}"}
+            for i in cells:
+                batch.meta[i] = {"error": f"item {item.id} lacks asset(s) {', '.join(missing)}"}
+            return
+        out = np.empty((len(cells), len(self.assets), self.size, self.size), np.float32)
+        try:
+            with rasterio.Env(**self.gdal_env):
+                for k, asset in enumerate(self.assets):
+                    with rasterio.open(item.assets[asset].href) as ds:
+                        self.traffic.add("asset opens")
+                        for j, i in enumerate(cells):
+                            crs, transform = placement.crs(i), placement.transform(i)
+                            out[j, k] = warp_patch([(ds, 1)], crs, transform, self.size)[0]
+        except rasterio.errors.RasterioError as exc:
+            for i in cells:
+                batch.meta[i] = {"error": f"asset read failed ({type(exc).__name__})"}
             return
         offset = boa_offset(item.properties)
         cloud = item.properties.get("eo:cloud_cover")
-        try:
-            with rasterio.Env(**self.gdal_env):
-                out = np.stack([self._band(item.assets[a].href, placement, i) for a in self.assets])
-        except rasterio.errors.RasterioError as exc:
-            batch.meta[i] = {"error": f"asset read failed ({type(exc).__name__})"}
-            return
-        nodata = float(np.isnan(out).any(axis=0).mean())
-        if nodata > self.max_nodata:
-            batch.meta[i] = {"error": "mostly nodata", "scene": item.id}
-            return
-        out -= offset  # in place: a patch is 0.8 MB of float32 per pass
-        out /= 1e4
-        batch.patches[i] = np.moveaxis(np.nan_to_num(out, copy=False), 0, -1)
-        batch.valid[i] = True
-        batch.meta[i] = {
-            "scene": item.id,
-            "date": str(item.properties.get("datetime", ""))[:10],
-            "cloud_fraction": None if cloud is None else round(cloud / 100, 4),
-            "nodata_fraction": round(nodata, 4),
-            "boa_offset": offset,
-        }
+        for patch, i in zip(out, cells, strict=True):
+            nodata = float(np.isnan(patch).any(axis=0).mean())
+            if nodata > self.max_nodata:
+                batch.meta[i] = {"error": "mostly nodata", "scene": item.id}
+                continue
+            patch -= offset  # in place: a patch is 0.8 MB of float32 per pass
+            patch /= 1e4
+            batch.patches[i] = np.moveaxis(np.nan_to_num(patch, copy=False), 0, -1)
+            batch.valid[i] = True
+            batch.meta[i] = {
+                "scene": item.id,
+                "date": str(item.properties.get("datetime", ""))[:10],
+                "cloud_fraction": None if cloud is None else round(cloud / 100, 4),
+                "nodata_fraction": round(nodata, 4),
+                "boa_offset": offset,
+            }
 
 
 def _signer(url: str) -> Callable[[Any], None] | None:
