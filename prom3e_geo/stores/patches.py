@@ -133,20 +133,22 @@ class CellFiles:
         self, rows: np.ndarray, cols: np.ndarray, patches: np.ndarray, keep: np.ndarray
     ) -> None:
         """Cell (rows[i], cols[i]) gets patches[i] (cast to `dtype`) where keep[i], and no file
-        (the fill value) where not, so that a cell fetched again never keeps a stale patch."""
-        for row, col, patch, kept in zip(
-            rows.tolist(), cols.tolist(), patches, keep.tolist(), strict=True
-        ):
+        (the fill value) where not, so that a cell fetched again never keeps a stale patch. On
+        object storage the batch's objects are put together (fsspec's `pipe`, concurrent on
+        s3fs and the other async file systems) rather than one round trip after another."""
+        cells = zip(rows.tolist(), cols.tolist(), patches, keep.tolist(), strict=True)
+        objects: dict[str, bytes] = {}
+        for row, col, patch, kept in cells:
             path = self.path(row, col)
-            if not kept:
-                if self._fs is not None:
-                    if self._fs.exists(path):
-                        self._fs.rm_file(path)
+            if kept:
+                data = self._compressor.encode(np.ascontiguousarray(patch, dtype=self.dtype))
+                if self._fs is None:
+                    Path(path).write_bytes(data)
                 else:
-                    Path(path).unlink(missing_ok=True)
-                continue
-            data = self._compressor.encode(np.ascontiguousarray(patch, dtype=self.dtype))
-            if self._fs is not None:
-                self._fs.pipe_file(path, data)
-            else:
-                Path(path).write_bytes(data)
+                    objects[path] = data
+            elif self._fs is None:
+                Path(path).unlink(missing_ok=True)
+            elif self._fs.exists(path):
+                self._fs.rm_file(path)
+        if self._fs is not None and objects:
+            self._fs.pipe(objects)
