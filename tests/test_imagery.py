@@ -158,7 +158,11 @@ def test_fetch_fills_a_cache_and_refuses_other_settings(tmp_path, run_cli):
     assert other.code == 2 and "refusing to mix runs" in other.err and "size_px" in other.err
 
 
-def test_killed_fetch_resumes_to_an_identical_cache(tmp_path):
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_killed_or_interrupted_fetch_resumes_to_an_identical_cache(tmp_path, how):
+    """`kill -9` or Ctrl-C while batches are being fetched and written on their threads: a
+    Ctrl-C ends the run at once with exit 130 and one line; either way the re-run finishes the
+    cache to one identical to an uninterrupted run's."""
     import os
     import signal
     import subprocess
@@ -175,7 +179,8 @@ def test_killed_fetch_resumes_to_an_identical_cache(tmp_path):
     proc = subprocess.Popen(
         [exe, "fetch", *FETCH, "--cache", cache],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -184,8 +189,11 @@ def test_killed_fetch_resumes_to_an_identical_cache(tmp_path):
         ].sum() >= 5:
             break
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, getattr(signal, how))
+    _, err = proc.communicate(timeout=60)
+    if how == "SIGINT":
+        assert proc.returncode == 130 and err.splitlines()[-1] == "prom3e-geo: error: interrupted"
+        assert "Traceback" not in err
     assert 5 <= zarr.open_group(str(cache), mode="r")["chunk_done"][:].sum() < 50
     subprocess.run([exe, "fetch", *FETCH, "--cache", cache], check=True, capture_output=True)
     a, b = _cache_arrays(cache), _cache_arrays(reference)
