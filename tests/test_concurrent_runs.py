@@ -134,3 +134,25 @@ def test_two_maps_of_one_area_compute_the_store_once(tmp_path):
         first, second = a.read(1), b.read(1)
     assert np.isfinite(first).sum() > 500
     np.testing.assert_array_equal(first, second)
+
+
+def test_two_fetches_into_one_cache_fetch_it_once(tmp_path):
+    """Two `fetch` at once into one cache: one fetches every chunk, the other waits for it (and
+    says so) and fetches none; the cache equals one fetched alone, with no lock left."""
+    import zarr
+
+    area = ["--source", "demo", "--size", "32", "--aoi", "-100,33,-92,38", "--resolution",
+            "0.1", "--chunk", "8"]  # fmt: skip
+    runs = [start("fetch", *area, "--cache", tmp_path / "cache.zarr") for _ in range(2)]
+    results = [finish(p) for p in runs]
+    assert [code for code, _, _ in results] == [0, 0], results
+    summaries = sorted(err + out for _, out, err in results)
+    fetched = [s for s in summaries if "fetch: 0 chunk(s) fetched" not in s]
+    assert len(fetched) == 1, summaries
+    waited = next(s for s in summaries if "fetch: 0 chunk(s) fetched" in s)
+    assert "waiting for another run that is building" in waited and "already done" in waited
+    assert finish(start("fetch", *area, "--cache", tmp_path / "alone.zarr"))[0] == 0
+    a, b = (zarr.open_group(str(tmp_path / n), mode="r") for n in ("cache.zarr", "alone.zarr"))
+    for name in ("patches", "status", "chunk_done"):
+        np.testing.assert_array_equal(np.asarray(a[name][:]), np.asarray(b[name][:]), name)
+    assert not list(tmp_path.glob(".*"))

@@ -17,7 +17,7 @@ import zarr
 from prom3e_geo.errors import RunFailed
 from prom3e_geo.grid import Chunk, Grid
 from prom3e_geo.imagery.base import PatchBatch, PatchSource
-from prom3e_geo.stores.grid_store import array_of, scatter
+from prom3e_geo.stores.grid_store import array_of, building, scatter
 from prom3e_geo.stores.patches import INVALID, OK, CellFiles, PatchCache
 
 log = logging.getLogger(__name__)
@@ -90,77 +90,79 @@ def fill_patch_cache(
     display = getattr(source, "radiometry", "reflectance") == "display"  # uint8 RGB
     if display:
         manifest["radiometry"] = "display"
-    store = PatchCache.open_or_create(
-        cache, grid, manifest, size=size, bands=source.bands, display=display
-    )
-    pending = store.pending()
-    failed = store.chunks_with_failures() if retry_failed else []
-    total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
-    summary = FetchSummary(str(cache), total, total - len(pending))
-    work = [(c, False) for c in pending] + [(c, True) for c in failed]
-    if work:
-        log.info("grid: %s; %d chunk(s) to fetch", grid.describe(), len(work))
-    status_array = array_of(store.group, "status")
-    files = CellFiles(store.location, store.group)
+    # one fetch at a time fills a cache: a second one waits, then finds its chunks done
+    with building(cache):
+        store = PatchCache.open_or_create(
+            cache, grid, manifest, size=size, bands=source.bands, display=display
+        )
+        pending = store.pending()
+        failed = store.chunks_with_failures() if retry_failed else []
+        total = sum(1 for c in grid.chunks() if grid.mask[c.rows, c.cols].any())
+        summary = FetchSummary(str(cache), total, total - len(pending))
+        work = [(c, False) for c in pending] + [(c, True) for c in failed]
+        if work:
+            log.info("grid: %s; %d chunk(s) to fetch", grid.describe(), len(work))
+        status_array = array_of(store.group, "status")
+        files = CellFiles(store.location, store.group)
 
-    def finish(unfinished: Unfinished) -> None:
-        """Once its patches are written: a chunk's status, and its marker (or, for cells
-        fetched again, each one's status)."""
-        for write in unfinished.writes:
-            write.result()
-        chunk, cells, status = unfinished.chunk, unfinished.cells, unfinished.status
-        if unfinished.retry:
-            rows, cols = np.divmod(cells, chunk.shape[1])
-            for k in np.flatnonzero(status == OK):
-                status_array[chunk.row0 + rows[k], chunk.col0 + cols[k]] = OK
-            summary.cells_retried += cells.size
-        else:
-            status_array[chunk.rows, chunk.cols] = scatter(chunk, cells, status, 0, np.uint8)
-            store.mark_done(chunk)
-        summary.cells_fetched += int((status == OK).sum())
-        summary.cells_invalid += int((status == INVALID).sum())
-        if progress:
-            progress(min(summary.chunks_done_before + unfinished.number, total), total)
+        def finish(unfinished: Unfinished) -> None:
+            """Once its patches are written: a chunk's status, and its marker (or, for cells
+            fetched again, each one's status)."""
+            for write in unfinished.writes:
+                write.result()
+            chunk, cells, status = unfinished.chunk, unfinished.cells, unfinished.status
+            if unfinished.retry:
+                rows, cols = np.divmod(cells, chunk.shape[1])
+                for k in np.flatnonzero(status == OK):
+                    status_array[chunk.row0 + rows[k], chunk.col0 + cols[k]] = OK
+                summary.cells_retried += cells.size
+            else:
+                status_array[chunk.rows, chunk.cols] = scatter(chunk, cells, status, 0, np.uint8)
+                store.mark_done(chunk)
+            summary.cells_fetched += int((status == OK).sum())
+            summary.cells_invalid += int((status == INVALID).sum())
+            if progress:
+                progress(min(summary.chunks_done_before + unfinished.number, total), total)
 
-    # two batches are fetched at once (a source's own download pool never runs dry between
-    # batches) while the writer threads cast and write the batch before; a chunk is finished
-    # (status, marker) when the next one has been fetched, by then its writes are done
-    jobs = _batches(work, grid, status_array, batch_size)
-    fetcher = ThreadPoolExecutor(FETCHES_AHEAD, thread_name_prefix="prom3e-fetch")
-    writer = ThreadPoolExecutor(WRITERS, thread_name_prefix="prom3e-cache-write")
-    fetching: deque[tuple[BatchJob, Future[PatchBatch]]] = deque()
-    writing: deque[Future[None]] = deque()
-    unfinished: Unfinished | None = None
+        # two batches are fetched at once (a source's own download pool never runs dry between
+        # batches) while the writer threads cast and write the batch before; a chunk is finished
+        # (status, marker) when the next one has been fetched, by then its writes are done
+        jobs = _batches(work, grid, status_array, batch_size)
+        fetcher = ThreadPoolExecutor(FETCHES_AHEAD, thread_name_prefix="prom3e-fetch")
+        writer = ThreadPoolExecutor(WRITERS, thread_name_prefix="prom3e-cache-write")
+        fetching: deque[tuple[BatchJob, Future[PatchBatch]]] = deque()
+        writing: deque[Future[None]] = deque()
+        unfinished: Unfinished | None = None
 
-    def fetch_next() -> None:
-        if (job := next(jobs, None)) is not None:
-            fetching.append((job, fetcher.submit(source.fetch, job.lon, job.lat)))
+        def fetch_next() -> None:
+            if (job := next(jobs, None)) is not None:
+                fetching.append((job, fetcher.submit(source.fetch, job.lon, job.lat)))
 
-    try:
-        with store.writing():  # a full disk names the cache
-            for _ in range(FETCHES_AHEAD):
-                fetch_next()
-            while fetching:
-                job, fetched = fetching.popleft()
-                batch = fetched.result()
-                fetch_next()
-                job.chunk.status[job.part] = np.where(batch.valid, OK, INVALID)
-                summary.reasons.update(m["error"] for m in batch.meta if "error" in m)
-                write = writer.submit(files.write, *job.at, batch.patches, batch.valid)
-                job.chunk.writes.append(write)
-                writing.append(write)
-                while len(writing) > WRITES_IN_FLIGHT:  # memory: a bounded number of batches
-                    writing.popleft().result()
-                if job.last:
-                    if unfinished is not None:
-                        finish(unfinished)
-                    unfinished = job.chunk
-            if unfinished is not None:
-                finish(unfinished)
-            store.finish()
-    finally:
-        fetcher.shutdown(wait=True, cancel_futures=True)
-        writer.shutdown(wait=True, cancel_futures=True)
+        try:
+            with store.writing():  # a full disk names the cache
+                for _ in range(FETCHES_AHEAD):
+                    fetch_next()
+                while fetching:
+                    job, fetched = fetching.popleft()
+                    batch = fetched.result()
+                    fetch_next()
+                    job.chunk.status[job.part] = np.where(batch.valid, OK, INVALID)
+                    summary.reasons.update(m["error"] for m in batch.meta if "error" in m)
+                    write = writer.submit(files.write, *job.at, batch.patches, batch.valid)
+                    job.chunk.writes.append(write)
+                    writing.append(write)
+                    while len(writing) > WRITES_IN_FLIGHT:  # memory: a bounded number of batches
+                        writing.popleft().result()
+                    if job.last:
+                        if unfinished is not None:
+                            finish(unfinished)
+                        unfinished = job.chunk
+                if unfinished is not None:
+                    finish(unfinished)
+                store.finish()
+        finally:
+            fetcher.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True, cancel_futures=True)
     final = np.asarray(status_array[:])
     summary.cells_ok_in_cache = int((final == OK).sum())
     summary.cells_failed_in_cache = int((final == INVALID).sum())
