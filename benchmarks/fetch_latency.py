@@ -14,8 +14,9 @@ that `prom3e-geo fetch` runs (`fill_patch_cache`, into a patch cache on disk):
   item with its asset URLs made unique (`?p=N`), so no request tile reuses another's cached
   blocks or headers, as far-apart cells of the CONUS grid would not.
 
-The server counts the requests, the bytes and the most connections open at once; the fetching
-process's CPU time per cell (all threads) says what rate a machine with free cores reaches.
+The server counts the requests, the bytes, the most connections open at once and its own CPU
+time; the fetching process's CPU time per cell (all threads), beside the stand-in's, says how
+much of the two shared cores each takes.
 
     python benchmarks/fetch_latency.py [--part tiles|cogs|both] [--latency 0.05]
         [--bandwidth 4e6] [--cells 3000] [--passes 12]
