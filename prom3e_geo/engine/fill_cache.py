@@ -1,4 +1,10 @@
-"""Filling a patch cache: one patch per grid cell from an imagery source, resumable."""
+"""Filling a patch cache: one patch per grid cell from an imagery source, resumable.
+
+Chunk by chunk, in batches: two batches are fetched at once (a source's own download pool
+never runs dry between batches), each batch's patches are cast and written to their chunk
+files by writer threads while the next ones are fetched, and a chunk's status and completion
+marker are written once its patches are. What is held is a bounded number of batches, whatever
+the chunk size. One fetch at a time fills a cache (`stores.grid_store.building`)."""
 
 from __future__ import annotations
 
