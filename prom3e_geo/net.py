@@ -2,9 +2,10 @@
 connections, timeouts, and bounded connection pools.
 
 Every download of the package goes through a `RetryPolicy`: HTTP sessions (`session`) and
-urllib3 pools (`pool`) get it as urllib3's `Retry`, so a 429 waits what its Retry-After says and a 5xx is asked again after
-`backoff * 2**k` seconds; work that a library does for us (a hub snapshot, a resumable file
-download) runs under `RetryPolicy.call`, which waits the same `backoff * 2**k` between attempts.
+urllib3 pools (`pool`) get it as urllib3's `Retry`, so a 429 waits what its Retry-After says
+and a 5xx is asked again after `backoff * 2**k` seconds; work that a library does for us (a hub
+snapshot, a resumable file download) runs under `RetryPolicy.call`, which waits the same
+`backoff * 2**k` between attempts.
 What still fails after the retries is the caller's to report, as `DownloadError` (exit 1): a
 failure of the world is never called bad input.
 """

@@ -91,20 +91,18 @@ class CellFiles:
     def __init__(self, location: Location, group: zarr.Group) -> None:
         self.location = location
         metadata = array_of(group, "patches").metadata
-        shape = metadata.shape
+        self.dtype = np.dtype(metadata.dtype.to_native_dtype())
         if (
             not isinstance(metadata, ArrayV2Metadata)
-            or tuple(metadata.chunks) != (1, 1, *shape[2:])
+            or tuple(metadata.chunks) != (1, 1, *metadata.shape[2:])
             or metadata.order != "C"
             or metadata.filters
             or metadata.compressor is None
-            or np.dtype(metadata.dtype.to_native_dtype()) not in CELL_TYPES
+            or self.dtype not in CELL_TYPES
         ):
             raise SourceError(
                 f"patch cache {location.text} has an unknown layout (one it did not write)"
             )
-        self.cell_shape = tuple(int(n) for n in shape[2:])
-        self.dtype = np.dtype(metadata.dtype.to_native_dtype())
         self.fill = metadata.fill_value or 0  # none for uint8: Zarr reads 0
         self._key = metadata.encode_chunk_key
         self._compressor: Any = metadata.compressor
