@@ -7,6 +7,7 @@ their own `Settings` (for example another cache folder) or let a workflow read t
 | ------------------- | ---------------------------------------------------------------- |
 | `PROM3E_GEO_CACHE`  | cache folder (default `$XDG_CACHE_HOME/prom3e-geo`, else         |
 |                     | `~/.cache/prom3e-geo`): embedding stores built by `sdm`/`uncertainty` |
+|                     | and the SHA-256 of observation files already read (`digests/`)    |
 | `PROM3E_GEO_DEBUG`  | `1`: the CLI shows the traceback of an internal error            |
 | `PROM3E_GEO_PROGRESS_EVERY` | seconds between progress lines in a log (default 10)     |
 | `PROM3E_GEO_WORLDCLIM_URL` | where WorldClim 2.1's archives are downloaded from          |

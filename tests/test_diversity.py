@@ -83,7 +83,39 @@ def test_the_key_counter_counts_like_unique_in_bounded_buffers(monkeypatch):
     expected_keys, expected_counts = np.unique(np.concatenate(chunks), return_counts=True)
     np.testing.assert_array_equal(keys, expected_keys)
     np.testing.assert_array_equal(counts, expected_counts)
-    assert keys.dtype == np.int64 and counts.dtype == np.int32
+    assert keys.dtype == np.int64 and counts.dtype == np.int32  # a key beyond 32 bits came
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_indices_from_the_count_table_equal_the_textbook_formulas(dtype):
+    """Shannon from ln N - sum(n ln n) / N against -sum p ln p computed cell by cell in Python,
+    with counts up to 10^6 (where the two forms could part by rounding); richness, N and the
+    distinct species (codes with gaps, some only in one cell) against plain Python counts."""
+    rng = np.random.default_rng(5)
+    n_cells = 50
+    table: dict[int, int] = {}
+    for _ in range(400):
+        species, cell = int(rng.choice([0, 3, 4, 9, 40])), int(rng.integers(0, n_cells))
+        table[species * n_cells + cell] = int(rng.choice([1, 2, 7, 1_000_000]))
+    table[41 * n_cells + 7] = 5  # species 41 lives in one cell
+    keys = np.array(sorted(table), dtype=dtype)
+    counts = np.array([table[int(k)] for k in keys], dtype=np.int32)
+    counter = diversity._KeyCounter()
+    counter.add(np.repeat(keys, np.minimum(counts, 3)))
+    assert counter.result()[0].dtype == np.int32  # keys that fit are sorted and kept as int32
+    cells = diversity.CellSpeciesCounts(
+        keys % dtype(n_cells), counts, diversity._distinct_species(keys, n_cells)
+    )
+    shannon, richness, n_obs = diversity.diversity_indices(cells, n_cells)
+    assert cells.species == len({k // n_cells for k in table}) == 6
+    for c in range(n_cells):
+        here = [n for k, n in table.items() if k % n_cells == c]
+        total = sum(here)
+        expected = -sum(n / total * math.log(n / total) for n in here) if here else 0.0
+        assert shannon[c] == pytest.approx(expected, abs=1e-12)
+        assert (richness[c], n_obs[c]) == (len(here), total)
+        if len(here) == 1:
+            assert shannon[c] == 0.0
 
 
 def test_points_outside_grid_and_aoi_are_counted():

@@ -4,6 +4,8 @@ Per cell c with species counts n_{c,s} and N_c = sum_s n_{c,s}:
 
     richness_c = #{s : n_{c,s} > 0}
     shannon_c  = -sum_s p_{c,s} ln p_{c,s},   p_{c,s} = n_{c,s} / N_c     (nats; 0 for N_c = 0)
+               = ln N_c - (sum_s n_{c,s} ln n_{c,s}) / N_c               (as computed: one log a
+                                                                          count, no shares)
 
 Counting is sparse and vectorised: each observation becomes one integer key (species * cells +
 cell), keys are buffered and periodically reduced with a sort to (unique key, count) pairs, so
@@ -60,9 +62,9 @@ _REDUCE_EVERY = 1_000_000  # buffered keys before a reduction: 4 MB of int32 key
 class CellSpeciesCounts:
     """Sparse (cell, species) -> count table on a grid, sorted by species then cell."""
 
-    cell: np.ndarray  # int64 flat cell index
-    species: np.ndarray  # int64 species code
+    cell: np.ndarray  # flat cell index (int32 where the keys fit, else int64)
     count: np.ndarray  # int32
+    species: int = 0  # distinct species counted
     outside_grid: int = 0
     outside_aoi: int = 0
     swapped_on_grid: int = 0  # of those outside the grid: on it with lon and lat swapped
@@ -137,8 +139,9 @@ class _KeyCounter:
         self.keys, self.counts = keys, counts
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct keys, sorted (int32 when every key fits), and their counts."""
         self._reduce()
-        return self.keys.astype(np.int64), self.counts
+        return self.keys, self.counts
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -169,21 +172,36 @@ def count_cell_species(chunks: Iterable[ObservationChunk], grid: Grid) -> CellSp
         counter.add(keys)
     keys, counts = counter.result()
     return CellSpeciesCounts(
-        keys % n_cells,
-        keys // n_cells,
+        keys % keys.dtype.type(n_cells),
         counts,
+        _distinct_species(keys, n_cells),
         outside_grid,
         outside_aoi,
         swapped_on_grid,
     )
 
 
+def _distinct_species(sorted_keys: np.ndarray, n_cells: int) -> int:
+    """How many species codes occur among sorted keys (species * n_cells + cell): where each
+    code's keys would begin, and which of those ranges hold any."""
+    if sorted_keys.size == 0:
+        return 0
+    codes = np.arange(int(sorted_keys[-1]) // n_cells + 2, dtype=np.int64)
+    return int(np.count_nonzero(np.diff(np.searchsorted(sorted_keys, codes * n_cells))))
+
+
 def diversity_indices(counts: CellSpeciesCounts, n_cells: int) -> tuple[np.ndarray, ...]:
     """Flat per-cell (shannon, richness, n_obs) from a sparse count table."""
     n_obs = np.bincount(counts.cell, weights=counts.count, minlength=n_cells)
     richness = np.bincount(counts.cell, minlength=n_cells).astype(np.float64)
-    p = counts.count / n_obs[counts.cell] if counts.cell.size else np.empty(0)
-    shannon = np.bincount(counts.cell, weights=-p * np.log(p), minlength=n_cells)
+    n_log_n = counts.count.astype(np.float64)
+    np.multiply(n_log_n, np.log(n_log_n), out=n_log_n)
+    sum_n_log_n = np.bincount(counts.cell, weights=n_log_n, minlength=n_cells)
+    observed = n_obs > 0
+    shannon = np.zeros(n_cells)
+    shannon[observed] = np.log(n_obs[observed]) - sum_n_log_n[observed] / n_obs[observed]
+    shannon[richness == 1] = 0.0  # one species: exactly 0, not a rounding error either side
+    np.maximum(shannon, 0.0, out=shannon)
     return shannon, richness, n_obs
 
 
@@ -313,5 +331,5 @@ def compute_diversity(
         outside_aoi=counts.outside_aoi,
         swapped_on_grid=counts.swapped_on_grid,
         observations_counted=int(counts.count.sum()),
-        species_counted=int(np.count_nonzero(np.bincount(counts.species))),  # codes are dense
+        species_counted=counts.species,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.grid import Grid
-from prom3e_geo.hashing import BackgroundDigest
+from prom3e_geo.hashing import BackgroundDigest, KnownDigests
 from prom3e_geo.io.layers import write_layer_outputs
 from prom3e_geo.io.outputs import OutputSpec
 from prom3e_geo.io.png import Panel
@@ -24,6 +24,7 @@ from prom3e_geo.layers.diversity import (
     diversity_memory,
 )
 from prom3e_geo.observations import ObservationReader, ReadReport
+from prom3e_geo.settings import Settings
 from prom3e_geo.workflows.specs import GridSpec, provenance_command
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ def diversity(
     *,
     progress: Callable[[int, int], None] | None = None,
     command: str | None = None,
+    settings: Settings | None = None,
 ) -> DiversityResult:
-    """Count observations per cell and species, smooth, write the five bands."""
+    """Count observations per cell and species, smooth, write the five bands. The input's
+    SHA-256 for the provenance tags is remembered in the cache folder (`KnownDigests`)."""
     output.check([spec.observations])
     date_range = (spec.since, spec.until)
     built = grid.build(diversity_memory(png=output.png is not None))
@@ -72,7 +75,8 @@ def diversity(
         date_range=date_range,
         progress=progress,
     )
-    digest = BackgroundDigest(spec.observations)  # read beside the counting, not after it
+    known = KnownDigests((settings or Settings.from_environment()).cache_dir / "digests")
+    digest = BackgroundDigest(spec.observations, known)  # beside the counting, not after it
     layers = compute_diversity(reader, built, sigma=spec.sigma)
     report = reader.report
     swapped = report.swap_hint(layers.swapped_on_grid)

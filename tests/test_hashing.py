@@ -1,0 +1,111 @@
+"""Content digests: remembered for unchanged files only, and always the file's true SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rasterio
+
+from prom3e_geo import hashing
+from prom3e_geo.hashing import KnownDigests, file_sha256
+from tests.helpers import write_inat_csv
+
+EXE = Path(sys.executable).with_name("prom3e-geo")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_settled_file_is_hashed_once_and_any_change_is_seen(tmp_path, monkeypatch):
+    monkeypatch.setattr(hashing, "SETTLED_S", 0.0)
+    data = tmp_path / "obs.csv"
+    data.write_bytes(b"latitude,longitude,scientific_name\n38.5,-99.0,a\n")
+    known = KnownDigests(tmp_path / "digests")
+    assert file_sha256(data, known=known) == sha256(data)
+    assert len(list((tmp_path / "digests").glob("*.json"))) == 1
+
+    def no_reading(*args: object, **kwargs: object) -> str:
+        raise AssertionError("read again")
+
+    monkeypatch.setattr(hashing, "file_sha256", no_reading)
+    assert known.sha256(data) == sha256(data)  # remembered: not read
+    monkeypatch.undo()
+    monkeypatch.setattr(hashing, "SETTLED_S", 0.0)
+
+    size, mtime = data.stat().st_size, data.stat().st_mtime_ns
+    data.write_bytes(b"latitude,longitude,scientific_name\n38.5,-99.0,b\n")  # same size
+    os.utime(data, ns=(mtime, mtime))  # and the same modification time: the change time moves
+    assert data.stat().st_size == size
+    assert file_sha256(data, known=known) == sha256(data)
+    data.unlink()
+    data.write_bytes(b"latitude,longitude,scientific_name\n38.5,-99.0,c\n")  # a new file there
+    assert file_sha256(data, known=known) == sha256(data)
+
+
+def test_a_file_changed_just_before_hashing_is_not_remembered(tmp_path):
+    data = tmp_path / "obs.csv"
+    data.write_bytes(b"x" * 1000)  # written now: perhaps still being written
+    known = KnownDigests(tmp_path / "digests")
+    assert file_sha256(data, known=known) == sha256(data)
+    assert not (tmp_path / "digests").exists()
+
+
+def test_a_folder_that_cannot_hold_digests_only_means_hashing(tmp_path, monkeypatch):
+    monkeypatch.setattr(hashing, "SETTLED_S", 0.0)
+    data = tmp_path / "obs.csv"
+    data.write_bytes(b"y" * 1000)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    assert file_sha256(data, known=KnownDigests(blocker / "digests")) == sha256(data)
+    (tmp_path / "digests").mkdir()
+    entry = tmp_path / "digests" / "x.json"
+    entry.write_text("{not json")  # a damaged entry of some other path: ignored
+    assert file_sha256(data, known=KnownDigests(tmp_path / "digests")) == sha256(data)
+
+
+def test_diversity_tags_the_true_digest_after_the_file_is_edited_in_place(tmp_path):
+    """Through the CLI: the first run remembers the digest of a settled file; an edit that
+    keeps the file's size and name is seen by the next run, whose tag is the new content's."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PROM3E_GEO_CACHE": str(cache)}
+    rows = [(38.85, -99.75, "a"), (38.86, -99.74, "b"), (38.15, -98.15, "c")]
+    csv = write_inat_csv(tmp_path / "obs.csv", rows)
+    time.sleep(hashing.SETTLED_S + 0.2)
+
+    def tagged_digest() -> str:
+        out = tmp_path / "d.tif"
+        args = ["diversity", "--observations", csv, "--out", out, "--overwrite"]
+        done = subprocess.run([EXE, *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        with rasterio.open(out) as ds:
+            return str(ds.tags()["observations_sha256"])
+
+    assert tagged_digest() == sha256(csv)
+    (entry,) = (cache / "digests").glob("*.json")
+    assert json.loads(entry.read_text())["sha256"] == sha256(csv)
+    edited = csv.read_text().replace("-99.75", "-99.76")
+    assert len(edited) == len(csv.read_text())
+    csv.write_text(edited)
+    assert tagged_digest() == sha256(csv)
+    assert tagged_digest() == sha256(csv)
+
+
+@pytest.mark.parametrize("folder", [False, True])
+def test_without_memory_folders_and_files_hash_as_before(tmp_path, folder):
+    root = tmp_path / "weights"
+    root.mkdir()
+    (root / "a.bin").write_bytes(b"a" * 3000)
+    (root / "b.bin").write_bytes(b"b" * 10)
+    if folder:
+        expected = hashlib.sha256(b"a.bin" + b"a" * 3000 + b"b.bin" + b"b" * 10).hexdigest()
+        assert file_sha256(root, block=1024, known=KnownDigests(tmp_path / "d")) == expected
+    else:
+        assert file_sha256(root / "a.bin", block=1024) == sha256(root / "a.bin")
