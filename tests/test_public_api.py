@@ -60,7 +60,7 @@ def test_only_the_package_root_names_project_modules_for_type_checkers_alone():
     may name outside libraries (kept out of import time), never a project module, which could
     hide an upward import from the layers contract."""
     hidden = []
-    for folder in ("prom3e_geo", "cli"):
+    for folder in ("prom3e_geo", "prom3e_geo_cli"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             if path == ROOT / "prom3e_geo" / "__init__.py":
                 continue

@@ -71,7 +71,7 @@ UNCERTAINTY_STYLE = {  # layer -> (title, colour ramp)
 def embed(
     spec: PipelineSpec,
     grid: GridSpec,
-    out: Path,
+    out: str | Path,  # a path or a URL (stores.location)
     *,
     run: RunSpec | None = None,
     progress: Progress | None = None,

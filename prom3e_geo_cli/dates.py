@@ -7,7 +7,7 @@ import datetime as dt
 import click
 
 
-class IsoDate(click.ParamType):
+class IsoDate(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.5, not in 8.1
     """YYYY-MM-DD to a `datetime.date`; anything else is a usage error (exit 2)."""
 
     name = "YYYY-MM-DD"

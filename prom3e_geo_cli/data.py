@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from prom3e_geo_cli.dates import DATE
 from prom3e_geo_cli.options import (
     SOURCE_HELP,

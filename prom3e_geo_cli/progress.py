@@ -11,8 +11,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self
 
 import click
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def _quiet() -> bool:
@@ -32,7 +36,7 @@ class _Progress:
         self.every = Settings.from_environment().progress_every_s
         self.started = self.last_line = time.monotonic()
         self.lines = 0
-        self.bar = None  # a bar only on a terminal: tqdm is not even imported otherwise
+        self.bar: tqdm[Any] | None = None  # only on a terminal: tqdm is not imported otherwise
         if self.terminal:
             from tqdm import tqdm
 
@@ -57,10 +61,10 @@ class _Progress:
                 err=True,
             )
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
 
@@ -78,11 +82,11 @@ class ByteProgress(_Progress):
 class CellProgress(_Progress):
     """Grid chunks done, with live statistics of the source (requests, bytes) on a terminal."""
 
-    def __init__(self, stats: Callable[[], dict] | None = None) -> None:
+    def __init__(self, stats: Callable[[], dict[str, Any]] | None = None) -> None:
         super().__init__("grid chunks", "chunks")
         self.stats = stats
 
-    def watching(self, source) -> CellProgress:
+    def watching(self, source: object) -> CellProgress:
         """This bar, showing the source's live statistics (requests, bytes) when it has them."""
         self.stats = getattr(source, "stats", None)
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from prom3e_geo_cli.options import overwrite_option
 
 
@@ -18,7 +19,9 @@ from prom3e_geo_cli.options import overwrite_option
 )
 @click.option("--title", default=None, help="Project title (default: the file name).")
 @overwrite_option
-def qgis_project_command(out, layers, aoi, title, overwrite) -> None:
+def qgis_project_command(
+    out: Path, layers: tuple[Path, ...], aoi: str | None, title: str | None, overwrite: bool
+) -> None:
     """Write a QGIS project (.qgz or .qgs) holding LAYERS (GeoTIFFs) and the AOI outline.
 
     Each layer keeps its style sidecar (NAME.qml) and shows its provenance in Layer Properties >

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+
 from prom3e_geo_cli.options import overwrite_option
 
 
@@ -39,7 +41,16 @@ from prom3e_geo_cli.options import overwrite_option
     help="Diversity rasters: compare cells with at least N observations (default 1).",
 )
 @overwrite_option
-def compare_command(x_path, y_path, x_band, y_band, png_path, truth, min_obs, overwrite) -> None:
+def compare_command(
+    x_path: Path,
+    y_path: Path,
+    x_band: str | None,
+    y_band: str,
+    png_path: Path | None,
+    truth: Path | None,
+    min_obs: int | None,
+    overwrite: bool,
+) -> None:
     """Spearman and Pearson correlation of two layers over their common valid cells.
 
     With --truth, the second layer (a species map) is replaced by its error against the true
@@ -77,7 +88,7 @@ def compare_command(x_path, y_path, x_band, y_band, png_path, truth, min_obs, ov
     help="Report: .md (Markdown) or .html; figures go to <name>_files/ beside it.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
-def evaluate_command(recipe, out, overwrite) -> None:
+def evaluate_command(recipe: Path | None, out: Path, overwrite: bool) -> None:
     """Measure a ProM3E model: retrieval (baseline, reconstruction, hybrid), zero-shot,
     linear probes, modality gap and ||sigma||_1, as one report.
 
@@ -107,7 +118,14 @@ def evaluate_command(recipe, out, overwrite) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the epochs.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def train_command(recipe, data_paths, out, resume, epochs, device) -> None:
+def train_command(
+    recipe: Path,
+    data_paths: tuple[Path, ...],
+    out: Path,
+    resume: bool,
+    epochs: int | None,
+    device: str,
+) -> None:
     """Train ProM3E (stage 2) on all-paired modality embeddings.
 
     Writes OUT/metrics.csv, OUT/loss.png, OUT/last.safetensors, OUT/best.safetensors and
@@ -131,7 +149,7 @@ def train_command(recipe, data_paths, out, resume, epochs, device) -> None:
     click.echo(f"done: {len(history)} epochs; weights in {out / 'best.safetensors'}")
 
 
-def report_epoch(m: dict) -> None:
+def report_epoch(m: dict[str, Any]) -> None:
     parts = [f"epoch {m['epoch']}", f"loss {m['train_loss']:.4f}"]
     if "val_loss" in m:
         parts.append(f"val {m['val_loss']:.4f}")

@@ -41,7 +41,7 @@ def cache_list_command() -> None:
     default=None,
     help="Only stores unused for this many days (default: all).",
 )
-def cache_clean_command(older_than) -> None:
+def cache_clean_command(older_than: float | None) -> None:
     """Remove cached stores; the next map of their area builds them again.
 
     \b

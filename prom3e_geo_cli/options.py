@@ -6,8 +6,13 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+import prom3e_geo  # the root only (its names load on first use): the specs' types below
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 PROG = "prom3e-geo"
 SOURCE_HELP = (
@@ -21,10 +26,10 @@ def command_line() -> str:
     return shlex.join([PROG, *sys.argv[1:]])
 
 
-def with_options(options: list) -> Callable:
+def with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     """A decorator applying click options so that they appear in --help in the listed order."""
 
-    def apply(fn: Callable) -> Callable:
+    def apply(fn: F) -> F:
         for option in reversed(options):
             fn = option(fn)
         return fn
@@ -64,7 +69,7 @@ grid_options = with_options(
 )
 
 
-def grid_spec(o: dict):
+def grid_spec(o: dict[str, Any]) -> prom3e_geo.GridSpec:
     """GridSpec from the grid options (removed from `o`)."""
     from prom3e_geo.workflows.specs import GridSpec
 
@@ -93,7 +98,7 @@ output_options = with_options(
 )
 
 
-def output_spec(o: dict):
+def output_spec(o: dict[str, Any]) -> prom3e_geo.OutputSpec:
     """OutputSpec from the output options (removed from `o`)."""
     from prom3e_geo.io.outputs import OutputSpec
 
@@ -198,7 +203,7 @@ pipeline_options = with_options(
 )
 
 
-def pipeline_spec(o: dict):
+def pipeline_spec(o: dict[str, Any]) -> prom3e_geo.PipelineSpec:
     """PipelineSpec from the pipeline options (removed from `o`)."""
     from prom3e_geo.engine.spec import PipelineSpec, parse_context
 
@@ -224,7 +229,11 @@ def pipeline_spec(o: dict):
 STORE_FIXED = ("aoi", "crs", "shape", "resolution", "chunk", "source", "context", "env_raster")
 
 
-def map_inputs(o: dict, embeddings: Path | None = None, store_fixed=STORE_FIXED):
+def map_inputs(
+    o: dict[str, Any],
+    embeddings: str | Path | None = None,
+    store_fixed: tuple[str, ...] = STORE_FIXED,
+) -> prom3e_geo.MapInputs:
     """MapInputs from the pipeline, grid and run options (removed from `o`), with the names of
     the options typed on the command line that an embedding store fixes."""
     from click.core import ParameterSource

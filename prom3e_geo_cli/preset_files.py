@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from prom3e_geo_cli.options import overwrite_option
 
 
@@ -33,7 +34,7 @@ def weights_list_command() -> None:
 
 @weights_group.command("info")
 @click.argument("name")
-def weights_info_command(name) -> None:
+def weights_info_command(name: str) -> None:
     """What preset NAME (or a preset recipe .yaml) consists of, and what of it is cached.
 
     \b
@@ -67,7 +68,7 @@ def weights_info_command(name) -> None:
 
 @weights_group.command("download")
 @click.argument("name")
-def weights_download_command(name) -> None:
+def weights_download_command(name: str) -> None:
     """Download preset NAME's weights (and prepare its environment) ahead of time.
 
     For an offline cluster: run this where there is internet, copy the hub cache folder
@@ -115,7 +116,14 @@ def weights_download_command(name) -> None:
 )
 @overwrite_option
 def weights_reference_command(
-    name, observations, out, context, rows, seed, thin, overwrite
+    name: str,
+    observations: Path,
+    out: Path,
+    context: str,
+    rows: int,
+    seed: int,
+    thin: float,
+    overwrite: bool,
 ) -> None:
     """Build the novelty reference of preset NAME from an observation file: locations through
     the loc encoder, the preset's environment (WorldClim for taxabind) through the env encoder,
@@ -163,7 +171,7 @@ def env_group() -> None:
     "GeoTIFFs, instead of downloading them.",
 )
 @overwrite_option
-def env_prepare_command(out, source, overwrite) -> None:
+def env_prepare_command(out: Path, source: Path | None, overwrite: bool) -> None:
     """Prepare WorldClim 2.1 (5 arc-minutes) as the 20-band env raster (elevation, bio1-19,
     each z-scored as SINR does). Downloads resume; $PROM3E_GEO_WORLDCLIM_URL sets the server.
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+
 from prom3e_geo_cli.maps import embeddings_option
 from prom3e_geo_cli.options import PROG, grid_options, map_inputs, pipeline_options
 from prom3e_geo_cli.progress import CellProgress
@@ -61,7 +63,16 @@ def basemap_url(value: str | None) -> str | None:
               type=click.FloatRange(0.01, 1024), help="Largest photo or recording accepted.")  # fmt: skip
 @pipeline_options
 @grid_options
-def serve_command(embeddings, layers, mode, host, port, basemap, max_upload_mb, **o) -> None:
+def serve_command(
+    embeddings: str | None,
+    layers: tuple[Path, ...],
+    mode: str,
+    host: str,
+    port: int,
+    basemap: str | None,
+    max_upload_mb: float,
+    **o: Any,
+) -> None:
     """A local web app: drop a photo (or a recording, or type a species name) and see its map.
 
     The store, model and towers stay loaded, so a new photo's map takes one pass of the photo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from prom3e_geo_cli.options import overwrite_option
 
 
@@ -18,7 +19,7 @@ def store_group() -> None:
 @store_group.command("push")
 @click.argument("store")
 @click.argument("target")
-def store_push_command(store, target) -> None:
+def store_push_command(store: str, target: str) -> None:
     """Upload the local embedding store STORE to TARGET, as one commit.
 
     TARGET is hf-hub:datasets/ORG/NAME[@REVISION][/PATH.zarr]; credentials come from HF_TOKEN
@@ -39,7 +40,7 @@ def store_push_command(store, target) -> None:
 @click.argument("source")
 @click.argument("dest")
 @overwrite_option
-def store_pull_command(source, dest, overwrite) -> None:
+def store_pull_command(source: str, dest: str, overwrite: bool) -> None:
     """Copy the remote embedding store SOURCE to the local folder DEST.
 
     \b

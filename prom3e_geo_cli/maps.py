@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+
 from prom3e_geo_cli.options import (
     STORE_FIXED,
     command_line,
@@ -40,7 +42,7 @@ def echo_result(
 @click.option(
     "--out", required=True, help="Embedding store (.zarr): a path, s3://, gs:// or az://."
 )
-def embed_command(out, **o) -> None:
+def embed_command(out: str, **o: Any) -> None:
     """Run the encoders and ProM3E over every grid cell into an embedding store.
 
     Re-running resumes an interrupted store; a store made by another pipeline is refused.
@@ -98,7 +100,16 @@ def embed_command(out, **o) -> None:
 @output_options
 @pipeline_options
 @grid_options
-def sdm_command(queries, embeddings, mode, delta, target, rescale, threshold, **o) -> None:
+def sdm_command(
+    queries: tuple[str, ...],
+    embeddings: str | None,
+    mode: str,
+    delta: float,
+    target: str | None,
+    rescale: bool,
+    threshold: float | None,
+    **o: Any,
+) -> None:
     """Species-distribution similarity map for query photos (one band per query).
 
     \b
@@ -148,7 +159,14 @@ def sdm_command(queries, embeddings, mode, delta, target, rescale, threshold, **
 @output_options
 @pipeline_options
 @grid_options
-def uncertainty_command(embeddings, store_context, calibration, layer, reference, **o) -> None:
+def uncertainty_command(
+    embeddings: str | None,
+    store_context: str,
+    calibration: Path | None,
+    layer: str,
+    reference: Path | None,
+    **o: Any,
+) -> None:
     """An uncertainty layer per cell for the chosen --context: the paper's ||sigma||_1 map, the
     calibrated expected error, novelty, or trust.
 
@@ -195,7 +213,9 @@ def uncertainty_command(embeddings, store_context, calibration, layer, reference
     help="FastICA iterations; a fit that does not converge in them exits 1.",
 )
 @output_options
-def ica_command(embeddings, token, model, seed, max_iter, **o) -> None:
+def ica_command(
+    embeddings: str, token: str, model: str | None, seed: int, max_iter: int, **o: Any
+) -> None:
     """Three independent components of a per-cell embedding as an RGB map (FastICA).
 
     \b

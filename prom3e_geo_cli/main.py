@@ -18,6 +18,12 @@ import warnings
 from collections.abc import Callable
 
 import click
+
+from prom3e_geo import __version__
+from prom3e_geo.errors import InputError, RunFailed
+from prom3e_geo.io.outputs import FAULTS, WRITE_FAULTS
+from prom3e_geo.registry import Registry
+from prom3e_geo.settings import Settings
 from prom3e_geo_cli.analysis import compare_command, evaluate_command, train_command
 from prom3e_geo_cli.cache import cache_group
 from prom3e_geo_cli.data import diversity_command, fetch_command, grid_command
@@ -27,12 +33,6 @@ from prom3e_geo_cli.preset_files import env_group, weights_group
 from prom3e_geo_cli.qgis import qgis_project_command
 from prom3e_geo_cli.serve import serve_command
 from prom3e_geo_cli.store import store_group
-
-from prom3e_geo import __version__
-from prom3e_geo.errors import InputError, RunFailed
-from prom3e_geo.io.outputs import FAULTS, WRITE_FAULTS
-from prom3e_geo.registry import Registry
-from prom3e_geo.settings import Settings
 
 COMMAND_GROUPS: Registry[click.Command] = Registry("prom3e_geo.cli", "command group")
 
@@ -144,7 +144,8 @@ def main() -> int | None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     if not Settings.from_environment().debug:  # libraries' deprecation notes are not for users
         warnings.simplefilter("ignore", DeprecationWarning)
-    return cli.main(prog_name=PROG, standalone_mode=False)
+    code = cli.main(prog_name=PROG, standalone_mode=False)  # an exit code from `ctx.exit`
+    return code if isinstance(code, int) else None
 
 
 def run() -> None:
