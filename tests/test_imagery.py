@@ -398,6 +398,10 @@ def test_a_patch_on_the_rasters_own_pixels_is_its_window(tmp_path):
         assert window is not None and (window.col_off, window.row_off) == (90, 30)
         fast = warp_patch([(ds, 1), (ds, 2)], utm14, patch, 64)
         np.testing.assert_array_equal(fast, resampled(ds, [1, 2], utm14, patch, 64))
+        stale = np.full((3, 64, 64), 7.0, np.float32)  # read into a slice of a larger array
+        assert np.shares_memory(warp_patch([(ds, 2)], utm14, patch, 64, stale[1:2]), stale)
+        np.testing.assert_array_equal(stale[1], fast[1])
+        assert (stale[[0, 2]] == 7.0).all()
         assert np.isnan(fast[:, 10:30, 10:40]).all() and not np.isnan(fast[:, 30:]).any()
         np.testing.assert_array_equal(fast[0, 30:], data[0, 60:94, 90:154])
         for other, crs in (
@@ -562,5 +566,9 @@ def test_window_values_are_the_masked_read(tmp_path, dtype, nodata, internal_mas
         window = Window(2, 3, 40, 30)
         expected = ds.read([2, 1], window=window, out_dtype="float32", masked=True).filled(np.nan)
         got = window_values(ds, [2, 1], window)
+        given = np.full((2, 30, 40), 7.0, np.float32)
+        into = window_values(ds, [2, 1], window, given)
     np.testing.assert_array_equal(got, expected)
+    assert into is given
+    np.testing.assert_array_equal(given, expected)
     assert np.isnan(got[:, 7:17, 3:28]).all() and np.isnan(got).sum() == 2 * 10 * 25

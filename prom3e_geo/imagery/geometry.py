@@ -153,7 +153,11 @@ def _covering_tile(placement: PatchPlacement, cells: np.ndarray) -> RequestTile:
 
 
 def warp_patch(
-    bands: Sequence[tuple[DatasetReader, int]], crs: CRS, transform: Affine, size: int
+    bands: Sequence[tuple[DatasetReader, int]],
+    crs: CRS,
+    transform: Affine,
+    size: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bilinearly resample bands (open rasterio dataset, band index) into one patch grid.
 
@@ -162,9 +166,11 @@ def warp_patch(
     itself (same CRS and pixel size, corner on a pixel corner, wholly inside: a snapped patch
     in a Sentinel-2 asset of its zone) is read as that window, which is what the bilinear warp
     returns for it, at a tenth of the CPU; any other is warped. Returns float32
-    [len(bands), size, size].
+    [len(bands), size, size]: `out` when given (a window of one dataset is read into it, with
+    no copy).
     """
-    out = np.full((len(bands), size, size), np.nan, dtype=np.float32)
+    if out is None:
+        out = np.empty((len(bands), size, size), dtype=np.float32)
     per_dataset: dict[int, tuple[DatasetReader, list[int], list[int]]] = {}
     for k, (ds, index) in enumerate(bands):
         _, slots, indexes = per_dataset.setdefault(id(ds), (ds, [], []))
@@ -174,15 +180,20 @@ def warp_patch(
         window = aligned_window(ds, crs, transform, size)
         if window is None:
             out[slots] = resampled(ds, indexes, crs, transform, size)
+        elif len(slots) == len(out):  # every band from this dataset, in order
+            window_values(ds, indexes, window, out)
         else:
             out[slots] = window_values(ds, indexes, window)
     return out
 
 
-def window_values(ds: DatasetReader, indexes: list[int], window: Window) -> np.ndarray:
-    """Bands `indexes` in a window as float32, NaN where the dataset's mask says no data. Bands
-    of 8 or 16-bit integers masked by a nodata value (a Sentinel-2 asset's 0) are masked here by
-    comparing with that value, exact in float32: GDAL would read the window again for it."""
+def window_values(
+    ds: DatasetReader, indexes: list[int], window: Window, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Bands `indexes` in a window as float32 (into `out` when given), NaN where the dataset's
+    mask says no data. Bands of 8 or 16-bit integers masked by a nodata value (a Sentinel-2
+    asset's 0) are masked here by comparing with that value, exact in float32: GDAL would read
+    the window again for it."""
     by_value = all(
         ds.dtypes[i - 1] in SMALL_INTEGERS
         and set(ds.mask_flag_enums[i - 1]) <= {MaskFlags.nodata, MaskFlags.all_valid}
@@ -192,8 +203,13 @@ def window_values(ds: DatasetReader, indexes: list[int], window: Window) -> np.n
         filled: np.ndarray = ds.read(
             indexes, window=window, out_dtype="float32", masked=True
         ).filled(np.nan)
-        return filled
-    values: np.ndarray = ds.read(indexes, window=window, out_dtype="float32")
+        if out is None:
+            return filled
+        out[...] = filled
+        return out
+    if out is None:
+        out = np.empty((len(indexes), int(window.height), int(window.width)), np.float32)
+    values: np.ndarray = ds.read(indexes, window=window, out=out)
     for band, i in zip(values, indexes, strict=True):
         if (nodata := ds.nodatavals[i - 1]) is not None:
             band[band == np.float32(nodata)] = np.nan

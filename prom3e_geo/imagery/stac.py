@@ -262,7 +262,7 @@ class StacSource:
                         self.traffic.add("asset opens")
                         for j, i in enumerate(cells):
                             crs, transform = placement.crs(i), placement.transform(i)
-                            out[j, k] = warp_patch([(ds, 1)], crs, transform, self.size)[0]
+                            warp_patch([(ds, 1)], crs, transform, self.size, out[j, k : k + 1])
         except rasterio.errors.RasterioError as exc:
             for i in cells:
                 batch.meta[i] = {"error": f"asset read failed ({type(exc).__name__})"}
@@ -270,13 +270,15 @@ class StacSource:
         offset = boa_offset(item.properties)
         cloud = item.properties.get("eo:cloud_cover")
         for patch, i in zip(out, cells, strict=True):
-            nodata = float(np.isnan(patch).any(axis=0).mean())
+            holes = np.isnan(patch)
+            nodata = float(holes.any(axis=0).mean())
             if nodata > self.max_nodata:
                 batch.meta[i] = {"error": "mostly nodata", "scene": item.id}
                 continue
             patch -= offset  # in place: a patch is 0.8 MB of float32 per pass
             patch /= 1e4
-            batch.patches[i] = np.moveaxis(np.nan_to_num(patch, copy=False), 0, -1)
+            np.putmask(patch, holes, 0.0)  # integer bands read or warped: NaN, never inf
+            batch.patches[i] = np.moveaxis(patch, 0, -1)
             batch.valid[i] = True
             batch.meta[i] = {
                 "scene": item.id,
