@@ -248,6 +248,7 @@ def test_stac_takes_the_least_cloudy_scene_with_data_and_removes_the_offset(stac
     # 0: only A; 1: B (clearer); 2: B is nodata there -> A; 3: only C, above 20 % cloud; 4: none
     assert scenes == ["A", "B", "A", None, None]
     assert batch.valid.tolist() == [True, True, True, False, False]
+    assert not batch.patches[~batch.valid].any()  # cells without a patch hold zeros
     assert batch.meta[0]["boa_offset"] == 1000 and batch.meta[1]["boa_offset"] == 0
     for i in range(3):
         _, _, left, top = utm_corner(lon[i], lat[i], 32614)

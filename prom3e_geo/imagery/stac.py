@@ -254,31 +254,33 @@ class StacSource:
             for i in cells:
                 batch.meta[i] = {"error": f"item {item.id} lacks asset(s) {', '.join(missing)}"}
             return
-        out = np.empty((len(cells), len(self.assets), self.size, self.size), np.float32)
         try:
             with rasterio.Env(**self.gdal_env):
                 for k, asset in enumerate(self.assets):
                     with rasterio.open(item.assets[asset].href) as ds:
                         self.traffic.add("asset opens")
-                        for j, i in enumerate(cells):
+                        for i in cells:  # each band straight into the batch (channels last)
+                            band = batch.patches[i].transpose(2, 0, 1)[k : k + 1]
                             crs, transform = placement.crs(i), placement.transform(i)
-                            warp_patch([(ds, 1)], crs, transform, self.size, out[j, k : k + 1])
+                            warp_patch([(ds, 1)], crs, transform, self.size, band)
         except rasterio.errors.RasterioError as exc:
             for i in cells:
+                batch.patches[i] = 0.0  # no half-read patch left behind
                 batch.meta[i] = {"error": f"asset read failed ({type(exc).__name__})"}
             return
         offset = boa_offset(item.properties)
         cloud = item.properties.get("eo:cloud_cover")
-        for patch, i in zip(out, cells, strict=True):
+        for i in cells:
+            patch = batch.patches[i]
             holes = np.isnan(patch)
-            nodata = float(holes.any(axis=0).mean())
+            nodata = float(_any_band(holes).mean())
             if nodata > self.max_nodata:
+                patch[...] = 0.0  # invalid stays zero (a later item may still fill it)
                 batch.meta[i] = {"error": "mostly nodata", "scene": item.id}
                 continue
             patch -= offset  # in place: a patch is 0.8 MB of float32 per pass
             patch /= 1e4
             np.putmask(patch, holes, 0.0)  # integer bands read or warped: NaN, never inf
-            batch.patches[i] = np.moveaxis(patch, 0, -1)
             batch.valid[i] = True
             batch.meta[i] = {
                 "scene": item.id,
@@ -287,6 +289,15 @@ class StacSource:
                 "nodata_fraction": round(nodata, 4),
                 "boa_offset": offset,
             }
+
+
+def _any_band(mask: np.ndarray) -> np.ndarray:
+    """`mask.any(axis=-1)` of a channels-last mask, band by band: numpy reduces a last axis of
+    three elements one pixel at a time, 8x slower."""
+    out = mask[..., 0].copy()
+    for band in range(1, mask.shape[-1]):
+        out |= mask[..., band]
+    return out
 
 
 def _signer(url: str) -> Callable[[Any], None] | None:
