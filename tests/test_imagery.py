@@ -25,7 +25,7 @@ def coordinate_raster(tmp_path_factory):
     h, w = 400, 400
     transform = Affine(PIXEL, 0, ORIGIN[0], 0, -PIXEL, ORIGIN[1])
     cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    x, y = transform * (cols, rows)
+    x, y = transform @ (cols, rows)
     data = np.stack([x / 1e6, y / 1e6, np.full_like(x, 0.1)]).astype("float32")
     with rasterio.open(
         path,

@@ -329,7 +329,7 @@ def grid_window(grid: Grid, aoi: str | Aoi) -> tuple[Grid, slice, slice]:
     rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
     r = slice(int(rows[0]), int(rows[-1]) + 1)
     c = slice(int(cols[0]), int(cols[-1]) + 1)
-    transform = grid.transform * Affine.translation(c.start, r.start)
+    transform = grid.transform @ Affine.translation(c.start, r.start)
     shape = (r.stop - r.start, c.stop - c.start)
     return Grid(grid.crs, transform, shape, inside[r, c].copy(), aoi.name, grid.chunk_shape), r, c
 
