@@ -109,3 +109,28 @@ def test_without_memory_folders_and_files_hash_as_before(tmp_path, folder):
         assert file_sha256(root, block=1024, known=KnownDigests(tmp_path / "d")) == expected
     else:
         assert file_sha256(root / "a.bin", block=1024) == sha256(root / "a.bin")
+
+
+def test_two_runs_remembering_one_file_at_once_agree(tmp_path):
+    """Two `diversity` processes on one settled file, at the same time, into one cache: both
+    tag its true digest, one entry is left and no temporary file."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PROM3E_GEO_CACHE": str(cache)}
+    csv = write_inat_csv(tmp_path / "obs.csv", [(38.85, -99.75, "a"), (38.15, -98.15, "b")])
+    time.sleep(hashing.SETTLED_S + 0.2)
+    runs = [
+        subprocess.Popen(
+            [EXE, "diversity", "--observations", csv, "--out", tmp_path / f"d{k}.tif"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for k in (1, 2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err.decode()
+    for k in (1, 2):
+        with rasterio.open(tmp_path / f"d{k}.tif") as ds:
+            assert ds.tags()["observations_sha256"] == sha256(csv)
+    assert [p.suffix for p in (cache / "digests").iterdir()] == [".json"]

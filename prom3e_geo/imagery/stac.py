@@ -9,14 +9,15 @@ comma-separated; Earth Search's by default), workers (threads reading patches).
 Cells are grouped into the same UTM request tiles as the Sentinel Hub source; each tile is one
 search (bbox, time window, `eo:cloud_cover` below the limit). Every cell takes the least-cloudy
 item whose footprint contains it, falling back to the next one when that item's pixels are
-mostly nodata there. Request tiles are searched by a few threads at once and their cells read
-by `workers` threads (latency is hidden by overlapping requests: each cell's patch is a
-windowed, reprojected read, `geometry.warp_patch`, on handles its thread opened, so only the
-header and the COG blocks under the patch travel; GDAL's cache keeps a header once per asset).
-Where a tile holds more cells of an item than its share of the threads, a thread reads several
-on the same handles (fewer opens, and blocks shared by neighbouring patches read once). Digital numbers become reflectance as (DN - offset) / 10000, where the offset is 1000
-for processing baseline 04.00 and later unless the provider already removed it
-(`earthsearch:boa_offset_applied`), so values match across baselines.
+mostly nodata there. Request tiles are searched by a few threads at once and their cells read by
+`workers` threads (latency is hidden by overlapping requests: each cell's patch is a windowed,
+reprojected read, `geometry.warp_patch`, on handles its thread opened, so only the header and
+the COG blocks under the patch travel; GDAL's cache keeps a header once per asset). Where a tile
+holds more cells of an item than its share of the threads, a thread reads several on the same
+handles (fewer opens, and blocks shared by neighbouring patches read once). Digital numbers
+become reflectance as (DN - offset) / 10000, where the offset is 1000 for processing baseline
+04.00 and later unless the provider already removed it (`earthsearch:boa_offset_applied`), so
+values match across baselines.
 """
 
 from __future__ import annotations
