@@ -39,6 +39,11 @@ class Settings:
     worldclim_url: str = WORLDCLIM_URL
     memory_limit: int | None = None  # bytes
 
+    @property
+    def digests_dir(self) -> Path:
+        """Where the SHA-256 of files already read is remembered (`hashing.KnownDigests`)."""
+        return self.cache_dir / "digests"
+
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from prom3e_geo.settings import Settings
 from prom3e_geo_cli.dates import DATE
 from prom3e_geo_cli.options import (
     SOURCE_HELP,
@@ -74,12 +75,23 @@ def diversity_command(**o: Any) -> None:
     Example:
       prom3e-geo diversity --observations inat.csv --out div.tif --png div.png
     """
+    from prom3e_geo.hashing import BackgroundDigest, KnownDigests
+
+    settings = Settings.from_environment()
+    # the input's SHA-256 begins before the workflow's libraries load (on the idle core)
+    digest = BackgroundDigest(o["observations"], KnownDigests(settings.digests_dir))
     from prom3e_geo.workflows.diversity import DiversitySpec, diversity
 
     grid, output = grid_spec(o), output_spec(o)
     with ByteProgress("reading observations") as bar:
         result = diversity(
-            DiversitySpec(**o), grid, output, progress=bar.update_to, command=command_line()
+            DiversitySpec(**o),
+            grid,
+            output,
+            progress=bar.update_to,
+            command=command_line(),
+            settings=settings,
+            digest=digest,
         )
     layers = result.layers
     click.echo(f"observations: {result.report.summary()}")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import rasterio
 
 from prom3e_geo import hashing
-from prom3e_geo.hashing import KnownDigests, file_sha256
+from prom3e_geo.hashing import BackgroundDigest, KnownDigests, file_sha256
 from tests.helpers import write_inat_csv
 
 EXE = Path(sys.executable).with_name("prom3e-geo")
@@ -134,3 +135,94 @@ def test_two_runs_remembering_one_file_at_once_agree(tmp_path):
         with rasterio.open(tmp_path / f"d{k}.tif") as ds:
             assert ds.tags()["observations_sha256"] == sha256(csv)
     assert [p.suffix for p in (cache / "digests").iterdir()] == [".json"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_hashes_are_the_files_sha256_across_block_edges(tmp_path, monkeypatch, size):
+    monkeypatch.setattr(hashing, "HASH_BLOCK", 4096)
+    data = tmp_path / "obs.csv"
+    data.write_bytes(os.urandom(size))
+    assert file_sha256(data, block=4096) == sha256(data)
+    assert BackgroundDigest(data).result() == sha256(data)
+
+
+def test_a_digest_asked_for_early_is_finished_by_the_asking_thread(tmp_path, monkeypatch):
+    """The hashing thread (lowest priority, here held back) never finishes it: the thread
+    that asks hashes the whole file itself, and the held-back thread then stops."""
+    monkeypatch.setattr(hashing, "HASH_BLOCK", 1024)
+    data = tmp_path / "obs.csv"
+    data.write_bytes(os.urandom(50 * 1024 + 7))
+    held, threads = threading.Event(), set()
+    monkeypatch.setattr(hashing, "lowest_priority", held.wait)
+    step = hashing._FileHasher.step
+
+    def recorded(self: hashing._FileHasher) -> bool:
+        threads.add(threading.current_thread().name)
+        return step(self)
+
+    monkeypatch.setattr(hashing._FileHasher, "step", recorded)
+    begun = BackgroundDigest(data)
+    assert begun.result() == sha256(data)
+    assert threads == {threading.current_thread().name}
+    held.set()
+    hasher = next(t for t in threading.enumerate() if t.name == "sha256")
+    hasher.join(timeout=5)
+    assert not hasher.is_alive() and threads == {threading.current_thread().name}
+    assert begun.result() == sha256(data)
+
+
+def test_a_digest_left_to_its_thread_is_hashed_there(tmp_path, monkeypatch):
+    monkeypatch.setattr(hashing, "HASH_BLOCK", 1024)
+    data = tmp_path / "obs.csv"
+    data.write_bytes(os.urandom(20 * 1024))
+    begun = BackgroundDigest(data)
+    hasher = next(t for t in threading.enumerate() if t.name == "sha256")
+    hasher.join(timeout=10)
+    monkeypatch.setattr(hashing, "_FileHasher", None)  # nothing is left to hash
+    assert begun.result() == sha256(data)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads' own nice values")
+def test_the_lowest_priority_is_the_calling_threads_only():
+    seen: list[int] = []
+
+    def lowered() -> None:
+        hashing.lowest_priority()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    thread = threading.Thread(target=lowered)
+    thread.start()
+    thread.join()
+    assert seen == [19]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+def test_errors_of_a_begun_digest_are_raised_where_it_is_asked_for(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError):
+        BackgroundDigest(tmp_path / "missing.csv").result()
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"a" * 10)
+    assert BackgroundDigest(folder).result() == hashlib.sha256(b"a.bin" + b"a" * 10).hexdigest()
+
+    data = tmp_path / "obs.csv"
+    data.write_bytes(b"z" * 5000)
+
+    def failing(self: hashing._FileHasher) -> bool:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(hashing._FileHasher, "step", failing)
+    begun = BackgroundDigest(data)
+    with pytest.raises(OSError, match="Input/output error"):
+        begun.result()
+
+
+def test_a_begun_digest_of_a_remembered_file_reads_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(hashing, "SETTLED_S", 0.0)
+    data = tmp_path / "obs.csv"
+    data.write_bytes(b"w" * 5000)
+    known = KnownDigests(tmp_path / "digests")
+    assert BackgroundDigest(data, known).result() == sha256(data)  # remembered now
+    monkeypatch.setattr(hashing, "_FileHasher", None)
+    assert BackgroundDigest(data, known).result() == sha256(data)

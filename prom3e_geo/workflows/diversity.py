@@ -59,9 +59,12 @@ def diversity(
     progress: Callable[[int, int], None] | None = None,
     command: str | None = None,
     settings: Settings | None = None,
+    digest: BackgroundDigest | None = None,
 ) -> DiversityResult:
     """Count observations per cell and species, smooth, write the five bands. The input's
-    SHA-256 for the provenance tags is remembered in the cache folder (`KnownDigests`)."""
+    SHA-256 for the provenance tags is remembered in the cache folder (`KnownDigests`) and
+    computed beside the counting, or is `digest`, begun by the caller (the CLI begins it
+    before this module's libraries load, on the core the imports leave idle)."""
     output.check([spec.observations])
     date_range = (spec.since, spec.until)
     built = grid.build(diversity_memory(png=output.png is not None))
@@ -75,8 +78,9 @@ def diversity(
         date_range=date_range,
         progress=progress,
     )
-    known = KnownDigests((settings or Settings.from_environment()).cache_dir / "digests")
-    digest = BackgroundDigest(spec.observations, known)  # beside the counting, not after it
+    if digest is None:
+        known = KnownDigests((settings or Settings.from_environment()).digests_dir)
+        digest = BackgroundDigest(spec.observations, known)
     layers = compute_diversity(reader, built, sigma=spec.sigma)
     report = reader.report
     swapped = report.swap_hint(layers.swapped_on_grid)
