@@ -171,6 +171,18 @@ def test_a_style_sidecar_fits_its_ramp_to_the_2nd_98th_percentiles(tmp_path):
     assert stops == sorted(stops) and len({item.get("color") for item in shader}) == len(stops)
 
 
+def test_a_style_label_reads_back_as_written(tmp_path):
+    """A label with XML's special characters (a file name or query can hold any) is escaped:
+    the sidecar parses and the label reads back unchanged."""
+    import xml.etree.ElementTree as ET
+
+    from prom3e_geo.io.qml import write_style
+
+    label = 'sdm: "Quercus" & <oaks>\tnear\nQ\'s range\r'
+    path = write_style(tmp_path / "s.tif", np.arange(20.0).reshape(4, 5), "viridis", label)
+    assert ET.parse(path).getroot().find(".//colorrampshader").get("label") == label
+
+
 @pytest.mark.parametrize("cmap", ["magma", "viridis", "inferno", "YlGn", "cividis"])
 def test_style_colours_are_matplotlibs(cmap):
     """The ramps the maps use are tabled (no matplotlib import to write a style); every ramp,

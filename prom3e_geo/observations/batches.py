@@ -9,7 +9,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.observations.files import DAMAGED, TextLayout, damaged, open_member
@@ -135,6 +134,8 @@ def parquet_batches(
     """Batches of the columns `names` of a Parquet file; the `species` column, when text,
     stays dictionary-encoded as Parquet stores it (a fraction of the memory and time of
     decoding every name)."""
+    import pyarrow.parquet as pq  # here: 5 ms of imports a text file does not need
+
     try:
         kind = schema.field(species).type
         text = [species] if pa.types.is_string(kind) or pa.types.is_large_string(kind) else []

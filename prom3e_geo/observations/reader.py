@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from prom3e_geo.errors import InputError
 from prom3e_geo.observations.batches import (
@@ -78,6 +77,8 @@ class ObservationReader:
         self.format = detect_format(self.path)
         self._geo: GeoColumn | None = None
         if self.format == "parquet":
+            import pyarrow.parquet as pq  # here: 5 ms of imports a text file does not need
+
             try:
                 self._parquet_schema = pq.read_schema(self.path)
             except (pa.ArrowInvalid, OSError) as exc:
