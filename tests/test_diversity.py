@@ -66,11 +66,14 @@ def test_counts_merge_across_chunks_and_reductions(small_grid, monkeypatch):
         np.testing.assert_array_equal(getattr(split, name), getattr(whole, name))
 
 
-def test_the_key_counter_counts_like_unique_in_bounded_buffers(monkeypatch):
+@pytest.mark.parametrize("split", [1_000_000, 1])
+def test_the_key_counter_counts_like_unique_in_bounded_buffers(monkeypatch, split):
     """Many reductions, chunks of 32- and 64-bit keys, keys seen again after they were merged:
     the same table as `np.unique`; the buffer never exceeds the larger of `_REDUCE_EVERY` and
-    twice the table, plus one chunk."""
+    twice the table, plus one chunk. With `split` 1 the last merge is made as two key ranges on
+    two threads (the late 64-bit key in the upper one)."""
     monkeypatch.setattr(diversity, "_REDUCE_EVERY", 50)
+    monkeypatch.setattr(diversity, "_SPLIT_LAST_MERGE", split)
     rng = np.random.default_rng(3)
     chunks = [rng.zipf(1.3, size=int(rng.integers(1, 40))) % 5_000 for _ in range(300)]
     chunks = [c.astype(np.int32 if i % 3 else np.int64) for i, c in enumerate(chunks)]
@@ -84,6 +87,9 @@ def test_the_key_counter_counts_like_unique_in_bounded_buffers(monkeypatch):
     np.testing.assert_array_equal(keys, expected_keys)
     np.testing.assert_array_equal(counts, expected_counts)
     assert keys.dtype == np.int64 and counts.dtype == np.int32  # a key beyond 32 bits came
+    again = counter.result()  # nothing pending: the same table, split or not
+    np.testing.assert_array_equal(again[0], expected_keys)
+    np.testing.assert_array_equal(again[1], expected_counts)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])

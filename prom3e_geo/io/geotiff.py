@@ -1,8 +1,11 @@
 """Cloud-optimised GeoTIFF writer.
 
-Bands are staged in a tiled, compressed GeoTIFF next to the output and then copied with GDAL's
-COG driver, which lays out the tiles and the internal overviews the COG way (the COG driver is
-CreateCopy-only). Cells outside the grid's AOI are forced to the declared nodata.
+Bands are staged in a tiled GeoTIFF next to the output and then copied with GDAL's COG driver,
+which compresses them and lays out the tiles and the internal overviews the COG way (the COG
+driver is CreateCopy-only). The staging file is not compressed: it is read once, by the copy
+(compressing it too took 30 of the 80 ms a five-band map of the paper grid took to write), and
+its 4 bytes a cell a band on disk are a fraction of the memory the map took to make.
+Cells outside the grid's AOI are forced to the declared nodata.
 """
 
 from __future__ import annotations
@@ -47,8 +50,6 @@ def write_cog(
         "tiled": True,
         "blockxsize": blocksize,
         "blockysize": blocksize,
-        "compress": compress,
-        "predictor": 3,
         "BIGTIFF": "IF_SAFER",
     }
     with atomic_output(path, overwrite) as tmp:

@@ -27,6 +27,7 @@ little evidence nearby to say anything.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,7 @@ DENSITY_FLOOR = 0.02  # least share of the kernel's AOI weight on observed cells
 # cell holds 4% at its centre with sigma 2: its own smoothed value stays, the far field goes)
 _REDUCE_EVERY = 1_000_000  # buffered keys before a reduction: 4 MB of int32 keys, sorted
 # while the next batches are parsed (a larger buffer leaves one long sort for the end)
+_SPLIT_LAST_MERGE = 1_000_000  # table keys from which the last merge runs on two threads
 
 
 @dataclass
@@ -116,32 +118,54 @@ class _KeyCounter:
         self._pending.append(keys)
         self._pending_n += keys.size
         if self._pending_n >= max(_REDUCE_EVERY, 2 * self.keys.size):
-            self._reduce()
+            self.keys, self.counts = _merged(self.keys, self.counts, self._take_pending())
 
-    def _reduce(self) -> None:
+    def _take_pending(self) -> np.ndarray:
         new = np.concatenate(self._pending) if self._pending else np.empty(0, np.int32)
         self._pending, self._pending_n = [], 0
-        if new.size == 0:
-            return
-        if new.dtype != np.int32 and new.max() < 2**31:
-            new = new.astype(np.int32)
-        new.sort()  # the raw keys: sorted in place, then counted by runs
-        starts = _run_starts(new)
-        keys, counts = new[starts], np.diff(np.r_[starts, new.size]).astype(np.int32)
-        del new, starts
-        if self.keys.size:  # two sorted runs: a stable sort merges them in one pass
-            keys = np.concatenate([self.keys, keys])
-            order = np.argsort(keys, kind="stable")
-            keys, counts = keys[order], np.concatenate([self.counts, counts])[order]
-            del order
-            starts = _run_starts(keys)
-            keys, counts = keys[starts], np.add.reduceat(counts, starts, dtype=np.int32)
-        self.keys, self.counts = keys, counts
+        return new
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct keys, sorted (int32 when every key fits), and their counts."""
-        self._reduce()
+        """The distinct keys, sorted (int32 when every key fits), and their counts. The last
+        merge is what the caller waits for: into a table of `_SPLIT_LAST_MERGE` keys or more,
+        the keys below and above the table's middle key are merged on two threads (numpy's
+        sorts let go of the GIL)."""
+        new = self._take_pending()
+        if self.keys.size < _SPLIT_LAST_MERGE:
+            self.keys, self.counts = _merged(self.keys, self.counts, new)
+            return self.keys, self.counts
+        half = self.keys.size // 2
+        below = new < self.keys[half]  # the table's keys are distinct: keys[:half] are below
+        lower_new, upper_new = new[below], new[~below]
+        del new, below
+        with ThreadPoolExecutor(1) as pool:
+            upper = pool.submit(_merged, self.keys[half:], self.counts[half:], upper_new)
+            parts = (_merged(self.keys[:half], self.counts[:half], lower_new), upper.result())
+        self.keys = np.concatenate([keys for keys, _ in parts])
+        self.counts = np.concatenate([counts for _, counts in parts])
         return self.keys, self.counts
+
+
+def _merged(keys: np.ndarray, counts: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct `keys` and their `counts` with the raw keys `new` counted in (`new`
+    is sorted in place)."""
+    if new.size == 0:
+        return keys, counts
+    if new.dtype != np.int32 and new.max() < 2**31:
+        new = new.astype(np.int32)
+    new.sort()  # the raw keys: sorted in place, then counted by runs
+    starts = _run_starts(new)
+    new_keys, new_counts = new[starts], np.diff(np.r_[starts, new.size]).astype(np.int32)
+    del new, starts
+    if not keys.size:
+        return new_keys, new_counts
+    # two sorted runs: a stable sort merges them in one pass
+    both = np.concatenate([keys, new_keys])
+    order = np.argsort(both, kind="stable")
+    both, both_counts = both[order], np.concatenate([counts, new_counts])[order]
+    del order
+    starts = _run_starts(both)
+    return both[starts], np.add.reduceat(both_counts, starts, dtype=np.int32)
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
