@@ -6,10 +6,12 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 SETTLED_S = 2.0  # a file changed less than this before its hash began is not remembered
@@ -30,34 +32,23 @@ def file_sha256(
     for f in files:
         if path.is_dir():
             digest.update(str(f.relative_to(path)).encode())
-        hasher = _FileHasher(f, block, digest)
-        while hasher.step():
-            pass
+        for chunk in _blocks(f, 0, block):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
-class _FileHasher:
-    """One file fed into a SHA-256 a block at a time, through one reusable buffer (no new
-    bytes object a block); `step` hashes the next block and says whether there was one."""
-
-    def __init__(self, path: Path, block: int, digest: hashlib._Hash | None = None) -> None:
-        self.digest = digest if digest is not None else hashlib.sha256()
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the last step
-        size = os.fstat(self._file.fileno()).st_size
-        self._buffer = bytearray(max(1, min(block, size + 1)))
-        self._view = memoryview(self._buffer)
-
-    def step(self) -> bool:
-        try:
-            n = self._file.readinto(self._buffer)
-        except BaseException:
-            self._file.close()
-            raise
-        if not n:
-            self._file.close()
-            return False
-        self.digest.update(self._view[:n])
-        return True
+def _blocks(path: Path, offset: int, block: int) -> Iterator[memoryview]:
+    """The bytes of `path` from `offset` on, a block at a time through one reused buffer (no
+    new bytes object a block; each view is good until the next one)."""
+    with open(path, "rb", buffering=0) as fh:
+        st = os.fstat(fh.fileno())
+        regular = stat.S_ISREG(st.st_mode) and st.st_size > 0  # not a pipe or a /proc file
+        buffer = bytearray(max(1, min(block, st.st_size - offset + 1)) if regular else block)
+        view = memoryview(buffer)
+        if offset:
+            fh.seek(offset)
+        while n := fh.readinto(buffer):
+            yield view[:n]
 
 
 class KnownDigests:
@@ -105,9 +96,9 @@ class DigestEntry:
         self.digest = digest
         changed_ns = max(self._signature[1], self._signature[2])
         settled = changed_ns < self._began_ns - int(SETTLED_S * 1e9)
-        if settled and _signature(self.path) == self._signature:
-            record = {"path": str(self.path), "signature": self._signature, "sha256": digest}
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # gone since, or a folder that cannot be written
+            if settled and _signature(self.path) == self._signature:
+                record = {"path": str(self.path), "signature": self._signature, "sha256": digest}
                 _replace(self._record, json.dumps(record))
         return digest
 
@@ -142,58 +133,62 @@ class BackgroundDigest:
     """`file_sha256(path, known=known)` of an input the run reads anyway, begun now on a thread
     of its own at the lowest CPU priority: it takes the time a core would otherwise idle (while
     the run's libraries load, while a stage waits for another) and not the time of the work the
-    run waits on. Asked for before it is done, the rest of the file is hashed by the asking
-    thread, at that thread's priority, so a busy machine cannot leave it starving. A path that
-    is not a file is left to `result`."""
+    run waits on. The thread leaves a copy of the hash's state after every block; asked for
+    before it is done, the digest is finished from that copy by the asking thread, at its own
+    priority and without waiting for the thread (on a busy machine a nice-19 thread may hardly
+    run at all). A path that is not a file is left to `result`."""
 
     def __init__(self, path: str | Path, known: KnownDigests | None = None) -> None:
-        self._path, self._known = Path(path), known
-        self._lock = threading.Lock()  # held by whichever thread hashes, one block at a time
-        self._asked = threading.Event()
-        self._entry: DigestEntry | None = None
-        self._hasher: _FileHasher | None = None
+        self._path = Path(path)
+        self._lock = threading.Lock()  # guards what the two threads share, never a read
+        self._asking = threading.Lock()  # one asking thread at a time
+        self._asked = False
+        self._partial, self._offset = hashlib.sha256(), 0  # the thread's progress
         self._digest: str | None = None
         self._error: BaseException | None = None
-        if self._path.is_file():
-            threading.Thread(target=self._run, name="sha256", daemon=True).start()
+        self._entry = known.entry(self._path) if known and self._path.is_file() else None
+        if self._entry is not None and self._entry.digest is not None:
+            self._digest = self._entry.digest
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        if self._digest is None and self._path.is_file():
+            self._thread.start()
 
     def _run(self) -> None:
         lowest_priority()
-        while not self._asked.is_set():
+        digest, done = hashlib.sha256(), 0
+        try:
+            for chunk in _blocks(self._path, 0, HASH_BLOCK):
+                digest.update(chunk)
+                done += len(chunk)
+                with self._lock:
+                    if self._asked:
+                        return  # the asking thread goes on from the last copy
+                    self._partial, self._offset = digest.copy(), done
+        except BaseException as exc:  # noqa: BLE001 - raised where the digest is asked for
             with self._lock:
-                if self._digest is not None or self._error is not None:
-                    return
-                try:
-                    if not self._advance():
-                        return
-                except BaseException as exc:  # noqa: BLE001 - raised where it is asked for
-                    self._error = exc
+                self._error = exc
+            return
+        with self._lock:
+            if not self._asked:
+                self._digest = self._finished(digest.hexdigest())
 
-    def _advance(self) -> bool:
-        """Take the hash one step further (the lock held); False once the digest is known."""
-        if self._hasher is None:
-            if not self._path.is_file():
-                self._digest = file_sha256(self._path)  # a folder, or the error of a missing one
-                return False
-            if self._known is not None:
-                self._entry = self._known.entry(self._path)
-                if self._entry.digest is not None:
-                    self._digest = self._entry.digest
-                    return False
-            self._hasher = _FileHasher(self._path, HASH_BLOCK)
-        if self._hasher.step():
-            return True
-        digest = self._hasher.digest.hexdigest()
-        self._digest = self._entry.remember(digest) if self._entry is not None else digest
-        return False
+    def _finished(self, digest: str) -> str:
+        return self._entry.remember(digest) if self._entry is not None else digest
 
     def result(self) -> str:
         """The digest, the rest of the file hashed here if the thread has not finished."""
-        self._asked.set()
-        with self._lock:
-            if self._error is not None:
-                raise self._error
-            while self._digest is None and self._advance():
-                pass
-            assert self._digest is not None  # `_advance` returns False only once it is set
+        with self._asking:
+            with self._lock:
+                self._asked = True
+                if self._digest is not None:
+                    return self._digest
+                if self._error is not None:
+                    raise self._error
+                digest, offset = self._partial.copy(), self._offset
+            if not self._path.is_file() and offset == 0:
+                self._digest = file_sha256(self._path)  # a folder, or the error of a missing one
+                return self._digest
+            for chunk in _blocks(self._path, offset, HASH_BLOCK):
+                digest.update(chunk)
+            self._digest = self._finished(digest.hexdigest())
             return self._digest

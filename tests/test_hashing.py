@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -152,23 +154,79 @@ def test_a_digest_asked_for_early_is_finished_by_the_asking_thread(tmp_path, mon
     monkeypatch.setattr(hashing, "HASH_BLOCK", 1024)
     data = tmp_path / "obs.csv"
     data.write_bytes(os.urandom(50 * 1024 + 7))
-    held, threads = threading.Event(), set()
+    held, readers = threading.Event(), set()
     monkeypatch.setattr(hashing, "lowest_priority", held.wait)
-    step = hashing._FileHasher.step
+    blocks = hashing._blocks
 
-    def recorded(self: hashing._FileHasher) -> bool:
-        threads.add(threading.current_thread().name)
-        return step(self)
+    def recorded(path: Path, offset: int, block: int) -> Iterator[memoryview]:
+        readers.add(threading.current_thread().name)
+        yield from blocks(path, offset, block)
 
-    monkeypatch.setattr(hashing._FileHasher, "step", recorded)
+    monkeypatch.setattr(hashing, "_blocks", recorded)
     begun = BackgroundDigest(data)
     assert begun.result() == sha256(data)
-    assert threads == {threading.current_thread().name}
+    assert readers == {threading.current_thread().name}
     held.set()
-    hasher = next(t for t in threading.enumerate() if t.name == "sha256")
-    hasher.join(timeout=5)
-    assert not hasher.is_alive() and threads == {threading.current_thread().name}
+    begun._thread.join(timeout=5)
+    assert not begun._thread.is_alive()
     assert begun.result() == sha256(data)
+
+
+def test_the_asking_thread_never_waits_for_a_thread_stalled_in_the_middle(tmp_path, monkeypatch):
+    """A nice-19 thread on a busy machine may stop anywhere: stalled after its third block,
+    it holds nothing the asking thread needs, which finishes from the last state it left."""
+    monkeypatch.setattr(hashing, "HASH_BLOCK", 1024)
+    data = tmp_path / "obs.csv"
+    data.write_bytes(os.urandom(10 * 1024 + 3))
+    stalled, release = threading.Event(), threading.Event()
+    blocks = hashing._blocks
+
+    def stalling(path: Path, offset: int, block: int) -> Iterator[memoryview]:
+        for k, chunk in enumerate(blocks(path, offset, block)):
+            if threading.current_thread().name == "sha256" and k == 3:
+                stalled.set()
+                release.wait()
+            yield chunk
+
+    monkeypatch.setattr(hashing, "_blocks", stalling)
+    begun = BackgroundDigest(data)
+    assert stalled.wait(timeout=10)
+    with ThreadPoolExecutor(1) as asker:  # a wait for the stalled thread fails, not hangs
+        try:
+            assert asker.submit(begun.result).result(timeout=10) == sha256(data)
+        finally:
+            release.set()
+    begun._thread.join(timeout=5)
+    assert not begun._thread.is_alive() and begun.result() == sha256(data)
+
+
+def test_an_interrupted_ask_is_asked_again_to_the_true_digest(tmp_path, monkeypatch):
+    """Ctrl-C while the asking thread hashes (a notebook's interrupt): asked again, the digest
+    is the file's, and so is the one remembered for it."""
+    monkeypatch.setattr(hashing, "HASH_BLOCK", 1024)
+    monkeypatch.setattr(hashing, "SETTLED_S", 0.0)
+    data = tmp_path / "obs.csv"
+    data.write_bytes(os.urandom(8 * 1024))
+    held = threading.Event()
+    monkeypatch.setattr(hashing, "lowest_priority", held.wait)
+    blocks, interrupts = hashing._blocks, [KeyboardInterrupt()]
+
+    def interrupted(path: Path, offset: int, block: int) -> Iterator[memoryview]:
+        for k, chunk in enumerate(blocks(path, offset, block)):
+            if k == 2 and interrupts:
+                raise interrupts.pop()
+            yield chunk
+
+    monkeypatch.setattr(hashing, "_blocks", interrupted)
+    known = KnownDigests(tmp_path / "digests")
+    begun = BackgroundDigest(data, known)
+    with pytest.raises(KeyboardInterrupt):
+        begun.result()
+    assert begun.result() == sha256(data)
+    held.set()
+    begun._thread.join(timeout=5)
+    monkeypatch.setattr(hashing, "_blocks", None)  # remembered: nothing is read
+    assert BackgroundDigest(data, known).result() == sha256(data)
 
 
 def test_a_digest_left_to_its_thread_is_hashed_there(tmp_path, monkeypatch):
@@ -176,10 +234,28 @@ def test_a_digest_left_to_its_thread_is_hashed_there(tmp_path, monkeypatch):
     data = tmp_path / "obs.csv"
     data.write_bytes(os.urandom(20 * 1024))
     begun = BackgroundDigest(data)
-    hasher = next(t for t in threading.enumerate() if t.name == "sha256")
-    hasher.join(timeout=10)
-    monkeypatch.setattr(hashing, "_FileHasher", None)  # nothing is left to hash
+    begun._thread.join(timeout=10)
+    monkeypatch.setattr(hashing, "_blocks", None)  # nothing is left to read
     assert begun.result() == sha256(data)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_pipe_is_hashed_in_whole_blocks(tmp_path):
+    """A pipe (or /dev/stdin) reports size 0: it is read in whole blocks, not byte by byte."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    payload = os.urandom(3 << 20)
+
+    def write() -> None:
+        with open(fifo, "wb") as fh:
+            fh.write(payload)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    began = time.perf_counter()
+    assert file_sha256(fifo) == hashlib.sha256(payload).hexdigest()
+    assert time.perf_counter() - began < 1.0  # byte by byte took 1.7 s
+    writer.join()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads' own nice values")
@@ -206,14 +282,20 @@ def test_errors_of_a_begun_digest_are_raised_where_it_is_asked_for(tmp_path, mon
     (folder / "a.bin").write_bytes(b"a" * 10)
     assert BackgroundDigest(folder).result() == hashlib.sha256(b"a.bin" + b"a" * 10).hexdigest()
 
+    monkeypatch.setattr(hashing, "HASH_BLOCK", 1024)
     data = tmp_path / "obs.csv"
     data.write_bytes(b"z" * 5000)
+    blocks = hashing._blocks
 
-    def failing(self: hashing._FileHasher) -> bool:
-        raise OSError(5, "Input/output error")
+    def failing(path: Path, offset: int, block: int) -> Iterator[memoryview]:
+        for k, chunk in enumerate(blocks(path, offset, block)):
+            if k == 1:
+                raise OSError(5, "Input/output error")
+            yield chunk
 
-    monkeypatch.setattr(hashing._FileHasher, "step", failing)
+    monkeypatch.setattr(hashing, "_blocks", failing)
     begun = BackgroundDigest(data)
+    begun._thread.join(timeout=5)
     with pytest.raises(OSError, match="Input/output error"):
         begun.result()
 
@@ -224,5 +306,5 @@ def test_a_begun_digest_of_a_remembered_file_reads_nothing(tmp_path, monkeypatch
     data.write_bytes(b"w" * 5000)
     known = KnownDigests(tmp_path / "digests")
     assert BackgroundDigest(data, known).result() == sha256(data)  # remembered now
-    monkeypatch.setattr(hashing, "_FileHasher", None)
+    monkeypatch.setattr(hashing, "_blocks", None)
     assert BackgroundDigest(data, known).result() == sha256(data)

@@ -120,35 +120,50 @@ class _KeyCounter:
         if self._pending_n >= max(_REDUCE_EVERY, 2 * self.keys.size):
             self.keys, self.counts = _merged(self.keys, self.counts, self._take_pending())
 
-    def _take_pending(self) -> np.ndarray:
-        new = np.concatenate(self._pending) if self._pending else np.empty(0, np.int32)
-        self._pending, self._pending_n = [], 0
-        return new
+    def _take_pending(self) -> list[np.ndarray]:
+        pending, self._pending, self._pending_n = self._pending, [], 0
+        return pending
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct keys, sorted (int32 when every key fits), and their counts. The last
         merge is what the caller waits for: into a table of `_SPLIT_LAST_MERGE` keys or more,
         the keys below and above the table's middle key are merged on two threads (numpy's
         sorts let go of the GIL)."""
-        new = self._take_pending()
-        if self.keys.size < _SPLIT_LAST_MERGE:
-            self.keys, self.counts = _merged(self.keys, self.counts, new)
+        pending = self._take_pending()
+        if not pending:
             return self.keys, self.counts
+        if self.keys.size < _SPLIT_LAST_MERGE:
+            self.keys, self.counts = _merged(self.keys, self.counts, pending)
+            return self.keys, self.counts
+        new = _joined(pending)
         half = self.keys.size // 2
         below = new < self.keys[half]  # the table's keys are distinct: keys[:half] are below
-        lower_new, upper_new = new[below], new[~below]
+        lower, upper = [new[below]], [new[~below]]  # handed over: `_merged` frees them
         del new, below
         with ThreadPoolExecutor(1) as pool:
-            upper = pool.submit(_merged, self.keys[half:], self.counts[half:], upper_new)
-            parts = (_merged(self.keys[:half], self.counts[:half], lower_new), upper.result())
+            above = pool.submit(_merged, self.keys[half:], self.counts[half:], upper)
+            parts = (_merged(self.keys[:half], self.counts[:half], lower), above.result())
         self.keys = np.concatenate([keys for keys, _ in parts])
         self.counts = np.concatenate([counts for _, counts in parts])
         return self.keys, self.counts
 
 
-def _merged(keys: np.ndarray, counts: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sorted distinct `keys` and their `counts` with the raw keys `new` counted in (`new`
-    is sorted in place)."""
+def _joined(pending: list[np.ndarray]) -> np.ndarray:
+    """The buffered key arrays as one, the list emptied (so that the caller holds no copy)."""
+    if not pending:
+        return np.empty(0, np.int32)
+    new = pending.pop() if len(pending) == 1 else np.concatenate(pending)
+    pending.clear()
+    return new
+
+
+def _merged(
+    keys: np.ndarray, counts: np.ndarray, pending: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct `keys` and their `counts` with the raw keys of `pending` counted in.
+    `pending` is emptied: its arrays are freed once their keys are counted, before the merge
+    (the table's memory bound)."""
+    new = _joined(pending)
     if new.size == 0:
         return keys, counts
     if new.dtype != np.int32 and new.max() < 2**31:
@@ -160,9 +175,10 @@ def _merged(keys: np.ndarray, counts: np.ndarray, new: np.ndarray) -> tuple[np.n
     if not keys.size:
         return new_keys, new_counts
     # two sorted runs: a stable sort merges them in one pass
-    both = np.concatenate([keys, new_keys])
+    both, both_counts = np.concatenate([keys, new_keys]), np.concatenate([counts, new_counts])
+    del new_keys, new_counts
     order = np.argsort(both, kind="stable")
-    both, both_counts = both[order], np.concatenate([counts, new_counts])[order]
+    both, both_counts = both[order], both_counts[order]
     del order
     starts = _run_starts(both)
     return both[starts], np.add.reduceat(both_counts, starts, dtype=np.int32)
