@@ -177,8 +177,16 @@ def test_killed_or_interrupted_fetch_resumes_to_an_identical_cache(tmp_path, how
     subprocess.run([exe, "fetch", *FETCH, "--cache", reference], check=True, capture_output=True)
 
     cache = tmp_path / "patches.zarr"
+    # as from a terminal: Ctrl-C's signal neither ignored nor blocked, whatever this process
+    # inherited or a library left in it (an ignored SIGINT passes to children, and Python then
+    # leaves it ignored: twice the fetch below ran to its end under the full suite)
+    as_from_a_terminal = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
     proc = subprocess.Popen(
-        [exe, "fetch", *FETCH, "--cache", cache],
+        [sys.executable, "-c", as_from_a_terminal, exe, "fetch", *FETCH, "--cache", cache],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
