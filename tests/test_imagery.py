@@ -178,8 +178,8 @@ def test_killed_or_interrupted_fetch_resumes_to_an_identical_cache(tmp_path, how
 
     cache = tmp_path / "patches.zarr"
     # as from a terminal: Ctrl-C's signal neither ignored nor blocked, whatever this process
-    # inherited or a library left in it (an ignored SIGINT passes to children, and Python then
-    # leaves it ignored: twice the fetch below ran to its end under the full suite)
+    # inherited (a suite started as a background job runs with SIGINT ignored; children inherit
+    # that across exec and Python leaves it so: the fetch below then ran to its end)
     as_from_a_terminal = (
         "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
         "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
