@@ -84,9 +84,8 @@ class DigestEntry:
         self.digest: str | None = None
         with contextlib.suppress(OSError, ValueError):
             remembered = json.loads(record.read_text())
-            if remembered.get("signature") == self._signature and remembered.get("path") == str(
-                path
-            ):
+            same = remembered.get("path") == str(path)
+            if same and remembered.get("signature") == self._signature:
                 self.digest = str(remembered["sha256"])
         self._began_ns = time.time_ns()
 
@@ -146,11 +145,12 @@ class BackgroundDigest:
         self._partial, self._offset = hashlib.sha256(), 0  # the thread's progress
         self._digest: str | None = None
         self._error: BaseException | None = None
-        self._entry = known.entry(self._path) if known and self._path.is_file() else None
-        if self._entry is not None and self._entry.digest is not None:
+        is_file = self._path.is_file()
+        self._entry = known.entry(self._path) if known and is_file else None
+        if self._entry is not None:
             self._digest = self._entry.digest
         self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        if self._digest is None and self._path.is_file():
+        if self._digest is None and is_file:
             self._thread.start()
 
     def _run(self) -> None:
