@@ -145,12 +145,12 @@ class BackgroundDigest:
         self._partial, self._offset = hashlib.sha256(), 0  # the thread's progress
         self._digest: str | None = None
         self._error: BaseException | None = None
-        is_file = self._path.is_file()
-        self._entry = known.entry(self._path) if known and is_file else None
+        self._is_file = self._path.is_file()
+        self._entry = known.entry(self._path) if known and self._is_file else None
         if self._entry is not None:
             self._digest = self._entry.digest
         self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        if self._digest is None and is_file:
+        if self._digest is None and self._is_file:
             self._thread.start()
 
     def _run(self) -> None:
@@ -185,7 +185,7 @@ class BackgroundDigest:
                 if self._error is not None:
                     raise self._error
                 digest, offset = self._partial.copy(), self._offset
-            if not self._path.is_file() and offset == 0:
+            if not self._is_file:
                 self._digest = file_sha256(self._path)  # a folder, or the error of a missing one
                 return self._digest
             for chunk in _blocks(self._path, offset, HASH_BLOCK):

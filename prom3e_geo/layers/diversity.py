@@ -149,9 +149,8 @@ class _KeyCounter:
 
 
 def _joined(pending: list[np.ndarray]) -> np.ndarray:
-    """The buffered key arrays as one, the list emptied (so that the caller holds no copy)."""
-    if not pending:
-        return np.empty(0, np.int32)
+    """The buffered key arrays (one at least) as one, the list emptied (so that the caller
+    holds no copy)."""
     new = pending.pop() if len(pending) == 1 else np.concatenate(pending)
     pending.clear()
     return new
